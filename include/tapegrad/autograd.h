@@ -1,0 +1,117 @@
+/*
+ * tapegrad/autograd.h - requires-grad, backward, grad_of, grad mode,
+ * detach and the public gradient checker.
+ *
+ * An op records a node on its context's tape when grad mode is on (the
+ * default) and some input requires grad. tg_backward() walks that tape in
+ * reverse from the loss and accumulates into .grad of every leaf (a tensor
+ * no recorded op produced) that requires grad. A tensor produced on
+ * another context's tape is treated as a leaf of this walk.
+ */
+#ifndef TAPEGRAD_AUTOGRAD_H
+#define TAPEGRAD_AUTOGRAD_H
+
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Marks a leaf as requiring grad (or not). Only floating leaves: setting it
+ * on an I64 tensor (TG_ERR_DTYPE) or on a tensor a recorded op produced
+ * (TG_ERR_MISUSE) records an error on t's context and changes nothing. */
+void tg_set_requires_grad(tg_tensor *t, bool on);
+
+bool tg_requires_grad(const tg_tensor *t);
+
+/* True when no recorded op produced t. */
+bool tg_is_leaf(const tg_tensor *t);
+
+/* The gradient accumulated into t by tg_backward(): a contiguous tensor of
+ * t's shape and dtype living in t's own context, or NULL until a backward
+ * reaches t. */
+tg_tensor *tg_grad(const tg_tensor *t);
+
+/* Sets t's accumulated gradient to zero (keeps its memory). */
+void tg_zero_grad(tg_tensor *t);
+
+/*
+ * Seeds d loss = 1 and accumulates d loss / d leaf into tg_grad(leaf) for
+ * every leaf that requires grad and that the loss depends on. Temporaries
+ * live in c, whose tape must hold the loss's graph. Deterministic: two runs
+ * give bit-identical gradients. Does not record (no create_graph; use
+ * tg_grad_of for that). Leaf gradients change only when the whole walk
+ * succeeds. Errors: TG_ERR_INVALID (NULLs), TG_ERR_SHAPE (loss with more
+ * than one element), TG_ERR_MISUSE (loss does not require grad),
+ * TG_ERR_NOMEM; a sticky error already on c is returned unchanged.
+ */
+tg_status tg_backward(tg_ctx *c, tg_tensor *loss);
+
+/* tg_backward for any output, with dout (same shape, same dtype) as its
+ * gradient. */
+tg_status tg_backward_with_grad(tg_ctx *c, tg_tensor *out, tg_tensor *dout);
+
+/*
+ * Gradients of the outputs (weighted by doutputs; NULL, or a NULL entry,
+ * means ones, allowed for one-element outputs only) with respect to each
+ * inputs[i], written to grads[i], like torch.autograd.grad. Inputs may be
+ * leaves or intermediates. The gradients are new tensors in c with the
+ * inputs' shapes and dtypes; an input the outputs do not depend on gets
+ * zeros. .grad of leaves is not touched. With create_graph the backward
+ * ops are recorded on c's tape, so the gradients are themselves
+ * differentiable (grad of grad, Hessian-vector products); without it they
+ * require no grad. Errors as tg_backward; grads[] is all NULL on error.
+ */
+tg_status tg_grad_of(tg_ctx *c, int n_out, tg_tensor *const *outputs,
+                     tg_tensor *const *doutputs, int n_in, tg_tensor *const *inputs,
+                     bool create_graph, tg_tensor **grads);
+
+/* Turns recording on c on or off and returns the previous mode. */
+bool tg_set_grad_enabled(tg_ctx *c, bool on);
+bool tg_grad_enabled(const tg_ctx *c);
+
+/* A view of x's data in c that no op produced and that requires no grad:
+ * the graph stops here. NULL (error on c) for a NULL x. */
+tg_tensor *tg_detach(tg_ctx *c, tg_tensor *x);
+
+/* ====================================================================== */
+/* Gradient checking                                                      */
+/* ====================================================================== */
+
+/* The function under test: builds an output from inputs in c. */
+typedef tg_tensor *(*tg_fn)(tg_ctx *c, tg_tensor **inputs, int n, void *user);
+
+typedef struct {
+    double eps;        /* central-difference step; default 1e-6 */
+    double atol, rtol; /* |analytic - numeric| <= atol + rtol*|numeric|; 1e-7, 1e-5 */
+    bool second_order; /* also check the gradient of the gradient; default off */
+} tg_gradcheck_opts;
+
+tg_gradcheck_opts tg_gradcheck_defaults(void);
+
+/*
+ * Checks the analytic gradient of f at the given inputs against central
+ * finite differences. The output of f is reduced to a scalar by a fixed
+ * random weighted sum. Checked inputs are the TG_F64 leaves that require
+ * grad; other inputs are passed through unchanged. Each checked input may
+ * be strided but must not overlap itself (no expanded views); its values
+ * are perturbed in place and restored exactly. Also checks that a zero
+ * output gradient gives exactly zero input gradients, that two backward
+ * runs give bit-identical results and, with second_order, the gradient of
+ * a random weighted sum of the first gradients. f runs in private contexts
+ * that gradcheck creates and frees.
+ *
+ * Returns TG_OK when everything matches, TG_ERR_GRADCHECK with a report
+ * naming the check, the input, the element and both values when not, or
+ * the error f or backward gave (TG_ERR_INVALID for NULLs, an unchecked
+ * dtype or an overlapping input; TG_ERR_NOMEM). The report (may be NULL)
+ * is always NUL-terminated when report_len > 0.
+ */
+tg_status tg_gradcheck(tg_fn f, void *user, tg_tensor **inputs, int n,
+                       const tg_gradcheck_opts *opts, char *report, size_t report_len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TAPEGRAD_AUTOGRAD_H */

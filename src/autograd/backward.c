@@ -1,0 +1,295 @@
+/*
+ * backward.c - the backward driver: tg_backward, tg_backward_with_grad and
+ * tg_grad_of.
+ *
+ * The tape is in topological order by construction, so one reverse walk
+ * over it visits every node after all of its consumers: a node's gradient
+ * is complete when the walk reaches it. Gradients of tensors that are not
+ * on this tape (leaves, tensors of other contexts) collect in a small
+ * open-addressing table in the arena; leaf .grad buffers are only written
+ * once the whole walk has succeeded. Broadcast gradients are summed back to
+ * their input's shape here, once, for every op.
+ */
+#include "../ops/ops_impl.h"
+
+#include <string.h>
+
+typedef struct {
+    tg_tensor *t;
+    tg_tensor *g;
+    int target; /* index in tg_grad_of's inputs, or -1 */
+} slot;
+
+typedef struct {
+    tg_ctx *c;
+    const char *fn;
+    int64_t nt;      /* nodes on the tape when the walk started */
+    tg_tensor **gr;  /* gradient of each node's output */
+    slot *tab;       /* off-tape tensors */
+    uint64_t mask;
+} walk;
+
+static slot *lookup(walk *w, tg_tensor *t)
+{
+    uint64_t h = ((uint64_t)(uintptr_t)t >> 4) * 0x9E3779B97F4A7C15ull;
+    for (uint64_t i = h >> 20;; i++) {
+        slot *s = &w->tab[i & w->mask];
+        if (s->t == t || !s->t) {
+            if (!s->t) {
+                s->t = t;
+                s->target = -1;
+            }
+            return s;
+        }
+    }
+}
+
+static bool on_walk_tape(const walk *w, const tg_tensor *t)
+{
+    return tg__on_tape(w->c, t) && t->node->seq < w->nt;
+}
+
+/* Where t's gradient accumulates. */
+static tg_tensor **grad_slot(walk *w, tg_tensor *t)
+{
+    return on_walk_tape(w, t) ? &w->gr[t->node->seq] : &lookup(w, t)->g;
+}
+
+static bool same_shape(const tg_tensor *a, const tg_tensor *b)
+{
+    if (a->ndim != b->ndim) return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return false;
+    return true;
+}
+
+/* g summed (or broadcast) to t's shape. */
+static tg_tensor *reduce_to(walk *w, tg_tensor *g, const tg_tensor *t, const char *what)
+{
+    tg_ctx *c = w->c;
+    if (same_shape(g, t)) return g;
+    int nd;
+    int64_t bs[TG_MAX_DIMS];
+    if (g->dtype != t->dtype ||
+        !tg__broadcast_shape(g->ndim, g->shape, t->ndim, t->shape, &nd, bs)) {
+        char a[128], b[128];
+        tg__fail(c, TG_ERR_SHAPE, "%s: %s gave a %s gradient of shape %s for an input %s %s",
+                 w->fn, what, tg_dtype_name(g->dtype), tg__fmt_shape(a, sizeof a, g->ndim, g->shape),
+                 tg_dtype_name(t->dtype), tg__fmt_shape(b, sizeof b, t->ndim, t->shape));
+        return NULL;
+    }
+    bool expand = nd != g->ndim;
+    for (int i = 0; i < nd && !expand; i++) expand = bs[i] != g->shape[i];
+    if (expand) g = tg_expand(c, g, nd, bs);
+    int axes[TG_MAX_DIMS], na = 0, lead = nd - t->ndim;
+    for (int i = 0; i < nd; i++)
+        if (i < lead || (t->shape[i - lead] == 1 && bs[i] != 1)) axes[na++] = i;
+    if (na) g = tg_sum_axes(c, g, na, axes, true);
+    return tg_reshape(c, g, t->ndim, t->shape);
+}
+
+static void accumulate(walk *w, tg_tensor **slot_, tg_tensor *g)
+{
+    *slot_ = *slot_ ? tg_add(w->c, *slot_, g) : g;
+}
+
+/* ---- in-place accumulation into leaf .grad ----------------------------- */
+
+#define ACC_KERNEL(NAME, T)                                                        \
+    static void NAME(int64_t n, char **p, const int64_t *s, void *aux)             \
+    {                                                                              \
+        (void)aux;                                                                 \
+        T *o = (T *)p[0];                                                          \
+        for (int64_t i = 0; i < n; i++) o[i] += *(const T *)(p[1] + i * s[1]);     \
+    }
+ACC_KERNEL(acc_f32, float)
+ACC_KERNEL(acc_f64, double)
+
+static tg_status commit_leaf_grads(walk *w)
+{
+    tg_ctx *c = w->c;
+    /* First make every missing buffer, so a failure changes no gradient. */
+    uint64_t cap = w->mask + 1;
+    tg_tensor **fresh = tg__arena_calloc(c, (size_t)cap, sizeof *fresh);
+    if (!fresh) return c->status;
+    for (uint64_t i = 0; i < cap; i++) {
+        slot *s = &w->tab[i];
+        if (!s->t || !s->g || !s->t->requires_grad || s->t->grad) continue;
+        tg_tensor *t = s->t;
+        tg_tensor *buf = tg__empty(t->ctx, w->fn, t->dtype, t->ndim, t->shape);
+        if (!buf) {
+            return tg__fail(c, tg_ctx_status(t->ctx) ? tg_ctx_status(t->ctx) : TG_ERR_NOMEM,
+                            "%s: cannot allocate a gradient in the leaf's context: %s", w->fn,
+                            tg_ctx_errmsg(t->ctx));
+        }
+        fresh[i] = buf;
+    }
+    for (uint64_t i = 0; i < cap; i++) {
+        slot *s = &w->tab[i];
+        if (!s->t || !s->g || !s->t->requires_grad) continue;
+        tg_tensor *t = s->t;
+        if (fresh[i]) {
+            tg__copy_strided(c, fresh[i], s->g);
+            t->grad = fresh[i];
+        } else {
+            tg_tensor *ops[2] = {t->grad, s->g};
+            tg__ew_apply(c, 2, ops, t->dtype == TG_F32 ? acc_f32 : acc_f64, NULL);
+        }
+        t->grad->st->version++;
+    }
+    return TG_OK;
+}
+
+/* ---- the walk ----------------------------------------------------------- */
+
+static uint64_t pow2_at_least(uint64_t n)
+{
+    uint64_t p = 16;
+    while (p < n) p <<= 1;
+    return p;
+}
+
+static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *outs,
+                     tg_tensor *const *douts, int n_in, tg_tensor *const *ins, bool create_graph,
+                     tg_tensor **grads)
+{
+    if (grads)
+        for (int i = 0; i < n_in; i++) grads[i] = NULL;
+    if (!c) return TG_ERR_INVALID;
+    if (c->status != TG_OK) return c->status;
+    if (n_out < 1 || !outs || (grads && (n_in < 1 || !ins)))
+        return tg__fail(c, TG_ERR_INVALID, "%s: need at least one output%s", fn,
+                        grads ? " and one input" : "");
+    bool any_grad = false;
+    for (int k = 0; k < n_out; k++) {
+        tg_tensor *o = outs[k], *d = douts ? douts[k] : NULL;
+        char a[128], b[128];
+        if (!o) return tg__fail(c, TG_ERR_INVALID, "%s: output %d is NULL", fn, k);
+        if (!tg__is_float(o->dtype))
+            return tg__fail(c, TG_ERR_DTYPE, "%s: output %d has dtype %s", fn, k,
+                            tg_dtype_name(o->dtype));
+        if (!d && tg__numel(o->ndim, o->shape) != 1)
+            return tg__fail(c, TG_ERR_SHAPE,
+                            "%s: output %d has shape %s; an implicit gradient needs one element "
+                            "(pass an output gradient)", fn, k,
+                            tg__fmt_shape(a, sizeof a, o->ndim, o->shape));
+        if (d && (!same_shape(d, o) || d->dtype != o->dtype))
+            return tg__fail(c, same_shape(d, o) ? TG_ERR_DTYPE : TG_ERR_SHAPE, "%s: output %d is %s %s but its gradient is %s %s",
+                            fn, k, tg_dtype_name(o->dtype),
+                            tg__fmt_shape(a, sizeof a, o->ndim, o->shape),
+                            tg_dtype_name(d->dtype), tg__fmt_shape(b, sizeof b, d->ndim, d->shape));
+        any_grad = any_grad || o->requires_grad;
+    }
+    for (int i = 0; grads && i < n_in; i++)
+        if (!ins[i]) return tg__fail(c, TG_ERR_INVALID, "%s: input %d is NULL", fn, i);
+    if (!any_grad && !grads)
+        return tg__fail(c, TG_ERR_MISUSE,
+                        "%s: the loss does not require grad (no input requires grad, or grad "
+                        "mode was off when it was computed)", fn);
+
+    bool prev_mode = c->grad_enabled;
+    c->grad_enabled = create_graph;
+
+    walk w = {.c = c, .fn = fn, .nt = c->tape.n};
+    uint64_t edges = (uint64_t)n_out + (uint64_t)(grads ? n_in : 0);
+    for (int64_t i = 0; i < w.nt; i++) edges += (uint64_t)c->tape.nodes[i]->n_in;
+    uint64_t cap = pow2_at_least(2 * edges + 1);
+    w.mask = cap - 1;
+    w.tab = tg__arena_calloc(c, (size_t)cap, sizeof *w.tab);
+    w.gr = tg__arena_calloc(c, (size_t)(w.nt ? w.nt : 1), sizeof *w.gr);
+    bool *reach = NULL;
+    if (!w.tab || !w.gr) goto done;
+
+    if (grads) {
+        /* A node runs only when some input leads to a requested input. */
+        for (int i = 0; i < n_in; i++)
+            if (!on_walk_tape(&w, ins[i])) lookup(&w, ins[i])->target = i;
+        reach = tg__arena_calloc(c, (size_t)(w.nt ? w.nt : 1), sizeof *reach);
+        if (!reach) goto done;
+        for (int i = 0; i < n_in; i++)
+            if (on_walk_tape(&w, ins[i])) reach[ins[i]->node->seq] = true; /* mark targets */
+        bool *is_target = reach; /* reuse: target nodes marked; now propagate */
+        bool *run_node = tg__arena_calloc(c, (size_t)(w.nt ? w.nt : 1), sizeof *run_node);
+        if (!run_node) goto done;
+        for (int64_t i = 0; i < w.nt; i++) {
+            const tg__node *n = c->tape.nodes[i];
+            for (int j = 0; j < n->n_in && !run_node[i]; j++) {
+                tg_tensor *x = n->in[j];
+                if (on_walk_tape(&w, x)) {
+                    int64_t s = x->node->seq;
+                    run_node[i] = is_target[s] || run_node[s];
+                } else {
+                    run_node[i] = lookup(&w, x)->target >= 0;
+                }
+            }
+        }
+        reach = run_node;
+    }
+
+    /* seed */
+    for (int k = 0; k < n_out; k++) {
+        tg_tensor *d = douts ? douts[k] : NULL;
+        if (!d) d = tg_full(c, outs[k]->dtype, outs[k]->ndim, outs[k]->shape, 1.0);
+        if (!d) goto done;
+        accumulate(&w, grad_slot(&w, outs[k]), d);
+    }
+
+    /* the reverse walk */
+    for (int64_t i = w.nt - 1; i >= 0 && c->status == TG_OK; i--) {
+        const tg__node *n = c->tape.nodes[i];
+        tg_tensor *g = w.gr[i];
+        if (!g || (reach && !reach[i])) continue;
+        tg_tensor *dx_local[8] = {NULL};
+        tg_tensor **dx = dx_local;
+        if (n->n_in > 8 && !(dx = tg__arena_calloc(c, (size_t)n->n_in, sizeof *dx))) break;
+        tg__ops[n->op].backward(c, n, g, dx);
+        for (int j = 0; j < n->n_in && c->status == TG_OK; j++) {
+            tg_tensor *x = n->in[j];
+            if (!dx[j] || !x->requires_grad) continue;
+            tg_tensor *d = reduce_to(&w, dx[j], x, tg__ops[n->op].name);
+            if (d) accumulate(&w, grad_slot(&w, x), d);
+        }
+    }
+    if (c->status != TG_OK) goto done;
+
+    if (!grads) {
+        commit_leaf_grads(&w);
+        goto done;
+    }
+    for (int i = 0; i < n_in && c->status == TG_OK; i++) {
+        tg_tensor *x = ins[i];
+        tg_tensor *g = *grad_slot(&w, x);
+        if (!g) g = tg_tensor_new(c, x->dtype, x->ndim, x->shape);
+        else if (g->ctx != c) g = tg_contiguous(c, g); /* never hand back a caller's tensor */
+        grads[i] = g;
+    }
+
+done:
+    c->grad_enabled = prev_mode;
+    if (c->status != TG_OK && grads)
+        for (int i = 0; i < n_in; i++) grads[i] = NULL;
+    return c->status;
+}
+
+tg_status tg_backward(tg_ctx *c, tg_tensor *loss)
+{
+    if (c && c->status == TG_OK && !loss)
+        return tg__fail(c, TG_ERR_INVALID, "tg_backward: loss is NULL");
+    return run(c, "tg_backward", 1, &loss, NULL, 0, NULL, false, NULL);
+}
+
+tg_status tg_backward_with_grad(tg_ctx *c, tg_tensor *out, tg_tensor *dout)
+{
+    if (c && c->status == TG_OK && (!out || !dout))
+        return tg__fail(c, TG_ERR_INVALID, "tg_backward_with_grad: %s is NULL",
+                        out ? "dout" : "out");
+    return run(c, "tg_backward_with_grad", 1, &out, &dout, 0, NULL, false, NULL);
+}
+
+tg_status tg_grad_of(tg_ctx *c, int n_out, tg_tensor *const *outputs,
+                     tg_tensor *const *doutputs, int n_in, tg_tensor *const *inputs,
+                     bool create_graph, tg_tensor **grads)
+{
+    if (!grads) return c ? tg__fail(c, TG_ERR_INVALID, "tg_grad_of: grads is NULL") : TG_ERR_INVALID;
+    return run(c, "tg_grad_of", n_out, outputs, doutputs, n_in, inputs, create_graph, grads);
+}

@@ -1,0 +1,88 @@
+/*
+ * tape.c - recording ops on the tape, and the per-tensor autograd state
+ * (requires_grad, .grad, detach). The backward driver is in backward.c.
+ */
+#include "tape.h"
+
+#include <string.h>
+
+bool tg__wants_grad(const tg_ctx *c, int n_in, tg_tensor *const *in)
+{
+    if (!c->grad_enabled) return false;
+    for (int i = 0; i < n_in; i++)
+        if (in[i] && in[i]->requires_grad) return true;
+    return false;
+}
+
+tg_status tg__record(tg_ctx *c, tg_op op, tg_tensor *out, int n_in, tg_tensor *const *in,
+                     tg__node **node)
+{
+    *node = NULL;
+    if (!tg__wants_grad(c, n_in, in)) return TG_OK;
+    tg__tape *tp = &c->tape;
+    if (tp->n == tp->cap) {
+        int64_t cap = tp->cap ? tp->cap * 2 : 256;
+        tg__node **nodes = tg__arena_alloc(c, (size_t)cap * sizeof *nodes);
+        if (!nodes) return c->status;
+        if (tp->n) memcpy(nodes, tp->nodes, (size_t)tp->n * sizeof *nodes);
+        tp->nodes = nodes;
+        tp->cap = cap;
+    }
+    tg__node *n = tg__arena_alloc(c, sizeof *n);
+    tg_tensor **ins = tg__arena_alloc(c, (size_t)(n_in > 0 ? n_in : 1) * sizeof *ins);
+    if (!n || !ins) return c->status;
+    memset(n, 0, sizeof *n);
+    for (int i = 0; i < n_in; i++) ins[i] = in[i];
+    n->op = op;
+    n->n_in = n_in;
+    n->in = ins;
+    n->out = out;
+    n->owner = c;
+    n->seq = tp->n;
+    tp->nodes[tp->n++] = n;
+    out->node = n;
+    out->requires_grad = true;
+    *node = n;
+    return TG_OK;
+}
+
+void tg_set_requires_grad(tg_tensor *t, bool on)
+{
+    if (!t) return;
+    if (t->node) {
+        tg__fail(t->ctx, TG_ERR_MISUSE,
+                 "tg_set_requires_grad: tensor was produced by op '%s'; only leaves can be "
+                 "marked (use tg_detach to make a leaf)", tg_op_name(t->node->op));
+        return;
+    }
+    if (on && !tg__is_float(t->dtype)) {
+        tg__fail(t->ctx, TG_ERR_DTYPE,
+                 "tg_set_requires_grad: dtype %s cannot require grad (floating only)",
+                 tg_dtype_name(t->dtype));
+        return;
+    }
+    t->requires_grad = on;
+}
+
+bool tg_requires_grad(const tg_tensor *t) { return t && t->requires_grad; }
+bool tg_is_leaf(const tg_tensor *t) { return t && !t->node; }
+tg_tensor *tg_grad(const tg_tensor *t) { return t ? t->grad : NULL; }
+
+void tg_zero_grad(tg_tensor *t)
+{
+    if (!t || !t->grad) return;
+    memset(t->grad->st->data, 0, t->grad->st->nbytes);
+    t->grad->st->version++;
+}
+
+tg_op tg_tensor_op(const tg_tensor *t) { return t && t->node ? t->node->op : TG_OP_NONE; }
+
+tg_tensor *tg_detach(tg_ctx *c, tg_tensor *x)
+{
+    if (!tg__ok(c)) return NULL;
+    if (!x) {
+        tg__fail(c, TG_ERR_INVALID, "tg_detach: input is NULL");
+        return NULL;
+    }
+    return tg__view(c, x, x->ndim, x->shape, x->stride, x->offset);
+}

@@ -1,0 +1,47 @@
+/*
+ * tape.h - the tape node and the call every op makes to record itself.
+ * Sits below the ops; the backward driver (backward.c) sits above them.
+ * Library-internal.
+ */
+#ifndef TG_TAPE_H
+#define TG_TAPE_H
+
+#include "../tensor/tensor_impl.h"
+#include "tapegrad/ops.h"
+
+#define TG__NODE_SAVED 2 /* extra tensors an op may save for backward */
+
+typedef struct tg__node {
+    tg_op op;
+    int n_in;
+    int64_t seq;          /* index on the owner's tape */
+    tg_ctx *owner;        /* whose tape */
+    tg_tensor **in;       /* n_in inputs, in the owner's arena */
+    tg_tensor *out;
+    tg_tensor *saved[TG__NODE_SAVED]; /* op-specific, may be NULL */
+    double f[2];          /* scalar arguments (exponent, scale, ...) */
+    int64_t iv[2 * TG_MAX_DIMS]; /* integer arguments (axes, perm, ...) */
+    int n_iv;
+} tg__node;
+
+/* True when an op on c with these inputs must be recorded: grad mode on
+ * and some non-NULL input requires grad. */
+bool tg__wants_grad(const tg_ctx *c, int n_in, tg_tensor *const *in);
+
+/*
+ * Records op (out = op(in...)) on c's tape when tg__wants_grad(): marks out
+ * as requiring grad, links out->node, and returns TG_OK with *node set so
+ * the op can store its arguments. When nothing needs recording *node is
+ * NULL. TG_ERR_NOMEM (recorded on c) when the arena is exhausted.
+ */
+tg_status tg__record(tg_ctx *c, tg_op op, tg_tensor *out, int n_in, tg_tensor *const *in,
+                     tg__node **node);
+
+/* True when t was produced by a node on c's current tape. */
+static inline bool tg__on_tape(const tg_ctx *c, const tg_tensor *t)
+{
+    const tg__node *n = t->node;
+    return n && n->owner == c && n->seq < c->tape.n && c->tape.nodes[n->seq] == n;
+}
+
+#endif /* TG_TAPE_H */

@@ -1,0 +1,109 @@
+/*
+ * core_impl.h - the context struct and the services every module uses:
+ * the arena, sticky errors, the RNG and the thread pool. Library-internal.
+ */
+#ifndef TG_CORE_IMPL_H
+#define TG_CORE_IMPL_H
+
+#include "tapegrad/core.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Library bugs only: never for anything a caller passes in. */
+#define TG_ASSERT(cond)                                                        \
+    do {                                                                       \
+        if (!(cond)) tg__assert_fail(__FILE__, __LINE__, #cond);               \
+    } while (0)
+_Noreturn void tg__assert_fail(const char *file, int line, const char *expr);
+
+#define TG__ALIGN 64 /* alignment of every arena allocation */
+
+typedef struct tg__chunk {
+    struct tg__chunk *next;
+    size_t size; /* usable bytes after the header */
+    size_t used;
+} tg__chunk;
+
+struct tg__node;
+struct tg__pool;
+
+typedef struct {
+    struct tg__node **nodes; /* in the arena; grows by doubling */
+    int64_t n, cap;
+} tg__tape;
+
+struct tg_ctx {
+    tg_alloc_fn alloc;
+    void *alloc_ud;
+    size_t chunk_size;
+
+    tg__chunk *head; /* every block this context holds */
+    tg__chunk *cur;  /* the block allocations come from */
+    size_t used;     /* bytes handed out since the last reset */
+
+    tg__tape tape;
+    bool grad_enabled;
+
+    tg_status status;
+    char msg[512];
+
+    uint64_t rng[4]; /* xoshiro256** state */
+
+    int n_threads;
+    struct tg__pool *pool; /* created on first parallel use */
+};
+
+/* ---- heap through the hook (for things that outlive a reset) ---------- */
+void *tg__heap_alloc(tg_ctx *c, size_t n);
+void tg__heap_free(tg_ctx *c, void *p, size_t n);
+
+/* ---- arena ------------------------------------------------------------ */
+/* n bytes aligned to TG__ALIGN, valid until the next reset; NULL with
+ * TG_ERR_NOMEM recorded on c when the allocator fails or n overflows. */
+void *tg__arena_alloc(tg_ctx *c, size_t n);
+void *tg__arena_calloc(tg_ctx *c, size_t count, size_t size);
+
+/* ---- errors ----------------------------------------------------------- */
+/* Records s and the formatted message unless c already holds an error;
+ * returns s. NULL c is allowed (nothing recorded). */
+tg_status tg__fail(tg_ctx *c, tg_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+tg_status tg__vfail(tg_ctx *c, tg_status s, const char *fmt, va_list ap);
+
+/* True when c can run ops: non-NULL and no sticky error. */
+static inline bool tg__ok(const tg_ctx *c) { return c && c->status == TG_OK; }
+
+/* ---- RNG (xoshiro256**, seeded through splitmix64) --------------------- */
+void tg__rng_seed(uint64_t st[4], uint64_t seed);
+uint64_t tg__rng_next(uint64_t st[4]);
+double tg__rng_uniform(uint64_t st[4]); /* [0, 1), 53 bits */
+double tg__rng_normal(uint64_t st[4]);  /* N(0, 1), Box-Muller */
+
+/* ---- threads ---------------------------------------------------------- */
+/*
+ * fn(arg, begin, end) over [0, n) split into at most tg_ctx_threads(c)
+ * contiguous ranges of at least grain items; the caller's thread runs one
+ * range, the call returns when all are done. Runs serially when n < 2 *
+ * grain, with one thread, or when threads cannot be started. Callers keep
+ * results independent of the split (that is what makes every kernel
+ * bit-identical whatever the thread count). Not reentrant: fn must not
+ * call tg__parallel_for on the same context.
+ */
+typedef void (*tg__range_fn)(void *arg, int64_t begin, int64_t end);
+void tg__parallel_for(tg_ctx *c, int64_t n, int64_t grain, tg__range_fn fn, void *arg);
+void tg__pool_free(tg_ctx *c);
+int tg__default_threads(void);
+
+/* ---- blas (src/core/blas.c is the only file that includes cblas.h) ---- */
+/* C[M,N] = alpha * op(A) op(B) + beta * C, row-major, on float (f64 false)
+ * or double data. lda/ldb/ldc are row strides in elements. */
+void tg__gemm(bool f64, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+              double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
+              double beta, void *cmat, int64_t ldc);
+
+#endif /* TG_CORE_IMPL_H */

@@ -1,0 +1,266 @@
+/*
+ * ctx.c - contexts: the arena, the allocator hook, sticky errors.
+ *
+ * The arena is a list of blocks obtained through the hook. Allocation bumps
+ * a pointer in the current block and moves to the next kept block (or asks
+ * the hook for a new one) when it does not fit. tg_ctx_reset() rewinds to
+ * the first block in O(1); on the first reset after the arena grew past one
+ * block it merges everything into one block of the total size, so a step
+ * that needs the same memory as the last one allocates nothing.
+ */
+#include "core_impl.h"
+
+#include <string.h>
+
+#define TG__DEFAULT_CHUNK ((size_t)1 << 20)
+
+static const char *const status_strs[] = {
+#define TG__STATUS_STR(name, desc) desc,
+    TG_STATUS_MAP(TG__STATUS_STR)
+#undef TG__STATUS_STR
+};
+
+_Static_assert(sizeof(status_strs) / sizeof(status_strs[0]) == TG_STATUS_COUNT,
+               "one description per status");
+
+const char *tg_status_str(tg_status s)
+{
+    if ((int)s < 0 || s >= TG_STATUS_COUNT) return "unknown status";
+    return status_strs[s];
+}
+
+_Noreturn void tg__assert_fail(const char *file, int line, const char *expr)
+{
+    fprintf(stderr, "tapegrad: internal error at %s:%d: assertion '%s' failed\n", file, line,
+            expr);
+    abort(); /* TG_ASSERT: library bugs only */
+}
+
+/* ---- allocator ---------------------------------------------------------- */
+
+static void *default_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud;
+    (void)osize;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    return malloc(nsize);
+}
+
+void *tg__heap_alloc(tg_ctx *c, size_t n) { return c->alloc(c->alloc_ud, NULL, 0, n); }
+
+void tg__heap_free(tg_ctx *c, void *p, size_t n)
+{
+    if (p) c->alloc(c->alloc_ud, p, n, 0);
+}
+
+/* ---- contexts ----------------------------------------------------------- */
+
+tg_ctx_opts tg_ctx_defaults(void)
+{
+    tg_ctx_opts o;
+    memset(&o, 0, sizeof o);
+    o.alloc = NULL;
+    o.alloc_ud = NULL;
+    o.arena_chunk = 0;
+    o.n_threads = 0;
+    o.seed = 0x5eed;
+    return o;
+}
+
+tg_ctx *tg_ctx_new(void) { return tg_ctx_new_opts(NULL); }
+
+tg_ctx *tg_ctx_new_opts(const tg_ctx_opts *opts)
+{
+    tg_ctx_opts o = opts ? *opts : tg_ctx_defaults();
+    if (o.n_threads < 0) return NULL;
+    tg_alloc_fn alloc = o.alloc ? o.alloc : default_alloc;
+    tg_ctx *c = alloc(o.alloc_ud, NULL, 0, sizeof *c);
+    if (!c) return NULL;
+    memset(c, 0, sizeof *c);
+    c->alloc = alloc;
+    c->alloc_ud = o.alloc_ud;
+    c->chunk_size = o.arena_chunk ? o.arena_chunk : TG__DEFAULT_CHUNK;
+    c->grad_enabled = true;
+    c->status = TG_OK;
+    c->n_threads = o.n_threads ? o.n_threads : tg__default_threads();
+    tg__rng_seed(c->rng, o.seed);
+    return c;
+}
+
+static void free_chunks(tg_ctx *c, tg__chunk *ch)
+{
+    while (ch) {
+        tg__chunk *next = ch->next;
+        tg__heap_free(c, ch, sizeof *ch + TG__ALIGN + ch->size);
+        ch = next;
+    }
+}
+
+void tg_ctx_free(tg_ctx *c)
+{
+    if (!c) return;
+    tg__pool_free(c);
+    free_chunks(c, c->head);
+    c->alloc(c->alloc_ud, c, sizeof *c, 0);
+}
+
+static tg__chunk *chunk_new(tg_ctx *c, size_t size)
+{
+    /* header, then padding up to TG__ALIGN, then size usable bytes */
+    if (size > SIZE_MAX - sizeof(tg__chunk) - TG__ALIGN) return NULL;
+    tg__chunk *ch = tg__heap_alloc(c, sizeof *ch + TG__ALIGN + size);
+    if (!ch) return NULL;
+    ch->next = NULL;
+    ch->size = size;
+    ch->used = 0;
+    return ch;
+}
+
+static char *chunk_base(tg__chunk *ch)
+{
+    uintptr_t p = (uintptr_t)(ch + 1);
+    p = (p + TG__ALIGN - 1) & ~(uintptr_t)(TG__ALIGN - 1);
+    return (char *)p;
+}
+
+void tg_ctx_reset(tg_ctx *c)
+{
+    if (!c) return;
+    c->tape.nodes = NULL;
+    c->tape.n = 0;
+    c->tape.cap = 0;
+    c->used = 0;
+    if (c->head && c->head->next) {
+        /* Merge all blocks into one so the next identical step fits. On
+         * failure keep the old blocks: correctness does not depend on it. */
+        size_t total = 0;
+        for (tg__chunk *ch = c->head; ch; ch = ch->next) total += ch->size;
+        tg__chunk *one = chunk_new(c, total);
+        if (one) {
+            free_chunks(c, c->head);
+            c->head = one;
+        }
+    }
+    for (tg__chunk *ch = c->head; ch; ch = ch->next) ch->used = 0;
+    c->cur = c->head;
+}
+
+void *tg__arena_alloc(tg_ctx *c, size_t n)
+{
+    if (n == 0) n = 1;
+    if (n > SIZE_MAX - TG__ALIGN) {
+        tg__fail(c, TG_ERR_NOMEM, "out of memory: %zu bytes requested", n);
+        return NULL;
+    }
+    size_t need = (n + TG__ALIGN - 1) & ~(size_t)(TG__ALIGN - 1);
+    tg__chunk *ch = c->cur;
+    /* Walk the kept blocks from the current one; a block too small for this
+     * request is skipped (its remaining space is wasted until the reset,
+     * which merges blocks anyway). */
+    while (ch && ch->size - ch->used < need) ch = ch->next;
+    if (!ch) {
+        size_t size = need > c->chunk_size ? need : c->chunk_size;
+        /* grow geometrically so a large step settles in few blocks */
+        size_t held = tg_ctx_bytes_reserved(c);
+        if (held > size && held <= SIZE_MAX / 2) size = held;
+        ch = chunk_new(c, size);
+        if (!ch && size > need) ch = chunk_new(c, need);
+        if (!ch) {
+            tg__fail(c, TG_ERR_NOMEM, "out of memory: arena block of %zu bytes", need);
+            return NULL;
+        }
+        /* append at the end of the list */
+        if (!c->head) {
+            c->head = ch;
+        } else {
+            tg__chunk *last = c->cur ? c->cur : c->head;
+            while (last->next) last = last->next;
+            last->next = ch;
+        }
+    }
+    c->cur = ch;
+    char *p = chunk_base(ch) + ch->used;
+    ch->used += need;
+    c->used += need;
+    return p;
+}
+
+void *tg__arena_calloc(tg_ctx *c, size_t count, size_t size)
+{
+    if (size && count > SIZE_MAX / size) {
+        tg__fail(c, TG_ERR_NOMEM, "out of memory: %zu x %zu bytes", count, size);
+        return NULL;
+    }
+    void *p = tg__arena_alloc(c, count * size);
+    if (p) memset(p, 0, count * size);
+    return p;
+}
+
+size_t tg_ctx_bytes_used(const tg_ctx *c) { return c ? c->used : 0; }
+
+size_t tg_ctx_bytes_reserved(const tg_ctx *c)
+{
+    size_t total = 0;
+    if (c)
+        for (const tg__chunk *ch = c->head; ch; ch = ch->next) total += ch->size;
+    return total;
+}
+
+/* ---- errors ------------------------------------------------------------- */
+
+tg_status tg__vfail(tg_ctx *c, tg_status s, const char *fmt, va_list ap)
+{
+    if (!c || c->status != TG_OK || s == TG_OK) return s;
+    c->status = s;
+    vsnprintf(c->msg, sizeof c->msg, fmt, ap);
+    return s;
+}
+
+tg_status tg__fail(tg_ctx *c, tg_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    tg__vfail(c, s, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+tg_status tg_ctx_set_error(tg_ctx *c, tg_status s, const char *fmt, ...)
+{
+    if (!c) return TG_ERR_INVALID;
+    if ((int)s <= TG_OK || s >= TG_STATUS_COUNT) s = TG_ERR_INVALID;
+    if (!fmt) return tg__fail(c, s, "%s", tg_status_str(s));
+    va_list ap;
+    va_start(ap, fmt);
+    tg__vfail(c, s, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+tg_status tg_ctx_status(const tg_ctx *c) { return c ? c->status : TG_ERR_INVALID; }
+
+const char *tg_ctx_errmsg(const tg_ctx *c)
+{
+    if (!c) return "NULL context";
+    return c->status == TG_OK ? "" : c->msg;
+}
+
+void tg_ctx_clear_error(tg_ctx *c)
+{
+    if (!c) return;
+    c->status = TG_OK;
+    c->msg[0] = '\0';
+}
+
+bool tg_set_grad_enabled(tg_ctx *c, bool on)
+{
+    if (!c) return false;
+    bool prev = c->grad_enabled;
+    c->grad_enabled = on;
+    return prev;
+}
+
+bool tg_grad_enabled(const tg_ctx *c) { return c && c->grad_enabled; }

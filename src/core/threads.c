@@ -1,0 +1,319 @@
+/*
+ * threads.c - the per-context thread pool behind tg__parallel_for.
+ *
+ * Each context owns at most one pool of n_threads - 1 pthread workers; the
+ * thread that calls tg__parallel_for runs the first range itself. The pool
+ * is created lazily, the first time a loop is big enough to split, with its
+ * memory from the context's allocator hook. If it cannot be created (no
+ * memory, no threads) loops simply run serially: threading is never an
+ * error.
+ *
+ * Hand-off: the caller publishes a job under the mutex and bumps a
+ * generation counter. Workers spin briefly on that counter, then sleep on a
+ * condition variable until it moves (a worker remembers the last generation
+ * it saw, so a bump that lands before it sleeps is never lost). Each worker
+ * that ran a range decrements a pending count under the mutex; the caller
+ * spins briefly on it, then sleeps on a second condition variable, and
+ * always confirms completion under the mutex. The counters are atomic only
+ * so the spins may read them unlocked: every hand-off of data goes through
+ * the mutex, which keeps TSan, helgrind and DRD able to see it.
+ *
+ * The split depends only on n, grain and the pool size, and kernels keep
+ * their results independent of it (see core_impl.h). A pool inherited
+ * through fork() has no threads in the child; it is detected by pid and
+ * replaced there.
+ */
+#include "core_impl.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TG__MAX_THREADS 256 /* cap on the automatic thread count */
+#define TG__SPIN 2000       /* polls of an atomic before sleeping */
+
+struct tg__pool {
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv; /* workers: the generation moved or shutdown */
+    pthread_cond_t done_cv; /* caller: pending reached zero */
+
+    /* The current job; written by the caller and read by workers, both
+     * under mu. */
+    tg__range_fn fn;
+    void *arg;
+    int64_t n;
+    int nchunks;  /* ranges of this job; worker i runs range i if i < nchunks */
+    bool shutdown;
+    int sleeping; /* workers blocked on work_cv (under mu) */
+    bool caller_waiting; /* the caller is blocked on done_cv (under mu) */
+
+    _Atomic uint64_t gen; /* bumped once per job, under mu */
+    _Atomic int pending;  /* worker ranges of the current job not yet done */
+
+    bool busy;           /* a job is running (the caller's thread only) */
+    pid_t owner;         /* the process whose threads these are */
+    size_t bytes;        /* size of this allocation, for tg__heap_free */
+    int nworkers;        /* threads actually started */
+    struct tg__worker *workers; /* nworkers entries, inside this allocation */
+};
+
+typedef struct tg__worker {
+    struct tg__pool *pool;
+    int index; /* 1..nworkers: the range this worker runs */
+    pthread_t tid;
+} tg__worker;
+
+/* ---- splitting ------------------------------------------------------ */
+
+/* Range i of [0, n) cut into nchunks nearly equal contiguous parts (the
+ * first n % nchunks parts get one extra item). No overflow for any n. */
+static void chunk_range(int64_t n, int nchunks, int i, int64_t *begin, int64_t *end)
+{
+    int64_t base = n / nchunks, rem = n % nchunks;
+    *begin = (int64_t)i * base + (i < rem ? i : rem);
+    *end = *begin + base + (i < rem ? 1 : 0);
+}
+
+/* ---- workers -------------------------------------------------------- */
+
+static void *worker_main(void *p)
+{
+    tg__worker *w = p;
+    struct tg__pool *pool = w->pool;
+    uint64_t seen = 0; /* the pool starts at generation 0 */
+
+    for (;;) {
+        /* Short spin: back-to-back jobs then cost no syscalls. */
+        for (int s = 0; s < TG__SPIN; s++) {
+            if (atomic_load_explicit(&pool->gen, memory_order_acquire) != seen) break;
+        }
+
+        pthread_mutex_lock(&pool->mu);
+        while (atomic_load_explicit(&pool->gen, memory_order_relaxed) == seen &&
+               !pool->shutdown) {
+            pool->sleeping++;
+            pthread_cond_wait(&pool->work_cv, &pool->mu);
+            pool->sleeping--;
+        }
+        if (pool->shutdown) {
+            pthread_mutex_unlock(&pool->mu);
+            return NULL;
+        }
+        seen = atomic_load_explicit(&pool->gen, memory_order_relaxed);
+        tg__range_fn fn = pool->fn;
+        void *arg = pool->arg;
+        int64_t n = pool->n;
+        int nchunks = pool->nchunks;
+        pthread_mutex_unlock(&pool->mu);
+
+        /* A job with fewer ranges than workers leaves the rest idle; they
+         * count for nothing in pending, so the caller never waits on them. */
+        if (w->index >= nchunks) continue;
+
+        int64_t begin, end;
+        chunk_range(n, nchunks, w->index, &begin, &end);
+        fn(arg, begin, end);
+
+        /* Under mu, so that the caller's final lock of mu orders every
+         * worker's writes before its return (which valgrind's race checkers
+         * can see, unlike a lock-free count), and so that the signal cannot
+         * fall between the caller's check of pending and its wait. */
+        pthread_mutex_lock(&pool->mu);
+        if (atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_relaxed) == 1 &&
+            pool->caller_waiting) {
+            pthread_cond_signal(&pool->done_cv);
+        }
+        pthread_mutex_unlock(&pool->mu);
+    }
+}
+
+/* ---- pool lifetime -------------------------------------------------- */
+
+/* Joins every started worker and frees the pool. In a child of fork() the
+ * workers do not exist (and mu may be held by one that vanished), so only
+ * the memory is released. */
+static void pool_destroy(tg_ctx *c, struct tg__pool *pool)
+{
+    if (pool->owner != getpid()) {
+        tg__heap_free(c, pool, pool->bytes);
+        return;
+    }
+    pthread_mutex_lock(&pool->mu);
+    pool->shutdown = true;
+    pthread_cond_broadcast(&pool->work_cv);
+    pthread_mutex_unlock(&pool->mu);
+
+    for (int i = 0; i < pool->nworkers; i++) pthread_join(pool->workers[i].tid, NULL);
+
+    pthread_cond_destroy(&pool->done_cv);
+    pthread_cond_destroy(&pool->work_cv);
+    pthread_mutex_destroy(&pool->mu);
+    tg__heap_free(c, pool, pool->bytes);
+}
+
+/* A pool of up to want workers, or NULL when not even one could start. */
+static struct tg__pool *pool_create(tg_ctx *c, int want)
+{
+    if (want < 1) return NULL;
+    size_t head = sizeof(struct tg__pool);
+    head = (head + _Alignof(tg__worker) - 1) / _Alignof(tg__worker) * _Alignof(tg__worker);
+    if ((size_t)want > (SIZE_MAX - head) / sizeof(tg__worker)) return NULL;
+    size_t bytes = head + (size_t)want * sizeof(tg__worker);
+
+    struct tg__pool *pool = tg__heap_alloc(c, bytes);
+    if (!pool) return NULL;
+    memset(pool, 0, bytes);
+    pool->bytes = bytes;
+    pool->owner = getpid();
+    pool->workers = (tg__worker *)(void *)((char *)pool + head);
+    atomic_init(&pool->gen, 0);
+    atomic_init(&pool->pending, 0);
+
+    if (pthread_mutex_init(&pool->mu, NULL) != 0) goto fail_mu;
+    if (pthread_cond_init(&pool->work_cv, NULL) != 0) goto fail_work;
+    if (pthread_cond_init(&pool->done_cv, NULL) != 0) goto fail_done;
+
+    /* Workers start with asynchronous signals blocked, so signals meant for
+     * the application keep going to its own threads. Faults stay open: a
+     * crash in a kernel still reaches the sanitizers' and Check's handlers. */
+    sigset_t all, old;
+    sigfillset(&all);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
+    sigdelset(&all, SIGABRT);
+    int masked = pthread_sigmask(SIG_SETMASK, &all, &old) == 0;
+    for (int i = 0; i < want; i++) {
+        tg__worker *w = &pool->workers[i];
+        w->pool = pool;
+        w->index = i + 1;
+        if (pthread_create(&w->tid, NULL, worker_main, w) != 0) break;
+        pool->nworkers++;
+    }
+    if (masked) pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    if (pool->nworkers == 0) {
+        pthread_cond_destroy(&pool->done_cv);
+        goto fail_done;
+    }
+    return pool;
+
+fail_done:
+    pthread_cond_destroy(&pool->work_cv);
+fail_work:
+    pthread_mutex_destroy(&pool->mu);
+fail_mu:
+    tg__heap_free(c, pool, bytes);
+    return NULL;
+}
+
+void tg__pool_free(tg_ctx *c)
+{
+    if (!c || !c->pool) return;
+    pool_destroy(c, c->pool);
+    c->pool = NULL;
+}
+
+/* ---- parallel_for --------------------------------------------------- */
+
+void tg__parallel_for(tg_ctx *c, int64_t n, int64_t grain, tg__range_fn fn, void *arg)
+{
+    TG_ASSERT(fn != NULL);
+    if (n <= 0) return;
+    if (grain < 1) grain = 1;
+
+    int threads = c ? c->n_threads : 1;
+    int64_t nchunks = n / grain; /* every range gets at least grain items */
+    if (nchunks > threads) nchunks = threads;
+    if (nchunks < 2) {
+        fn(arg, 0, n);
+        return;
+    }
+
+    /* A nested call (from fn, on any thread) would deadlock the pool: run
+     * it serially instead. busy is written only by this thread, before the
+     * job is published and after every worker has finished. */
+    if (c->pool && c->pool->busy) {
+        fn(arg, 0, n);
+        return;
+    }
+    if (c->pool && c->pool->owner != getpid()) tg__pool_free(c); /* forked */
+    if (!c->pool) c->pool = pool_create(c, threads - 1);
+    struct tg__pool *pool = c->pool;
+    if (!pool) {
+        fn(arg, 0, n);
+        return;
+    }
+    if (nchunks > pool->nworkers + 1) nchunks = pool->nworkers + 1;
+
+    pool->busy = true;
+    pthread_mutex_lock(&pool->mu);
+    pool->fn = fn;
+    pool->arg = arg;
+    pool->n = n;
+    pool->nchunks = (int)nchunks;
+    atomic_store_explicit(&pool->pending, (int)nchunks - 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&pool->gen, 1, memory_order_release);
+    if (pool->sleeping > 0) pthread_cond_broadcast(&pool->work_cv);
+    pthread_mutex_unlock(&pool->mu);
+
+    int64_t begin, end;
+    chunk_range(n, (int)nchunks, 0, &begin, &end);
+    fn(arg, begin, end);
+
+    /* The spin only saves a sleep; completion is confirmed under mu. */
+    for (int s = 0; s < TG__SPIN; s++) {
+        if (atomic_load_explicit(&pool->pending, memory_order_relaxed) == 0) break;
+    }
+    pthread_mutex_lock(&pool->mu);
+    while (atomic_load_explicit(&pool->pending, memory_order_relaxed) != 0) {
+        pool->caller_waiting = true;
+        pthread_cond_wait(&pool->done_cv, &pool->mu);
+    }
+    pool->caller_waiting = false;
+    pthread_mutex_unlock(&pool->mu);
+    pool->busy = false;
+}
+
+/* ---- thread count --------------------------------------------------- */
+
+int tg__default_threads(void)
+{
+    const char *env = getenv("TG_NUM_THREADS");
+    if (env) {
+        char *endp;
+        errno = 0;
+        long v = strtol(env, &endp, 10);
+        while (*endp == ' ' || *endp == '\t' || *endp == '\n') endp++;
+        if (endp != env && *endp == '\0' && errno == 0 && v >= 1) {
+            return v > TG__MAX_THREADS ? TG__MAX_THREADS : (int)v;
+        }
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu < 1) return 1;
+    return ncpu > TG__MAX_THREADS ? TG__MAX_THREADS : (int)ncpu;
+}
+
+tg_status tg_ctx_set_threads(tg_ctx *c, int n)
+{
+    if (!c) return TG_ERR_INVALID;
+    if (n < 1) return tg__fail(c, TG_ERR_INVALID, "tg_ctx_set_threads: n = %d; need >= 1", n);
+    if (c->pool && c->pool->busy) {
+        return tg__fail(c, TG_ERR_MISUSE, "tg_ctx_set_threads: called from a running kernel");
+    }
+    if (n != c->n_threads) {
+        tg__pool_free(c); /* recreated, with the new size, on first use */
+        c->n_threads = n;
+    }
+    return TG_OK;
+}
+
+int tg_ctx_threads(const tg_ctx *c)
+{
+    if (!c) return 1;
+    return c->n_threads;
+}

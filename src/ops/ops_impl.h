@@ -1,0 +1,51 @@
+/*
+ * ops_impl.h - what op families share: the registry entry, the backward
+ * signature and input checks. Library-internal.
+ */
+#ifndef TG_OPS_IMPL_H
+#define TG_OPS_IMPL_H
+
+#include "../autograd/tape.h"
+#include "../tensor/iter.h"
+#include "tapegrad/autograd.h"
+#include "tapegrad/ops.h"
+
+/*
+ * Backward of one node: given dout (the gradient of the node's output, in
+ * the output's shape), sets dx[i] for every input i that requires grad, and
+ * leaves the others NULL. Written with tapegrad's own ops, in c, so that
+ * with grad mode on (create_graph) the gradient is itself recorded. dx[i]
+ * may have a broadcast shape: the engine sums it back to the input's shape.
+ * Errors are recorded on c (the engine checks after every node).
+ */
+typedef void (*tg__backward_fn)(tg_ctx *c, const tg__node *n, tg_tensor *dout,
+                                tg_tensor **dx);
+
+typedef struct {
+    const char *name;
+    int arity;
+    unsigned flags;
+    tg__backward_fn backward;
+} tg__opdef;
+
+#define TG__OP_DECL(E, name, arity, flags)                                     \
+    void tg__##name##_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout,  \
+                               tg_tensor **dx);
+TG_OP_MAP(TG__OP_DECL)
+#undef TG__OP_DECL
+
+extern const tg__opdef tg__ops[TG_OP_COUNT];
+
+/* Input checks shared by ops. Each returns false with an error recorded on
+ * c (unless c already holds one) naming fn. */
+bool tg__check_inputs(tg_ctx *c, const char *fn, int n, tg_tensor *const *in);
+bool tg__check_float(tg_ctx *c, const char *fn, const tg_tensor *t);
+bool tg__check_same_dtype(tg_ctx *c, const char *fn, const tg_tensor *a,
+                          const tg_tensor *b);
+/* Normalises a possibly negative axis against ndim; false on range error. */
+bool tg__norm_axis(tg_ctx *c, const char *fn, int ndim, int axis, int *out);
+
+/* A tensor of the same dtype as like holding the constant v (0-d). */
+tg_tensor *tg__const_like(tg_ctx *c, const tg_tensor *like, double v);
+
+#endif /* TG_OPS_IMPL_H */

@@ -1,0 +1,84 @@
+/*
+ * registry.c - the op registry generated from TG_OP_MAP, and the input
+ * checks every op family shares.
+ */
+#include "ops_impl.h"
+
+#include <string.h>
+
+const tg__opdef tg__ops[TG_OP_COUNT] = {
+#define TG__OP_DEF(E, name, arity, flags) [TG_OP_##E] = {#name, arity, flags, tg__##name##_backward},
+    TG_OP_MAP(TG__OP_DEF)
+#undef TG__OP_DEF
+};
+
+#define TG__OP_ONE(E, name, arity, flags) +1
+_Static_assert(0 TG_OP_MAP(TG__OP_ONE) == TG_OP_COUNT, "one registry entry per op");
+#undef TG__OP_ONE
+
+int tg_op_count(void) { return TG_OP_COUNT; }
+
+static bool op_valid(tg_op op) { return (int)op >= 0 && op < TG_OP_COUNT; }
+
+const char *tg_op_name(tg_op op) { return op_valid(op) ? tg__ops[op].name : NULL; }
+int tg_op_arity(tg_op op) { return op_valid(op) ? tg__ops[op].arity : -1; }
+unsigned tg_op_flags(tg_op op) { return op_valid(op) ? tg__ops[op].flags : 0u; }
+
+tg_op tg_op_from_name(const char *name)
+{
+    if (!name) return TG_OP_NONE;
+    for (int i = 0; i < TG_OP_COUNT; i++)
+        if (strcmp(tg__ops[i].name, name) == 0) return (tg_op)i;
+    return TG_OP_NONE;
+}
+
+/* ---- shared checks ------------------------------------------------------ */
+
+bool tg__check_inputs(tg_ctx *c, const char *fn, int n, tg_tensor *const *in)
+{
+    if (!tg__ok(c)) return false;
+    for (int i = 0; i < n; i++) {
+        if (!in[i]) {
+            tg__fail(c, TG_ERR_INVALID, "%s: input %d is NULL", fn, i);
+            return false;
+        }
+        if (!tg__valid_dtype(in[i]->dtype) || !in[i]->st) {
+            tg__fail(c, TG_ERR_INVALID, "%s: input %d is not a valid tensor", fn, i);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool tg__check_float(tg_ctx *c, const char *fn, const tg_tensor *t)
+{
+    if (tg__is_float(t->dtype)) return true;
+    tg__fail(c, TG_ERR_DTYPE, "%s: dtype %s not supported (f32 or f64 only)", fn,
+             tg_dtype_name(t->dtype));
+    return false;
+}
+
+bool tg__check_same_dtype(tg_ctx *c, const char *fn, const tg_tensor *a, const tg_tensor *b)
+{
+    if (!tg__check_float(c, fn, a) || !tg__check_float(c, fn, b)) return false;
+    if (a->dtype == b->dtype) return true;
+    tg__fail(c, TG_ERR_DTYPE, "%s: dtypes %s and %s differ", fn, tg_dtype_name(a->dtype),
+             tg_dtype_name(b->dtype));
+    return false;
+}
+
+bool tg__norm_axis(tg_ctx *c, const char *fn, int ndim, int axis, int *out)
+{
+    int a = axis < 0 ? axis + ndim : axis;
+    if (a < 0 || a >= ndim) {
+        tg__fail(c, TG_ERR_INVALID, "%s: axis %d out of range for %d dims", fn, axis, ndim);
+        return false;
+    }
+    *out = a;
+    return true;
+}
+
+tg_tensor *tg__const_like(tg_ctx *c, const tg_tensor *like, double v)
+{
+    return tg_scalar(c, like->dtype, v);
+}

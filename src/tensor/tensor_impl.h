@@ -1,0 +1,81 @@
+/*
+ * tensor_impl.h - the tensor struct and the helpers kernels share.
+ * Library-internal.
+ */
+#ifndef TG_TENSOR_IMPL_H
+#define TG_TENSOR_IMPL_H
+
+#include "../core/core_impl.h"
+#include "tapegrad/tensor.h"
+
+typedef struct {
+    char *data;
+    size_t nbytes;
+    uint64_t version; /* bumped by every in-place change */
+} tg__storage;
+
+struct tg__node;
+
+struct tg_tensor {
+    tg_ctx *ctx;      /* where this struct lives */
+    tg__storage *st;  /* shared by views */
+    int64_t offset;   /* first element, in elements from st->data */
+    int64_t shape[TG_MAX_DIMS];
+    int64_t stride[TG_MAX_DIMS]; /* in elements */
+    int ndim;
+    tg_dtype dtype;
+    bool requires_grad;
+    struct tg__node *node; /* the recorded op that produced it, or NULL */
+    tg_tensor *grad;       /* leaves: accumulated gradient, in ctx */
+};
+
+static inline bool tg__is_float(tg_dtype dt) { return dt == TG_F32 || dt == TG_F64; }
+static inline bool tg__valid_dtype(tg_dtype dt)
+{
+    return dt == TG_F32 || dt == TG_F64 || dt == TG_I64;
+}
+static inline size_t tg__esize(tg_dtype dt) { return dt == TG_F32 ? 4 : 8; }
+
+/* Address of the first element. */
+static inline char *tg__ptr(const tg_tensor *t)
+{
+    return t->st->data + t->offset * (int64_t)tg__esize(t->dtype);
+}
+
+int64_t tg__numel(int ndim, const int64_t *shape);
+
+/* Validates ndim/shape ("fn: ..." messages) and returns the element count
+ * through numel; TG_ERR_INVALID / TG_ERR_NOMEM (byte count overflows). */
+tg_status tg__check_shape(tg_ctx *c, const char *fn, int ndim, const int64_t *shape,
+                          int64_t *numel);
+
+/* A new contiguous tensor with uninitialised data in c. Validates the shape
+ * and dtype with messages naming fn. */
+tg_tensor *tg__empty(tg_ctx *c, const char *fn, tg_dtype dt, int ndim,
+                     const int64_t *shape);
+
+/* A new tensor struct in c sharing base's storage, with the given layout. */
+tg_tensor *tg__view(tg_ctx *c, const tg_tensor *base, int ndim, const int64_t *shape,
+                    const int64_t *stride, int64_t offset);
+
+/* Row-major contiguous strides for shape. */
+void tg__contig_strides(int ndim, const int64_t *shape, int64_t *stride);
+
+/* True when some element is reached twice (a stride-0 or overlapping view). */
+bool tg__overlaps(const tg_tensor *t);
+
+/* "[3,4]" into buf. */
+const char *tg__fmt_shape(char *buf, size_t n, int ndim, const int64_t *shape);
+
+/* Element at logical row-major position i, as double / set from double.
+ * Slow paths for tests, gradcheck and messages. */
+double tg__get_flat(const tg_tensor *t, int64_t i);
+void tg__set_flat(tg_tensor *t, int64_t i, double v);
+/* Byte offset from tg__ptr(t) of logical row-major position i. */
+int64_t tg__flat_offset(const tg_tensor *t, int64_t i);
+
+/* Copies src into dst elementwise (same shape, any strides, same dtype or
+ * float<->float conversion). Parallel for large tensors. */
+void tg__copy_strided(tg_ctx *c, tg_tensor *dst, const tg_tensor *src);
+
+#endif /* TG_TENSOR_IMPL_H */

@@ -1,0 +1,403 @@
+/*
+ * test_opgrad.c - the one table-driven gradient check over the op registry
+ * (DESIGN.md section 6).
+ *
+ * `table` is indexed by tg_op. Each entry has a builder that applies the
+ * op to its inputs with fixed constant arguments (axes, exponent, target
+ * shape...) and up to MAX_VAR variants: input shapes, a domain per input
+ * and, for ops that broadcast, a broadcast case. The loop test runs once per
+ * registered op (tcase_add_loop_test over 0..TG_OP_COUNT-1) and fails when
+ * the op has no entry, so a new op in TG_OP_MAP fails this test until it is
+ * added here. For every variant it runs tg_gradcheck, first and second
+ * order, in f64, on
+ *   - contiguous inputs,
+ *   - strided inputs: every input of 2 or more dims is a transposed view of
+ *     a contiguous tensor of the transposed shape (a strided leaf), and
+ *   - broadcast inputs, where the variant has a broadcast case (required
+ *     for TG_OPF_BROADCAST ops).
+ * It also checks that the builder's result was produced by the op under
+ * test, so an entry cannot silently test a different op.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tapegrad.h"
+#include "test_util.h"
+
+#define MAX_IN 3
+#define MAX_VAR 4
+
+/*
+ * Tolerances. Central differences in f64 with eps = 1e-6 have truncation
+ * error ~ eps^2 |f'''| / 6 ~ 1e-13 on these smooth, O(1) inputs and rounding
+ * error ~ DBL_EPSILON |L| / eps ~ 2e-10 |L|, where |L| (a weighted sum of a
+ * few dozen O(1) outputs) is at most ~1e2: so errors up to ~2e-8 are honest
+ * noise. atol 1e-6 leaves a margin of ~50 over that, rtol 1e-4 absorbs
+ * larger gradients; a wrong gradient is off by O(1) relative and fails.
+ */
+#define OPGRAD_EPS 1e-6
+#define OPGRAD_ATOL 1e-6
+#define OPGRAD_RTOL 1e-4
+
+typedef enum {
+    D_NORMAL, /* standard normal */
+    D_POS,    /* uniform in [0.5, 1.5): log, sqrt, fractional powers */
+    D_AWAY,   /* +-[0.5, 1.5): relu's kink, divisors */
+    D_LABELS, /* TG_I64 class labels in [0, C), C = last dim of input 0 */
+} dom_kind;
+
+typedef struct {
+    int ndim;
+    int64_t d[TG_MAX_DIMS];
+} shp;
+
+/* clang-format off */
+/* S(3, 4) is the shape [3,4]; S0 is a 0-d shape. */
+#define S(...) {(int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), {__VA_ARGS__}}
+#define S0 {0, {0}}
+/* clang-format on */
+
+/* One variant: shapes, domains and the op's constant arguments. */
+typedef struct {
+    const char *what; /* shown in failure messages */
+    int n_in;         /* 0 ends the variant list */
+    shp in[MAX_IN];   /* contiguous and strided cases */
+    dom_kind dom[MAX_IN];
+    bool has_bc;               /* broadcast case present */
+    shp bc[MAX_IN];            /* broadcast case shapes */
+    double s;                  /* scalar argument: scale, add_scalar, exponent */
+    int naxes;                 /* sum/mean: -1 reduces everything with tg_sum/tg_mean */
+    int axes[4];               /* sum/mean axes */
+    bool keepdim;              /* sum/mean */
+    int axis;                  /* softmax, slice, slice_scatter */
+    int d0, d1;                /* transpose */
+    int perm[TG_MAX_DIMS];     /* permute */
+    shp to;                    /* reshape / expand / slice_scatter target shape */
+    int64_t start, stop, step; /* slice, slice_scatter */
+} op_case;
+
+typedef struct {
+    tg_fn f; /* builds op(inputs) with the variant's constant arguments */
+    op_case v[MAX_VAR];
+} op_entry;
+
+/* ---- builders: each applies exactly one op, last ------------------------- */
+
+/* clang-format off */
+#define BUILD(name, call)                                                                          \
+    static tg_tensor *name(tg_ctx *c, tg_tensor **in, int n, void *user)                           \
+    {                                                                                              \
+        const op_case *a = user;                                                                   \
+        (void)n;                                                                                   \
+        (void)a;                                                                                   \
+        return call;                                                                               \
+    }
+
+BUILD(b_add, tg_add(c, in[0], in[1]))
+BUILD(b_sub, tg_sub(c, in[0], in[1]))
+BUILD(b_mul, tg_mul(c, in[0], in[1]))
+BUILD(b_div, tg_div(c, in[0], in[1]))
+BUILD(b_neg, tg_neg(c, in[0]))
+BUILD(b_scale, tg_scale(c, in[0], a->s))
+BUILD(b_add_scalar, tg_add_scalar(c, in[0], a->s))
+BUILD(b_pow_scalar, tg_pow_scalar(c, in[0], a->s))
+BUILD(b_exp, tg_exp(c, in[0]))
+BUILD(b_log, tg_log(c, in[0]))
+BUILD(b_sqrt, tg_sqrt(c, in[0]))
+BUILD(b_tanh, tg_tanh(c, in[0]))
+BUILD(b_sigmoid, tg_sigmoid(c, in[0]))
+BUILD(b_relu, tg_relu(c, in[0]))
+BUILD(b_sum, a->naxes < 0 ? tg_sum(c, in[0])
+                         : tg_sum_axes(c, in[0], a->naxes, a->axes, a->keepdim))
+BUILD(b_mean, a->naxes < 0 ? tg_mean(c, in[0])
+                          : tg_mean_axes(c, in[0], a->naxes, a->axes, a->keepdim))
+BUILD(b_softmax, tg_softmax(c, in[0], a->axis))
+BUILD(b_log_softmax, tg_log_softmax(c, in[0], a->axis))
+BUILD(b_matmul, tg_matmul(c, in[0], in[1]))
+BUILD(b_reshape, tg_reshape(c, in[0], a->to.ndim, a->to.d))
+BUILD(b_transpose, tg_transpose(c, in[0], a->d0, a->d1))
+BUILD(b_permute, tg_permute(c, in[0], a->perm))
+BUILD(b_expand, tg_expand(c, in[0], a->to.ndim, a->to.d))
+BUILD(b_slice, tg_slice(c, in[0], a->axis, a->start, a->stop, a->step))
+BUILD(b_slice_scatter,
+      tg_slice_scatter(c, in[0], a->to.ndim, a->to.d, a->axis, a->start, a->step))
+BUILD(b_contiguous, tg_contiguous(c, in[0]))
+BUILD(b_mse_loss, tg_mse_loss(c, in[0], in[1]))
+BUILD(b_cross_entropy, tg_cross_entropy(c, in[0], in[1]))
+
+/* ---- the table ----------------------------------------------------------- */
+
+/* Unary elementwise op on [3,4] and [2,3,4] in the given domain. */
+#define UNARY_CASES(dm, sv)                                                                        \
+    {                                                                                              \
+        {.what = "[3,4]", .n_in = 1, .in = {S(3, 4)}, .dom = {dm}, .s = sv},                       \
+        {.what = "[2,3,4]", .n_in = 1, .in = {S(2, 3, 4)}, .dom = {dm}, .s = sv},                  \
+    }
+
+/* Binary broadcasting op: equal shapes, then a broadcast case. */
+#define BINARY_CASE(d1, b0, b1)                                                                    \
+    {.what = "[3,4] with [3,4]", .n_in = 2, .in = {S(3, 4), S(3, 4)}, .dom = {D_NORMAL, d1},       \
+     .has_bc = true, .bc = {b0, b1}}
+
+static const op_entry table[TG_OP_COUNT] = {
+    [TG_OP_ADD] = {b_add,
+                   {BINARY_CASE(D_NORMAL, S(3, 1, 4), S(2, 1)),
+                    {.what = "[2,3,4] with [2,3,4]; bc 0-d with [2,3]", .n_in = 2,
+                     .in = {S(2, 3, 4), S(2, 3, 4)}, .has_bc = true, .bc = {S0, S(2, 3)}}}},
+    [TG_OP_SUB] = {b_sub, {BINARY_CASE(D_NORMAL, S(2, 1), S(3, 1, 4))}},
+    [TG_OP_MUL] = {b_mul, {BINARY_CASE(D_NORMAL, S(3, 1, 4), S(2, 1))}},
+    [TG_OP_DIV] = {b_div, {BINARY_CASE(D_AWAY, S(4), S(3, 1))}},
+    [TG_OP_NEG] = {b_neg, UNARY_CASES(D_NORMAL, 0)},
+    [TG_OP_SCALE] = {b_scale, UNARY_CASES(D_NORMAL, -1.7)},
+    [TG_OP_ADD_SCALAR] = {b_add_scalar, UNARY_CASES(D_NORMAL, 0.7)},
+    [TG_OP_POW_SCALAR] = {b_pow_scalar,
+                          {{.what = "p=2.5", .n_in = 1, .in = {S(3, 4)}, .dom = {D_POS}, .s = 2.5},
+                           {.what = "p=-1.5", .n_in = 1, .in = {S(3, 4)}, .dom = {D_POS},
+                            .s = -1.5},
+                           {.what = "p=3 (negative x)", .n_in = 1, .in = {S(2, 3)},
+                            .dom = {D_NORMAL}, .s = 3},
+                           {.what = "p=0.5", .n_in = 1, .in = {S(2, 3)}, .dom = {D_POS},
+                            .s = 0.5}}},
+    [TG_OP_EXP] = {b_exp, UNARY_CASES(D_NORMAL, 0)},
+    [TG_OP_LOG] = {b_log, UNARY_CASES(D_POS, 0)},
+    [TG_OP_SQRT] = {b_sqrt, UNARY_CASES(D_POS, 0)},
+    [TG_OP_TANH] = {b_tanh, UNARY_CASES(D_NORMAL, 0)},
+    [TG_OP_SIGMOID] = {b_sigmoid, UNARY_CASES(D_NORMAL, 0)},
+    [TG_OP_RELU] = {b_relu, UNARY_CASES(D_AWAY, 0)},
+    [TG_OP_SUM] = {b_sum,
+                   {{.what = "all", .n_in = 1, .in = {S(3, 4)}, .naxes = -1},
+                    {.what = "axes {0,2}", .n_in = 1, .in = {S(2, 3, 4)}, .naxes = 2,
+                     .axes = {0, 2}},
+                    {.what = "axis -1 keepdim", .n_in = 1, .in = {S(2, 3, 4)}, .naxes = 1,
+                     .axes = {-1}, .keepdim = true}}},
+    [TG_OP_MEAN] = {b_mean,
+                    {{.what = "all", .n_in = 1, .in = {S(3, 4)}, .naxes = -1},
+                     {.what = "axes {0,2}", .n_in = 1, .in = {S(2, 3, 4)}, .naxes = 2,
+                      .axes = {0, 2}},
+                     {.what = "axis -1 keepdim", .n_in = 1, .in = {S(2, 3, 4)}, .naxes = 1,
+                      .axes = {-1}, .keepdim = true}}},
+    [TG_OP_SOFTMAX] = {b_softmax,
+                       {{.what = "[3,4] axis -1", .n_in = 1, .in = {S(3, 4)}, .axis = -1},
+                        {.what = "[2,3,4] axis 1", .n_in = 1, .in = {S(2, 3, 4)}, .axis = 1}}},
+    [TG_OP_LOG_SOFTMAX] = {b_log_softmax,
+                           {{.what = "[3,4] axis -1", .n_in = 1, .in = {S(3, 4)}, .axis = -1},
+                            {.what = "[2,3,4] axis 1", .n_in = 1, .in = {S(2, 3, 4)},
+                             .axis = 1}}},
+    [TG_OP_MATMUL] = {b_matmul,
+                      {{.what = "[3,4] @ [4,2]; bc [2,1,3,4] @ [3,4,2]", .n_in = 2,
+                        .in = {S(3, 4), S(4, 2)}, .has_bc = true,
+                        .bc = {S(2, 1, 3, 4), S(3, 4, 2)}},
+                       {.what = "[2,3,4] @ [2,4,5]; bc [3,4] @ [2,4,5]", .n_in = 2,
+                        .in = {S(2, 3, 4), S(2, 4, 5)}, .has_bc = true,
+                        .bc = {S(3, 4), S(2, 4, 5)}}}},
+    [TG_OP_RESHAPE] = {b_reshape,
+                       {{.what = "[2,3,4] -> [4,-1]", .n_in = 1, .in = {S(2, 3, 4)},
+                         .to = S(4, -1)},
+                        {.what = "[6,4] -> [2,3,4]", .n_in = 1, .in = {S(6, 4)},
+                         .to = S(2, 3, 4)}}},
+    [TG_OP_TRANSPOSE] = {b_transpose,
+                         {{.what = "[2,3,4] (0,2)", .n_in = 1, .in = {S(2, 3, 4)}, .d0 = 0,
+                           .d1 = 2},
+                          {.what = "[3,4] (-1,0)", .n_in = 1, .in = {S(3, 4)}, .d0 = -1,
+                           .d1 = 0}}},
+    [TG_OP_PERMUTE] = {b_permute,
+                       {{.what = "[2,3,4] (2,0,1)", .n_in = 1, .in = {S(2, 3, 4)},
+                         .perm = {2, 0, 1}}}},
+    [TG_OP_EXPAND] = {b_expand,
+                      {{.what = "[3,1] -> [2,-1,4]", .n_in = 1, .in = {S(3, 1)},
+                        .to = S(2, -1, 4)},
+                       {.what = "[1,4] -> [3,4]", .n_in = 1, .in = {S(1, 4)}, .to = S(3, 4)}}},
+    [TG_OP_SLICE] = {b_slice,
+                     {{.what = "[5,4] axis 0 1:5:2", .n_in = 1, .in = {S(5, 4)}, .axis = 0,
+                       .start = 1, .stop = 5, .step = 2},
+                      {.what = "[3,6] axis -1 -4:100:1", .n_in = 1, .in = {S(3, 6)}, .axis = -1,
+                       .start = -4, .stop = 100, .step = 1}}},
+    [TG_OP_SLICE_SCATTER] = {b_slice_scatter,
+                             {{.what = "[2,4] into [5,4] axis 0 at 1::2", .n_in = 1,
+                               .in = {S(2, 4)}, .to = S(5, 4), .axis = 0, .start = 1, .step = 2},
+                              {.what = "[3,2] into [3,6] axis -1 at 0::3", .n_in = 1,
+                               .in = {S(3, 2)}, .to = S(3, 6), .axis = -1, .start = 0,
+                               .step = 3}}},
+    [TG_OP_CONTIGUOUS] = {b_contiguous, UNARY_CASES(D_NORMAL, 0)},
+    [TG_OP_MSE_LOSS] = {b_mse_loss,
+                        {{.what = "[3,4]", .n_in = 2, .in = {S(3, 4), S(3, 4)}},
+                         {.what = "[2,3,4]", .n_in = 2, .in = {S(2, 3, 4), S(2, 3, 4)}}}},
+    [TG_OP_CROSS_ENTROPY] = {b_cross_entropy,
+                             {{.what = "[4,5] logits, [4] labels", .n_in = 2,
+                               .in = {S(4, 5), S(4)}, .dom = {D_NORMAL, D_LABELS}},
+                              {.what = "[1,3] logits, [1] labels", .n_in = 2,
+                               .in = {S(1, 3), S(1)}, .dom = {D_NORMAL, D_LABELS}}}},
+};
+
+/* clang-format on */
+
+/* ---- making inputs ------------------------------------------------------- */
+
+typedef enum { L_CONTIG, L_STRIDED, L_BCAST, L_COUNT } layout;
+static const char *const layout_name[L_COUNT] = {"contiguous", "strided", "broadcast"};
+
+/* Fills a contiguous f64 tensor with values of the domain. */
+static void fill(tg_ctx *c, tg_tensor *t, dom_kind dom)
+{
+    int64_t n = tg_numel(t);
+    double *d = tg_data(t);
+    if (n == 0) return;
+    ck_assert_ptr_nonnull(d);
+    tg_tensor *r = dom == D_NORMAL ? tg_randn(c, TG_F64, tg_ndim(t), tg_shape(t))
+                                   : tg_rand(c, TG_F64, tg_ndim(t), tg_shape(t));
+    ck_assert_ptr_nonnull(r);
+    const double *u = tg_data(r);
+    for (int64_t k = 0; k < n; k++) {
+        double v = u[k];
+        if (dom == D_POS) v = 0.5 + v;
+        if (dom == D_AWAY) {
+            v = 2 * v - 1;
+            v += v < 0 ? -0.5 : 0.5;
+        }
+        d[k] = v;
+    }
+}
+
+/* Input i of variant a in the given layout, made in c. */
+static tg_tensor *make_input(tg_ctx *c, const op_case *a, int i, layout lay, int64_t classes)
+{
+    const shp *s = lay == L_BCAST ? &a->bc[i] : &a->in[i];
+    if (a->dom[i] == D_LABELS) {
+        int64_t lab[64];
+        int64_t n = 1;
+        for (int d = 0; d < s->ndim; d++) n *= s->d[d];
+        ck_assert_int_le(n, 64);
+        for (int64_t k = 0; k < n; k++) lab[k] = (k * 7 + 3) % classes;
+        tg_tensor *t = tg_tensor_from(c, TG_I64, s->ndim, s->d, lab);
+        ck_assert_ptr_nonnull(t);
+        return t;
+    }
+    tg_tensor *t;
+    if (lay == L_STRIDED && s->ndim >= 2) {
+        /* a transposed view of a contiguous tensor of the transposed shape */
+        int64_t ts[TG_MAX_DIMS];
+        memcpy(ts, s->d, sizeof ts);
+        ts[s->ndim - 2] = s->d[s->ndim - 1];
+        ts[s->ndim - 1] = s->d[s->ndim - 2];
+        bool prev = tg_set_grad_enabled(c, false);
+        tg_tensor *base = tg_tensor_new(c, TG_F64, s->ndim, ts);
+        ck_assert_ptr_nonnull(base);
+        fill(c, base, a->dom[i]);
+        t = tg_transpose(c, base, -2, -1);
+        tg_set_grad_enabled(c, prev);
+        ck_assert_ptr_nonnull(t);
+        if (s->d[s->ndim - 1] > 1 && s->d[s->ndim - 2] > 1) ck_assert(!tg_is_contiguous(t));
+    } else {
+        t = tg_tensor_new(c, TG_F64, s->ndim, s->d);
+        ck_assert_ptr_nonnull(t);
+        fill(c, t, a->dom[i]);
+    }
+    tg_set_requires_grad(t, true);
+    tu_assert_ok(c);
+    return t;
+}
+
+/* ---- the test -------------------------------------------------------------- */
+
+/* Runs variant k of op in one layout; on failure appends to msg and returns
+ * false (so every variant and layout of the op runs and is reported). */
+static bool run_case(tg_op op, const op_entry *e, int k, layout lay, char *msg, size_t msg_len)
+{
+    op_case a = e->v[k];
+    const char *name = tg_op_name(op);
+    tg_ctx *c = tu_ctx();
+    tg_ctx_seed(c, 1000u + 64u * (unsigned)op + 4u * (unsigned)k + (unsigned)lay);
+
+    tg_tensor *in[MAX_IN] = {NULL};
+    int64_t classes = a.in[0].ndim > 0 ? a.in[0].d[a.in[0].ndim - 1] : 1;
+    for (int i = 0; i < a.n_in; i++) in[i] = make_input(c, &a, i, lay, classes);
+
+    char rep[2048] = "";
+    bool ok = true;
+
+    /* the builder must produce this op, recorded */
+    tg_tensor *y = e->f(c, in, a.n_in, &a);
+    if (!y || tg_tensor_op(y) != op) {
+        const char *got = y ? tg_op_name(tg_tensor_op(y)) : NULL;
+        snprintf(rep, sizeof rep, "builder produced %s (%s)",
+                 y ? (got ? got : "no recorded op") : "NULL", y ? "" : tg_ctx_errmsg(c));
+        ok = false;
+    } else {
+        tg_gradcheck_opts o = tg_gradcheck_defaults();
+        o.eps = OPGRAD_EPS;
+        o.atol = OPGRAD_ATOL;
+        o.rtol = OPGRAD_RTOL;
+        o.second_order = true;
+        tg_status st = tg_gradcheck(e->f, &a, in, a.n_in, &o, rep, sizeof rep);
+        ok = st == TG_OK;
+        if (!ok && rep[0] == '\0') snprintf(rep, sizeof rep, "%s", tg_status_str(st));
+    }
+    if (!ok) {
+        fprintf(stderr, "opgrad: %s, %s, %s: %s\n", name, a.what, layout_name[lay], rep);
+        size_t used = strlen(msg);
+        if (used < msg_len)
+            snprintf(msg + used, msg_len - used, "\n  %s, %s, %s: %s", name, a.what,
+                     layout_name[lay], rep);
+    }
+    tg_ctx_free(c);
+    return ok;
+}
+
+START_TEST(test_op)
+{
+    tg_op op = (tg_op)_i;
+    const char *name = tg_op_name(op);
+    ck_assert_ptr_nonnull(name);
+    const op_entry *e = &table[op];
+    ck_assert_msg(e->f != NULL && e->v[0].n_in > 0,
+                  "op %s has no entry in the gradient-check table of tests/test_opgrad.c", name);
+
+    unsigned flags = tg_op_flags(op);
+    bool any_bc = false;
+    char msg[3800] = "";
+    int failed = 0, runs = 0;
+    for (int k = 0; k < MAX_VAR && e->v[k].n_in > 0; k++) {
+        const op_case *a = &e->v[k];
+        ck_assert_msg(a->n_in == tg_op_arity(op), "%s, %s: %d inputs, arity %d", name, a->what,
+                      a->n_in, tg_op_arity(op));
+        if (flags & TG_OPF_LABELS)
+            ck_assert_msg(a->dom[a->n_in - 1] == D_LABELS, "%s: last input must be labels", name);
+        any_bc = any_bc || a->has_bc;
+        for (int lay = 0; lay < L_COUNT; lay++) {
+            if (lay == L_BCAST && !a->has_bc) continue;
+            runs++;
+            if (!run_case(op, e, k, (layout)lay, msg, sizeof msg)) failed++;
+        }
+    }
+    if (flags & TG_OPF_BROADCAST)
+        ck_assert_msg(any_bc, "%s broadcasts but its table entry has no broadcast case", name);
+    ck_assert_msg(failed == 0, "%s: %d of %d gradient checks failed:%s", name, failed, runs, msg);
+}
+END_TEST
+
+/* The table holds nothing outside the registry (the enum bounds it) and
+ * the registry is what the header's X-macro says. */
+START_TEST(test_table_matches_registry)
+{
+    ck_assert_int_eq(tg_op_count(), TG_OP_COUNT);
+    for (int op = 0; op < TG_OP_COUNT; op++) {
+        const char *name = tg_op_name((tg_op)op);
+        ck_assert_ptr_nonnull(name);
+        ck_assert_int_eq(tg_op_from_name(name), op);
+    }
+}
+END_TEST
+
+Suite *opgrad_suite(void)
+{
+    Suite *s = suite_create("opgrad");
+    TCase *tc = tu_tcase("registry");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_table_matches_registry);
+    tcase_add_loop_test(tc, test_op, 0, TG_OP_COUNT);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,138 @@
+/*
+ * test_util.h - small helpers shared by the Check suites. Header only.
+ *
+ *   ck_assert_close(a, b, tol)       |a - b| <= tol for doubles (NaN fails)
+ *   tu_ctx()                         a new default context, or fail the test
+ *   tu_assert_ok(c)                  fail with tg_ctx_errmsg(c) unless TG_OK
+ *   tu_assert_status(got, want)      compare two tg_status, by name
+ *   tu_assert_values(t, vals, tol)   t's elements (row-major) against a list
+ *   tu_tcase(name)                   tcase_create + an explicit timeout
+ *   tu_under_valgrind()              true under `meson test --setup valgrind`
+ *
+ * Failures report the caller's file and line: the helpers are macros over
+ * tu__*_at functions that take __FILE__ and __LINE__ and fail through
+ * _ck_assert_failed(), the function behind Check's own ck_assert_msg.
+ */
+#ifndef TAPEGRAD_TEST_UTIL_H
+#define TAPEGRAD_TEST_UTIL_H
+
+#include <check.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tapegrad.h>
+
+/* Timeout of tcases made by tu_tcase(), in seconds. Check's own default is
+ * 4 s; CK_TIMEOUT_MULTIPLIER still scales it. */
+#define TU_TIMEOUT 60.0
+
+/* |a - b| <= tol for doubles; equal values (including equal infinities)
+ * pass, NaN on either side fails. The message shows both expressions and
+ * both values with all 17 digits. */
+#define ck_assert_close(a, b, tol)                                                     \
+    do {                                                                               \
+        double tu_a_ = (double)(a), tu_b_ = (double)(b), tu_tol_ = (double)(tol);      \
+        double tu_d_ = fabs(tu_a_ - tu_b_);                                            \
+        ck_assert_msg(tu_a_ == tu_b_ || tu_d_ <= tu_tol_,                              \
+                      "Assertion '|%s - %s| <= %s' failed: %s == %.17g, %s == %.17g, " \
+                      "|diff| == %.3g",                                                \
+                      #a, #b, #tol, #a, tu_a_, #b, tu_b_, tu_d_);                      \
+    } while (0)
+
+/* A new context with default options; fails the test if it is NULL. Free it
+ * with tg_ctx_free() (leak checks run on every suite). */
+#define tu_ctx() tu__ctx_at(__FILE__, __LINE__)
+
+/* Fails the test, with c's error message, unless tg_ctx_status(c) is TG_OK. */
+#define tu_assert_ok(c) tu__assert_ok_at((c), __FILE__, __LINE__)
+
+/* Fails unless got == want, naming both statuses. */
+#define tu_assert_status(got, want) tu__assert_status_at((got), (want), #got, __FILE__, __LINE__)
+
+/* Fails unless t is non-NULL, has exactly the listed number of elements and
+ * each (in row-major order, any dtype and strides) is within tol of the list:
+ *   tu_assert_values(y, 1e-12, 1.0, 2.0, 3.0);   (tol first, then values) */
+#define tu_assert_values(t, tol, ...)                                                              \
+    tu__assert_values_at((t), (const double[]){__VA_ARGS__},                                       \
+                         (int64_t)(sizeof((const double[]){__VA_ARGS__}) / sizeof(double)), (tol), \
+                         #t, __FILE__, __LINE__)
+
+static inline tg_ctx *tu__ctx_at(const char *file, int line)
+{
+    tg_ctx *c = tg_ctx_new();
+    if (c == NULL) _ck_assert_failed(file, line, NULL, "tg_ctx_new() returned NULL");
+    return c;
+}
+
+static inline void tu__assert_ok_at(const tg_ctx *c, const char *file, int line)
+{
+    if (c == NULL) _ck_assert_failed(file, line, NULL, "context is NULL");
+    tg_status s = tg_ctx_status(c);
+    if (s != TG_OK)
+        _ck_assert_failed(file, line, NULL, "context status %s (%d): %s", tg_status_str(s), (int)s,
+                          tg_ctx_errmsg(c));
+}
+
+static inline void tu__assert_status_at(tg_status got, tg_status want, const char *expr,
+                                        const char *file, int line)
+{
+    if (got != want)
+        _ck_assert_failed(file, line, NULL, "%s is %s (%d), expected %s (%d)", expr,
+                          tg_status_str(got), (int)got, tg_status_str(want), (int)want);
+}
+
+static inline void tu__assert_values_at(const tg_tensor *t, const double *want, int64_t n,
+                                        double tol, const char *expr, const char *file, int line)
+{
+    if (t == NULL) _ck_assert_failed(file, line, NULL, "%s is NULL", expr);
+    int64_t numel = tg_numel(t);
+    if (numel != n)
+        _ck_assert_failed(file, line, NULL, "%s has %lld elements, expected %lld", expr,
+                          (long long)numel, (long long)n);
+    if (n == 0) return;
+
+    tg_dtype dt = tg_tensor_dtype(t);
+    size_t nbytes = (size_t)n * tg_dtype_size(dt);
+    void *buf = malloc(nbytes);
+    if (buf == NULL) _ck_assert_failed(file, line, NULL, "out of memory");
+    tg_status s = tg_copy_out(t, buf, nbytes);
+    if (s != TG_OK) {
+        free(buf);
+        _ck_assert_failed(file, line, NULL, "tg_copy_out(%s) gave %s", expr, tg_status_str(s));
+    }
+    for (int64_t i = 0; i < n; i++) {
+        double got = dt == TG_F32   ? (double)((const float *)buf)[i]
+                     : dt == TG_F64 ? ((const double *)buf)[i]
+                                    : (double)((const int64_t *)buf)[i];
+        double d = fabs(got - want[i]);
+        if (!(got == want[i] || d <= tol)) {
+            free(buf);
+            _ck_assert_failed(file, line, NULL,
+                              "%s[%lld] == %.17g, expected %.17g (|diff| %.3g > %.3g)", expr,
+                              (long long)i, got, want[i], d, tol);
+        }
+    }
+    free(buf);
+}
+
+/* tcase_create(name) with its timeout set to TU_TIMEOUT seconds. Use
+ * tcase_set_timeout() again for a test that needs longer. */
+static inline TCase *tu_tcase(const char *name)
+{
+    TCase *tc = tcase_create(name);
+    tcase_set_timeout(tc, TU_TIMEOUT);
+    return tc;
+}
+
+/* True when running under `meson test --setup valgrind` (which sets
+ * TG_TEST_VALGRIND=1): scale long loops down, not the checks. */
+static inline bool tu_under_valgrind(void)
+{
+    const char *v = getenv("TG_TEST_VALGRIND");
+    return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
+}
+
+#endif /* TAPEGRAD_TEST_UTIL_H */
