@@ -60,7 +60,12 @@ tg_status tg_backward_with_grad(tg_ctx *c, tg_tensor *out, tg_tensor *dout);
  * zeros. .grad of leaves is not touched. With create_graph the backward
  * ops are recorded on c's tape, so the gradients are themselves
  * differentiable (grad of grad, Hessian-vector products); without it they
- * require no grad. Errors as tg_backward; grads[] is all NULL on error.
+ * require no grad. An output that requires no grad contributes nothing
+ * (zeros), so a second derivative of a function whose first derivative is
+ * constant is zeros, not an error. Errors: TG_ERR_INVALID (NULLs, n_out or
+ * n_in < 1), TG_ERR_SHAPE / TG_ERR_DTYPE (a doutput unlike its output, or
+ * NULL for an output with more than one element), TG_ERR_NOMEM; grads[] is
+ * all NULL on error.
  */
 tg_status tg_grad_of(tg_ctx *c, int n_out, tg_tensor *const *outputs,
                      tg_tensor *const *doutputs, int n_in, tg_tensor *const *inputs,
@@ -92,8 +97,9 @@ tg_gradcheck_opts tg_gradcheck_defaults(void);
 /*
  * Checks the analytic gradient of f at the given inputs against central
  * finite differences. The output of f is reduced to a scalar by a fixed
- * random weighted sum. Checked inputs are the TG_F64 leaves that require
- * grad; other inputs are passed through unchanged. Each checked input may
+ * random weighted sum. Checked inputs are the TG_F64 tensors that require
+ * grad (a TG_F32 input that requires grad is TG_ERR_INVALID: finite
+ * differences need f64); other inputs are passed through unchanged. Each checked input may
  * be strided but must not overlap itself (no expanded views); its values
  * are perturbed in place and restored exactly. Also checks that a zero
  * output gradient gives exactly zero input gradients, that two backward
