@@ -56,6 +56,8 @@ struct tg_ctx {
 };
 
 /* ---- heap through the hook (for things that outlive a reset) ---------- */
+/* NULL on failure; records no error (callers such as the thread pool treat
+ * failure as "run serially"). */
 void *tg__heap_alloc(tg_ctx *c, size_t n);
 void tg__heap_free(tg_ctx *c, void *p, size_t n);
 
@@ -91,8 +93,9 @@ double tg__rng_normal(uint64_t st[4]);  /* N(0, 1), Box-Muller */
  * range, the call returns when all are done. Runs serially when n < 2 *
  * grain, with one thread, or when threads cannot be started. Callers keep
  * results independent of the split (that is what makes every kernel
- * bit-identical whatever the thread count). Not reentrant: fn must not
- * call tg__parallel_for on the same context.
+ * bit-identical whatever the thread count). A nested call from inside fn
+ * runs serially. The split may have fewer ranges than tg_ctx_threads(c)
+ * when not every thread could be started.
  */
 typedef void (*tg__range_fn)(void *arg, int64_t begin, int64_t end);
 void tg__parallel_for(tg_ctx *c, int64_t n, int64_t grain, tg__range_fn fn, void *arg);
@@ -101,7 +104,12 @@ int tg__default_threads(void);
 
 /* ---- blas (src/core/blas.c is the only file that includes cblas.h) ---- */
 /* C[M,N] = alpha * op(A) op(B) + beta * C, row-major, on float (f64 false)
- * or double data. lda/ldb/ldc are row strides in elements. */
+ * or double data. lda/ldb/ldc are row strides in elements. m or n == 0
+ * does nothing; k == 0 gives beta * C (exact zeros for beta == 0, even over
+ * NaN). A leading dimension of a one-row matrix is ignored; any other
+ * illegal stride (0, negative, overlapping rows) is the caller's to avoid
+ * by copying first, and sizes above INT_MAX are a TG_ASSERT. C must not
+ * alias A or B. */
 void tg__gemm(bool f64, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
               double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
               double beta, void *cmat, int64_t ldc);
