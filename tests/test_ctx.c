@@ -261,7 +261,7 @@ START_TEST(test_reset)
 
     tg_ctx_reset(c);
     ck_assert_uint_eq(tg_ctx_bytes_used(c), 0);
-    ck_assert(!tg_grad_enabled(c)); /* grad mode is kept */
+    ck_assert(!tg_grad_enabled(c));                        /* grad mode is kept */
     ck_assert_uint_ge(tg_ctx_bytes_reserved(c), reserved); /* memory is kept */
     ck_assert(!tg_set_grad_enabled(c, true));
     ck_assert(tg_grad_enabled(c));
@@ -296,7 +296,8 @@ static void workload(tg_ctx *c)
     tg_tensor *x = tg_full(c, TG_F32, TG_SHAPE(16, 64), 0.5);
     tg_tensor *h = tg_matmul(c, x, w);
     for (int i = 0; i < 300; i++) h = tg_add_scalar(c, tg_scale(c, h, 0.999), 0.001);
-    for (int n = 1; n < 6000; n *= 3) ck_assert_ptr_nonnull(tg_tensor_new(c, TG_F64, 1, &(int64_t){n}));
+    for (int n = 1; n < 6000; n *= 3)
+        ck_assert_ptr_nonnull(tg_tensor_new(c, TG_F64, 1, &(int64_t){n}));
     tg_tensor *loss = tg_mean(c, tg_tanh(c, h));
     tu_assert_status(tg_backward(c, loss), TG_OK);
     tu_assert_ok(c);
@@ -396,10 +397,8 @@ START_TEST(test_env_threads)
     int ng = tg_ctx_threads(c);
     tg_ctx_free(c);
 
-    if (had)
-        setenv("TG_NUM_THREADS", saved, 1);
-    else
-        unsetenv("TG_NUM_THREADS");
+    if (had) setenv("TG_NUM_THREADS", saved, 1);
+    else unsetenv("TG_NUM_THREADS");
 
     ck_assert_int_eq(n3, 3);
     ck_assert_int_eq(n1, 1);

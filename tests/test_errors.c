@@ -25,17 +25,17 @@
 
 typedef struct {
     tg_ctx *c;
-    tg_tensor *a23;   /* f32 [2,3], requires grad */
-    tg_tensor *b43;   /* f32 [4,3] */
-    tg_tensor *m34;   /* f32 [3,4] */
-    tg_tensor *m56;   /* f32 [5,6] */
-    tg_tensor *v3;    /* f32 [3] */
-    tg_tensor *d23;   /* f64 [2,3], requires grad */
-    tg_tensor *i23;   /* i64 [2,3] */
-    tg_tensor *b234;  /* f32 [2,3,4] */
-    tg_tensor *b345;  /* f32 [3,4,5] */
-    tg_tensor *lab;   /* i64 [2]: {0, 2}, valid for C = 3 */
-    tg_tensor *lab_f; /* f32 [2] */
+    tg_tensor *a23;     /* f32 [2,3], requires grad */
+    tg_tensor *b43;     /* f32 [4,3] */
+    tg_tensor *m34;     /* f32 [3,4] */
+    tg_tensor *m56;     /* f32 [5,6] */
+    tg_tensor *v3;      /* f32 [3] */
+    tg_tensor *d23;     /* f64 [2,3], requires grad */
+    tg_tensor *i23;     /* i64 [2,3] */
+    tg_tensor *b234;    /* f32 [2,3,4] */
+    tg_tensor *b345;    /* f32 [3,4,5] */
+    tg_tensor *lab;     /* i64 [2]: {0, 2}, valid for C = 3 */
+    tg_tensor *lab_f;   /* f32 [2] */
     tg_tensor *lab_hi;  /* i64 [2]: {0, 3} */
     tg_tensor *lab_neg; /* i64 [2]: {-1, 0} */
     tg_tensor *lab3;    /* i64 [3] */
@@ -95,8 +95,10 @@ static void assert_works(tg_ctx *c)
 #define C (f->c)
 #define RC(call) (f->has_rc = true, f->rc = (call), (tg_tensor *)NULL)
 #define VOID(call) ((call), (tg_tensor *)NULL)
-#define AXES(...) (int)(sizeof((const int[]){__VA_ARGS__}) / sizeof(int)), (const int[]){__VA_ARGS__}
-#define SH9 9, (const int64_t[]){1, 1, 1, 1, 1, 1, 1, 1, 1}
+#define AXES(...) \
+    (int)(sizeof((const int[]){__VA_ARGS__}) / sizeof(int)), (const int[]) { __VA_ARGS__ }
+#define SH9 \
+    9, (const int64_t[]) { 1, 1, 1, 1, 1, 1, 1, 1, 1 }
 #define BAD_DT ((tg_dtype)7)
 
 /*
@@ -107,7 +109,8 @@ static void assert_works(tg_ctx *c)
  */
 #define ERROR_CASES(X)                                                                             \
     /* creation */                                                                                 \
-    X(new_null_shape, TG_ERR_INVALID, "tg_tensor_new", NULL, NULL, tg_tensor_new(C, TG_F32, 2, NULL)) \
+    X(new_null_shape, TG_ERR_INVALID, "tg_tensor_new", NULL, NULL,                                 \
+      tg_tensor_new(C, TG_F32, 2, NULL))                                                           \
     X(new_ndim9, TG_ERR_INVALID, "tg_tensor_new", NULL, NULL, tg_tensor_new(C, TG_F32, SH9))       \
     X(new_ndim_neg, TG_ERR_INVALID, "tg_tensor_new", NULL, NULL,                                   \
       tg_tensor_new(C, TG_F32, -1, (const int64_t[]){2}))                                          \
@@ -127,8 +130,8 @@ static void assert_works(tg_ctx *c)
     X(from_dtype, TG_ERR_DTYPE, "tg_tensor_from", NULL, NULL,                                      \
       tg_tensor_from(C, BAD_DT, TG_SHAPE(1), (const float[]){1}))                                  \
     X(scalar_dtype, TG_ERR_DTYPE, "tg_scalar", NULL, NULL, tg_scalar(C, BAD_DT, 1))                \
-    X(full_neg_dim, TG_ERR_INVALID, "tg_full", NULL, NULL, tg_full(C, TG_F32, TG_SHAPE(-2), 1))   \
-    X(full_null_shape, TG_ERR_INVALID, "tg_full", NULL, NULL, tg_full(C, TG_F32, 1, NULL, 1))     \
+    X(full_neg_dim, TG_ERR_INVALID, "tg_full", NULL, NULL, tg_full(C, TG_F32, TG_SHAPE(-2), 1))    \
+    X(full_null_shape, TG_ERR_INVALID, "tg_full", NULL, NULL, tg_full(C, TG_F32, 1, NULL, 1))      \
     X(full_ndim9, TG_ERR_INVALID, "tg_full", NULL, NULL, tg_full(C, TG_F64, SH9, 1))               \
     X(full_dtype, TG_ERR_DTYPE, "tg_full", NULL, NULL, tg_full(C, BAD_DT, TG_SHAPE(2), 1))         \
     X(arange_step0, TG_ERR_INVALID, "tg_arange", NULL, NULL, tg_arange(C, TG_F32, 0, 5, 0))        \
@@ -143,46 +146,46 @@ static void assert_works(tg_ctx *c)
     X(randn_null_shape, TG_ERR_INVALID, "tg_randn", NULL, NULL, tg_randn(C, TG_F64, 2, NULL))      \
     X(zeros_like_null, TG_ERR_INVALID, "tg_zeros_like", NULL, NULL, tg_zeros_like(C, NULL))        \
     /* binary elementwise: shapes, dtypes, NULLs */                                                \
-    X(add_shape, TG_ERR_SHAPE, "tg_add", "[2,3]", "[4,3]", tg_add(C, f->a23, f->b43))             \
-    X(sub_shape, TG_ERR_SHAPE, "tg_sub", "[2,3]", "[4,3]", tg_sub(C, f->a23, f->b43))             \
-    X(mul_shape, TG_ERR_SHAPE, "tg_mul", "[4,3]", "[2,3]", tg_mul(C, f->b43, f->a23))             \
-    X(div_shape, TG_ERR_SHAPE, "tg_div", "[2,3]", "[3,4]", tg_div(C, f->a23, f->m34))             \
-    X(add_shape_3d, TG_ERR_SHAPE, "tg_add", "[2,3,4]", "[3,4,5]", tg_add(C, f->b234, f->b345))    \
-    X(add_dtype, TG_ERR_DTYPE, "tg_add", NULL, NULL, tg_add(C, f->a23, f->d23))                   \
-    X(sub_dtype, TG_ERR_DTYPE, "tg_sub", NULL, NULL, tg_sub(C, f->d23, f->a23))                   \
-    X(mul_dtype, TG_ERR_DTYPE, "tg_mul", NULL, NULL, tg_mul(C, f->a23, f->d23))                   \
-    X(div_dtype, TG_ERR_DTYPE, "tg_div", NULL, NULL, tg_div(C, f->a23, f->d23))                   \
-    X(add_null_a, TG_ERR_INVALID, "tg_add", NULL, NULL, tg_add(C, NULL, f->a23))                  \
-    X(add_null_b, TG_ERR_INVALID, "tg_add", NULL, NULL, tg_add(C, f->a23, NULL))                  \
-    X(sub_null, TG_ERR_INVALID, "tg_sub", NULL, NULL, tg_sub(C, NULL, NULL))                      \
-    X(mul_null, TG_ERR_INVALID, "tg_mul", NULL, NULL, tg_mul(C, f->a23, NULL))                    \
-    X(div_null, TG_ERR_INVALID, "tg_div", NULL, NULL, tg_div(C, NULL, f->a23))                    \
+    X(add_shape, TG_ERR_SHAPE, "tg_add", "[2,3]", "[4,3]", tg_add(C, f->a23, f->b43))              \
+    X(sub_shape, TG_ERR_SHAPE, "tg_sub", "[2,3]", "[4,3]", tg_sub(C, f->a23, f->b43))              \
+    X(mul_shape, TG_ERR_SHAPE, "tg_mul", "[4,3]", "[2,3]", tg_mul(C, f->b43, f->a23))              \
+    X(div_shape, TG_ERR_SHAPE, "tg_div", "[2,3]", "[3,4]", tg_div(C, f->a23, f->m34))              \
+    X(add_shape_3d, TG_ERR_SHAPE, "tg_add", "[2,3,4]", "[3,4,5]", tg_add(C, f->b234, f->b345))     \
+    X(add_dtype, TG_ERR_DTYPE, "tg_add", NULL, NULL, tg_add(C, f->a23, f->d23))                    \
+    X(sub_dtype, TG_ERR_DTYPE, "tg_sub", NULL, NULL, tg_sub(C, f->d23, f->a23))                    \
+    X(mul_dtype, TG_ERR_DTYPE, "tg_mul", NULL, NULL, tg_mul(C, f->a23, f->d23))                    \
+    X(div_dtype, TG_ERR_DTYPE, "tg_div", NULL, NULL, tg_div(C, f->a23, f->d23))                    \
+    X(add_null_a, TG_ERR_INVALID, "tg_add", NULL, NULL, tg_add(C, NULL, f->a23))                   \
+    X(add_null_b, TG_ERR_INVALID, "tg_add", NULL, NULL, tg_add(C, f->a23, NULL))                   \
+    X(sub_null, TG_ERR_INVALID, "tg_sub", NULL, NULL, tg_sub(C, NULL, NULL))                       \
+    X(mul_null, TG_ERR_INVALID, "tg_mul", NULL, NULL, tg_mul(C, f->a23, NULL))                     \
+    X(div_null, TG_ERR_INVALID, "tg_div", NULL, NULL, tg_div(C, NULL, f->a23))                     \
     /* unary: I64 and NULL */                                                                      \
-    X(neg_i64, TG_ERR_DTYPE, "tg_neg", NULL, NULL, tg_neg(C, f->i23))                             \
-    X(scale_i64, TG_ERR_DTYPE, "tg_scale", NULL, NULL, tg_scale(C, f->i23, 2))                    \
-    X(add_scalar_i64, TG_ERR_DTYPE, "tg_add_scalar", NULL, NULL, tg_add_scalar(C, f->i23, 2))     \
-    X(pow_scalar_i64, TG_ERR_DTYPE, "tg_pow_scalar", NULL, NULL, tg_pow_scalar(C, f->i23, 2))     \
-    X(exp_i64, TG_ERR_DTYPE, "tg_exp", NULL, NULL, tg_exp(C, f->i23))                             \
-    X(log_i64, TG_ERR_DTYPE, "tg_log", NULL, NULL, tg_log(C, f->i23))                             \
-    X(sqrt_i64, TG_ERR_DTYPE, "tg_sqrt", NULL, NULL, tg_sqrt(C, f->i23))                          \
-    X(tanh_i64, TG_ERR_DTYPE, "tg_tanh", NULL, NULL, tg_tanh(C, f->i23))                          \
-    X(sigmoid_i64, TG_ERR_DTYPE, "tg_sigmoid", NULL, NULL, tg_sigmoid(C, f->i23))                 \
-    X(relu_i64, TG_ERR_DTYPE, "tg_relu", NULL, NULL, tg_relu(C, f->i23))                          \
-    X(neg_null, TG_ERR_INVALID, "tg_neg", NULL, NULL, tg_neg(C, NULL))                            \
-    X(scale_null, TG_ERR_INVALID, "tg_scale", NULL, NULL, tg_scale(C, NULL, 2))                   \
-    X(add_scalar_null, TG_ERR_INVALID, "tg_add_scalar", NULL, NULL, tg_add_scalar(C, NULL, 2))    \
-    X(pow_scalar_null, TG_ERR_INVALID, "tg_pow_scalar", NULL, NULL, tg_pow_scalar(C, NULL, 2))    \
-    X(exp_null, TG_ERR_INVALID, "tg_exp", NULL, NULL, tg_exp(C, NULL))                            \
-    X(log_null, TG_ERR_INVALID, "tg_log", NULL, NULL, tg_log(C, NULL))                            \
-    X(sqrt_null, TG_ERR_INVALID, "tg_sqrt", NULL, NULL, tg_sqrt(C, NULL))                         \
-    X(tanh_null, TG_ERR_INVALID, "tg_tanh", NULL, NULL, tg_tanh(C, NULL))                         \
-    X(sigmoid_null, TG_ERR_INVALID, "tg_sigmoid", NULL, NULL, tg_sigmoid(C, NULL))                \
-    X(relu_null, TG_ERR_INVALID, "tg_relu", NULL, NULL, tg_relu(C, NULL))                         \
+    X(neg_i64, TG_ERR_DTYPE, "tg_neg", NULL, NULL, tg_neg(C, f->i23))                              \
+    X(scale_i64, TG_ERR_DTYPE, "tg_scale", NULL, NULL, tg_scale(C, f->i23, 2))                     \
+    X(add_scalar_i64, TG_ERR_DTYPE, "tg_add_scalar", NULL, NULL, tg_add_scalar(C, f->i23, 2))      \
+    X(pow_scalar_i64, TG_ERR_DTYPE, "tg_pow_scalar", NULL, NULL, tg_pow_scalar(C, f->i23, 2))      \
+    X(exp_i64, TG_ERR_DTYPE, "tg_exp", NULL, NULL, tg_exp(C, f->i23))                              \
+    X(log_i64, TG_ERR_DTYPE, "tg_log", NULL, NULL, tg_log(C, f->i23))                              \
+    X(sqrt_i64, TG_ERR_DTYPE, "tg_sqrt", NULL, NULL, tg_sqrt(C, f->i23))                           \
+    X(tanh_i64, TG_ERR_DTYPE, "tg_tanh", NULL, NULL, tg_tanh(C, f->i23))                           \
+    X(sigmoid_i64, TG_ERR_DTYPE, "tg_sigmoid", NULL, NULL, tg_sigmoid(C, f->i23))                  \
+    X(relu_i64, TG_ERR_DTYPE, "tg_relu", NULL, NULL, tg_relu(C, f->i23))                           \
+    X(neg_null, TG_ERR_INVALID, "tg_neg", NULL, NULL, tg_neg(C, NULL))                             \
+    X(scale_null, TG_ERR_INVALID, "tg_scale", NULL, NULL, tg_scale(C, NULL, 2))                    \
+    X(add_scalar_null, TG_ERR_INVALID, "tg_add_scalar", NULL, NULL, tg_add_scalar(C, NULL, 2))     \
+    X(pow_scalar_null, TG_ERR_INVALID, "tg_pow_scalar", NULL, NULL, tg_pow_scalar(C, NULL, 2))     \
+    X(exp_null, TG_ERR_INVALID, "tg_exp", NULL, NULL, tg_exp(C, NULL))                             \
+    X(log_null, TG_ERR_INVALID, "tg_log", NULL, NULL, tg_log(C, NULL))                             \
+    X(sqrt_null, TG_ERR_INVALID, "tg_sqrt", NULL, NULL, tg_sqrt(C, NULL))                          \
+    X(tanh_null, TG_ERR_INVALID, "tg_tanh", NULL, NULL, tg_tanh(C, NULL))                          \
+    X(sigmoid_null, TG_ERR_INVALID, "tg_sigmoid", NULL, NULL, tg_sigmoid(C, NULL))                 \
+    X(relu_null, TG_ERR_INVALID, "tg_relu", NULL, NULL, tg_relu(C, NULL))                          \
     /* reductions: bad axes */                                                                     \
-    X(sum_null, TG_ERR_INVALID, "tg_sum", NULL, NULL, tg_sum(C, NULL))                            \
-    X(mean_null, TG_ERR_INVALID, "tg_mean", NULL, NULL, tg_mean(C, NULL))                         \
-    X(sum_i64, TG_ERR_DTYPE, "tg_sum", NULL, NULL, tg_sum(C, f->i23))                             \
-    X(mean_i64, TG_ERR_DTYPE, "tg_mean", NULL, NULL, tg_mean(C, f->i23))                          \
+    X(sum_null, TG_ERR_INVALID, "tg_sum", NULL, NULL, tg_sum(C, NULL))                             \
+    X(mean_null, TG_ERR_INVALID, "tg_mean", NULL, NULL, tg_mean(C, NULL))                          \
+    X(sum_i64, TG_ERR_DTYPE, "tg_sum", NULL, NULL, tg_sum(C, f->i23))                              \
+    X(mean_i64, TG_ERR_DTYPE, "tg_mean", NULL, NULL, tg_mean(C, f->i23))                           \
     X(sum_axes_null, TG_ERR_INVALID, "tg_sum_axes", NULL, NULL,                                    \
       tg_sum_axes(C, NULL, AXES(0), false))                                                        \
     X(sum_axes_high, TG_ERR_INVALID, "tg_sum_axes", NULL, NULL,                                    \
@@ -205,21 +208,24 @@ static void assert_works(tg_ctx *c)
       tg_mean_axes(C, f->b234, AXES(0, 2, -3), false))                                             \
     X(mean_axes_i64, TG_ERR_DTYPE, "tg_mean_axes", NULL, NULL,                                     \
       tg_mean_axes(C, f->i23, AXES(0), false))                                                     \
-    X(softmax_axis, TG_ERR_INVALID, "tg_softmax", NULL, NULL, tg_softmax(C, f->a23, 2))           \
-    X(softmax_axis_neg, TG_ERR_INVALID, "tg_softmax", NULL, NULL, tg_softmax(C, f->a23, -3))      \
-    X(softmax_i64, TG_ERR_DTYPE, "tg_softmax", NULL, NULL, tg_softmax(C, f->i23, 0))              \
-    X(softmax_null, TG_ERR_INVALID, "tg_softmax", NULL, NULL, tg_softmax(C, NULL, 0))             \
+    X(softmax_axis, TG_ERR_INVALID, "tg_softmax", NULL, NULL, tg_softmax(C, f->a23, 2))            \
+    X(softmax_axis_neg, TG_ERR_INVALID, "tg_softmax", NULL, NULL, tg_softmax(C, f->a23, -3))       \
+    X(softmax_i64, TG_ERR_DTYPE, "tg_softmax", NULL, NULL, tg_softmax(C, f->i23, 0))               \
+    X(softmax_null, TG_ERR_INVALID, "tg_softmax", NULL, NULL, tg_softmax(C, NULL, 0))              \
     X(log_softmax_axis, TG_ERR_INVALID, "tg_log_softmax", NULL, NULL,                              \
       tg_log_softmax(C, f->a23, 5))                                                                \
-    X(log_softmax_i64, TG_ERR_DTYPE, "tg_log_softmax", NULL, NULL, tg_log_softmax(C, f->i23, 1))  \
+    X(log_softmax_i64, TG_ERR_DTYPE, "tg_log_softmax", NULL, NULL, tg_log_softmax(C, f->i23, 1))   \
     /* matmul */                                                                                   \
-    X(matmul_inner, TG_ERR_SHAPE, "tg_matmul", "[3,4]", "[5,6]", tg_matmul(C, f->m34, f->m56))    \
-    X(matmul_inner2, TG_ERR_SHAPE, "tg_matmul", "[2,3]", "[4,3]", tg_matmul(C, f->a23, f->b43))   \
-    X(matmul_1d, TG_ERR_SHAPE, "tg_matmul", "[3]", "[3,4]", tg_matmul(C, f->v3, f->m34))          \
-    X(matmul_batch, TG_ERR_SHAPE, "tg_matmul", "[2,3,4]", "[3,4,5]", tg_matmul(C, f->b234, f->b345)) \
-    X(matmul_dtype, TG_ERR_DTYPE, "tg_matmul", NULL, NULL, tg_matmul(C, f->a23, tg_transpose(C, f->d23, 0, 1))) \
-    X(matmul_i64, TG_ERR_DTYPE, "tg_matmul", NULL, NULL, tg_matmul(C, f->i23, tg_transpose(C, f->i23, 0, 1))) \
-    X(matmul_null, TG_ERR_INVALID, "tg_matmul", NULL, NULL, tg_matmul(C, f->m34, NULL))           \
+    X(matmul_inner, TG_ERR_SHAPE, "tg_matmul", "[3,4]", "[5,6]", tg_matmul(C, f->m34, f->m56))     \
+    X(matmul_inner2, TG_ERR_SHAPE, "tg_matmul", "[2,3]", "[4,3]", tg_matmul(C, f->a23, f->b43))    \
+    X(matmul_1d, TG_ERR_SHAPE, "tg_matmul", "[3]", "[3,4]", tg_matmul(C, f->v3, f->m34))           \
+    X(matmul_batch, TG_ERR_SHAPE, "tg_matmul", "[2,3,4]", "[3,4,5]",                               \
+      tg_matmul(C, f->b234, f->b345))                                                              \
+    X(matmul_dtype, TG_ERR_DTYPE, "tg_matmul", NULL, NULL,                                         \
+      tg_matmul(C, f->a23, tg_transpose(C, f->d23, 0, 1)))                                         \
+    X(matmul_i64, TG_ERR_DTYPE, "tg_matmul", NULL, NULL,                                           \
+      tg_matmul(C, f->i23, tg_transpose(C, f->i23, 0, 1)))                                         \
+    X(matmul_null, TG_ERR_INVALID, "tg_matmul", NULL, NULL, tg_matmul(C, f->m34, NULL))            \
     /* shapes and views */                                                                         \
     X(reshape_size, TG_ERR_SHAPE, "tg_reshape", "[2,3]", "[4,2]",                                  \
       tg_reshape(C, f->a23, TG_SHAPE(4, 2)))                                                       \
@@ -229,47 +235,48 @@ static void assert_works(tg_ctx *c)
       tg_reshape(C, f->a23, TG_SHAPE(-1, -1)))                                                     \
     X(reshape_neg_dim, TG_ERR_INVALID, "tg_reshape", NULL, NULL,                                   \
       tg_reshape(C, f->a23, TG_SHAPE(-2, -3)))                                                     \
-    X(reshape_ndim9, TG_ERR_INVALID, "tg_reshape", NULL, NULL, tg_reshape(C, f->a23, SH9))        \
+    X(reshape_ndim9, TG_ERR_INVALID, "tg_reshape", NULL, NULL, tg_reshape(C, f->a23, SH9))         \
     X(reshape_ndim_neg, TG_ERR_INVALID, "tg_reshape", NULL, NULL,                                  \
       tg_reshape(C, f->a23, -1, (const int64_t[]){6}))                                             \
     X(reshape_null_shape, TG_ERR_INVALID, "tg_reshape", NULL, NULL,                                \
       tg_reshape(C, f->a23, 2, NULL))                                                              \
-    X(reshape_to_scalar, TG_ERR_SHAPE, "tg_reshape", NULL, NULL, tg_reshape(C, f->a23, 0, NULL))  \
-    X(reshape_null, TG_ERR_INVALID, "tg_reshape", NULL, NULL, tg_reshape(C, NULL, TG_SHAPE(6)))   \
-    X(transpose_high, TG_ERR_INVALID, "tg_transpose", NULL, NULL, tg_transpose(C, f->a23, 0, 2))  \
-    X(transpose_low, TG_ERR_INVALID, "tg_transpose", NULL, NULL, tg_transpose(C, f->a23, -3, 1))  \
-    X(transpose_null, TG_ERR_INVALID, "tg_transpose", NULL, NULL, tg_transpose(C, NULL, 0, 1))    \
+    X(reshape_to_scalar, TG_ERR_SHAPE, "tg_reshape", NULL, NULL, tg_reshape(C, f->a23, 0, NULL))   \
+    X(reshape_null, TG_ERR_INVALID, "tg_reshape", NULL, NULL, tg_reshape(C, NULL, TG_SHAPE(6)))    \
+    X(transpose_high, TG_ERR_INVALID, "tg_transpose", NULL, NULL, tg_transpose(C, f->a23, 0, 2))   \
+    X(transpose_low, TG_ERR_INVALID, "tg_transpose", NULL, NULL, tg_transpose(C, f->a23, -3, 1))   \
+    X(transpose_null, TG_ERR_INVALID, "tg_transpose", NULL, NULL, tg_transpose(C, NULL, 0, 1))     \
     X(permute_repeat, TG_ERR_INVALID, "tg_permute", NULL, NULL,                                    \
       tg_permute(C, f->a23, (const int[]){0, 0}))                                                  \
     X(permute_range, TG_ERR_INVALID, "tg_permute", NULL, NULL,                                     \
       tg_permute(C, f->a23, (const int[]){0, 2}))                                                  \
     X(permute_3d, TG_ERR_INVALID, "tg_permute", NULL, NULL,                                        \
       tg_permute(C, f->b234, (const int[]){2, 1, 3}))                                              \
-    X(permute_null_perm, TG_ERR_INVALID, "tg_permute", NULL, NULL, tg_permute(C, f->a23, NULL))   \
+    X(permute_null_perm, TG_ERR_INVALID, "tg_permute", NULL, NULL, tg_permute(C, f->a23, NULL))    \
     X(permute_null, TG_ERR_INVALID, "tg_permute", NULL, NULL,                                      \
       tg_permute(C, NULL, (const int[]){1, 0}))                                                    \
     X(expand_mismatch, TG_ERR_SHAPE, "tg_expand", "[2,3]", "[2,4]",                                \
       tg_expand(C, f->a23, TG_SHAPE(2, 4)))                                                        \
     X(expand_fewer_dims, TG_ERR_INVALID, "tg_expand", NULL, NULL,                                  \
       tg_expand(C, f->a23, TG_SHAPE(6)))                                                           \
-    X(expand_ndim9, TG_ERR_INVALID, "tg_expand", NULL, NULL, tg_expand(C, f->a23, SH9))           \
+    X(expand_ndim9, TG_ERR_INVALID, "tg_expand", NULL, NULL, tg_expand(C, f->a23, SH9))            \
     X(expand_new_dim_infer, TG_ERR_SHAPE, "tg_expand", NULL, NULL,                                 \
       tg_expand(C, f->a23, TG_SHAPE(-1, 2, 3)))                                                    \
     X(expand_neg, TG_ERR_SHAPE, "tg_expand", NULL, NULL,                                           \
       tg_expand(C, tg_reshape(C, f->v3, TG_SHAPE(3, 1)), TG_SHAPE(3, -5)))                         \
-    X(expand_null_shape, TG_ERR_INVALID, "tg_expand", NULL, NULL, tg_expand(C, f->a23, 2, NULL))  \
-    X(expand_null, TG_ERR_INVALID, "tg_expand", NULL, NULL, tg_expand(C, NULL, TG_SHAPE(2, 3)))   \
-    X(slice_step0, TG_ERR_INVALID, "tg_slice", NULL, NULL, tg_slice(C, f->a23, 1, 0, 3, 0))       \
-    X(slice_step_neg, TG_ERR_INVALID, "tg_slice", NULL, NULL, tg_slice(C, f->a23, 1, 3, 0, -1))   \
-    X(slice_axis, TG_ERR_INVALID, "tg_slice", NULL, NULL, tg_slice(C, f->a23, 2, 0, 1, 1))        \
-    X(slice_axis_neg, TG_ERR_INVALID, "tg_slice", NULL, NULL, tg_slice(C, f->a23, -3, 0, 1, 1))   \
-    X(slice_null, TG_ERR_INVALID, "tg_slice", NULL, NULL, tg_slice(C, NULL, 0, 0, 1, 1))          \
-    X(contiguous_null, TG_ERR_INVALID, "tg_contiguous", NULL, NULL, tg_contiguous(C, NULL))       \
+    X(expand_null_shape, TG_ERR_INVALID, "tg_expand", NULL, NULL, tg_expand(C, f->a23, 2, NULL))   \
+    X(expand_null, TG_ERR_INVALID, "tg_expand", NULL, NULL, tg_expand(C, NULL, TG_SHAPE(2, 3)))    \
+    X(slice_step0, TG_ERR_INVALID, "tg_slice", NULL, NULL, tg_slice(C, f->a23, 1, 0, 3, 0))        \
+    X(slice_step_neg, TG_ERR_INVALID, "tg_slice", NULL, NULL, tg_slice(C, f->a23, 1, 3, 0, -1))    \
+    X(slice_axis, TG_ERR_INVALID, "tg_slice", NULL, NULL, tg_slice(C, f->a23, 2, 0, 1, 1))         \
+    X(slice_axis_neg, TG_ERR_INVALID, "tg_slice", NULL, NULL, tg_slice(C, f->a23, -3, 0, 1, 1))    \
+    X(slice_null, TG_ERR_INVALID, "tg_slice", NULL, NULL, tg_slice(C, NULL, 0, 0, 1, 1))           \
+    X(contiguous_null, TG_ERR_INVALID, "tg_contiguous", NULL, NULL, tg_contiguous(C, NULL))        \
     /* losses */                                                                                   \
-    X(mse_shape, TG_ERR_SHAPE, "tg_mse_loss", "[2,3]", "[4,3]", tg_mse_loss(C, f->a23, f->b43))   \
-    X(mse_no_broadcast, TG_ERR_SHAPE, "tg_mse_loss", "[2,3]", "[3]", tg_mse_loss(C, f->a23, f->v3)) \
-    X(mse_dtype, TG_ERR_DTYPE, "tg_mse_loss", NULL, NULL, tg_mse_loss(C, f->a23, f->d23))         \
-    X(mse_null, TG_ERR_INVALID, "tg_mse_loss", NULL, NULL, tg_mse_loss(C, NULL, f->a23))          \
+    X(mse_shape, TG_ERR_SHAPE, "tg_mse_loss", "[2,3]", "[4,3]", tg_mse_loss(C, f->a23, f->b43))    \
+    X(mse_no_broadcast, TG_ERR_SHAPE, "tg_mse_loss", "[2,3]", "[3]",                               \
+      tg_mse_loss(C, f->a23, f->v3))                                                               \
+    X(mse_dtype, TG_ERR_DTYPE, "tg_mse_loss", NULL, NULL, tg_mse_loss(C, f->a23, f->d23))          \
+    X(mse_null, TG_ERR_INVALID, "tg_mse_loss", NULL, NULL, tg_mse_loss(C, NULL, f->a23))           \
     X(ce_float_labels, TG_ERR_DTYPE, "tg_cross_entropy", NULL, NULL,                               \
       tg_cross_entropy(C, f->a23, f->lab_f))                                                       \
     X(ce_label_high, TG_ERR_INVALID, "tg_cross_entropy", NULL, NULL,                               \
@@ -288,12 +295,13 @@ static void assert_works(tg_ctx *c)
       tg_cross_entropy(C, f->i23, f->lab))                                                         \
     X(ce_no_rows, TG_ERR_INVALID, "tg_cross_entropy", NULL, NULL,                                  \
       tg_cross_entropy(C, f->e03, f->lab0))                                                        \
-    X(ce_null, TG_ERR_INVALID, "tg_cross_entropy", NULL, NULL, tg_cross_entropy(C, f->a23, NULL)) \
+    X(ce_null, TG_ERR_INVALID, "tg_cross_entropy", NULL, NULL, tg_cross_entropy(C, f->a23, NULL))  \
     /* autograd */                                                                                 \
-    X(backward_non_scalar, TG_ERR_SHAPE, "tg_backward", NULL, NULL, RC(tg_backward(C, f->nonleaf))) \
+    X(backward_non_scalar, TG_ERR_SHAPE, "tg_backward", NULL, NULL,                                \
+      RC(tg_backward(C, f->nonleaf)))                                                              \
     X(backward_no_grad, TG_ERR_MISUSE, "tg_backward", NULL, NULL,                                  \
       RC(tg_backward(C, tg_sum(C, f->b43))))                                                       \
-    X(backward_null, TG_ERR_INVALID, "tg_backward", NULL, NULL, RC(tg_backward(C, NULL)))         \
+    X(backward_null, TG_ERR_INVALID, "tg_backward", NULL, NULL, RC(tg_backward(C, NULL)))          \
     X(backward_with_grad_shape, TG_ERR_SHAPE, "tg_backward_with_grad", NULL, NULL,                 \
       RC(tg_backward_with_grad(C, f->nonleaf, f->b43)))                                            \
     X(backward_with_grad_dtype, TG_ERR_DTYPE, "tg_backward_with_grad", NULL, NULL,                 \
@@ -306,7 +314,7 @@ static void assert_works(tg_ctx *c)
       VOID(tg_set_requires_grad(f->i23, true)))                                                    \
     X(detach_null, TG_ERR_INVALID, "tg_detach", NULL, NULL, tg_detach(C, NULL))
 
-#define DEFINE_RUN(name, st, fn, s1, s2, ...)                                                      \
+#define DEFINE_RUN(name, st, fn, s1, s2, ...) \
     static tg_tensor *run_##name(fx *f) { return (__VA_ARGS__); }
 ERROR_CASES(DEFINE_RUN)
 #undef DEFINE_RUN
@@ -342,8 +350,8 @@ START_TEST(test_error_table)
     ck_assert_msg(st == e->want, "%s: status %s, want %s (message \"%s\")", e->name,
                   tg_status_str(st), tg_status_str(e->want), tg_ctx_errmsg(C));
     if (f->has_rc)
-        ck_assert_msg(f->rc == e->want, "%s: returned %s, want %s", e->name,
-                      tg_status_str(f->rc), tg_status_str(e->want));
+        ck_assert_msg(f->rc == e->want, "%s: returned %s, want %s", e->name, tg_status_str(f->rc),
+                      tg_status_str(e->want));
     const char *msg = tg_ctx_errmsg(C);
     ck_assert_ptr_nonnull(msg);
     assert_msg_has(e->name, msg, e->fn);
@@ -586,17 +594,14 @@ START_TEST(test_grad_of_errors)
     tg_ctx_clear_error(C);
     /* A dout of the wrong shape. */
     tg_tensor *bad_dout[1] = {f->b43};
-    tu_assert_status(tg_grad_of(C, 1, &f->nonleaf, bad_dout, 1, &f->a23, false, g),
-                     TG_ERR_SHAPE);
+    tu_assert_status(tg_grad_of(C, 1, &f->nonleaf, bad_dout, 1, &f->a23, false, g), TG_ERR_SHAPE);
     tg_ctx_clear_error(C);
     /* An output that requires no grad: an error like tg_backward's, or
      * (inputs the outputs do not depend on get zeros) zeros. */
     tg_tensor *nograd = tg_sum(C, f->b43);
     tg_status rc = tg_grad_of(C, 1, &nograd, NULL, 1, &f->a23, false, g);
-    if (rc == TG_OK)
-        tu_assert_values(g[0], 0.0, 0, 0, 0, 0, 0, 0);
-    else
-        tu_assert_status(rc, TG_ERR_MISUSE);
+    if (rc == TG_OK) tu_assert_values(g[0], 0.0, 0, 0, 0, 0, 0, 0);
+    else tu_assert_status(rc, TG_ERR_MISUSE);
     tg_ctx_clear_error(C);
     ck_assert_ptr_null(tg_grad(f->a23)); /* .grad never touched */
 
@@ -640,8 +645,7 @@ START_TEST(test_gradcheck_errors)
     tg_set_requires_grad(x, true);
     tg_tensor *xs[1] = {x};
     /* NULL function, NULL inputs. */
-    tu_assert_status(tg_gradcheck(NULL, NULL, xs, 1, NULL, report, sizeof report),
-                     TG_ERR_INVALID);
+    tu_assert_status(tg_gradcheck(NULL, NULL, xs, 1, NULL, report, sizeof report), TG_ERR_INVALID);
     ck_assert_uint_lt(strlen(report), sizeof report);
     tg_tensor *nulls[1] = {NULL};
     tu_assert_status(tg_gradcheck(NULL, NULL, nulls, 1, NULL, NULL, 0), TG_ERR_INVALID);

@@ -199,10 +199,9 @@ typedef struct {
 /* The counts are numpy's: ceil((stop - start) / step), so arange(1, 1.3,
  * 0.1) has 4 elements (the last is 1.3000000000000003). */
 static const arange_case arange_cases[] = {
-    {0, 5, 1, 5},       {5, 0, -1, 5},     {1, 1.3, 0.1, 4},  {0, 1, 0.1, 10},
-    {0, 2.5, 0.5, 5},   {0, 0, 1, 0},      {3, 0, 1, 0},      {0, 3, -1, 0},
-    {0, -3, -1, 3},     {-1.5, 1.5, 0.75, 4}, {0, 10, 3, 4},  {0, 1, 0.3, 4},
-    {10, 0, -2.5, 4},   {0.5, 3, 1, 3},    {-5, -2, 1, 3},
+    {0, 5, 1, 5},  {5, 0, -1, 5},  {1, 1.3, 0.1, 4}, {0, 1, 0.1, 10}, {0, 2.5, 0.5, 5},
+    {0, 0, 1, 0},  {3, 0, 1, 0},   {0, 3, -1, 0},    {0, -3, -1, 3},  {-1.5, 1.5, 0.75, 4},
+    {0, 10, 3, 4}, {0, 1, 0.3, 4}, {10, 0, -2.5, 4}, {0.5, 3, 1, 3},  {-5, -2, 1, 3},
 };
 
 START_TEST(test_arange)
@@ -351,8 +350,8 @@ START_TEST(test_eight_dims)
     ck_assert(tg_get(tt, (const int64_t[]){1, 0, 0, 0, 0, 0, 0, 0}) == 1.0);
     ck_assert(tg_get(tt, (const int64_t[]){0, 0, 0, 0, 0, 0, 0, 1}) == 24.0);
     tu_assert_values(tg_reshape(c, tg_sum_axes(c, t, 1, (const int[]){-1}, false), TG_SHAPE(-1)),
-                     0.0, 1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41, 45, 49, 53, 57, 61, 65, 69,
-                     73, 77, 81, 85, 89, 93);
+                     0.0, 1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41, 45, 49, 53, 57, 61, 65, 69, 73,
+                     77, 81, 85, 89, 93);
     tu_assert_ok(c);
 
     /* 9 dims: rejected, everywhere a shape is given. */
@@ -404,8 +403,8 @@ START_TEST(test_zero_size)
     tu_assert_values(sa, 0.0, 0, 0, 0);
     assert_shape(tg_matmul(c, t, tg_full(c, dt, TG_SHAPE(3, 2), 1)), TG_SHAPE(0, 2));
     /* [2,0] @ [0,3]: a sum over nothing, zeros. */
-    tg_tensor *mm = tg_matmul(c, tg_tensor_new(c, dt, TG_SHAPE(2, 0)),
-                              tg_tensor_new(c, dt, TG_SHAPE(0, 3)));
+    tg_tensor *mm =
+        tg_matmul(c, tg_tensor_new(c, dt, TG_SHAPE(2, 0)), tg_tensor_new(c, dt, TG_SHAPE(0, 3)));
     assert_shape(mm, TG_SHAPE(2, 3));
     tu_assert_values(mm, 0.0, 0, 0, 0, 0, 0, 0);
     assert_shape(tg_reshape(c, t, TG_SHAPE(3, 0)), TG_SHAPE(3, 0));
@@ -431,10 +430,7 @@ static int shape_ndim(int ndim, const int64_t *shape)
     return ndim;
 }
 
-static int64_t shape_at(int ndim, const int64_t *shape, int i)
-{
-    return i < ndim ? shape[i] : -1;
-}
+static int64_t shape_at(int ndim, const int64_t *shape, int i) { return i < ndim ? shape[i] : -1; }
 
 START_TEST(test_shape_macro)
 {
@@ -542,8 +538,8 @@ START_TEST(test_transpose_permute)
     tg_tensor *tn = tg_transpose(c, x, -1, -2);
     assert_shape(tn, TG_SHAPE(2, 4, 3));
     assert_strides(tn, TG_SHAPE(12, 1, 4));
-    tu_assert_values(tg_reshape(c, tg_slice(c, tn, 0, 0, 1, 1), TG_SHAPE(-1)), 0.0, 0, 4, 8, 1,
-                     5, 9, 2, 6, 10, 3, 7, 11);
+    tu_assert_values(tg_reshape(c, tg_slice(c, tn, 0, 0, 1, 1), TG_SHAPE(-1)), 0.0, 0, 4, 8, 1, 5,
+                     9, 2, 6, 10, 3, 7, 11);
 
     /* Transposing twice gives the original layout back. */
     tg_tensor *tt = tg_transpose(c, tn, 1, 2);
@@ -767,8 +763,7 @@ START_TEST(test_copy_out_in)
         tu_assert_status(tg_copy_out(p, back, sizeof back), TG_OK);
         ck_assert_mem_eq(back, in, sizeof back);
         /* p[i][j][k] = a[j][k][i] */
-        ck_assert(tg_get(a, (const int64_t[]){1, 2, 3}) ==
-                  tg_get(p, (const int64_t[]){3, 1, 2}));
+        ck_assert(tg_get(a, (const int64_t[]){1, 2, 3}) == tg_get(p, (const int64_t[]){3, 1, 2}));
         ck_assert(tg_get(p, (const int64_t[]){3, 1, 2}) == (k ? 23.0 : 23.5));
     }
     tu_assert_ok(c);

@@ -16,14 +16,19 @@
 #include "test_util.h"
 
 /* Inputs are R x R: 1000 x 1000 (1e6 elements, far above the parallel
- * threshold); 400 x 400 under valgrind, still above it. */
+ * threshold); 400 x 400 under valgrind for the bit-identity tests (still
+ * above the elementwise threshold, not always above the reductions'). */
 static int64_t R;
 static double *data_a, *data_b; /* R*R each */
 
-static void make_data(void)
+/* full: 1000 x 1000 even under valgrind. */
+static void make_data_n(bool full)
 {
-    if (data_a != NULL) return;
-    R = tu_under_valgrind() ? 400 : 1000;
+    int64_t want = full || !tu_under_valgrind() ? 1000 : 400;
+    if (data_a != NULL && R == want) return;
+    free(data_a);
+    free(data_b);
+    R = want;
     data_a = malloc((size_t)(R * R) * sizeof *data_a);
     data_b = malloc((size_t)(R * R) * sizeof *data_b);
     ck_assert(data_a && data_b);
@@ -39,6 +44,8 @@ static void make_data(void)
         data_b[i] = (double)(s >> 11) / 9007199254740992.0 * 4 - 2;
     }
 }
+
+static void make_data(void) { make_data_n(false); }
 
 typedef struct {
     tg_tensor *a, *b; /* [R,R] */
@@ -63,14 +70,15 @@ static tg_tensor *from(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shape, c
 }
 
 #define T(x) tg_transpose(c, (x), 0, 1)
-#define AXES(...) (int)(sizeof((const int[]){__VA_ARGS__}) / sizeof(int)), (const int[]){__VA_ARGS__}
+#define AXES(...) \
+    (int)(sizeof((const int[]){__VA_ARGS__}) / sizeof(int)), (const int[]) { __VA_ARGS__ }
 
-#define BUILD1(name, expr)                                                                         \
-    static int build_##name(tg_ctx *c, const inputs *in, tg_tensor **out)                         \
-    {                                                                                              \
-        (void)in;                                                                                  \
-        out[0] = (expr);                                                                           \
-        return 1;                                                                                  \
+#define BUILD1(name, expr)                                                \
+    static int build_##name(tg_ctx *c, const inputs *in, tg_tensor **out) \
+    {                                                                     \
+        (void)in;                                                         \
+        out[0] = (expr);                                                  \
+        return 1;                                                         \
     }
 
 /* elementwise, with broadcasting, on contiguous and transposed inputs */
@@ -112,12 +120,13 @@ BUILD1(softmax_last, tg_softmax(c, in->a, -1))
 BUILD1(softmax_0, tg_softmax(c, in->a, 0))
 BUILD1(softmax_T, tg_softmax(c, T(in->a), -1))
 BUILD1(log_softmax_last, tg_log_softmax(c, in->a, 1))
-BUILD1(cross_entropy, tg_cross_entropy(c, in->a,
-                                       tg_slice(c, tg_arange(c, TG_I64, 0, 2 * (double)R, 1), 0,
-                                                0, R, 1)))
+BUILD1(cross_entropy,
+       tg_cross_entropy(c, in->a,
+                        tg_slice(c, tg_arange(c, TG_I64, 0, 2 * (double)R, 1), 0, 0, R, 1)))
 /* matmul: strided, transposed and batched */
 BUILD1(matmul, tg_matmul(c, tg_slice(c, in->a, 0, 0, 300, 1), tg_slice(c, in->b, 1, 0, 200, 1)))
-BUILD1(matmul_T, tg_matmul(c, T(tg_slice(c, in->a, 1, 0, 300, 1)), T(tg_slice(c, in->b, 0, 0, 200, 1))))
+BUILD1(matmul_T,
+       tg_matmul(c, T(tg_slice(c, in->a, 1, 0, 300, 1)), T(tg_slice(c, in->b, 0, 0, 200, 1))))
 BUILD1(matmul_batched, tg_matmul(c, tg_reshape(c, in->a, TG_SHAPE(-1, 40, 100)),
                                  tg_reshape(c, in->b, TG_SHAPE(-1, 100, 40))))
 
@@ -149,19 +158,53 @@ typedef struct {
     build_fn f;
 } thread_case;
 
-#define CASE(name) {#name, build_##name}
+#define CASE(name)          \
+    {                       \
+#name, build_##name \
+    }
 static const thread_case cases[] = {
-    CASE(add_row),      CASE(add_col),         CASE(add_outer),        CASE(add_T_row),
-    CASE(add_T_T),      CASE(sub_T),           CASE(mul),              CASE(mul_T),
-    CASE(mul_col_T),    CASE(div),             CASE(exp),              CASE(exp_T),
-    CASE(tanh),         CASE(tanh_T),          CASE(sigmoid),          CASE(sigmoid_T),
-    CASE(relu),         CASE(relu_T),          CASE(pow_T),            CASE(sqrt_log),
-    CASE(slice_step),   CASE(sum),             CASE(sum_T),            CASE(mean),
-    CASE(mean_T),       CASE(sum_axis0),       CASE(sum_axis_last),    CASE(sum_axis0_T),
-    CASE(sum_axis_last_T), CASE(sum_axes_both), CASE(mean_axis0),      CASE(mean_axis_last_T),
-    CASE(sum_axis_3d),  CASE(softmax_last),    CASE(softmax_0),        CASE(softmax_T),
-    CASE(log_softmax_last), CASE(cross_entropy), CASE(matmul),         CASE(matmul_T),
-    CASE(matmul_batched), CASE(backward),
+    CASE(add_row),
+    CASE(add_col),
+    CASE(add_outer),
+    CASE(add_T_row),
+    CASE(add_T_T),
+    CASE(sub_T),
+    CASE(mul),
+    CASE(mul_T),
+    CASE(mul_col_T),
+    CASE(div),
+    CASE(exp),
+    CASE(exp_T),
+    CASE(tanh),
+    CASE(tanh_T),
+    CASE(sigmoid),
+    CASE(sigmoid_T),
+    CASE(relu),
+    CASE(relu_T),
+    CASE(pow_T),
+    CASE(sqrt_log),
+    CASE(slice_step),
+    CASE(sum),
+    CASE(sum_T),
+    CASE(mean),
+    CASE(mean_T),
+    CASE(sum_axis0),
+    CASE(sum_axis_last),
+    CASE(sum_axis0_T),
+    CASE(sum_axis_last_T),
+    CASE(sum_axes_both),
+    CASE(mean_axis0),
+    CASE(mean_axis_last_T),
+    CASE(sum_axis_3d),
+    CASE(softmax_last),
+    CASE(softmax_0),
+    CASE(softmax_T),
+    CASE(log_softmax_last),
+    CASE(cross_entropy),
+    CASE(matmul),
+    CASE(matmul_T),
+    CASE(matmul_batched),
+    CASE(backward),
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -181,8 +224,8 @@ static char *run_case(const thread_case *k, tg_dtype dt, int n, size_t *nbytes)
     in.col = from(c, dt, TG_SHAPE(R, 1), data_a);
     tg_tensor *out[4] = {NULL};
     int nout = k->f(c, &in, out);
-    ck_assert_msg(tg_ctx_status(c) == TG_OK, "%s (%s, %d threads): %s", k->name,
-                  tg_dtype_name(dt), n, tg_ctx_errmsg(c));
+    ck_assert_msg(tg_ctx_status(c) == TG_OK, "%s (%s, %d threads): %s", k->name, tg_dtype_name(dt),
+                  n, tg_ctx_errmsg(c));
     size_t total = 0;
     for (int i = 0; i < nout; i++) {
         ck_assert_ptr_nonnull(out[i]);
@@ -250,8 +293,8 @@ START_TEST(test_switch_threads)
         if (k == 0) {
             ref_sum = sv;
         } else {
-            ck_assert_msg(memcmp(&sv, &ref_sum, sizeof sv) == 0, "sum with %d threads: %.9g vs %.9g",
-                          counts[k], sv, ref_sum);
+            ck_assert_msg(memcmp(&sv, &ref_sum, sizeof sv) == 0,
+                          "sum with %d threads: %.9g vs %.9g", counts[k], sv, ref_sum);
             ck_assert_msg(memcmp(got, ref, (size_t)(R * R) * sizeof(float)) == 0,
                           "tanh(a^T * b) differs with %d threads", counts[k]);
         }
@@ -261,6 +304,72 @@ START_TEST(test_switch_threads)
     }
     free(ref);
     free(got);
+    tg_ctx_free(c);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------- */
+/* The parallel path is taken                                             */
+/* ---------------------------------------------------------------------- */
+
+/* Counts allocator calls: a context creates its thread pool through its
+ * allocator hook the first time a kernel splits work over threads, so a
+ * call during an op whose output fits in the arena means the op ran in
+ * parallel. This keeps the bit-identity tests above from passing
+ * vacuously with every kernel serial. */
+static void *count_hook(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)osize;
+    ++*(long *)ud;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    return malloc(nsize);
+}
+
+/* Loop index: case * 2 + (1 thread ? 0 : 1). Only single-op cases. */
+static const char *const parallel_cases[] = {
+    "add_row",     "add_col",    "mul_T",        "exp",       "tanh_T",           "sigmoid",
+    "relu",        "sum",        "sum_T",        "mean",      "sum_axis0",        "sum_axis_last",
+    "sum_axis0_T", "mean_axis0", "softmax_last", "softmax_0", "log_softmax_last",
+};
+#define NPARALLEL ((int)(sizeof parallel_cases / sizeof parallel_cases[0]))
+
+START_TEST(test_parallel_path)
+{
+    make_data_n(true); /* one op each: affordable at full size under valgrind */
+    const char *name = parallel_cases[_i / 2];
+    const int threads = (_i % 2) ? 2 : 1;
+    const thread_case *k = NULL;
+    for (int i = 0; i < NCASES; i++)
+        if (strcmp(cases[i].name, name) == 0) k = &cases[i];
+    ck_assert_ptr_nonnull(k);
+
+    long calls = 0;
+    tg_ctx_opts o = tg_ctx_defaults();
+    o.alloc = count_hook;
+    o.alloc_ud = &calls;
+    o.arena_chunk = (size_t)64 << 20; /* inputs and outputs fit in the first block */
+    o.n_threads = threads;
+    tg_ctx *c = tg_ctx_new_opts(&o);
+    ck_assert_ptr_nonnull(c);
+    inputs in;
+    in.a = from(c, TG_F32, TG_SHAPE(R, R), data_a);
+    in.b = from(c, TG_F32, TG_SHAPE(R, R), data_b);
+    in.row = from(c, TG_F32, TG_SHAPE(R), data_b);
+    in.col = from(c, TG_F32, TG_SHAPE(R, 1), data_a);
+    tu_assert_ok(c);
+    const long before = calls;
+    tg_tensor *out[4] = {NULL};
+    ck_assert_int_eq(k->f(c, &in, out), 1);
+    tu_assert_ok(c);
+    if (threads == 1) ck_assert_msg(calls == before, "%s with 1 thread called the allocator", name);
+    else
+        ck_assert_msg(calls > before,
+                      "%s on %lld elements with 2 threads did not start the thread pool "
+                      "(it ran serially)",
+                      name, (long long)(R * R));
     tg_ctx_free(c);
 }
 END_TEST
@@ -319,6 +428,7 @@ Suite *threads_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_bit_identical, 0, 2 * NCASES);
     tcase_add_test(tc, test_switch_threads);
+    tcase_add_loop_test(tc, test_parallel_path, 0, 2 * NPARALLEL);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("sums");

@@ -189,6 +189,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
 
     bool prev_mode = c->grad_enabled;
     c->grad_enabled = create_graph;
+    c->api = fn;
 
     walk w = {.c = c, .fn = fn, .nt = c->tape.n};
     uint64_t edges = (uint64_t)n_out + (uint64_t)(grads ? n_in : 0);

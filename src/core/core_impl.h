@@ -48,6 +48,7 @@ struct tg_ctx {
 
     tg_status status;
     char msg[512];
+    const char *api; /* public function running, named in out-of-memory messages */
 
     uint64_t rng[4]; /* xoshiro256** state */
 

@@ -148,11 +148,13 @@ void tg_ctx_reset(tg_ctx *c)
     c->cur = c->head;
 }
 
+static const char *api_name(const tg_ctx *c) { return c->api ? c->api : "tapegrad"; }
+
 void *tg__arena_alloc(tg_ctx *c, size_t n)
 {
     if (n == 0) n = 1;
     if (n > SIZE_MAX - TG__ALIGN) {
-        tg__fail(c, TG_ERR_NOMEM, "out of memory: %zu bytes requested", n);
+        tg__fail(c, TG_ERR_NOMEM, "%s: out of memory: %zu bytes requested", api_name(c), n);
         return NULL;
     }
     size_t need = (n + TG__ALIGN - 1) & ~(size_t)(TG__ALIGN - 1);
@@ -169,7 +171,8 @@ void *tg__arena_alloc(tg_ctx *c, size_t n)
         ch = chunk_new(c, size);
         if (!ch && size > need) ch = chunk_new(c, need);
         if (!ch) {
-            tg__fail(c, TG_ERR_NOMEM, "out of memory: arena block of %zu bytes", need);
+            tg__fail(c, TG_ERR_NOMEM, "%s: out of memory: arena block of %zu bytes",
+                     api_name(c), need);
             return NULL;
         }
         /* append at the end of the list */
@@ -191,7 +194,8 @@ void *tg__arena_alloc(tg_ctx *c, size_t n)
 void *tg__arena_calloc(tg_ctx *c, size_t count, size_t size)
 {
     if (size && count > SIZE_MAX / size) {
-        tg__fail(c, TG_ERR_NOMEM, "out of memory: %zu x %zu bytes", count, size);
+        tg__fail(c, TG_ERR_NOMEM, "%s: out of memory: %zu x %zu bytes", api_name(c), count,
+                 size);
         return NULL;
     }
     void *p = tg__arena_alloc(c, count * size);

@@ -45,7 +45,4 @@ bool tg__check_same_dtype(tg_ctx *c, const char *fn, const tg_tensor *a,
 /* Normalises a possibly negative axis against ndim; false on range error. */
 bool tg__norm_axis(tg_ctx *c, const char *fn, int ndim, int axis, int *out);
 
-/* A tensor of the same dtype as like holding the constant v (0-d). */
-tg_tensor *tg__const_like(tg_ctx *c, const tg_tensor *like, double v);
-
 #endif /* TG_OPS_IMPL_H */

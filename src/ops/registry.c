@@ -37,6 +37,7 @@ tg_op tg_op_from_name(const char *name)
 bool tg__check_inputs(tg_ctx *c, const char *fn, int n, tg_tensor *const *in)
 {
     if (!tg__ok(c)) return false;
+    c->api = fn;
     for (int i = 0; i < n; i++) {
         if (!in[i]) {
             tg__fail(c, TG_ERR_INVALID, "%s: input %d is NULL", fn, i);
@@ -76,9 +77,4 @@ bool tg__norm_axis(tg_ctx *c, const char *fn, int ndim, int axis, int *out)
     }
     *out = a;
     return true;
-}
-
-tg_tensor *tg__const_like(tg_ctx *c, const tg_tensor *like, double v)
-{
-    return tg_scalar(c, like->dtype, v);
 }

@@ -102,6 +102,7 @@ static tg_tensor *tensor_struct(tg_ctx *c)
 tg_tensor *tg__empty(tg_ctx *c, const char *fn, tg_dtype dt, int ndim, const int64_t *shape)
 {
     if (!tg__ok(c)) return NULL;
+    c->api = fn;
     if (!tg__valid_dtype(dt)) {
         tg__fail(c, TG_ERR_DTYPE, "%s: unknown dtype %d", fn, (int)dt);
         return NULL;
