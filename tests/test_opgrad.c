@@ -25,77 +25,12 @@
 #include <string.h>
 
 #include "tapegrad.h"
+#include "opgrad.h"
 #include "test_util.h"
-
-#define MAX_IN 3
-#define MAX_VAR 4
-
-/*
- * Tolerances. Central differences in f64 with eps = 1e-6 have truncation
- * error ~ eps^2 |f'''| / 6 ~ 1e-13 on these smooth, O(1) inputs and rounding
- * error ~ DBL_EPSILON |L| / eps ~ 2e-10 |L|, where |L| (a weighted sum of a
- * few dozen O(1) outputs) is at most ~1e2: so errors up to ~2e-8 are honest
- * noise. atol 1e-6 leaves a margin of ~50 over that, rtol 1e-4 absorbs
- * larger gradients; a wrong gradient is off by O(1) relative and fails.
- */
-#define OPGRAD_EPS 1e-6
-#define OPGRAD_ATOL 1e-6
-#define OPGRAD_RTOL 1e-4
-
-typedef enum {
-    D_NORMAL, /* standard normal */
-    D_POS,    /* uniform in [0.5, 1.5): log, sqrt, fractional powers */
-    D_AWAY,   /* +-[0.5, 1.5): relu's kink, divisors */
-    D_LABELS, /* TG_I64 class labels in [0, C), C = last dim of input 0 */
-} dom_kind;
-
-typedef struct {
-    int ndim;
-    int64_t d[TG_MAX_DIMS];
-} shp;
-
-/* clang-format off */
-/* S(3, 4) is the shape [3,4]; S0 is a 0-d shape. */
-#define S(...) {(int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), {__VA_ARGS__}}
-#define S0 {0, {0}}
-/* clang-format on */
-
-/* One variant: shapes, domains and the op's constant arguments. */
-typedef struct {
-    const char *what; /* shown in failure messages */
-    int n_in;         /* 0 ends the variant list */
-    shp in[MAX_IN];   /* contiguous and strided cases */
-    dom_kind dom[MAX_IN];
-    bool has_bc;               /* broadcast case present */
-    shp bc[MAX_IN];            /* broadcast case shapes */
-    double s;                  /* scalar argument: scale, add_scalar, exponent */
-    int naxes;                 /* sum/mean: -1 reduces everything with tg_sum/tg_mean */
-    int axes[4];               /* sum/mean axes */
-    bool keepdim;              /* sum/mean */
-    int axis;                  /* softmax, slice, slice_scatter */
-    int d0, d1;                /* transpose */
-    int perm[TG_MAX_DIMS];     /* permute */
-    shp to;                    /* reshape / expand / slice_scatter target shape */
-    int64_t start, stop, step; /* slice, slice_scatter */
-} op_case;
-
-typedef struct {
-    tg_fn f; /* builds op(inputs) with the variant's constant arguments */
-    op_case v[MAX_VAR];
-} op_entry;
 
 /* ---- builders: each applies exactly one op, last ------------------------- */
 
 /* clang-format off */
-#define BUILD(name, call)                                                                          \
-    static tg_tensor *name(tg_ctx *c, tg_tensor **in, int n, void *user)                           \
-    {                                                                                              \
-        const op_case *a = user;                                                                   \
-        (void)n;                                                                                   \
-        (void)a;                                                                                   \
-        return call;                                                                               \
-    }
-
 BUILD(b_add, tg_add(c, in[0], in[1]))
 BUILD(b_sub, tg_sub(c, in[0], in[1]))
 BUILD(b_mul, tg_mul(c, in[0], in[1]))
@@ -142,7 +77,7 @@ BUILD(b_cross_entropy, tg_cross_entropy(c, in[0], in[1]))
     {.what = "[3,4] with [3,4]", .n_in = 2, .in = {S(3, 4), S(3, 4)}, .dom = {D_NORMAL, d1},       \
      .has_bc = true, .bc = {b0, b1}}
 
-static const op_entry table[TG_OP_COUNT] = {
+static const op_entry core_table[TG_OP_COUNT] = {
     [TG_OP_ADD] = {b_add,
                    {BINARY_CASE(D_NORMAL, S(3, 1, 4), S(2, 1)),
                     {.what = "[2,3,4] with [2,3,4]; bc 0-d with [2,3]", .n_in = 2,
@@ -234,10 +169,32 @@ static const op_entry table[TG_OP_COUNT] = {
 
 /* clang-format on */
 
+static op_entry table[TG_OP_COUNT];
+
+/* The core ops' entries, then every family's. */
+static void fill_table(void)
+{
+    for (int op = 0; op < TG_OP_COUNT; op++)
+        if (core_table[op].f) table[op] = core_table[op];
+    opgrad_fill_math(table);
+    opgrad_fill_reduce(table);
+    opgrad_fill_index(table);
+    opgrad_fill_conv(table);
+    opgrad_fill_nn(table);
+    opgrad_fill_loss(table);
+    opgrad_fill_custom(table);
+}
+
 /* ---- making inputs ------------------------------------------------------- */
 
 typedef enum { L_CONTIG, L_STRIDED, L_BCAST, L_COUNT } layout;
 static const char *const layout_name[L_COUNT] = {"contiguous", "strided", "broadcast"};
+
+static bool dom_nograd(dom_kind d)
+{
+    return d == D_LABELS || d == D_INDEX || d == D_MASK || d == D_NORMAL_CONST ||
+           d == D_POS_CONST || d == D_UNIT_CONST;
+}
 
 /* Fills a contiguous f64 tensor with values of the domain. */
 static void fill(tg_ctx *c, tg_tensor *t, dom_kind dom)
@@ -246,16 +203,24 @@ static void fill(tg_ctx *c, tg_tensor *t, dom_kind dom)
     double *d = tg_data(t);
     if (n == 0) return;
     ck_assert_ptr_nonnull(d);
-    tg_tensor *r = dom == D_NORMAL ? tg_randn(c, TG_F64, tg_ndim(t), tg_shape(t))
-                                   : tg_rand(c, TG_F64, tg_ndim(t), tg_shape(t));
+    bool normal = dom == D_NORMAL || dom == D_NORMAL_CONST;
+    tg_tensor *r = normal ? tg_randn(c, TG_F64, tg_ndim(t), tg_shape(t))
+                          : tg_rand(c, TG_F64, tg_ndim(t), tg_shape(t));
     ck_assert_ptr_nonnull(r);
     const double *u = tg_data(r);
     for (int64_t k = 0; k < n; k++) {
         double v = u[k];
-        if (dom == D_POS) v = 0.5 + v;
-        if (dom == D_AWAY) {
+        switch (dom) {
+        case D_POS:
+        case D_POS_CONST: v = 0.5 + v; break;
+        case D_AWAY:
             v = 2 * v - 1;
             v += v < 0 ? -0.5 : 0.5;
+            break;
+        case D_MASK: v = v < 0.5 ? 0.0 : 1.0; break;
+        case D_UNIT:
+        case D_UNIT_CONST: v = 0.1 + 0.8 * v; break;
+        default: break;
         }
         d[k] = v;
     }
@@ -265,12 +230,13 @@ static void fill(tg_ctx *c, tg_tensor *t, dom_kind dom)
 static tg_tensor *make_input(tg_ctx *c, const op_case *a, int i, layout lay, int64_t classes)
 {
     const shp *s = lay == L_BCAST ? &a->bc[i] : &a->in[i];
-    if (a->dom[i] == D_LABELS) {
-        int64_t lab[64];
-        int64_t n = 1;
+    if (a->dom[i] == D_LABELS || a->dom[i] == D_INDEX) {
+        int64_t lab[256];
+        int64_t n = 1, hi = a->dom[i] == D_LABELS ? classes : a->index_hi;
         for (int d = 0; d < s->ndim; d++) n *= s->d[d];
-        ck_assert_int_le(n, 64);
-        for (int64_t k = 0; k < n; k++) lab[k] = (k * 7 + 3) % classes;
+        ck_assert_int_le(n, 256);
+        ck_assert_int_gt(hi, 0);
+        for (int64_t k = 0; k < n; k++) lab[k] = (k * 7 + 3) % hi;
         tg_tensor *t = tg_tensor_from(c, TG_I64, s->ndim, s->d, lab);
         ck_assert_ptr_nonnull(t);
         return t;
@@ -295,7 +261,7 @@ static tg_tensor *make_input(tg_ctx *c, const op_case *a, int i, layout lay, int
         ck_assert_ptr_nonnull(t);
         fill(c, t, a->dom[i]);
     }
-    tg_set_requires_grad(t, true);
+    if (!dom_nograd(a->dom[i])) tg_set_requires_grad(t, true);
     tu_assert_ok(c);
     return t;
 }
@@ -318,9 +284,16 @@ static bool run_case(tg_op op, const op_entry *e, int k, layout lay, char *msg, 
     char rep[2048] = "";
     bool ok = true;
 
-    /* the builder must produce this op, recorded */
+    /* the builder must produce this op, recorded (ops without a gradient:
+     * a result that requires no grad and carries no node) */
     tg_tensor *y = e->f(c, in, a.n_in, &a);
-    if (!y || tg_tensor_op(y) != op) {
+    if (tg_op_flags(op) & TG_OPF_NOGRAD) {
+        if (!y || tg_requires_grad(y) || tg_tensor_op(y) != TG_OP_NONE) {
+            snprintf(rep, sizeof rep, "a no-grad op gave %s (%s)",
+                     y ? "a result that requires grad" : "NULL", y ? "" : tg_ctx_errmsg(c));
+            ok = false;
+        }
+    } else if (!y || tg_tensor_op(y) != op) {
         const char *got = y ? tg_op_name(tg_tensor_op(y)) : NULL;
         snprintf(rep, sizeof rep, "builder produced %s (%s)",
                  y ? (got ? got : "no recorded op") : "NULL", y ? "" : tg_ctx_errmsg(c));
@@ -361,8 +334,15 @@ START_TEST(test_op)
     int failed = 0, runs = 0;
     for (int k = 0; k < MAX_VAR && e->v[k].n_in > 0; k++) {
         const op_case *a = &e->v[k];
-        ck_assert_msg(a->n_in == tg_op_arity(op), "%s, %s: %d inputs, arity %d", name, a->what,
-                      a->n_in, tg_op_arity(op));
+        int arity = tg_op_arity(op);
+        if (flags & TG_OPF_VARIADIC)
+            ck_assert_msg(arity == -1 && a->n_in >= 1, "%s: variadic, arity %d", name, arity);
+        else if (flags & TG_OPF_OPTIONAL)
+            ck_assert_msg(a->n_in >= 1 && a->n_in <= arity, "%s, %s: %d inputs, arity %d",
+                          name, a->what, a->n_in, arity);
+        else
+            ck_assert_msg(a->n_in == arity, "%s, %s: %d inputs, arity %d", name, a->what,
+                          a->n_in, arity);
         if (flags & TG_OPF_LABELS)
             ck_assert_msg(a->dom[a->n_in - 1] == D_LABELS, "%s: last input must be labels", name);
         any_bc = any_bc || a->has_bc;
@@ -393,6 +373,7 @@ END_TEST
 
 Suite *opgrad_suite(void)
 {
+    fill_table();
     Suite *s = suite_create("opgrad");
     TCase *tc = tu_tcase("registry");
     tcase_set_timeout(tc, 120);

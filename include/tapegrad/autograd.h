@@ -99,13 +99,15 @@ tg_gradcheck_opts tg_gradcheck_defaults(void);
  * finite differences. The output of f is reduced to a scalar by a fixed
  * random weighted sum. Checked inputs are the TG_F64 tensors that require
  * grad (a TG_F32 input that requires grad is TG_ERR_INVALID: finite
- * differences need f64); other inputs are passed through unchanged. Each checked input may
- * be strided but must not overlap itself (no expanded views); its values
- * are perturbed in place and restored exactly. Also checks that a zero
- * output gradient gives exactly zero input gradients, that two backward
- * runs give bit-identical results and, with second_order, the gradient of
- * a random weighted sum of the first gradients. f runs in private contexts
- * that gradcheck creates and frees.
+ * differences need f64); other inputs are passed through unchanged. Each
+ * checked input may be strided but must not overlap itself (no expanded
+ * views); its values are perturbed in place and restored exactly. Also
+ * checks that a zero output gradient gives exactly zero input gradients,
+ * that two backward runs give bit-identical results and, with
+ * second_order, the gradient of a random weighted sum of the first
+ * gradients. f runs in private contexts that gradcheck creates and frees,
+ * whose RNG is reseeded to the same value before every run, so an f that
+ * draws random numbers (dropout) sees the same draws each time.
  *
  * Returns TG_OK when everything matches, TG_ERR_GRADCHECK with a report
  * naming the check, the input, the element and both values when not, or

@@ -18,6 +18,13 @@
 #define TAPEGRAD_OPS_H
 
 #include "tensor.h"
+#include "ops_math.h"
+#include "ops_reduce.h"
+#include "ops_index.h"
+#include "ops_conv.h"
+#include "ops_nn.h"
+#include "ops_loss.h"
+#include "custom.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,16 +35,23 @@ extern "C" {
 /* ====================================================================== */
 
 /* Op flags. */
-#define TG_OPF_BROADCAST 0x1u /* binary elementwise op with NumPy broadcasting */
-#define TG_OPF_VIEW 0x2u      /* result shares its input's storage */
-#define TG_OPF_LABELS 0x4u    /* last input is TG_I64 labels (not differentiable) */
+#define TG_OPF_BROADCAST 0x1u  /* binary elementwise op with NumPy broadcasting */
+#define TG_OPF_VIEW 0x2u       /* result shares its input's storage */
+#define TG_OPF_LABELS 0x4u     /* last input is TG_I64 labels (not differentiable) */
+#define TG_OPF_VARIADIC 0x8u   /* takes any number >= 1 of inputs; arity is -1 */
+#define TG_OPF_OPTIONAL 0x10u  /* trailing inputs may be absent; arity is the maximum */
+#define TG_OPF_NOGRAD 0x20u    /* result has no gradient (argmax): never recorded */
+#define TG_OPF_INDEX 0x40u     /* some input is a TG_I64 index tensor */
+#define TG_OPF_RANDOM 0x80u    /* draws from the context's RNG (dropout) */
+#define TG_OPF_CUSTOM 0x100u   /* a user-defined op (see tg_custom_op) */
 
 /*
  * X(ENUM, name, arity, flags): one line per op. Every op has its forward
  * and its backward side by side in one file under src/ops/, and is in the
- * table-driven gradient check (first and second order).
+ * table-driven gradient check (first and second order). The list is made of
+ * one sub-list per family; each family header (ops_*.h) holds its own.
  */
-#define TG_OP_MAP(X)                                  \
+#define TG_OPS_CORE(X)                                \
     /* elementwise, src/ops/elementwise.c */          \
     X(ADD, add, 2, TG_OPF_BROADCAST)                  \
     X(SUB, sub, 2, TG_OPF_BROADCAST)                  \
@@ -72,13 +86,24 @@ extern "C" {
     X(MSE_LOSS, mse_loss, 2, 0)                       \
     X(CROSS_ENTROPY, cross_entropy, 2, TG_OPF_LABELS)
 
+#define TG_OP_MAP(X) \
+    TG_OPS_CORE(X)   \
+    TG_OPS_MATH(X)   \
+    TG_OPS_REDUCE(X) \
+    TG_OPS_INDEX(X)  \
+    TG_OPS_CONV(X)   \
+    TG_OPS_NN(X)     \
+    TG_OPS_LOSS(X)   \
+    TG_OPS_CUSTOM(X)
+
 #define TG__OP_ENUM(E, name, arity, flags) TG_OP_##E,
 typedef enum { TG_OP_NONE = -1, TG_OP_MAP(TG__OP_ENUM) TG_OP_COUNT } tg_op;
 #undef TG__OP_ENUM
 
 int tg_op_count(void);               /* TG_OP_COUNT */
 const char *tg_op_name(tg_op op);    /* "matmul"; NULL outside the list */
-int tg_op_arity(tg_op op);           /* number of tensor inputs; -1 outside */
+int tg_op_arity(tg_op op);           /* tensor inputs (the maximum with TG_OPF_OPTIONAL,
+                                        -1 for TG_OPF_VARIADIC ops and outside the list) */
 unsigned tg_op_flags(tg_op op);      /* TG_OPF_* bits; 0 outside */
 tg_op tg_op_from_name(const char *name); /* TG_OP_NONE when unknown */
 

@@ -216,6 +216,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
             const tg__node *n = c->tape.nodes[i];
             for (int j = 0; j < n->n_in && !run_node[i]; j++) {
                 tg_tensor *x = n->in[j];
+                if (!x) continue;
                 if (on_walk_tape(&w, x)) {
                     int64_t s = x->node->seq;
                     run_node[i] = is_target[s] || run_node[s];
@@ -246,7 +247,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
         tg__ops[n->op].backward(c, n, g, dx);
         for (int j = 0; j < n->n_in && c->status == TG_OK; j++) {
             tg_tensor *x = n->in[j];
-            if (!dx[j] || !x->requires_grad) continue;
+            if (!x || !dx[j] || !x->requires_grad) continue;
             tg_tensor *d = reduce_to(&w, dx[j], x, tg__ops[n->op].name);
             if (d) accumulate(&w, grad_slot(&w, x), d);
         }

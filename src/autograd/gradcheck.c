@@ -147,12 +147,16 @@ static void restore_elem(gc_state *s, int i, int64_t j)
 
 /* ---- evaluations in `work` ---------------------------------------------- */
 
+/* Seed of the work context's RNG before every run of f. */
+#define GC_F_SEED 0x6c0ffee5ull
+
 /* Resets work, runs f and returns L = sum(w * out) (NULL on error, with the
  * report written and *st set). */
 static tg_tensor *eval_loss(gc_state *s, bool grad_mode, tg_tensor **out_p, tg_status *st)
 {
     tg_ctx *c = s->work;
     tg_ctx_reset(c);
+    tg_ctx_seed(c, GC_F_SEED); /* the same draws every time: f may use the RNG (dropout) */
     tg_set_grad_enabled(c, grad_mode);
     tg_tensor *out = s->f(c, s->inputs, s->n, s->user);
     if (!out) {
@@ -505,6 +509,7 @@ static tg_status setup_weights(gc_state *s)
 {
     tg_ctx *c = s->work;
     tg_ctx_reset(c);
+    tg_ctx_seed(c, GC_F_SEED);
     tg_set_grad_enabled(c, false);
     tg_tensor *out = s->f(c, s->inputs, s->n, s->user);
     if (!out) return gc_fail_ctx(s, c, "f");

@@ -29,14 +29,21 @@ tg_status tg__record(tg_ctx *c, tg_op op, tg_tensor *out, int n_in, tg_tensor *c
         tp->cap = cap;
     }
     tg__node *n = tg__arena_alloc(c, sizeof *n);
-    tg_tensor **ins = tg__arena_alloc(c, (size_t)(n_in > 0 ? n_in : 1) * sizeof *ins);
-    if (!n || !ins) return c->status;
+    size_t k = (size_t)(n_in > 0 ? n_in : 1);
+    tg_tensor **ins = tg__arena_alloc(c, k * sizeof *ins);
+    uint64_t *vers = tg__arena_alloc(c, k * sizeof *vers);
+    if (!n || !ins || !vers) return c->status;
     memset(n, 0, sizeof *n);
-    for (int i = 0; i < n_in; i++) ins[i] = in[i];
+    for (int i = 0; i < n_in; i++) {
+        ins[i] = in[i];
+        vers[i] = in[i] ? in[i]->st->version : 0;
+    }
     n->op = op;
     n->n_in = n_in;
     n->in = ins;
+    n->in_version = vers;
     n->out = out;
+    n->out_version = out->st->version;
     n->owner = c;
     n->seq = tp->n;
     tp->nodes[tp->n++] = n;

@@ -16,13 +16,27 @@ typedef struct tg__node {
     int n_in;
     int64_t seq;          /* index on the owner's tape */
     tg_ctx *owner;        /* whose tape */
-    tg_tensor **in;       /* n_in inputs, in the owner's arena */
+    tg_tensor **in;       /* n_in inputs, in the owner's arena; an absent
+                             optional input (TG_OPF_OPTIONAL) is NULL */
+    uint64_t *in_version; /* each input's storage version when recorded */
     tg_tensor *out;
-    tg_tensor *saved[TG__NODE_SAVED]; /* op-specific, may be NULL */
-    double f[2];          /* scalar arguments (exponent, scale, ...) */
-    int64_t iv[2 * TG_MAX_DIMS]; /* integer arguments (axes, perm, ...) */
+    uint64_t out_version;
+    tg_tensor *saved[TG__NODE_SAVED]; /* op-specific, set with tg__save */
+    uint64_t saved_version[TG__NODE_SAVED];
+    double f[4];          /* scalar arguments (exponent, eps, momentum, ...) */
+    int64_t iv[2 * TG_MAX_DIMS]; /* integer arguments (axes, perm, stride, ...) */
     int n_iv;
+    const void *custom;   /* the user's op definition of a TG_OP_CUSTOM node */
+    void *state;          /* the user's state of a TG_OP_CUSTOM node */
 } tg__node;
+
+/* Saves t (may be NULL) in slot i of n for backward, with its version, so
+ * that backward can refuse to read it after an in-place change. */
+static inline void tg__save(tg__node *n, int i, tg_tensor *t)
+{
+    n->saved[i] = t;
+    n->saved_version[i] = t ? t->st->version : 0;
+}
 
 /* True when an op on c with these inputs must be recorded: grad mode on
  * and some non-NULL input requires grad. */

@@ -1,0 +1,4 @@
+/*
+ * custom.c - (being written).
+ */
+#include "../ops/ops_impl.h"

@@ -1,0 +1,4 @@
+/*
+ * dot.c - (being written).
+ */
+#include "../ops/ops_impl.h"

@@ -1,0 +1,4 @@
+/*
+ * linear.c - (being written; see include/tapegrad/ops_*.h for its family).
+ */
+#include "ops_impl.h"
