@@ -31,7 +31,16 @@
     X(errors)          \
     X(alloc)           \
     X(threads)         \
-    X(seed)
+    X(seed)            \
+    X(math)            \
+    X(reduce)          \
+    X(index)           \
+    X(conv)            \
+    X(nn)              \
+    X(loss)            \
+    X(custom)          \
+    X(graph)           \
+    X(golden)
 
 #define TEST_DECLARE(name) Suite *name##_suite(void);
 TEST_SUITES(TEST_DECLARE)
