@@ -11,6 +11,8 @@
 #ifndef TAPEGRAD_AUTOGRAD_H
 #define TAPEGRAD_AUTOGRAD_H
 
+#include <stdio.h>
+
 #include "tensor.h"
 
 #ifdef __cplusplus
@@ -42,7 +44,10 @@ void tg_zero_grad(tg_tensor *t);
  * give bit-identical gradients. Does not record (no create_graph; use
  * tg_grad_of for that). Leaf gradients change only when the whole walk
  * succeeds. Errors: TG_ERR_INVALID (NULLs), TG_ERR_SHAPE (loss with more
- * than one element), TG_ERR_MISUSE (loss does not require grad),
+ * than one element), TG_ERR_MISUSE (loss does not require grad; or a
+ * tensor a recorded op used, or saved for backward, was changed in place
+ * since: tg_copy_in, tg_tensor_bump_version, an optimizer step; the message
+ * names the op and the tensor), TG_ERR_NUMERIC (anomaly mode),
  * TG_ERR_NOMEM; a sticky error already on c is returned unchanged.
  */
 tg_status tg_backward(tg_ctx *c, tg_tensor *loss);
@@ -75,9 +80,40 @@ tg_status tg_grad_of(tg_ctx *c, int n_out, tg_tensor *const *outputs,
 bool tg_set_grad_enabled(tg_ctx *c, bool on);
 bool tg_grad_enabled(const tg_ctx *c);
 
+/*
+ * Anomaly mode (off by default): every op run on c checks its output for
+ * NaN and infinity, and every backward on c checks each gradient it
+ * produces; the first non-finite value fails with TG_ERR_NUMERIC and a
+ * message naming the op (and, inside a backward, whose backward), the
+ * element and the shapes. Costs one pass over every result. Returns the
+ * previous mode.
+ */
+bool tg_set_anomaly(tg_ctx *c, bool on);
+bool tg_anomaly_enabled(const tg_ctx *c);
+
 /* A view of x's data in c that no op produced and that requires no grad:
  * the graph stops here. NULL (error on c) for a NULL x. */
 tg_tensor *tg_detach(tg_ctx *c, tg_tensor *x);
+
+/* ====================================================================== */
+/* Seeing the graph                                                       */
+/* ====================================================================== */
+
+/*
+ * Writes the part of root's context's tape that root depends on as a
+ * Graphviz DOT digraph to f: one box per recorded op (its name, the
+ * output's dtype and shape, the bytes it holds: output storage unless a
+ * view, plus saved tensors), one ellipse per leaf or tensor from outside
+ * the tape (name if set, dtype, shape, requires_grad, bytes), edges from
+ * inputs to ops. Render with `dot -Tsvg graph.dot > graph.svg`. Allocates
+ * scratch through root's context's allocator hook and frees it. Errors:
+ * TG_ERR_INVALID (NULL root or f), TG_ERR_NOMEM, TG_ERR_IO (a write failed).
+ */
+tg_status tg_graph_dot(const tg_tensor *root, FILE *f);
+
+/* tg_graph_dot into a file at path (created or truncated). TG_ERR_IO when
+ * it cannot be opened or written. */
+tg_status tg_graph_dot_file(const tg_tensor *root, const char *path);
 
 /* ====================================================================== */
 /* Gradient checking                                                      */

@@ -107,6 +107,15 @@ void *tg_data(tg_tensor *t);
 /* Marks t's storage as changed in place (see tg_data). */
 void tg_tensor_bump_version(tg_tensor *t);
 
+/* Names t (e.g. "fc1.weight"): the name appears in error messages, the
+ * DOT export and checkpoints. The name is copied into t's context (at most
+ * 127 bytes are kept); NULL clears it. TG_ERR_INVALID for a NULL t;
+ * TG_ERR_NOMEM (also recorded on t's context). */
+tg_status tg_tensor_set_name(tg_tensor *t, const char *name);
+
+/* t's name, or NULL when it has none (or t is NULL). Owned by t's context. */
+const char *tg_tensor_name(const tg_tensor *t);
+
 /* Formats t's shape as "[3,4]" into buf (of n bytes) and returns buf. */
 const char *tg_shape_str(const tg_tensor *t, char *buf, size_t n);
 

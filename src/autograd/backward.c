@@ -93,6 +93,49 @@ static void accumulate(walk *w, tg_tensor **slot_, tg_tensor *g)
     *slot_ = *slot_ ? tg_add(w->c, *slot_, g) : g;
 }
 
+/* ---- checks before and after each node ---------------------------------- */
+
+/* Refuses to run a node's backward when a tensor it used (an input, its
+ * output or a saved tensor) was changed in place after it was recorded. */
+static tg_status check_versions(walk *w, const tg__node *n)
+{
+    const tg_tensor *bad = NULL;
+    const char *role = "";
+    int idx = 0;
+    uint64_t then = 0;
+    for (int j = 0; j < n->n_in && !bad; j++)
+        if (n->in[j] && n->in[j]->st->version != n->in_version[j])
+            bad = n->in[j], role = "input", idx = j, then = n->in_version[j];
+    if (!bad && n->out->st->version != n->out_version)
+        bad = n->out, role = "output", then = n->out_version;
+    for (int j = 0; j < TG__NODE_SAVED && !bad; j++)
+        if (n->saved[j] && n->saved[j]->st->version != n->saved_version[j])
+            bad = n->saved[j], role = "saved tensor", idx = j, then = n->saved_version[j];
+    if (!bad) return TG_OK;
+    char d[200], num[24] = "";
+    if (strcmp(role, "output") != 0) snprintf(num, sizeof num, " %d", idx);
+    return tg__fail(w->c, TG_ERR_MISUSE,
+                    "%s: %s%s of op '%s' (node %lld), %s, was modified in place after the op "
+                    "recorded it (version %llu, now %llu); its gradient would be wrong",
+                    w->fn, role, num, tg__node_name(n), (long long)n->seq,
+                    tg__describe(bad, d, sizeof d), (unsigned long long)then,
+                    (unsigned long long)bad->st->version);
+}
+
+/* Anomaly mode: a gradient must be finite. */
+static void check_grad(walk *w, const tg__node *n, int j, const tg_tensor *d)
+{
+    int64_t at;
+    double v;
+    if (!tg__find_nonfinite(d, &at, &v)) return;
+    char in[200];
+    tg__fail(w->c, TG_ERR_NUMERIC,
+             "anomaly: %s: the backward of '%s' (node %lld) produced %g at element %lld of the "
+             "gradient of input %d (%s)",
+             w->fn, tg__node_name(n), (long long)n->seq, v, (long long)at, j,
+             tg__describe(n->in[j], in, sizeof in));
+}
+
 /* ---- in-place accumulation into leaf .grad ----------------------------- */
 
 #define ACC_KERNEL(NAME, T)                                                        \
@@ -244,14 +287,19 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
         tg_tensor *dx_local[8] = {NULL};
         tg_tensor **dx = dx_local;
         if (n->n_in > 8 && !(dx = tg__arena_calloc(c, (size_t)n->n_in, sizeof *dx))) break;
+        if (check_versions(&w, n)) break;
+        c->backward_of = n;
         tg__ops[n->op].backward(c, n, g, dx);
         for (int j = 0; j < n->n_in && c->status == TG_OK; j++) {
             tg_tensor *x = n->in[j];
             if (!x || !dx[j] || !x->requires_grad) continue;
-            tg_tensor *d = reduce_to(&w, dx[j], x, tg__ops[n->op].name);
+            tg_tensor *d = reduce_to(&w, dx[j], x, tg__node_name(n));
+            if (d && c->anomaly) check_grad(&w, n, j, d);
             if (d) accumulate(&w, grad_slot(&w, x), d);
         }
+        c->backward_of = NULL;
     }
+    c->backward_of = NULL;
     if (c->status != TG_OK) goto done;
 
     if (!grads) {

@@ -14,10 +14,34 @@ bool tg__wants_grad(const tg_ctx *c, int n_in, tg_tensor *const *in)
     return false;
 }
 
+/* Anomaly mode: fails when out holds a NaN or infinity, naming the op, the
+ * element, the shapes and, inside a backward, whose backward it was. */
+static tg_status check_anomaly(tg_ctx *c, tg_op op, const tg_tensor *out, int n_in,
+                               tg_tensor *const *in)
+{
+    int64_t at;
+    double v;
+    if (!tg__find_nonfinite(out, &at, &v)) return TG_OK;
+    char o[200], ins[400] = "", one[200], where[160] = "";
+    for (int i = 0; i < n_in; i++) {
+        size_t len = strlen(ins);
+        if (len < sizeof ins)
+            snprintf(ins + len, sizeof ins - len, "%s%s", i ? ", " : "",
+                     in[i] ? tg__describe(in[i], one, sizeof one) : "(none)");
+    }
+    if (c->backward_of)
+        snprintf(where, sizeof where, " in the backward of '%s' (node %lld)",
+                 tg__node_name(c->backward_of), (long long)c->backward_of->seq);
+    return tg__fail(c, TG_ERR_NUMERIC,
+                    "anomaly: tg_%s%s produced %g at element %lld of its %s output; inputs: %s",
+                    tg_op_name(op), where, v, (long long)at, tg__describe(out, o, sizeof o), ins);
+}
+
 tg_status tg__record(tg_ctx *c, tg_op op, tg_tensor *out, int n_in, tg_tensor *const *in,
                      tg__node **node)
 {
     *node = NULL;
+    if (c->anomaly && check_anomaly(c, op, out, n_in, in)) return c->status;
     if (!tg__wants_grad(c, n_in, in)) return TG_OK;
     tg__tape *tp = &c->tape;
     if (tp->n == tp->cap) {
@@ -81,6 +105,16 @@ void tg_zero_grad(tg_tensor *t)
     memset(t->grad->st->data, 0, t->grad->st->nbytes);
     t->grad->st->version++;
 }
+
+bool tg_set_anomaly(tg_ctx *c, bool on)
+{
+    if (!c) return false;
+    bool prev = c->anomaly;
+    c->anomaly = on;
+    return prev;
+}
+
+bool tg_anomaly_enabled(const tg_ctx *c) { return c && c->anomaly; }
 
 tg_op tg_tensor_op(const tg_tensor *t) { return t && t->node ? t->node->op : TG_OP_NONE; }
 

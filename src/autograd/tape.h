@@ -51,6 +51,9 @@ bool tg__wants_grad(const tg_ctx *c, int n_in, tg_tensor *const *in);
 tg_status tg__record(tg_ctx *c, tg_op op, tg_tensor *out, int n_in, tg_tensor *const *in,
                      tg__node **node);
 
+/* The op's name, or a custom op's own name (custom.c). */
+const char *tg__node_name(const tg__node *n);
+
 /* True when t was produced by a node on c's current tape. */
 static inline bool tg__on_tape(const tg_ctx *c, const tg_tensor *t)
 {

@@ -45,6 +45,8 @@ struct tg_ctx {
 
     tg__tape tape;
     bool grad_enabled;
+    bool anomaly;                        /* check every output and gradient */
+    const struct tg__node *backward_of;  /* node whose backward is running */
 
     tg_status status;
     char msg[512];

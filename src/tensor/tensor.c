@@ -51,6 +51,33 @@ const char *tg__fmt_shape(char *buf, size_t n, int ndim, const int64_t *shape)
     return buf;
 }
 
+const char *tg__describe(const tg_tensor *t, char *buf, size_t n)
+{
+    char sh[160];
+    tg__fmt_shape(sh, sizeof sh, t->ndim, t->shape);
+    if (t->name) snprintf(buf, n, "'%s' %s %s", t->name, tg_dtype_name(t->dtype), sh);
+    else snprintf(buf, n, "%s %s", tg_dtype_name(t->dtype), sh);
+    return buf;
+}
+
+bool tg__find_nonfinite(const tg_tensor *t, int64_t *flat, double *val)
+{
+    if (!tg__is_float(t->dtype)) return false;
+    int64_t n = tg__numel(t->ndim, t->shape);
+    bool contig = tg_is_contiguous(t);
+    for (int64_t i = 0; i < n; i++) {
+        double v = contig ? (t->dtype == TG_F32 ? (double)((const float *)tg__ptr(t))[i]
+                                                : ((const double *)tg__ptr(t))[i])
+                          : tg__get_flat(t, i);
+        if (!isfinite(v)) {
+            *flat = i;
+            *val = v;
+            return true;
+        }
+    }
+    return false;
+}
+
 const char *tg_shape_str(const tg_tensor *t, char *buf, size_t n)
 {
     if (!t) {
@@ -369,6 +396,24 @@ void *tg_data(tg_tensor *t)
     if (!t || !tg_is_contiguous(t) || tg__numel(t->ndim, t->shape) == 0) return NULL;
     return tg__ptr(t);
 }
+
+tg_status tg_tensor_set_name(tg_tensor *t, const char *name)
+{
+    if (!t) return TG_ERR_INVALID;
+    if (!name) {
+        t->name = NULL;
+        return TG_OK;
+    }
+    size_t n = strnlen(name, 127);
+    char *copy = tg__arena_alloc(t->ctx, n + 1);
+    if (!copy) return TG_ERR_NOMEM;
+    memcpy(copy, name, n);
+    copy[n] = '\0';
+    t->name = copy;
+    return TG_OK;
+}
+
+const char *tg_tensor_name(const tg_tensor *t) { return t ? t->name : NULL; }
 
 void tg_tensor_bump_version(tg_tensor *t)
 {

@@ -27,6 +27,7 @@ struct tg_tensor {
     bool requires_grad;
     struct tg__node *node; /* the recorded op that produced it, or NULL */
     tg_tensor *grad;       /* leaves: accumulated gradient, in ctx */
+    const char *name;      /* optional, in ctx's arena (tg_tensor_set_name) */
 };
 
 static inline bool tg__is_float(tg_dtype dt) { return dt == TG_F32 || dt == TG_F64; }
@@ -63,6 +64,13 @@ void tg__contig_strides(int ndim, const int64_t *shape, int64_t *stride);
 
 /* True when some element is reached twice (a stride-0 or overlapping view). */
 bool tg__overlaps(const tg_tensor *t);
+
+/* "'fc1.weight' f32 [4,3]" (or "f32 [4,3]" without a name) into buf. */
+const char *tg__describe(const tg_tensor *t, char *buf, size_t n);
+
+/* The first NaN or infinity of a floating tensor (row-major position and
+ * value); false when every element is finite or t is not floating. */
+bool tg__find_nonfinite(const tg_tensor *t, int64_t *flat, double *val);
 
 /* "[3,4]" into buf. */
 const char *tg__fmt_shape(char *buf, size_t n, int ndim, const int64_t *shape);
