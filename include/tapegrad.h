@@ -13,5 +13,7 @@
 #include "tapegrad/tensor.h"
 #include "tapegrad/autograd.h"
 #include "tapegrad/ops.h"
+#include "tapegrad/optim.h"
+#include "tapegrad/io.h"
 
 #endif /* TAPEGRAD_H */

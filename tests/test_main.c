@@ -40,7 +40,9 @@
     X(loss)            \
     X(custom)          \
     X(graph)           \
-    X(golden)
+    X(golden)          \
+    X(optim)           \
+    X(io)
 
 #define TEST_DECLARE(name) Suite *name##_suite(void);
 TEST_SUITES(TEST_DECLARE)

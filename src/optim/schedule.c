@@ -1,0 +1,5 @@
+/*
+ * schedule.c - (being written).
+ */
+#include "../tensor/tensor_impl.h"
+#include "tapegrad/optim.h"
