@@ -22,7 +22,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
 
-PACKAGES=(build-essential meson ninja-build pkg-config libopenblas-dev libcjson-dev check valgrind)
+PACKAGES=(build-essential meson ninja-build pkg-config libopenblas-dev libcjson-dev zlib1g-dev check valgrind)
 
 log() {
     printf '==> %s\n' "$*" >&2

@@ -15,5 +15,7 @@
 #include "tapegrad/ops.h"
 #include "tapegrad/optim.h"
 #include "tapegrad/io.h"
+#include "tapegrad/nn.h"
+#include "tapegrad/data.h"
 
 #endif /* TAPEGRAD_H */

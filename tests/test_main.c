@@ -42,7 +42,9 @@
     X(graph)           \
     X(golden)          \
     X(optim)           \
-    X(io)
+    X(io)              \
+    X(layers)          \
+    X(data)
 
 #define TEST_DECLARE(name) Suite *name##_suite(void);
 TEST_SUITES(TEST_DECLARE)

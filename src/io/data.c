@@ -1,0 +1,5 @@
+/*
+ * data.c - (being written).
+ */
+#include "io_impl.h"
+#include "tapegrad/data.h"

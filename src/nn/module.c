@@ -1,0 +1,5 @@
+/*
+ * module.c - (being written).
+ */
+#include "../ops/ops_impl.h"
+#include "tapegrad/nn.h"
