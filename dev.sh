@@ -6,6 +6,7 @@
 #   ./dev.sh test            install what is missing, build, run every test
 #   ./dev.sh asan            the tests under ASan + UBSan (build dir build-asan)
 #   ./dev.sh valgrind        the tests under valgrind (meson test --setup valgrind)
+#   ./dev.sh fuzz            each libFuzzer target for TG_FUZZ_SECONDS (30) seconds
 #   ./dev.sh install-check   meson install into a temporary prefix, then build and
 #                            run tests/install/contract_app.c against it through
 #                            pkg-config, linked shared and static
@@ -23,6 +24,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
 
 PACKAGES=(build-essential meson ninja-build pkg-config libopenblas-dev libcjson-dev zlib1g-dev check valgrind)
+# only the fuzz job needs clang and its libFuzzer runtime
+FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
 log() {
     printf '==> %s\n' "$*" >&2
@@ -39,7 +42,7 @@ die() {
 
 missing_packages() {
     local p status
-    for p in "${PACKAGES[@]}"; do
+    for p in "${PACKAGES[@]}" "$@"; do
         status="$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)"
         if [[ "$status" != "install ok installed" ]]; then
             printf '%s\n' "$p"
@@ -47,6 +50,7 @@ missing_packages() {
     done
 }
 
+# setup [EXTRA PACKAGES...]
 setup() {
     if [[ "${TG_SKIP_APT:-0}" == 1 ]]; then
         return 0
@@ -56,7 +60,7 @@ setup() {
         return 0
     fi
     local missing
-    mapfile -t missing < <(missing_packages)
+    mapfile -t missing < <(missing_packages "$@")
     if ((${#missing[@]} == 0)); then
         return 0
     fi
@@ -240,8 +244,33 @@ cmd_install_check() {
     log "install-check passed"
 }
 
+# Each libFuzzer target runs for TG_FUZZ_SECONDS (default 30) from its seed
+# corpus (tests/fuzz/corpus/<name>, read-only: new inputs go to a temporary
+# directory); any crash, leak or sanitizer report fails the job and leaves
+# the input in build-fuzz/crash-<name>-*.
+cmd_fuzz() {
+    setup "${FUZZ_PACKAGES[@]}"
+    CC=clang build build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false
+    local secs="${TG_FUZZ_SECONDS:-30}" t name work
+    export ASAN_OPTIONS="detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+    export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+    for t in build-fuzz/tests/fuzz/fuzz_*; do
+        [[ -f "$t" && -x "$t" ]] || continue
+        name="${t##*/fuzz_}"
+        work="$(mktemp -d "${TMPDIR:-/tmp}/tapegrad-fuzz-$name.XXXXXX")"
+        log "fuzzing $name for ${secs}s"
+        if ! "$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+            -artifact_prefix="build-fuzz/crash-$name-" "$work" "tests/fuzz/corpus/$name"; then
+            rm -rf "$work"
+            die "fuzz target $name failed; the input is in build-fuzz/crash-$name-*"
+        fi
+        rm -rf "$work"
+    done
+    log "fuzz passed"
+}
+
 usage() {
-    sed -n '3,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '3,15p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 main() {
@@ -252,6 +281,7 @@ main() {
     asan) cmd_asan ;;
     valgrind) cmd_valgrind ;;
     install-check) cmd_install_check ;;
+    fuzz) cmd_fuzz ;;
     setup) setup ;;
     build)
         setup

@@ -1,7 +1,7 @@
 /*
  * file.c - atomic file writes and whole-file reads (see io_impl.h).
  *
- * An atomic write goes to "<path>.tmp.XXXXXX" in the target's directory,
+ * An atomic write goes to "<path>.tmp.<pid>.<random>" in the target's directory,
  * then fflush + fsync + rename + fsync of the directory: a reader sees the
  * old file or the new one, never a partial one, even across a crash.
  */
@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 tg_status tg__afile_open(tg__afile *a, tg_ctx *c, const char *fn, const char *path)
@@ -19,12 +20,23 @@ tg_status tg__afile_open(tg__afile *a, tg_ctx *c, const char *fn, const char *pa
     a->c = c;
     a->fn = fn;
     a->path = path;
-    size_t n = strlen(path) + sizeof ".tmp.XXXXXX";
+    /* A fresh name next to the target, created with O_EXCL and mode 0666
+     * so the umask applies (mkstemp would make every checkpoint 0600). */
+    size_t n = strlen(path) + 48;
     a->tmp = tg__heap_alloc(c, n);
     if (!a->tmp) return tg__fail(c, TG_ERR_NOMEM, "%s: out of memory", fn);
     a->tmp_size = n;
-    snprintf(a->tmp, n, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(a->tmp);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t salt = (uint64_t)(uintptr_t)a ^ ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec;
+    int fd = -1;
+    for (int tries = 0; fd < 0 && tries < 100; tries++) {
+        salt = salt * 6364136223846793005ull + 1442695040888963407ull;
+        snprintf(a->tmp, n, "%s.tmp.%ld.%08llx", path, (long)getpid(),
+                 (unsigned long long)(salt >> 32));
+        fd = open(a->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd < 0 && errno != EEXIST) break;
+    }
     if (fd < 0) {
         tg_status st = tg__fail(c, TG_ERR_IO, "%s: cannot create a temporary file for %s: %s",
                                 fn, path, strerror(errno));
