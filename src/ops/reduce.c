@@ -15,7 +15,7 @@
  * n_iv = 2. tg_sum / tg_mean record every axis with keepdim 0. SOFTMAX and
  * LOG_SOFTMAX: iv[0] = the normalised axis (-1 for a 0-d input), n_iv = 1.
  */
-#include "ops_impl.h"
+#include "reduce_impl.h"
 
 #include <math.h>
 #include <string.h>
@@ -41,44 +41,6 @@ typedef struct {
     double count;      /* divisor of a mean: the reduced count */
     bool mean;
 } red_plan;
-
-/* Appends a dim to a list, merging it into the previous one when the two
- * step through memory as one (keeps row-major order of the list). */
-static void push_dim(int *n, int64_t *sz, int64_t *st, int64_t size, int64_t stride)
-{
-    if (*n > 0 && st[*n - 1] == stride * size) {
-        sz[*n - 1] *= size;
-        st[*n - 1] = stride;
-        return;
-    }
-    sz[*n] = size;
-    st[*n] = stride;
-    (*n)++;
-}
-
-/* Offset (elements) of row-major index i over (sz, st); fills idx. */
-static int64_t unravel(int n, const int64_t *sz, const int64_t *st, int64_t i, int64_t *idx)
-{
-    int64_t off = 0;
-    for (int d = n - 1; d >= 0; d--) {
-        idx[d] = i % sz[d];
-        i /= sz[d];
-        off += idx[d] * st[d];
-    }
-    return off;
-}
-
-/* Advances a row-major index over (sz, st) past its innermost position
- * (idx[n-1] already equal to sz[n-1]) and fixes off. */
-static void carry(int n, const int64_t *sz, const int64_t *st, int64_t *idx, int64_t *off)
-{
-    for (int d = n - 1; d > 0 && idx[d] == sz[d]; d--) {
-        *off -= idx[d] * st[d];
-        idx[d] = 0;
-        idx[d - 1]++;
-        *off += st[d - 1];
-    }
-}
 
 /* acc + x[0] + x[st] + ... over n elements, in that order. */
 static double run_sum(double acc, tg_dtype dt, const char *base, int64_t off, int64_t st,
@@ -112,7 +74,7 @@ static double block_sum(const red_plan *p, int64_t koff, int64_t b)
 {
     int64_t idx[TG_MAX_DIMS];
     int64_t r = b * RED_BLOCK, rend = r + RED_BLOCK < p->R ? r + RED_BLOCK : p->R;
-    int64_t off = unravel(p->nr, p->rsz, p->rst, r, idx);
+    int64_t off = tg__red_unravel(p->nr, p->rsz, p->rst, r, idx);
     int last = p->nr - 1;
     double acc = 0.0;
     while (r < rend) {
@@ -122,7 +84,7 @@ static double block_sum(const red_plan *p, int64_t koff, int64_t b)
         r += run;
         idx[last] += run;
         off += run * p->rst[last];
-        carry(p->nr, p->rsz, p->rst, idx, &off);
+        tg__red_carry(p->nr, p->rsz, p->rst, idx, &off);
     }
     return acc;
 }
@@ -135,7 +97,7 @@ static void row_task(void *arg, int64_t t0, int64_t t1)
     int64_t idx[TG_MAX_DIMS];
     for (int64_t t = t0; t < t1; t++) {
         int64_t o = t / p->nb, b = t % p->nb;
-        int64_t koff = unravel(p->nk, p->ksz, p->kst, o, idx);
+        int64_t koff = tg__red_unravel(p->nk, p->ksz, p->kst, o, idx);
         double s = block_sum(p, koff, b);
         if (p->nb == 1) store(p, o, s);
         else p->part[t] = s;
@@ -160,7 +122,7 @@ static void col_task(void *arg, int64_t t0, int64_t t1)
         int64_t w = o1 - o0;
         for (int64_t j = 0; j < w; j++) acc[j] = 0.0;
         int64_t r = b * RED_BLOCK, rend = r + RED_BLOCK < p->R ? r + RED_BLOCK : p->R;
-        int64_t off = unravel(p->nr, p->rsz, p->rst, r, idx);
+        int64_t off = tg__red_unravel(p->nr, p->rsz, p->rst, r, idx);
         int last = p->nr - 1;
         for (; r < rend; r++) {
             int64_t base = off + o0 * ks;
@@ -179,7 +141,7 @@ static void col_task(void *arg, int64_t t0, int64_t t1)
             }
             idx[last]++;
             off += p->rst[last];
-            carry(p->nr, p->rsz, p->rst, idx, &off);
+            tg__red_carry(p->nr, p->rsz, p->rst, idx, &off);
         }
         for (int64_t j = 0; j < w; j++) {
             if (p->nb == 1) store(p, o0 + j, acc[j]);
@@ -223,8 +185,8 @@ static bool reduce_into(tg_ctx *c, const tg_tensor *x, uint32_t mask, bool mean,
     }
     for (int d = 0; d < x->ndim; d++) {
         if (x->shape[d] == 1) continue;
-        if (mask >> d & 1u) push_dim(&p.nr, p.rsz, p.rst, x->shape[d], x->stride[d]);
-        else push_dim(&p.nk, p.ksz, p.kst, x->shape[d], x->stride[d]);
+        if (mask >> d & 1u) tg__red_push_dim(&p.nr, p.rsz, p.rst, x->shape[d], x->stride[d]);
+        else tg__red_push_dim(&p.nk, p.ksz, p.kst, x->shape[d], x->stride[d]);
     }
     if (p.nr == 0) { /* nothing to add up: a copy (mean divides by 1) */
         int64_t st[TG_MAX_DIMS];
@@ -267,8 +229,8 @@ static bool reduce_into(tg_ctx *c, const tg_tensor *x, uint32_t mask, bool mean,
 
 /* Validates axes against x and returns the bitmask through mask. all: every
  * axis. */
-static bool axes_mask(tg_ctx *c, const char *fn, const tg_tensor *x, int naxes,
-                      const int *axes, bool all, uint32_t *mask)
+bool tg__axes_mask(tg_ctx *c, const char *fn, const tg_tensor *x, int naxes, const int *axes,
+                   bool all, uint32_t *mask)
 {
     *mask = 0;
     if (all) {
@@ -307,13 +269,9 @@ static tg_tensor *reduce_op(tg_ctx *c, const char *fn, tg_op op, tg_tensor *x, i
 {
     if (!tg__check_inputs(c, fn, 1, &x) || !tg__check_float(c, fn, x)) return NULL;
     uint32_t mask;
-    if (!axes_mask(c, fn, x, naxes, axes, all, &mask)) return NULL;
+    if (!tg__axes_mask(c, fn, x, naxes, axes, all, &mask)) return NULL;
     int64_t shape[TG_MAX_DIMS];
-    int nd = 0;
-    for (int d = 0; d < x->ndim; d++) {
-        if (!(mask >> d & 1u)) shape[nd++] = x->shape[d];
-        else if (keepdim) shape[nd++] = 1;
-    }
+    int nd = tg__reduced_shape(x, mask, keepdim, shape);
     tg_tensor *y = tg__empty(c, fn, x->dtype, nd, shape);
     if (!y) return NULL;
     if (!reduce_into(c, x, mask, op == TG_OP_MEAN, y)) return NULL;
@@ -355,18 +313,32 @@ tg_tensor *tg_mean_axes(tg_ctx *c, tg_tensor *x, int naxes, const int *axes, boo
     return reduce_op(c, "tg_mean_axes", TG_OP_MEAN, x, naxes, axes, false, keepdim);
 }
 
-/* dout is y's shape; returns it reshaped to keepdim form and expanded to
- * x's shape (a view: every reduced element gets its output's gradient). */
-static tg_tensor *spread(tg_ctx *c, const tg__node *n, tg_tensor *g)
+int tg__reduced_shape(const tg_tensor *x, uint32_t mask, bool keepdim, int64_t *shape)
 {
-    const tg_tensor *x = n->in[0];
-    uint32_t mask = (uint32_t)n->iv[0];
-    if (!n->iv[1] && mask) {
+    int nd = 0;
+    for (int d = 0; d < x->ndim; d++) {
+        if (!(mask >> d & 1u)) shape[nd++] = x->shape[d];
+        else if (keepdim) shape[nd++] = 1;
+    }
+    return nd;
+}
+
+tg_tensor *tg__red_spread(tg_ctx *c, const tg_tensor *x, uint32_t mask, bool keepdim,
+                          tg_tensor *g)
+{
+    if (!keepdim && mask) {
         int64_t ks[TG_MAX_DIMS];
         for (int d = 0; d < x->ndim; d++) ks[d] = mask >> d & 1u ? 1 : x->shape[d];
         g = tg_reshape(c, g, x->ndim, ks);
     }
     return tg_expand(c, g, x->ndim, x->shape);
+}
+
+/* dout is y's shape; returns it reshaped to keepdim form and expanded to
+ * x's shape (a view: every reduced element gets its output's gradient). */
+static tg_tensor *spread(tg_ctx *c, const tg__node *n, tg_tensor *g)
+{
+    return tg__red_spread(c, n->in[0], (uint32_t)n->iv[0], n->iv[1] != 0, g);
 }
 
 /* dout is y's shape; dx is x's shape */
