@@ -1,13 +1,679 @@
 /*
- * test_nn.c - the nn suite (being written).
+ * test_nn.c - the nn suite: forward values of layer_norm, rms_norm,
+ * group_norm, batch_norm (with running statistics over two steps) and
+ * sdpa in f32 and f64 against NumPy; dropout's determinism, statistics
+ * and eval identity; embedding with repeated indices; thread invariance;
+ * error paths. (Gradients to second order are checked by the opgrad
+ * table; sdpa, a composite with no op entry, is gradient-checked here.)
+ *
+ * Inputs are seq(n, a, b, s)[i] = s * sin(a * i + b). The reference values
+ * come from NumPy (numpy 2.x, float64) with the same inputs:
+ *   LN   = (x - x.mean(-1)) / sqrt(x.var(-1) + 1e-5) * w + b
+ *   RMS  = x / sqrt((x * x).mean(-1) + 1e-6) * w
+ *   GN   = groups of x.reshape(2, 2, 4) normalised (eps 1e-5), * w + b per channel
+ *   BN   = per channel over axes (0, 2), eps 1e-5; running stats updated as
+ *          torch does: rm = 0.9 rm + 0.1 mean, rv = 0.9 rv + 0.1 var * n / (n - 1)
+ *   SDPA = softmax(q @ k^T / sqrt(4) [+ where(tril(ones(3, 5)), 0, -inf)]) @ v
  */
 #include <check.h>
+#include <math.h>
+#include <string.h>
 
 #include "tapegrad.h"
+#include "autograd/tape.h"
 #include "test_util.h"
+
+static const tg_dtype dts[2] = {TG_F64, TG_F32};
+static double tol_of(tg_dtype dt) { return dt == TG_F64 ? 1e-12 : 2e-5; }
+
+/* s * sin(a * i + b) in row-major order. */
+static tg_tensor *seq(tg_ctx *c, tg_dtype dt, int nd, const int64_t *shape, double a, double b,
+                      double s)
+{
+    tg_tensor *t = tg_tensor_new(c, dt, nd, shape);
+    ck_assert_ptr_nonnull(t);
+    int64_t n = tg_numel(t);
+    for (int64_t i = 0; i < n; i++) {
+        double v = s * sin(a * (double)i + b);
+        if (dt == TG_F32) ((float *)tg_data(t))[i] = (float)v;
+        else ((double *)tg_data(t))[i] = v;
+    }
+    return t;
+}
+
+static tg_tensor *vec(tg_ctx *c, tg_dtype dt, int64_t n, const double *v)
+{
+    tg_tensor *t = tg_tensor_new(c, dt, 1, &n);
+    ck_assert_ptr_nonnull(t);
+    for (int64_t i = 0; i < n; i++) {
+        if (dt == TG_F32) ((float *)tg_data(t))[i] = (float)v[i];
+        else ((double *)tg_data(t))[i] = v[i];
+    }
+    return t;
+}
+
+/* The context's message names fn and contains what. */
+static void assert_error(tg_ctx *c, tg_status want, const char *fn, const char *what)
+{
+    tu_assert_status(tg_ctx_status(c), want);
+    const char *m = tg_ctx_errmsg(c);
+    ck_assert_msg(strstr(m, fn) != NULL, "message '%s' does not name %s", m, fn);
+    if (what) ck_assert_msg(strstr(m, what) != NULL, "message '%s' lacks '%s'", m, what);
+    tg_ctx_clear_error(c);
+}
+
+/* ====================================================================== */
+/* Normalisation values                                                   */
+/* ====================================================================== */
+
+START_TEST(test_layer_rms_norm_values)
+{
+    tg_dtype dt = dts[_i];
+    double tol = tol_of(dt);
+    tg_ctx *c = tu_ctx();
+    tg_tensor *x = seq(c, dt, TG_SHAPE(2, 4), 1.3, 0.2, 2.0);
+    tg_tensor *w = vec(c, dt, 4, (const double[]){1.0, 0.5, -1.5, 2.0});
+    tg_tensor *b = vec(c, dt, 4, (const double[]){0.1, -0.2, 0.3, 0.0});
+    tg_tensor *y = tg_layer_norm(c, x, TG_SHAPE(4), w, b, 1e-5);
+    tu_assert_ok(c);
+    tu_assert_values(y, tol, 0.1314695353447628, 0.43035745284969512, -0.061858589042466161,
+                     -3.066847000811594, -1.4090201144997061, -0.028232140944047746,
+                     -1.594576326854553, -0.19513297636380081);
+    ck_assert_int_eq(tg_tensor_dtype(y), dt);
+    y = tg_rms_norm(c, x, TG_SHAPE(4), w, 1e-6);
+    tu_assert_values(y, tol, 0.29482999614860678, 0.7401531023479917, -0.74569553306274206,
+                     -2.4286852584456451, -1.1665156833791348, 0.30556773080222838,
+                     -2.2402075853991184, 0.37573682337823577);
+    /* normalising over all of [2,4] of a transposed view = over its copy */
+    tg_tensor *xt = tg_transpose(c, seq(c, dt, TG_SHAPE(4, 2), 0.7, 0.1, 1.0), 0, 1);
+    tg_tensor *y1 = tg_layer_norm(c, xt, TG_SHAPE(2, 4), NULL, NULL, 1e-5);
+    tg_tensor *y2 = tg_layer_norm(c, tg_contiguous(c, xt), TG_SHAPE(2, 4), NULL, NULL, 1e-5);
+    tu_assert_ok(c);
+    for (int64_t i = 0; i < 8; i++)
+        ck_assert(tg_get(y1, (int64_t[]){i / 4, i % 4}) == tg_get(y2, (int64_t[]){i / 4, i % 4}));
+    tg_ctx_free(c);
+}
+END_TEST
+
+START_TEST(test_group_norm_values)
+{
+    tg_dtype dt = dts[_i];
+    tg_ctx *c = tu_ctx();
+    tg_tensor *x = seq(c, dt, TG_SHAPE(2, 4, 2), 1.3, 0.2, 2.0);
+    tg_tensor *w = vec(c, dt, 4, (const double[]){1, -0.5, 2, 0.3});
+    tg_tensor *b = vec(c, dt, 4, (const double[]){0.1, 0.2, -0.3, 0.4});
+    tg_tensor *y = tg_group_norm(c, x, 2, w, b, 1e-5);
+    tu_assert_ok(c);
+    tu_assert_values(y, tol_of(dt), 0.1314695353447628, 1.3607149056993904, 0.07938047031917797,
+                     0.96671175020289857, -3.3180402289994122, 0.38707143622380907,
+                     0.7789152653709106, 0.37073005354542993, -1.0726762930290528,
+                     -0.6840694936686379, -0.17985779559155124, -0.39851509775729416,
+                     0.010687989841614676, -2.8225024703647841, 0.28337806430919782,
+                     0.84839410776927771);
+    tg_ctx_free(c);
+}
+END_TEST
+
+/* Two training steps update the running statistics as PyTorch does
+ * (momentum 0.1, unbiased variance), bumping their versions; eval then
+ * normalises with them and changes nothing. */
+START_TEST(test_batch_norm_running_stats)
+{
+    tg_dtype dt = dts[_i];
+    double tol = tol_of(dt);
+    tg_ctx *p = tu_ctx(), *c = tu_ctx();
+    tg_tensor *rm = tg_tensor_new(p, dt, TG_SHAPE(3));
+    tg_tensor *rv = tg_full(p, dt, TG_SHAPE(3), 1.0);
+    tg_tensor *w = vec(p, dt, 3, (const double[]){1.0, -0.5, 2.0});
+    tg_tensor *b = vec(p, dt, 3, (const double[]){0.1, 0.2, -0.3});
+    tg_set_requires_grad(w, true);
+    tg_tensor *x1 = seq(c, dt, TG_SHAPE(4, 3, 2), 1.3, 0.2, 2.0);
+    tg_tensor *x2 = tg_add_scalar(c, seq(c, dt, TG_SHAPE(4, 3, 2), 0.7, 1.1, 3.0), 0.5);
+    tg_batch_norm_opts o = tg_batch_norm_defaults();
+    ck_assert(o.training);
+    ck_assert_close(o.momentum, 0.1, 0);
+    ck_assert_close(o.eps, 1e-5, 0);
+
+    uint64_t v0 = rm->st->version, w0 = rv->st->version;
+    tg_tensor *y = tg_batch_norm(c, x1, w, b, rm, rv, NULL);
+    tu_assert_ok(c);
+    ck_assert(rm->st->version > v0 && rv->st->version > w0);
+    ck_assert_int_eq(tg_tensor_op(y), TG_OP_BATCH_NORM);
+    tu_assert_values(
+        y, tol, 0.3782502566362631, 1.4999432112565305, -0.047832835548650143, 0.76530872116323923,
+        -2.5756644924099019, 0.7718660130059658, 1.4885177846399373, 0.27403935901751114,
+        0.83898814407690003, 0.62419448172572634, 1.3040747633426146, 2.2785920228426626,
+        -0.029770257807014561, -1.2825186008647265, 0.49476232738956577, -0.34155779409502279,
+        1.9993330031487535, -1.2430365251033448, -1.303877525541622, -0.22458422733687897,
+        -0.42920434965175874, -0.30465869505999971, -1.8053803511469919, -3.1297844336797582);
+    tu_assert_values(rm, tol, 0.00010208585390531489, -0.0033018147503026843,
+                     0.0055564899965786681);
+    tu_assert_values(rv, tol, 1.1318493179517217, 1.1298877845574686, 1.1262907859752032);
+
+    y = tg_batch_norm(c, x2, w, b, rm, rv, &o);
+    tu_assert_values(
+        y, tol, 0.9966115932578502, 1.1088849772937472, -0.21654708882508344, 0.29449896036948281,
+        -1.6292521893886489, -2.4800473674717272, -1.3448660718169194, -0.59377271245294938,
+        -0.06590321029858498, -0.45013963529891704, 2.9807876024406865, 1.9101558672571672,
+        -0.31626330088066756, -1.1649999794472155, 1.023561296860944, 0.88926737828573121,
+        -0.44859687608707755, 1.4519758896849821, 1.016647085569049, 1.0977584084771057,
+        -0.19532610986869692, 0.32058840877512401, -1.6960509656442764, -2.4889719607911061);
+    tu_assert_values(rm, tol, 0.11946533081798452, 0.065953911284545974, -0.0079391710792218705);
+    tu_assert_values(rv, tol, 1.5759314854606123, 1.4416953063289697, 1.5456143500651636);
+
+    o.training = false;
+    uint64_t v1 = rm->st->version;
+    y = tg_batch_norm(c, seq(c, dt, TG_SHAPE(4, 3, 2), 0.9, 0.4, 2.0), w, b, rm, rv, &o);
+    tu_assert_ok(c);
+    ck_assert(rm->st->version == v1);
+    ck_assert_int_eq(tg_tensor_op(y), TG_OP_BATCH_NORM);
+    tu_assert_values(
+        y, tol, 0.62524270749287225, 1.5399405145366587, -0.4458838790470025, 0.19283448593142843,
+        -2.7221811031219478, -3.448192735967873, -0.73535037408184445, 0.64982771236046821,
+        -0.57865800756828656, -0.43754773758795568, -0.20751517164993677, -2.7571973175724191,
+        -1.5551526096398354, -0.71152508993004648, -0.12246751793477184, -0.58206251675548759,
+        2.2489113085732533, -0.26160724645107913, -1.2352048052461198, -1.5494941382705225,
+        0.58938831827286087, -0.13512529484821473, 2.8523981516502395, 2.2152638139812488);
+    tu_assert_values(rm, tol, 0.11946533081798452, 0.065953911284545974, -0.0079391710792218705);
+    /* the running statistics are not inputs of the recorded node */
+    ck_assert_ptr_null(y->node->in[3]);
+    ck_assert_ptr_null(y->node->in[4]);
+    ck_assert_ptr_eq(y->node->saved[0], rm);
+    ck_assert_ptr_eq(y->node->saved[1], rv);
+    tg_ctx_free(c);
+    tg_ctx_free(p);
+}
+END_TEST
+
+/* Backward in f32 runs and agrees with f64 (each norm, x and weight). */
+START_TEST(test_norm_backward_f32)
+{
+    tg_ctx *c = tu_ctx();
+    double g[2][4][24];
+    for (int k = 0; k < 2; k++) {
+        tg_dtype dt = dts[k];
+        for (int op = 0; op < 4; op++) {
+            tg_tensor *x = seq(c, dt, TG_SHAPE(4, 3, 2), 1.1, 0.3, 1.5);
+            tg_tensor *w = vec(c, dt, op == 2 ? 3 : 2, (const double[]){0.7, -1.2, 1.5});
+            tg_set_requires_grad(x, true);
+            tg_set_requires_grad(w, true);
+            tg_tensor *y;
+            if (op == 0) y = tg_layer_norm(c, x, TG_SHAPE(2), w, NULL, 1e-5);
+            else if (op == 1) y = tg_rms_norm(c, x, TG_SHAPE(2), w, 1e-5);
+            else if (op == 2) y = tg_batch_norm(c, x, w, NULL, NULL, NULL, NULL);
+            else y = tg_group_norm(c, tg_reshape(c, x, TG_SHAPE(4, 2, 3)), 1, w, NULL, 1e-5);
+            tg_tensor *wt = seq(c, dt, TG_SHAPE(24), 0.37, 0.5, 1.0);
+            tg_tensor *L = tg_sum(c, tg_mul(c, tg_reshape(c, y, TG_SHAPE(24)), wt));
+            tu_assert_ok(c);
+            tu_assert_status(tg_backward(c, L), TG_OK);
+            tu_assert_ok(c);
+            ck_assert_int_eq(tg_copy_out(tg_contiguous(c, tg_grad(x)), &g[k][op][0],
+                                         dt == TG_F64 ? 24 * 8 : 24 * 4),
+                             TG_OK);
+            if (dt == TG_F32) {
+                float f[24];
+                memcpy(f, g[k][op], sizeof f);
+                for (int i = 23; i >= 0; i--) g[k][op][i] = f[i];
+            }
+        }
+    }
+    for (int op = 0; op < 4; op++)
+        for (int i = 0; i < 24; i++) ck_assert_close(g[1][op][i], g[0][op][i], 1e-4);
+    tg_ctx_free(c);
+}
+END_TEST
+
+/* The fused kernels give the same bits with 1 and 4 threads. */
+START_TEST(test_norm_threads)
+{
+    uint8_t *out[2][3];
+    size_t nb = 64 * 2048 * sizeof(float);
+    for (int t = 0; t < 2; t++) {
+        tg_ctx *c = tu_ctx();
+        tg_ctx_set_threads(c, t ? 4 : 1);
+        tg_tensor *x = seq(c, TG_F32, TG_SHAPE(64, 2048), 0.013, 0.3, 2.0);
+        tg_tensor *y[3] = {
+            tg_layer_norm(c, x, TG_SHAPE(2048), NULL, NULL, 1e-5),
+            tg_batch_norm(c, tg_reshape(c, x, TG_SHAPE(64, 16, 128)), NULL, NULL, NULL, NULL, NULL),
+            tg_group_norm(c, tg_reshape(c, x, TG_SHAPE(64, 16, 128)), 4, NULL, NULL, 1e-5)};
+        tu_assert_ok(c);
+        for (int k = 0; k < 3; k++) {
+            out[t][k] = malloc(nb);
+            ck_assert_int_eq(tg_copy_out(y[k], out[t][k], nb), TG_OK);
+        }
+        tg_ctx_free(c);
+    }
+    for (int k = 0; k < 3; k++) {
+        ck_assert(memcmp(out[0][k], out[1][k], nb) == 0);
+        free(out[0][k]);
+        free(out[1][k]);
+    }
+}
+END_TEST
+
+START_TEST(test_norm_errors)
+{
+    tg_ctx *c = tu_ctx();
+    tg_tensor *x = seq(c, TG_F64, TG_SHAPE(2, 3, 4), 1.0, 0.0, 1.0);
+    tg_tensor *w3 = tg_full(c, TG_F64, TG_SHAPE(3), 1.0);
+    tg_tensor *w4 = tg_full(c, TG_F64, TG_SHAPE(4), 1.0);
+
+    ck_assert_ptr_null(tg_layer_norm(c, x, TG_SHAPE(3), NULL, NULL, 1e-5));
+    assert_error(c, TG_ERR_SHAPE, "tg_layer_norm", "normalized_shape [3]");
+    ck_assert_ptr_null(tg_layer_norm(c, x, 4, (const int64_t[]){1, 2, 3, 4}, NULL, NULL, 1e-5));
+    assert_error(c, TG_ERR_SHAPE, "tg_layer_norm", NULL);
+    ck_assert_ptr_null(tg_layer_norm(c, x, TG_SHAPE(4), w3, NULL, 1e-5));
+    assert_error(c, TG_ERR_SHAPE, "tg_layer_norm", "weight is [3]");
+    ck_assert_ptr_null(
+        tg_layer_norm(c, x, TG_SHAPE(4), NULL, tg_full(c, TG_F32, TG_SHAPE(4), 0), 1e-5));
+    assert_error(c, TG_ERR_DTYPE, "tg_layer_norm", "bias");
+    ck_assert_ptr_null(tg_rms_norm(c, x, TG_SHAPE(4), w4, -1.0));
+    assert_error(c, TG_ERR_INVALID, "tg_rms_norm", "eps");
+    ck_assert_ptr_null(tg_group_norm(c, x, 2, NULL, NULL, 1e-5));
+    assert_error(c, TG_ERR_INVALID, "tg_group_norm", "3 channels");
+    ck_assert_ptr_null(tg_group_norm(c, x, 3, w4, NULL, 1e-5));
+    assert_error(c, TG_ERR_SHAPE, "tg_group_norm", "weight");
+    ck_assert_ptr_null(tg_group_norm(c, w4, 1, NULL, NULL, 1e-5));
+    assert_error(c, TG_ERR_SHAPE, "tg_group_norm", NULL);
+
+    tg_batch_norm_opts o = tg_batch_norm_defaults();
+    o.training = false;
+    ck_assert_ptr_null(tg_batch_norm(c, x, NULL, NULL, NULL, NULL, &o));
+    assert_error(c, TG_ERR_INVALID, "tg_batch_norm", "running_mean and running_var");
+    tg_tensor *rm = tg_tensor_new(c, TG_F64, TG_SHAPE(3)), *rv = tg_full(c, TG_F64, TG_SHAPE(3), 1);
+    ck_assert_ptr_null(tg_batch_norm(c, x, NULL, NULL, rm, NULL, NULL));
+    assert_error(c, TG_ERR_INVALID, "tg_batch_norm", "running_var is NULL");
+    ck_assert_ptr_null(tg_batch_norm(c, x, NULL, NULL, w4, w4, NULL));
+    assert_error(c, TG_ERR_SHAPE, "tg_batch_norm", "running_mean");
+    ck_assert_ptr_null(
+        tg_batch_norm(c, tg_tensor_new(c, TG_F64, TG_SHAPE(1, 3)), NULL, NULL, rm, rv, NULL));
+    assert_error(c, TG_ERR_INVALID, "tg_batch_norm", "more than 1 value per channel");
+    ck_assert_close(tg_item(tg_sum(c, rm)), 0.0, 0); /* nothing updated on error */
+    tg_tensor *rg = tg_tensor_new(c, TG_F64, TG_SHAPE(3));
+    tg_set_requires_grad(rg, true);
+    ck_assert_ptr_null(tg_batch_norm(c, x, NULL, NULL, rg, rv, NULL));
+    assert_error(c, TG_ERR_INVALID, "tg_batch_norm", "requires grad");
+    o = tg_batch_norm_defaults();
+    o.momentum = 1.5;
+    ck_assert_ptr_null(tg_batch_norm(c, x, NULL, NULL, rm, rv, &o));
+    assert_error(c, TG_ERR_INVALID, "tg_batch_norm", "momentum");
+    ck_assert_ptr_null(tg_batch_norm(c, w4, NULL, NULL, NULL, NULL, NULL));
+    assert_error(c, TG_ERR_SHAPE, "tg_batch_norm", NULL);
+
+    /* NULL in, NULL out, the first error kept */
+    ck_assert_ptr_null(tg_layer_norm(c, NULL, TG_SHAPE(4), NULL, NULL, 1e-5));
+    ck_assert_ptr_null(tg_batch_norm(c, x, NULL, NULL, NULL, NULL, NULL));
+    assert_error(c, TG_ERR_INVALID, "tg_layer_norm", "NULL");
+    tg_ctx_free(c);
+}
+END_TEST
+
+/* ====================================================================== */
+/* Dropout                                                                */
+/* ====================================================================== */
+
+START_TEST(test_dropout_seed)
+{
+    tg_dtype dt = dts[_i];
+    size_t es = dt == TG_F64 ? 8 : 4, nb = 1000 * es;
+    uint8_t a[8000], b[8000], d[8000];
+    tg_ctx *c = tu_ctx();
+    tg_tensor *x = tg_full(c, dt, TG_SHAPE(10, 100), 2.0);
+    tg_ctx_seed(c, 42);
+    ck_assert_int_eq(tg_copy_out(tg_dropout(c, x, 0.5, true), a, nb), TG_OK);
+    tg_ctx_seed(c, 42);
+    ck_assert_int_eq(tg_copy_out(tg_dropout(c, x, 0.5, true), b, nb), TG_OK);
+    tg_ctx_seed(c, 43);
+    ck_assert_int_eq(tg_copy_out(tg_dropout(c, x, 0.5, true), d, nb), TG_OK);
+    ck_assert(memcmp(a, b, nb) == 0);
+    ck_assert(memcmp(a, d, nb) != 0);
+    /* the same mask in another context with the same seed and thread count 4 */
+    tg_ctx *e = tu_ctx();
+    tg_ctx_set_threads(e, 4);
+    tg_ctx_seed(e, 42);
+    ck_assert_int_eq(
+        tg_copy_out(tg_dropout(e, tg_full(e, dt, TG_SHAPE(10, 100), 2.0), 0.5, true), d, nb),
+        TG_OK);
+    ck_assert(memcmp(a, d, nb) == 0);
+    tu_assert_ok(c);
+    tg_ctx_free(e);
+    tg_ctx_free(c);
+}
+END_TEST
+
+/* About 1 - p of the elements are kept, each scaled by 1 / (1 - p), so the
+ * mean is preserved; the gradient is the same scaled mask. */
+START_TEST(test_dropout_stats)
+{
+    tg_ctx *c = tu_ctx();
+    int64_t n = 200000;
+    tg_tensor *x = seq(c, TG_F64, 1, &n, 0.001, 0.0, 1.0);
+    tg_set_requires_grad(x, true);
+    tg_tensor *y = tg_dropout(c, x, 0.3, true);
+    tu_assert_ok(c);
+    ck_assert_int_eq(tg_tensor_op(y), TG_OP_DROPOUT);
+    ck_assert(tg_op_flags(TG_OP_DROPOUT) & TG_OPF_RANDOM);
+    tu_assert_status(tg_backward(c, tg_sum(c, y)), TG_OK);
+    const double *xv = tg_data(x), *yv = tg_data(y), *gv = tg_data(tg_grad(x));
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (gv[i] != 0) {
+            kept++;
+            ck_assert_close(gv[i], 1.0 / 0.7, 1e-15);
+            ck_assert_close(yv[i], xv[i] / 0.7, 1e-15);
+        } else {
+            ck_assert(yv[i] == 0);
+        }
+    }
+    /* binomial: sd of the kept fraction is sqrt(0.21 / n) ~ 0.001 */
+    ck_assert_close((double)kept / (double)n, 0.7, 0.006);
+    tg_tensor *ones = tg_full(c, TG_F64, 1, &n, 1.0);
+    ck_assert_close(tg_item(tg_mean(c, tg_dropout(c, ones, 0.3, true))), 1.0, 0.01);
+    tg_ctx_free(c);
+}
+END_TEST
+
+START_TEST(test_dropout_eval_and_edges)
+{
+    tg_ctx *c = tu_ctx();
+    tg_tensor *x = seq(c, TG_F32, TG_SHAPE(3, 4), 1.0, 0.5, 1.0);
+    tg_set_requires_grad(x, true);
+    /* eval: x itself, no draws */
+    tg_ctx_seed(c, 7);
+    ck_assert_ptr_eq(tg_dropout(c, x, 0.5, false), x);
+    double r1 = tg_item(tg_rand(c, TG_F64, 0, NULL));
+    tg_ctx_seed(c, 7);
+    ck_assert_close(tg_item(tg_rand(c, TG_F64, 0, NULL)), r1, 0);
+    /* p == 0 keeps everything, p == 1 drops everything, also inf */
+    tg_tensor *y = tg_dropout(c, x, 0.0, true);
+    for (int64_t i = 0; i < 12; i++)
+        ck_assert(tg_get(y, (int64_t[]){i / 4, i % 4}) == tg_get(x, (int64_t[]){i / 4, i % 4}));
+    tg_tensor *z = tg_dropout(c, tg_full(c, TG_F32, TG_SHAPE(3, 4), INFINITY), 1.0, true);
+    tu_assert_ok(c);
+    ck_assert_close(tg_item(tg_sum(c, z)), 0.0, 0);
+    /* p outside [0, 1] */
+    ck_assert_ptr_null(tg_dropout(c, x, 1.5, true));
+    assert_error(c, TG_ERR_INVALID, "tg_dropout", "p 1.5");
+    ck_assert_ptr_null(tg_dropout(c, x, -0.1, false));
+    assert_error(c, TG_ERR_INVALID, "tg_dropout", NULL);
+    ck_assert_ptr_null(tg_dropout(c, x, NAN, true));
+    assert_error(c, TG_ERR_INVALID, "tg_dropout", NULL);
+    ck_assert_ptr_null(tg_dropout(c, tg_tensor_new(c, TG_I64, TG_SHAPE(2)), 0.5, true));
+    assert_error(c, TG_ERR_DTYPE, "tg_dropout", NULL);
+    tg_ctx_free(c);
+}
+END_TEST
+
+/* ====================================================================== */
+/* Embedding                                                              */
+/* ====================================================================== */
+
+START_TEST(test_embedding_values)
+{
+    tg_dtype dt = dts[_i];
+    tg_ctx *c = tu_ctx();
+    tg_tensor *w = seq(c, dt, TG_SHAPE(4, 3), 1.0, 0.0, 1.0);
+    tg_set_requires_grad(w, true);
+    tg_tensor *idx = tg_tensor_from(c, TG_I64, TG_SHAPE(2, 2), (const int64_t[]){1, 3, 1, 1});
+    tg_tensor *y = tg_embedding(c, w, idx);
+    tu_assert_ok(c);
+    ck_assert_int_eq(tg_ndim(y), 3);
+    ck_assert_int_eq(tg_shape(y)[2], 3);
+    for (int p = 0; p < 4; p++) {
+        int64_t r = p == 1 ? 3 : 1;
+        for (int j = 0; j < 3; j++)
+            ck_assert_close(tg_get(y, (int64_t[]){p / 2, p % 2, j}), tg_get(w, (int64_t[]){r, j}),
+                            0);
+    }
+    /* dweight: row 1 collects three rows of dout (in order), row 3 one */
+    tg_tensor *g = seq(c, dt, TG_SHAPE(2, 2, 3), 0.9, 0.1, 1.0);
+    tu_assert_status(tg_backward(c, tg_sum(c, tg_mul(c, y, g))), TG_OK);
+    tg_tensor *dw = tg_grad(w);
+    for (int j = 0; j < 3; j++) {
+        double g0 = tg_get(g, (int64_t[]){0, 0, j}), g1 = tg_get(g, (int64_t[]){0, 1, j});
+        double g2 = tg_get(g, (int64_t[]){1, 0, j}), g3 = tg_get(g, (int64_t[]){1, 1, j});
+        double s = dt == TG_F32 ? (double)(float)((g0 + g2) + g3) : (g0 + g2) + g3;
+        ck_assert_close(tg_get(dw, (int64_t[]){0, j}), 0.0, 0);
+        ck_assert_close(tg_get(dw, (int64_t[]){1, j}), s, 0);
+        ck_assert_close(tg_get(dw, (int64_t[]){2, j}), 0.0, 0);
+        ck_assert_close(tg_get(dw, (int64_t[]){3, j}), g1, 0);
+    }
+    /* a strided weight gathers the same rows */
+    tg_tensor *wt = tg_transpose(c, seq(c, dt, TG_SHAPE(3, 4), 1.0, 0.0, 1.0), 0, 1);
+    tg_tensor *y2 = tg_embedding(c, wt, idx);
+    tu_assert_ok(c);
+    ck_assert_close(tg_get(y2, (int64_t[]){0, 1, 2}), tg_get(wt, (int64_t[]){3, 2}), 0);
+    tg_ctx_free(c);
+}
+END_TEST
+
+/* Scatter-add with many repeated indices: the same bits on 1 and 4 threads. */
+START_TEST(test_embedding_backward_threads)
+{
+    int64_t P = 20000, D = 64, V = 50;
+    size_t nb = (size_t)(V * D) * sizeof(float);
+    uint8_t *out[2];
+    for (int t = 0; t < 2; t++) {
+        tg_ctx *c = tu_ctx();
+        tg_ctx_set_threads(c, t ? 4 : 1);
+        int64_t *iv = malloc((size_t)P * sizeof *iv);
+        for (int64_t p = 0; p < P; p++) iv[p] = (p * 7919) % V;
+        tg_tensor *idx = tg_tensor_from(c, TG_I64, 1, &P, iv);
+        free(iv);
+        tg_tensor *g = seq(c, TG_F32, TG_SHAPE(P, D), 0.0137, 0.2, 1.0);
+        tg_tensor *dw = tg_embedding_backward(c, g, idx, V);
+        tu_assert_ok(c);
+        out[t] = malloc(nb);
+        ck_assert_int_eq(tg_copy_out(dw, out[t], nb), TG_OK);
+        tg_ctx_free(c);
+    }
+    ck_assert(memcmp(out[0], out[1], nb) == 0);
+    free(out[0]);
+    free(out[1]);
+}
+END_TEST
+
+START_TEST(test_embedding_errors)
+{
+    tg_ctx *c = tu_ctx();
+    tg_tensor *w = tg_tensor_new(c, TG_F64, TG_SHAPE(5, 2));
+    tg_tensor *bad = tg_tensor_from(c, TG_I64, TG_SHAPE(2, 2), (const int64_t[]){0, 4, 7, 1});
+    ck_assert_ptr_null(tg_embedding(c, w, bad));
+    assert_error(c, TG_ERR_INVALID, "tg_embedding", "index 7 at position [1,0]");
+    tg_tensor *neg = tg_tensor_from(c, TG_I64, TG_SHAPE(1), (const int64_t[]){-1});
+    ck_assert_ptr_null(tg_embedding(c, w, neg));
+    assert_error(c, TG_ERR_INVALID, "tg_embedding", "index -1");
+    ck_assert_ptr_null(tg_embedding(c, w, tg_tensor_new(c, TG_F64, TG_SHAPE(2))));
+    assert_error(c, TG_ERR_DTYPE, "tg_embedding", "i64");
+    ck_assert_ptr_null(tg_embedding(c, tg_tensor_new(c, TG_F64, TG_SHAPE(5)), neg));
+    assert_error(c, TG_ERR_SHAPE, "tg_embedding", "2-d");
+    ck_assert_ptr_null(tg_embedding_backward(c, tg_tensor_new(c, TG_F64, TG_SHAPE(2, 3)), bad, 8));
+    assert_error(c, TG_ERR_SHAPE, "tg_embedding_backward", NULL);
+    ck_assert_ptr_null(
+        tg_embedding_backward(c, tg_tensor_new(c, TG_F64, TG_SHAPE(2, 2, 3)), bad, 5));
+    assert_error(c, TG_ERR_INVALID, "tg_embedding_backward", "index 7");
+    tg_ctx_free(c);
+}
+END_TEST
+
+/* ====================================================================== */
+/* Attention                                                              */
+/* ====================================================================== */
+
+typedef struct {
+    tg_tensor *q, *k, *v;
+} qkv;
+
+static qkv make_qkv(tg_ctx *c, tg_dtype dt)
+{
+    return (qkv){seq(c, dt, TG_SHAPE(2, 3, 4), 0.61, 0.3, 1.0),
+                 seq(c, dt, TG_SHAPE(2, 5, 4), 0.47, 1.7, 1.0),
+                 seq(c, dt, TG_SHAPE(2, 5, 2), 0.83, 0.9, 1.5)};
+}
+
+START_TEST(test_sdpa_values)
+{
+    tg_dtype dt = dts[_i];
+    double tol = tol_of(dt);
+    tg_ctx *c = tu_ctx();
+    qkv t = make_qkv(c, dt);
+    tg_tensor *y = tg_sdpa(c, t.q, t.k, t.v, NULL, false, 0.0);
+    tu_assert_ok(c);
+    ck_assert_int_eq(tg_shape(y)[1], 3);
+    ck_assert_int_eq(tg_shape(y)[2], 2);
+    tu_assert_values(y, tol, -0.017494958237321216, 0.57575910791752705, 0.73784227672475311,
+                     0.41894155264400196, -0.078084501747803903, -0.17029322667639249,
+                     -0.53294764625644586, -0.39199818311202539, 0.75727150177878699,
+                     0.18283339423395908, -0.59291918085066664, -0.79118674307965853);
+    y = tg_sdpa(c, t.q, t.k, t.v, NULL, true, 0.0);
+    tu_assert_values(y, tol, 1.1749903644412252, 1.4810307595510745, 0.92435207742928349,
+                     0.15996915119696356, -0.27879733758032493, -0.63318812744794151,
+                     0.33433487115037147, -0.85341703495492771, 0.15413964108342088,
+                     -0.88303253515105684, -0.97253623260523159, -0.71707894321835863);
+    y = tg_sdpa(c, t.q, t.k, t.v, NULL, false, 0.3);
+    tu_assert_values(y, tol, 0.083316146278235664, 0.48123962217266208, 0.58233532385861997,
+                     0.39116849402448539, 0.087372817638901132, 0.037030992710999827,
+                     -0.3472364455187521, -0.34323404961482951, 0.51037143448390532,
+                     0.04168369482748302, -0.37687216566259629, -0.59698925886642429);
+    tg_ctx_free(c);
+}
+END_TEST
+
+/* causal == an explicit top-left tril mask, for Lq < Lk and Lq > Lk. */
+START_TEST(test_sdpa_causal_vs_mask)
+{
+    tg_ctx *c = tu_ctx();
+    for (int cs = 0; cs < 2; cs++) {
+        int64_t Lq = cs ? 5 : 3, Lk = cs ? 3 : 5;
+        tg_tensor *q = seq(c, TG_F64, 3, (const int64_t[]){2, Lq, 4}, 0.61, 0.3, 1.0);
+        tg_tensor *k = seq(c, TG_F64, 3, (const int64_t[]){2, Lk, 4}, 0.47, 1.7, 1.0);
+        tg_tensor *v = seq(c, TG_F64, 3, (const int64_t[]){2, Lk, 2}, 0.83, 0.9, 1.5);
+        tg_tensor *m = tg_tensor_new(c, TG_F64, 2, (const int64_t[]){Lq, Lk});
+        for (int64_t i = 0; i < Lq; i++)
+            for (int64_t j = 0; j < Lk; j++)
+                ((double *)tg_data(m))[i * Lk + j] = j <= i ? 0.0 : -INFINITY;
+        tg_tensor *a = tg_sdpa(c, q, k, v, NULL, true, 0.0);
+        tg_tensor *b = tg_sdpa(c, q, k, v, m, false, 0.0);
+        tg_tensor *both = tg_sdpa(c, q, k, v, m, true, 0.0);
+        tu_assert_ok(c);
+        for (int64_t i = 0; i < tg_numel(a); i++) {
+            int64_t ix[3] = {i / (Lq * 2), i / 2 % Lq, i % 2};
+            ck_assert(tg_get(a, ix) == tg_get(b, ix));
+            ck_assert(tg_get(a, ix) == tg_get(both, ix));
+            ck_assert(isfinite(tg_get(a, ix)));
+        }
+    }
+    tg_ctx_free(c);
+}
+END_TEST
+
+typedef struct {
+    bool causal;
+} sdpa_arg;
+
+static tg_tensor *f_sdpa(tg_ctx *c, tg_tensor **in, int n, void *user)
+{
+    const sdpa_arg *a = user;
+    return tg_sdpa(c, in[0], in[1], in[2], n > 3 ? in[3] : NULL, a->causal, 0.0);
+}
+
+/* First and second order through the composite, with a mask that requires
+ * grad and with broadcast batch dims. */
+START_TEST(test_sdpa_gradcheck)
+{
+    tg_ctx *c = tu_ctx();
+    tg_tensor *in[4] = {seq(c, TG_F64, TG_SHAPE(2, 3, 4), 0.61, 0.3, 1.0),
+                        seq(c, TG_F64, TG_SHAPE(1, 5, 4), 0.47, 1.7, 1.0),
+                        seq(c, TG_F64, TG_SHAPE(2, 5, 2), 0.83, 0.9, 1.5),
+                        seq(c, TG_F64, TG_SHAPE(3, 5), 0.29, 0.4, 0.5)};
+    for (int i = 0; i < 4; i++) tg_set_requires_grad(in[i], true);
+    tg_gradcheck_opts o = tg_gradcheck_defaults();
+    o.second_order = true;
+    o.atol = 1e-6;
+    o.rtol = 1e-4;
+    char rep[1024];
+    for (int cs = 0; cs < 2; cs++) {
+        sdpa_arg a = {cs == 1};
+        tg_status st = tg_gradcheck(f_sdpa, &a, in, 4, &o, rep, sizeof rep);
+        ck_assert_msg(st == TG_OK, "causal %d: %s", cs, rep);
+        st = tg_gradcheck(f_sdpa, &a, in, 3, &o, rep, sizeof rep);
+        ck_assert_msg(st == TG_OK, "causal %d, no mask: %s", cs, rep);
+    }
+    tg_ctx_free(c);
+}
+END_TEST
+
+START_TEST(test_sdpa_errors)
+{
+    tg_ctx *c = tu_ctx();
+    qkv t = make_qkv(c, TG_F64);
+    /* a fully masked row is an error naming it, not a silent NaN */
+    tg_tensor *m = tg_tensor_new(c, TG_F64, TG_SHAPE(3, 5));
+    for (int j = 0; j < 5; j++) ((double *)tg_data(m))[1 * 5 + j] = -INFINITY;
+    ck_assert_ptr_null(tg_sdpa(c, t.q, t.k, t.v, m, false, 0.0));
+    assert_error(c, TG_ERR_NUMERIC, "tg_sdpa", "query 1 of batch 0 is fully masked");
+    /* a large finite negative on a whole row cancels in the softmax: the row
+     * attends as if unmasked, up to the rounding of s - 1e9 (PyTorch too) */
+    for (int j = 0; j < 5; j++) ((double *)tg_data(m))[1 * 5 + j] = -1e9;
+    tg_tensor *y = tg_sdpa(c, t.q, t.k, t.v, m, false, 0.0);
+    tg_tensor *y0 = tg_sdpa(c, t.q, t.k, t.v, NULL, false, 0.0);
+    tu_assert_ok(c);
+    ck_assert_close(tg_get(y, (int64_t[]){0, 1, 0}), tg_get(y0, (int64_t[]){0, 1, 0}), 1e-6);
+
+    ck_assert_ptr_null(tg_sdpa(c, t.q, t.v, t.v, NULL, false, 0.0));
+    assert_error(c, TG_ERR_SHAPE, "tg_sdpa", NULL);
+    ck_assert_ptr_null(tg_sdpa(c, t.q, t.k, t.q, NULL, false, 0.0));
+    assert_error(c, TG_ERR_SHAPE, "tg_sdpa", NULL);
+    ck_assert_ptr_null(
+        tg_sdpa(c, t.q, t.k, t.v, tg_tensor_new(c, TG_F64, TG_SHAPE(4, 5)), false, 0));
+    assert_error(c, TG_ERR_SHAPE, "tg_sdpa", "mask [4,5]");
+    ck_assert_ptr_null(
+        tg_sdpa(c, t.q, tg_tensor_new(c, TG_F64, TG_SHAPE(3, 5, 4)), t.v, NULL, false, 0));
+    assert_error(c, TG_ERR_SHAPE, "tg_sdpa", "batch dims");
+    ck_assert_ptr_null(tg_sdpa(c, t.q, t.k, t.v, NULL, false, INFINITY));
+    assert_error(c, TG_ERR_INVALID, "tg_sdpa", "scale");
+    ck_assert_ptr_null(
+        tg_sdpa(c, t.q, t.k, tg_tensor_new(c, TG_F32, TG_SHAPE(2, 5, 2)), NULL, false, 0));
+    assert_error(c, TG_ERR_DTYPE, "tg_sdpa", NULL);
+    ck_assert_ptr_null(tg_sdpa(c, t.q, NULL, t.v, NULL, false, 0));
+    assert_error(c, TG_ERR_INVALID, "tg_sdpa", NULL);
+    tg_ctx_free(c);
+}
+END_TEST
 
 Suite *nn_suite(void)
 {
     Suite *s = suite_create("nn");
+    TCase *norm = tu_tcase("norm");
+    tcase_set_timeout(norm, 60);
+    tcase_add_loop_test(norm, test_layer_rms_norm_values, 0, 2);
+    tcase_add_loop_test(norm, test_group_norm_values, 0, 2);
+    tcase_add_loop_test(norm, test_batch_norm_running_stats, 0, 2);
+    tcase_add_test(norm, test_norm_backward_f32);
+    tcase_add_test(norm, test_norm_threads);
+    tcase_add_test(norm, test_norm_errors);
+    suite_add_tcase(s, norm);
+
+    TCase *drop = tu_tcase("dropout");
+    tcase_set_timeout(drop, 60);
+    tcase_add_loop_test(drop, test_dropout_seed, 0, 2);
+    tcase_add_test(drop, test_dropout_stats);
+    tcase_add_test(drop, test_dropout_eval_and_edges);
+    suite_add_tcase(s, drop);
+
+    TCase *emb = tu_tcase("embedding");
+    tcase_set_timeout(emb, 60);
+    tcase_add_loop_test(emb, test_embedding_values, 0, 2);
+    tcase_add_test(emb, test_embedding_backward_threads);
+    tcase_add_test(emb, test_embedding_errors);
+    suite_add_tcase(s, emb);
+
+    TCase *att = tu_tcase("sdpa");
+    tcase_set_timeout(att, 120);
+    tcase_add_loop_test(att, test_sdpa_values, 0, 2);
+    tcase_add_test(att, test_sdpa_causal_vs_mask);
+    tcase_add_test(att, test_sdpa_gradcheck);
+    tcase_add_test(att, test_sdpa_errors);
+    suite_add_tcase(s, att);
     return s;
 }

@@ -3,6 +3,14 @@
  * Included by tapegrad/ops.h; the conventions of ops.h apply (context
  * first, sticky errors, results owned by the context). Implemented in
  * src/ops/norm.c, src/ops/nn.c.
+ *
+ * The normalisations compute their statistics in one fused pass per row
+ * (in double, also for f32 tensors: mean first, then the mean of squared
+ * deviations, so no cancellation) and save them for backward. Their
+ * backward rebuilds the normalised input from x with ops whenever the
+ * gradient itself is being recorded, so gradients of gradients are exact.
+ * Variances used to normalise are biased (divide by the count), as in
+ * PyTorch.
  */
 #ifndef TAPEGRAD_OPS_NN_H
 #define TAPEGRAD_OPS_NN_H
@@ -14,7 +22,152 @@ extern "C" {
 #endif
 
 /* X(ENUM, name, arity, flags) lines of this family; see TG_OP_MAP in ops.h. */
-#define TG_OPS_NN(X)
+#define TG_OPS_NN(X)                              \
+    /* normalisation, src/ops/norm.c */           \
+    X(LAYER_NORM, layer_norm, 3, TG_OPF_OPTIONAL) \
+    X(RMS_NORM, rms_norm, 2, TG_OPF_OPTIONAL)     \
+    X(GROUP_NORM, group_norm, 3, TG_OPF_OPTIONAL) \
+    X(BATCH_NORM, batch_norm, 5, TG_OPF_OPTIONAL) \
+    /* dropout and embedding, src/ops/nn.c */     \
+    X(DROPOUT, dropout, 1, TG_OPF_RANDOM)         \
+    X(EMBEDDING, embedding, 2, TG_OPF_INDEX)      \
+    X(EMBEDDING_BACKWARD, embedding_backward, 2, TG_OPF_INDEX)
+
+/* ====================================================================== */
+/* Normalisation                                                          */
+/* ====================================================================== */
+
+/*
+ * x is (..., *normalized_shape); weight and bias are normalized_shape or NULL.
+ * y = (x - mean) / sqrt(var + eps) * weight + bias, mean and (biased) var
+ * over the last nnorm dims, like torch.nn.functional.layer_norm. Pass the
+ * shape with TG_SHAPE: tg_layer_norm(c, x, TG_SHAPE(4), w, b, 1e-5).
+ * Errors: TG_ERR_SHAPE (nnorm outside 1..ndim(x), x not ending in
+ * normalized_shape, weight or bias of another shape), TG_ERR_DTYPE,
+ * TG_ERR_INVALID (eps negative or not finite).
+ */
+tg_tensor *tg_layer_norm(tg_ctx *c, tg_tensor *x, int nnorm, const int64_t *normalized_shape,
+                         tg_tensor *weight, tg_tensor *bias, double eps);
+
+/*
+ * x is (..., *normalized_shape); weight is normalized_shape or NULL.
+ * y = x / sqrt(mean(x^2) + eps) * weight, the mean over the last nnorm
+ * dims, like torch.nn.functional.rms_norm (whose default eps is the
+ * dtype's machine epsilon; here eps is always given). Errors as
+ * tg_layer_norm.
+ */
+tg_tensor *tg_rms_norm(tg_ctx *c, tg_tensor *x, int nnorm, const int64_t *normalized_shape,
+                       tg_tensor *weight, double eps);
+
+/*
+ * x is (N, C, *); weight and bias are (C) or NULL. The C channels are cut
+ * into num_groups groups of C / num_groups neighbours; each (sample,
+ * group) is normalised over its channels and all of *, then scaled and
+ * shifted per channel: like torch.nn.functional.group_norm. Errors:
+ * TG_ERR_SHAPE (x with fewer than 2 dims, weight or bias not (C)),
+ * TG_ERR_INVALID (num_groups < 1 or not dividing C, bad eps),
+ * TG_ERR_DTYPE.
+ */
+tg_tensor *tg_group_norm(tg_ctx *c, tg_tensor *x, int num_groups, tg_tensor *weight,
+                         tg_tensor *bias, double eps);
+
+/* Options of tg_batch_norm. */
+typedef struct {
+    bool training;   /* normalise with batch statistics and update the running ones */
+    double momentum; /* running = (1 - momentum) * running + momentum * batch */
+    double eps;      /* added to the variance */
+} tg_batch_norm_opts;
+
+/* training true, momentum 0.1, eps 1e-5 (PyTorch's BatchNorm defaults). */
+tg_batch_norm_opts tg_batch_norm_defaults(void);
+
+/*
+ * x is (N, C) or (N, C, *); weight, bias, running_mean and running_var are
+ * (C) or NULL (the two running statistics both given or both NULL).
+ * y = (x - m) / sqrt(v + eps) * weight + bias per channel, like
+ * torch.nn.functional.batch_norm:
+ *  - training: m and v are the batch mean and biased variance over N and *.
+ *    Given running statistics are then updated in place, as PyTorch does:
+ *    running_mean = (1 - momentum) running_mean + momentum m, running_var =
+ *    (1 - momentum) running_var + momentum v * n / (n - 1) (the unbiased
+ *    variance, n = N * prod(*)), and their storage versions are bumped.
+ *    They never receive a gradient.
+ *  - eval: m and v are the running statistics (required), constants that
+ *    the recorded node keeps for backward: changing them in place before
+ *    backward is caught by the saved-tensor version check.
+ * opts NULL means tg_batch_norm_defaults(). Errors: TG_ERR_SHAPE (x with
+ * fewer than 2 dims, a (C) tensor of another shape), TG_ERR_INVALID
+ * (training with n <= 1 value per channel, eval without running
+ * statistics, only one of them given, a running statistic that requires
+ * grad or overlaps itself, eps or momentum out of range), TG_ERR_DTYPE.
+ * Nothing is updated when an error is returned.
+ */
+tg_tensor *tg_batch_norm(tg_ctx *c, tg_tensor *x, tg_tensor *weight, tg_tensor *bias,
+                         tg_tensor *running_mean, tg_tensor *running_var,
+                         const tg_batch_norm_opts *opts);
+
+/* ====================================================================== */
+/* Dropout and embedding                                                  */
+/* ====================================================================== */
+
+/*
+ * x is any shape; y is x's shape.
+ * training: y = x * mask / (1 - p), mask_i = [u_i >= p] with u_i uniform in
+ * [0, 1) drawn from c's RNG in row-major order (exactly numel(x) draws per
+ * call, whatever p), so the same seed gives the same mask; p == 1 gives
+ * zeros. The scaled mask is kept for backward (dx = dout * mask / (1 - p)).
+ * Not training: x itself is returned (no copy, no node, no draws).
+ * Errors: TG_ERR_INVALID (p outside [0, 1] or NaN), TG_ERR_DTYPE.
+ */
+tg_tensor *tg_dropout(tg_ctx *c, tg_tensor *x, double p, bool training);
+
+/*
+ * weight is (V, D), indices is TG_I64 of any shape; y is (*indices, D).
+ * y[..., :] = weight[indices[...], :], like torch.nn.functional.embedding.
+ * The gradient of weight is tg_embedding_backward(dout, indices, V).
+ * Errors: TG_ERR_SHAPE (weight not 2-d), TG_ERR_DTYPE (weight not
+ * floating, indices not TG_I64), TG_ERR_INVALID (an index outside [0, V),
+ * naming its position and value).
+ */
+tg_tensor *tg_embedding(tg_ctx *c, tg_tensor *weight, tg_tensor *indices);
+
+/*
+ * dout is (*indices, D), indices is TG_I64; y is (num_rows, D).
+ * The adjoint of tg_embedding: zeros with y[indices[p], :] += dout[p, :]
+ * for every position p. Repeated indices are summed in row-major order of
+ * their positions (in double for f32), so the result is bit-identical
+ * whatever the thread count. Its own gradient is an embedding. Errors:
+ * TG_ERR_SHAPE (dout not indices' shape plus one dim), TG_ERR_INVALID
+ * (num_rows < 0, an index outside [0, num_rows)), TG_ERR_DTYPE.
+ */
+tg_tensor *tg_embedding_backward(tg_ctx *c, tg_tensor *dout, tg_tensor *indices, int64_t num_rows);
+
+/* ====================================================================== */
+/* Attention                                                              */
+/* ====================================================================== */
+
+/*
+ * Scaled dot-product attention: q is (..., Lq, D), k is (..., Lk, D), v is
+ * (..., Lk, Dv); y is (..., Lq, Dv), the batch dims broadcast like matmul.
+ *   y = softmax(q k^T * scale + mask + causal, axis -1) v
+ * scale == 0 means 1 / sqrt(D). mask (NULL for none) is additive, of q's
+ * dtype, broadcastable to (..., Lq, Lk): 0 keeps a score, -inf drops it
+ * (a gradient flows to mask if it requires grad). causal adds -inf above
+ * the diagonal of the top-left aligned (Lq, Lk) matrix: query i sees keys
+ * j <= i, like torch.tril(ones(Lq, Lk)), also when Lq != Lk.
+ * A composite: the result is recorded as matmul, transpose, scale, add,
+ * softmax and matmul nodes, each with its own backward (so second order
+ * works). A query row whose scores are all -inf after masking (nothing to
+ * attend to) is an error, TG_ERR_NUMERIC naming the row, instead of a
+ * silent NaN (checked when a mask is given; causal alone never empties a
+ * row). A large finite negative mask value (-1e9) is not -inf: a row that
+ * has it on every key attends as if unmasked, since a constant shift
+ * cancels in the softmax (as in PyTorch). Errors: TG_ERR_SHAPE (fewer
+ * than 2 dims, D or Lk mismatch, batch dims or mask not broadcasting),
+ * TG_ERR_DTYPE, TG_ERR_INVALID (scale not finite), TG_ERR_NUMERIC.
+ */
+tg_tensor *tg_sdpa(tg_ctx *c, tg_tensor *q, tg_tensor *k, tg_tensor *v, tg_tensor *mask,
+                   bool causal, double scale);
 
 #ifdef __cplusplus
 }
