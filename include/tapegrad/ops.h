@@ -82,7 +82,7 @@ extern "C" {
     X(SLICE, slice, 1, TG_OPF_VIEW)                   \
     X(SLICE_SCATTER, slice_scatter, 1, 0)             \
     X(CONTIGUOUS, contiguous, 1, 0)                   \
-    /* losses, src/ops/loss.c */                      \
+    /* losses, src/ops/losses.c and loss.c */         \
     X(MSE_LOSS, mse_loss, 2, 0)                       \
     X(CROSS_ENTROPY, cross_entropy, 2, TG_OPF_LABELS)
 
