@@ -1,4 +1,625 @@
 /*
- * conv.c - (being written; see include/tapegrad/ops_*.h for its family).
+ * conv.c - 2-d and 1-d convolution on im2col + GEMM, and the two gradient
+ * kernels as ops of their own, each forward beside its backward.
+ *
+ * Three ops close under differentiation (x input, w weight, g = dout):
+ *   conv2d(x, w)              d/dx = input_grad(g, w)  d/dw = weight_grad(x, g)
+ *   input_grad(g, w) (= conv_transpose)
+ *                             d/dg = conv2d(u, w)      d/dw = weight_grad(u, g)
+ *   weight_grad(x, g)         d/dx = input_grad(g, v)  d/dg = conv2d(x, v)
+ * so second (and higher) order gradients need nothing else. conv1d is
+ * conv2d on a height-1 view, with its backward through the 2-d kernels.
+ *
+ * Layout: the columns buffer lives in the context's arena, rows (n, c, kh,
+ * kw) by columns (oh, ow), so the rows of one sample and group are one
+ * contiguous GEMM operand. im2col and col2im are split over threads by
+ * rows and by (n, c) planes (each output written by one thread in a fixed
+ * order: bit-identical whatever the thread count); the GEMMs run outside
+ * any parallel region, threaded by BLAS.
  */
 #include "ops_impl.h"
+
+#include <limits.h>
+#include <string.h>
+
+#define NEED(i) (n->in[i] && n->in[i]->requires_grad)
+#define PARAM_MAX ((int64_t)1 << 31)
+
+/* ====================================================================== */
+/* Geometry                                                               */
+/* ====================================================================== */
+
+typedef struct {
+    int64_t N, C, H, W;  /* input */
+    int64_t OC, KH, KW;  /* weight: [OC, C/G, KH, KW] */
+    int64_t OH, OW;      /* output */
+    int64_t sh, sw, ph, pw, dh, dw, G;
+} geom;
+
+tg_conv2d_opts tg_conv2d_defaults(void)
+{
+    tg_conv2d_opts o = {{1, 1}, {0, 0}, {1, 1}, 1};
+    return o;
+}
+
+tg_conv1d_opts tg_conv1d_defaults(void)
+{
+    tg_conv1d_opts o = {1, 0, 1, 1};
+    return o;
+}
+
+static bool check_opts(tg_ctx *c, const char *fn, const tg_conv2d_opts *o)
+{
+    const char *bad = NULL;
+    int64_t v = 0;
+    for (int i = 0; i < 2 && !bad; i++) {
+        if (o->stride[i] < 1 || o->stride[i] >= PARAM_MAX) bad = "stride", v = o->stride[i];
+        else if (o->padding[i] < 0 || o->padding[i] >= PARAM_MAX)
+            bad = "padding", v = o->padding[i];
+        else if (o->dilation[i] < 1 || o->dilation[i] >= PARAM_MAX)
+            bad = "dilation", v = o->dilation[i];
+    }
+    if (!bad && (o->groups < 1 || o->groups >= PARAM_MAX)) bad = "groups", v = o->groups;
+    if (!bad) return true;
+    tg__fail(c, TG_ERR_INVALID, "%s: %s %lld out of range (stride, dilation, groups >= 1, "
+             "padding >= 0, all < 2^31)", fn, bad, (long long)v);
+    return false;
+}
+
+/* floor((in + 2p - d(k-1) - 1) / s) + 1, which may be <= 0 */
+static int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d)
+{
+    int64_t num = in + 2 * p - d * (k - 1) - 1;
+    int64_t q = num >= 0 ? num / s : -((-num + s - 1) / s);
+    return q + 1;
+}
+
+/* "fn: x [..] w [..]: " then what */
+static void conv_fail(tg_ctx *c, tg_status s, const char *fn, const char *an,
+                      const tg_tensor *a, const char *bn, const tg_tensor *b, const char *what)
+{
+    char sa[128], sb[128];
+    tg__fail(c, s, "%s: %s %s %s %s: %s", fn, an, tg__fmt_shape(sa, sizeof sa, a->ndim, a->shape),
+             bn, tg__fmt_shape(sb, sizeof sb, b->ndim, b->shape), what);
+}
+
+/* Fills the options part of g from o and computes OH, OW from H, W, KH, KW;
+ * false (error naming the numbers) when the output would be empty. */
+static bool finish_geom(tg_ctx *c, const char *fn, const char *an, const tg_tensor *a,
+                        const char *bn, const tg_tensor *b, const tg_conv2d_opts *o, geom *g)
+{
+    g->sh = o->stride[0];
+    g->sw = o->stride[1];
+    g->ph = o->padding[0];
+    g->pw = o->padding[1];
+    g->dh = o->dilation[0];
+    g->dw = o->dilation[1];
+    g->G = o->groups;
+    g->OH = out_size(g->H, g->KH, g->sh, g->ph, g->dh);
+    g->OW = out_size(g->W, g->KW, g->sw, g->pw, g->dw);
+    if (g->OH <= 0 || g->OW <= 0) {
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 "output size %lldx%lld <= 0 (input %lldx%lld, padding %lldx%lld, dilated "
+                 "kernel %lldx%lld, stride %lldx%lld)",
+                 (long long)g->OH, (long long)g->OW, (long long)g->H, (long long)g->W,
+                 (long long)g->ph, (long long)g->pw, (long long)(g->dh * (g->KH - 1) + 1),
+                 (long long)(g->dw * (g->KW - 1) + 1), (long long)g->sh, (long long)g->sw);
+        conv_fail(c, TG_ERR_SHAPE, fn, an, a, bn, b, msg);
+        return false;
+    }
+    int64_t ckk = g->C / g->G * g->KH * g->KW;
+    if (g->OH * g->OW > INT_MAX || ckk > INT_MAX || g->OC > INT_MAX) {
+        conv_fail(c, TG_ERR_INVALID, fn, an, a, bn, b, "sizes exceed the int range of BLAS");
+        return false;
+    }
+    return true;
+}
+
+/* Channel checks shared by the three ops: C == cg * G, OC % G == 0. */
+static bool check_channels(tg_ctx *c, const char *fn, const char *an, const tg_tensor *a,
+                           const char *bn, const tg_tensor *b, int64_t C, int64_t cg,
+                           int64_t OC, int64_t G)
+{
+    char msg[160];
+    if (C != cg * G) {
+        snprintf(msg, sizeof msg, "in channels %lld != %lld * groups %lld", (long long)C,
+                 (long long)cg, (long long)G);
+        conv_fail(c, TG_ERR_SHAPE, fn, an, a, bn, b, msg);
+        return false;
+    }
+    if (OC % G != 0) {
+        snprintf(msg, sizeof msg, "out channels %lld not divisible by groups %lld",
+                 (long long)OC, (long long)G);
+        conv_fail(c, TG_ERR_SHAPE, fn, an, a, bn, b, msg);
+        return false;
+    }
+    return true;
+}
+
+static tg_conv2d_opts opts_of(const tg__node *n)
+{
+    tg_conv2d_opts o = {{n->iv[0], n->iv[1]}, {n->iv[2], n->iv[3]}, {n->iv[4], n->iv[5]},
+                        n->iv[6]};
+    return o;
+}
+
+static void save_opts(tg__node *n, const tg_conv2d_opts *o, int64_t e0, int64_t e1)
+{
+    int64_t v[9] = {o->stride[0], o->stride[1], o->padding[0], o->padding[1], o->dilation[0],
+                    o->dilation[1], o->groups, e0, e1};
+    memcpy(n->iv, v, sizeof v);
+    n->n_iv = 9;
+}
+
+/* t, or a contiguous copy of it in c. */
+static tg_tensor *contig(tg_ctx *c, const char *fn, tg_tensor *t)
+{
+    if (tg_is_contiguous(t)) return t;
+    tg_tensor *cp = tg__empty(c, fn, t->dtype, t->ndim, t->shape);
+    if (cp) tg__copy_strided(c, cp, t);
+    return cp;
+}
+
+/* ====================================================================== */
+/* im2col / col2im                                                        */
+/* ====================================================================== */
+
+typedef struct {
+    const geom *g;
+    const char *x;  /* im2col: x's first element; strides below */
+    int64_t xs[4];
+    char *cols;     /* [N, C, KH, KW] rows by [OH, OW] columns */
+    char *dx;       /* col2im: contiguous [N, C, H, W] */
+} cols_args;
+
+/* The steps k in [*lo, *hi) of b + k*s (k < cnt) that land inside [0, n):
+ * inner loops then run without bounds checks. */
+static inline void span(int64_t b, int64_t s, int64_t n, int64_t cnt, int64_t *lo, int64_t *hi)
+{
+    int64_t l = b >= 0 ? 0 : (-b + s - 1) / s;
+    int64_t h = n - b <= 0 ? 0 : (n - b + s - 1) / s;
+    *lo = l < cnt ? l : cnt;
+    *hi = h < cnt ? h : cnt;
+    if (*hi < *lo) *hi = *lo;
+}
+
+#define COLS_KERNELS(T, SFX)                                                           \
+    static void im2col_##SFX(void *arg, int64_t r0, int64_t r1)                        \
+    {                                                                                  \
+        const cols_args *p = arg;                                                      \
+        const geom *g = p->g;                                                          \
+        const int64_t OHW = g->OH * g->OW, xs3 = p->xs[3];                             \
+        for (int64_t r = r0; r < r1; r++) {                                            \
+            int64_t kw = r % g->KW, t = r / g->KW;                                     \
+            int64_t kh = t % g->KH;                                                    \
+            t /= g->KH;                                                                \
+            int64_t ch = t % g->C, nn = t / g->C;                                      \
+            const T *xp = (const T *)p->x + nn * p->xs[0] + ch * p->xs[1];             \
+            T *col = (T *)p->cols + r * OHW;                                           \
+            int64_t bw = kw * g->dw - g->pw, o0, o1;                                   \
+            span(bw, g->sw, g->W, g->OW, &o0, &o1);                                    \
+            for (int64_t oh = 0; oh < g->OH; oh++) {                                   \
+                int64_t ih = oh * g->sh - g->ph + kh * g->dh;                          \
+                T *crow = col + oh * g->OW;                                            \
+                if (ih < 0 || ih >= g->H) {                                            \
+                    memset(crow, 0, (size_t)g->OW * sizeof(T));                        \
+                    continue;                                                          \
+                }                                                                      \
+                const T *xr = xp + ih * p->xs[2] + bw * xs3;                           \
+                for (int64_t ow = 0; ow < o0; ow++) crow[ow] = 0;                      \
+                if (g->sw == 1 && xs3 == 1)                                            \
+                    memcpy(crow + o0, xr + o0, (size_t)(o1 - o0) * sizeof(T));         \
+                else                                                                   \
+                    for (int64_t ow = o0; ow < o1; ow++) crow[ow] = xr[ow * g->sw * xs3]; \
+                for (int64_t ow = o1; ow < g->OW; ow++) crow[ow] = 0;                  \
+            }                                                                          \
+        }                                                                              \
+    }                                                                                  \
+    static void col2im_##SFX(void *arg, int64_t p0, int64_t p1)                        \
+    {                                                                                  \
+        const cols_args *p = arg;                                                      \
+        const geom *g = p->g;                                                          \
+        const int64_t OHW = g->OH * g->OW, KK = g->KH * g->KW;                         \
+        for (int64_t pl = p0; pl < p1; pl++) {                                         \
+            T *d = (T *)p->dx + pl * g->H * g->W;                                      \
+            memset(d, 0, (size_t)(g->H * g->W) * sizeof(T));                           \
+            for (int64_t kh = 0; kh < g->KH; kh++)                                     \
+                for (int64_t kw = 0; kw < g->KW; kw++) {                               \
+                    const T *col = (const T *)p->cols + (pl * KK + kh * g->KW + kw) * OHW; \
+                    int64_t bw = kw * g->dw - g->pw, o0, o1;                           \
+                    span(bw, g->sw, g->W, g->OW, &o0, &o1);                            \
+                    for (int64_t oh = 0; oh < g->OH; oh++) {                           \
+                        int64_t ih = oh * g->sh - g->ph + kh * g->dh;                  \
+                        if (ih < 0 || ih >= g->H) continue;                            \
+                        const T *crow = col + oh * g->OW;                              \
+                        T *drow = d + ih * g->W + bw;                                  \
+                        for (int64_t ow = o0; ow < o1; ow++) drow[ow * g->sw] += crow[ow]; \
+                    }                                                                  \
+                }                                                                      \
+        }                                                                              \
+    }
+
+COLS_KERNELS(float, f32)
+COLS_KERNELS(double, f64)
+
+static int64_t grain_for(int64_t work_per_item)
+{
+    int64_t gr = TG__PAR_GRAIN / (work_per_item > 0 ? work_per_item : 1);
+    return gr > 0 ? gr : 1;
+}
+
+/* A rows x cols buffer in c's arena; NULL with TG_ERR_NOMEM recorded when
+ * it cannot be had (its size overflowing included). */
+static char *cols_alloc(tg_ctx *c, int64_t rows, int64_t cols, int64_t es)
+{
+    if (rows > 0 && cols > 0 && rows > INT64_MAX / es / cols) {
+        tg__fail(c, TG_ERR_NOMEM, "%s: im2col workspace of %lld x %lld elements overflows",
+                 c->api ? c->api : "tg_conv2d", (long long)rows, (long long)cols);
+        return NULL;
+    }
+    return tg__arena_alloc(c, (size_t)(rows * cols * es) + 1);
+}
+
+/* The columns of x (any strides) for g, in c's arena (x's own data for a
+ * 1x1 kernel that needs no copy; read only); NULL on OOM. */
+static char *im2col(tg_ctx *c, const tg_tensor *x, const geom *g)
+{
+    int64_t rows = g->N * g->C * g->KH * g->KW, OHW = g->OH * g->OW;
+    /* a 1x1 kernel at stride 1 without padding: a contiguous x already is
+     * its own columns matrix */
+    if (g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 &&
+        tg_is_contiguous(x))
+        return tg__ptr(x);
+    char *cols = cols_alloc(c, rows, OHW, (int64_t)tg__esize(x->dtype));
+    if (!cols) return NULL;
+    cols_args p = {g, tg__ptr(x), {x->stride[0], x->stride[1], x->stride[2], x->stride[3]},
+                   cols, NULL};
+    tg__parallel_for(c, rows, grain_for(OHW), x->dtype == TG_F64 ? im2col_f64 : im2col_f32,
+                     &p);
+    return cols;
+}
+
+/* ====================================================================== */
+/* Kernels without recording                                              */
+/* ====================================================================== */
+
+/* x is (N, C, H, W) any strides, w is (OC, C/G, KH, KW), b is (OC) or NULL; y is (N, OC, OH, OW) */
+static tg_tensor *conv2d_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_tensor *w,
+                             tg_tensor *b, const geom *g)
+{
+    const int64_t OHW = g->OH * g->OW, KK = g->KH * g->KW;
+    const int64_t cg = g->C / g->G, ocg = g->OC / g->G, ckk = cg * KK;
+    tg_tensor *y = tg__empty(c, fn, x->dtype, 4, (const int64_t[]){g->N, g->OC, g->OH, g->OW});
+    if (!y) return NULL;
+    if (g->N == 0 || g->OC == 0) return y;
+    bool f64 = x->dtype == TG_F64;
+    int64_t es = (int64_t)tg__esize(x->dtype);
+    tg_tensor *wc = contig(c, fn, w);
+    char *cols = wc ? im2col(c, x, g) : NULL;
+    if (!cols) return NULL;
+    char *py = tg__ptr(y);
+    if (b) {
+        const char *pb = tg__ptr(b);
+        for (int64_t nn = 0; nn < g->N; nn++)
+            for (int64_t o = 0; o < g->OC; o++) {
+                char *row = py + (nn * g->OC + o) * OHW * es;
+                if (f64) {
+                    double v = ((const double *)pb)[o * b->stride[0]];
+                    for (int64_t i = 0; i < OHW; i++) ((double *)row)[i] = v;
+                } else {
+                    float v = ((const float *)pb)[o * b->stride[0]];
+                    for (int64_t i = 0; i < OHW; i++) ((float *)row)[i] = v;
+                }
+            }
+    }
+    const char *pw = tg__ptr(wc);
+    for (int64_t nn = 0; nn < g->N; nn++)
+        for (int64_t gi = 0; gi < g->G; gi++)
+            tg__gemm(f64, false, false, ocg, OHW, ckk, 1.0, pw + gi * ocg * ckk * es, ckk,
+                     cols + (nn * g->C * KK + gi * ckk) * OHW * es, OHW, b ? 1.0 : 0.0,
+                     py + (nn * g->OC + gi * ocg) * OHW * es, OHW);
+    return y;
+}
+
+/* dout is (N, OC, OH, OW), w is (OC, C/G, KH, KW); dx is (N, C, H, W) */
+static tg_tensor *input_grad_run(tg_ctx *c, const char *fn, tg_tensor *dout, tg_tensor *w,
+                                 const geom *g)
+{
+    const int64_t OHW = g->OH * g->OW, KK = g->KH * g->KW;
+    const int64_t cg = g->C / g->G, ocg = g->OC / g->G, ckk = cg * KK;
+    tg_tensor *dx = tg__empty(c, fn, dout->dtype, 4, (const int64_t[]){g->N, g->C, g->H, g->W});
+    if (!dx) return NULL;
+    if (g->N == 0 || g->C == 0 || g->H * g->W == 0) return dx;
+    bool f64 = dout->dtype == TG_F64;
+    int64_t es = (int64_t)tg__esize(dout->dtype);
+    tg_tensor *wc = contig(c, fn, w), *dc = wc ? contig(c, fn, dout) : NULL;
+    int64_t rows = g->N * g->C * KK;
+    char *cols = dc ? cols_alloc(c, rows, OHW, es) : NULL;
+    if (!cols) return NULL;
+    const char *pw = tg__ptr(wc), *pd = tg__ptr(dc);
+    for (int64_t nn = 0; nn < g->N; nn++)
+        for (int64_t gi = 0; gi < g->G; gi++)
+            tg__gemm(f64, true, false, ckk, OHW, ocg, 1.0, pw + gi * ocg * ckk * es, ckk,
+                     pd + (nn * g->OC + gi * ocg) * OHW * es, OHW, 0.0,
+                     cols + (nn * g->C * KK + gi * ckk) * OHW * es, OHW);
+    cols_args p = {g, NULL, {0, 0, 0, 0}, cols, tg__ptr(dx)};
+    tg__parallel_for(c, g->N * g->C, grain_for(KK * OHW), f64 ? col2im_f64 : col2im_f32, &p);
+    return dx;
+}
+
+/* x is (N, C, H, W) any strides, dout is (N, OC, OH, OW); dw is (OC, C/G, KH, KW) */
+static tg_tensor *weight_grad_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_tensor *dout,
+                                  const geom *g)
+{
+    const int64_t OHW = g->OH * g->OW, KK = g->KH * g->KW;
+    const int64_t cg = g->C / g->G, ocg = g->OC / g->G, ckk = cg * KK;
+    tg_tensor *dw = tg__empty(c, fn, x->dtype, 4, (const int64_t[]){g->OC, cg, g->KH, g->KW});
+    if (!dw) return NULL;
+    int64_t es = (int64_t)tg__esize(x->dtype);
+    if (g->OC * ckk == 0) return dw;
+    char *pdw = tg__ptr(dw);
+    if (g->N == 0) {
+        memset(pdw, 0, (size_t)(g->OC * ckk * es));
+        return dw;
+    }
+    bool f64 = x->dtype == TG_F64;
+    tg_tensor *dc = contig(c, fn, dout);
+    char *cols = dc ? im2col(c, x, g) : NULL;
+    if (!cols) return NULL;
+    const char *pd = tg__ptr(dc);
+    for (int64_t gi = 0; gi < g->G; gi++)
+        for (int64_t nn = 0; nn < g->N; nn++)
+            tg__gemm(f64, false, true, ocg, ckk, OHW, 1.0,
+                     pd + (nn * g->OC + gi * ocg) * OHW * es, OHW,
+                     cols + (nn * g->C * KK + gi * ckk) * OHW * es, OHW, nn ? 1.0 : 0.0,
+                     pdw + gi * ocg * ckk * es, ckk);
+    return dw;
+}
+
+static bool check_rank(tg_ctx *c, const char *fn, const char *an, const tg_tensor *a,
+                       const char *bn, const tg_tensor *b, int ra, int rb)
+{
+    if (a->ndim == ra && b->ndim == rb) return true;
+    char msg[96];
+    snprintf(msg, sizeof msg, "need %d-d %s and %d-d %s", ra, an, rb, bn);
+    conv_fail(c, TG_ERR_SHAPE, fn, an, a, bn, b, msg);
+    return false;
+}
+
+/* ====================================================================== */
+/* conv2d                                                                 */
+/* ====================================================================== */
+
+/* x is (N, C, H, W), w is (OC, C/G, KH, KW), b is (OC); y is (N, OC, OH, OW) */
+/* y = b + correlation of x with w (see ops_conv.h) */
+tg_tensor *tg_conv2d(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b,
+                     const tg_conv2d_opts *o)
+{
+    const char *fn = "tg_conv2d";
+    tg_conv2d_opts d = tg_conv2d_defaults();
+    if (!o) o = &d;
+    tg_tensor *in[3] = {x, w, b};
+    if (!tg__check_inputs(c, fn, 2, in) || !tg__check_same_dtype(c, fn, x, w) ||
+        (b && (!tg__check_inputs(c, fn, 1, &in[2]) || !tg__check_same_dtype(c, fn, x, b))) ||
+        !check_opts(c, fn, o) || !check_rank(c, fn, "x", x, "w", w, 4, 4))
+        return NULL;
+    geom g = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[0], w->shape[2],
+              w->shape[3], 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    if (!check_channels(c, fn, "x", x, "w", w, g.C, w->shape[1], g.OC, o->groups)) return NULL;
+    if (b && (b->ndim != 1 || b->shape[0] != g.OC)) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "bias must be [%lld]", (long long)g.OC);
+        conv_fail(c, TG_ERR_SHAPE, fn, "x", x, "bias", b, msg);
+        return NULL;
+    }
+    if (!finish_geom(c, fn, "x", x, "w", w, o, &g)) return NULL;
+    tg_tensor *y = conv2d_run(c, fn, x, w, b, &g);
+    if (!y) return NULL;
+    tg__node *n;
+    if (tg__record(c, TG_OP_CONV2D, y, 3, in, &n)) return NULL;
+    if (n) save_opts(n, o, g.H, g.W);
+    return y;
+}
+
+/* dx = input_grad(dout, w), dw = weight_grad(x, dout), db = dout summed over (N, OH, OW) */
+void tg__conv2d_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
+{
+    tg_conv2d_opts o = opts_of(n);
+    tg_tensor *x = n->in[0], *w = n->in[1];
+    if (NEED(0)) dx[0] = tg_conv2d_input_grad(c, dout, w, x->shape[2], x->shape[3], &o);
+    if (NEED(1)) dx[1] = tg_conv2d_weight_grad(c, x, dout, w->shape[2], w->shape[3], &o);
+    if (NEED(2)) dx[2] = tg_sum_axes(c, dout, 3, (const int[]){0, 2, 3}, false);
+}
+
+/* ====================================================================== */
+/* conv2d_input_grad (the transposed convolution)                         */
+/* ====================================================================== */
+
+/* dout is (N, OC, OH, OW), w is (OC, C/G, KH, KW); dx is (N, C, h, w_) */
+tg_tensor *tg_conv2d_input_grad(tg_ctx *c, tg_tensor *dout, tg_tensor *w, int64_t h,
+                                int64_t w_, const tg_conv2d_opts *o)
+{
+    const char *fn = "tg_conv2d_input_grad";
+    tg_conv2d_opts d = tg_conv2d_defaults();
+    if (!o) o = &d;
+    tg_tensor *in[2] = {dout, w};
+    if (!tg__check_inputs(c, fn, 2, in) || !tg__check_same_dtype(c, fn, dout, w) ||
+        !check_opts(c, fn, o) || !check_rank(c, fn, "dout", dout, "w", w, 4, 4))
+        return NULL;
+    if (h < 1 || w_ < 1 || h >= PARAM_MAX || w_ >= PARAM_MAX) {
+        tg__fail(c, TG_ERR_INVALID, "%s: input size %lldx%lld out of range", fn, (long long)h,
+                 (long long)w_);
+        return NULL;
+    }
+    char msg[160];
+    if (dout->shape[1] != w->shape[0]) {
+        snprintf(msg, sizeof msg, "dout channels %lld != w's out channels %lld",
+                 (long long)dout->shape[1], (long long)w->shape[0]);
+        conv_fail(c, TG_ERR_SHAPE, fn, "dout", dout, "w", w, msg);
+        return NULL;
+    }
+    geom g = {dout->shape[0], w->shape[1] * o->groups, h, w_, w->shape[0], w->shape[2],
+              w->shape[3], 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    if (!check_channels(c, fn, "dout", dout, "w", w, g.C, w->shape[1], g.OC, o->groups) ||
+        !finish_geom(c, fn, "dout", dout, "w", w, o, &g))
+        return NULL;
+    if (g.OH != dout->shape[2] || g.OW != dout->shape[3]) {
+        snprintf(msg, sizeof msg, "input %lldx%lld gives output %lldx%lld, not %lldx%lld",
+                 (long long)h, (long long)w_, (long long)g.OH, (long long)g.OW,
+                 (long long)dout->shape[2], (long long)dout->shape[3]);
+        conv_fail(c, TG_ERR_SHAPE, fn, "dout", dout, "w", w, msg);
+        return NULL;
+    }
+    tg_tensor *y = input_grad_run(c, fn, dout, w, &g);
+    if (!y) return NULL;
+    tg__node *n;
+    if (tg__record(c, TG_OP_CONV2D_INPUT_GRAD, y, 2, in, &n)) return NULL;
+    if (n) save_opts(n, o, h, w_);
+    return y;
+}
+
+/* u is (N, C, h, w_): d dout = conv2d(u, w), dw = weight_grad(u, dout) */
+void tg__conv2d_input_grad_backward(tg_ctx *c, const tg__node *n, tg_tensor *u, tg_tensor **dx)
+{
+    tg_conv2d_opts o = opts_of(n);
+    tg_tensor *g = n->in[0], *w = n->in[1];
+    if (NEED(0)) dx[0] = tg_conv2d(c, u, w, NULL, &o);
+    if (NEED(1)) dx[1] = tg_conv2d_weight_grad(c, u, g, w->shape[2], w->shape[3], &o);
+}
+
+/* ====================================================================== */
+/* conv2d_weight_grad                                                     */
+/* ====================================================================== */
+
+/* x is (N, C, H, W), dout is (N, OC, OH, OW); dw is (OC, C/G, kh, kw) */
+tg_tensor *tg_conv2d_weight_grad(tg_ctx *c, tg_tensor *x, tg_tensor *dout, int64_t kh,
+                                 int64_t kw, const tg_conv2d_opts *o)
+{
+    const char *fn = "tg_conv2d_weight_grad";
+    tg_conv2d_opts d = tg_conv2d_defaults();
+    if (!o) o = &d;
+    tg_tensor *in[2] = {x, dout};
+    if (!tg__check_inputs(c, fn, 2, in) || !tg__check_same_dtype(c, fn, x, dout) ||
+        !check_opts(c, fn, o) || !check_rank(c, fn, "x", x, "dout", dout, 4, 4))
+        return NULL;
+    if (kh < 1 || kw < 1 || kh >= PARAM_MAX || kw >= PARAM_MAX) {
+        tg__fail(c, TG_ERR_INVALID, "%s: kernel size %lldx%lld out of range", fn,
+                 (long long)kh, (long long)kw);
+        return NULL;
+    }
+    char msg[160];
+    if (x->shape[0] != dout->shape[0]) {
+        snprintf(msg, sizeof msg, "batch %lld != dout's %lld", (long long)x->shape[0],
+                 (long long)dout->shape[0]);
+        conv_fail(c, TG_ERR_SHAPE, fn, "x", x, "dout", dout, msg);
+        return NULL;
+    }
+    if (x->shape[1] % o->groups != 0) {
+        snprintf(msg, sizeof msg, "in channels %lld not divisible by groups %lld",
+                 (long long)x->shape[1], (long long)o->groups);
+        conv_fail(c, TG_ERR_SHAPE, fn, "x", x, "dout", dout, msg);
+        return NULL;
+    }
+    geom g = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], dout->shape[1], kh, kw,
+              0, 0, 0, 0, 0, 0, 0, 0, 0};
+    if (!check_channels(c, fn, "x", x, "dout", dout, g.C, g.C / o->groups, g.OC, o->groups) ||
+        !finish_geom(c, fn, "x", x, "dout", dout, o, &g))
+        return NULL;
+    if (g.OH != dout->shape[2] || g.OW != dout->shape[3]) {
+        snprintf(msg, sizeof msg, "kernel %lldx%lld gives output %lldx%lld, not %lldx%lld",
+                 (long long)kh, (long long)kw, (long long)g.OH, (long long)g.OW,
+                 (long long)dout->shape[2], (long long)dout->shape[3]);
+        conv_fail(c, TG_ERR_SHAPE, fn, "x", x, "dout", dout, msg);
+        return NULL;
+    }
+    tg_tensor *y = weight_grad_run(c, fn, x, dout, &g);
+    if (!y) return NULL;
+    tg__node *n;
+    if (tg__record(c, TG_OP_CONV2D_WEIGHT_GRAD, y, 2, in, &n)) return NULL;
+    if (n) save_opts(n, o, kh, kw);
+    return y;
+}
+
+/* v is (OC, C/G, kh, kw): dx = input_grad(dout, v), d dout = conv2d(x, v) */
+void tg__conv2d_weight_grad_backward(tg_ctx *c, const tg__node *n, tg_tensor *v,
+                                     tg_tensor **dx)
+{
+    tg_conv2d_opts o = opts_of(n);
+    tg_tensor *x = n->in[0], *g = n->in[1];
+    if (NEED(0)) dx[0] = tg_conv2d_input_grad(c, g, v, x->shape[2], x->shape[3], &o);
+    if (NEED(1)) dx[1] = tg_conv2d(c, x, v, NULL, &o);
+}
+
+/* ====================================================================== */
+/* conv1d                                                                 */
+/* ====================================================================== */
+
+static tg_conv2d_opts opts_1d(const tg_conv1d_opts *o)
+{
+    tg_conv2d_opts o2 = {{1, o->stride}, {0, o->padding}, {1, o->dilation}, o->groups};
+    return o2;
+}
+
+/* A (d0, d1, 1, d2) view of a 3-d tensor. */
+static tg_tensor *view4(tg_ctx *c, tg_tensor *t)
+{
+    int64_t shape[4] = {t->shape[0], t->shape[1], 1, t->shape[2]};
+    int64_t st[4] = {t->stride[0], t->stride[1], t->stride[2] * t->shape[2], t->stride[2]};
+    return tg__view(c, t, 4, shape, st, t->offset);
+}
+
+/* x is (N, C, L), w is (OC, C/G, K), b is (OC); y is (N, OC, OL) */
+tg_tensor *tg_conv1d(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b,
+                     const tg_conv1d_opts *o)
+{
+    const char *fn = "tg_conv1d";
+    tg_conv1d_opts d = tg_conv1d_defaults();
+    if (!o) o = &d;
+    tg_conv2d_opts o2 = opts_1d(o);
+    tg_tensor *in[3] = {x, w, b};
+    if (!tg__check_inputs(c, fn, 2, in) || !tg__check_same_dtype(c, fn, x, w) ||
+        (b && (!tg__check_inputs(c, fn, 1, &in[2]) || !tg__check_same_dtype(c, fn, x, b))) ||
+        !check_opts(c, fn, &o2) || !check_rank(c, fn, "x", x, "w", w, 3, 3))
+        return NULL;
+    geom g = {x->shape[0], x->shape[1], 1, x->shape[2], w->shape[0], 1, w->shape[2],
+              0, 0, 0, 0, 0, 0, 0, 0, 0};
+    if (!check_channels(c, fn, "x", x, "w", w, g.C, w->shape[1], g.OC, o->groups)) return NULL;
+    if (b && (b->ndim != 1 || b->shape[0] != g.OC)) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "bias must be [%lld]", (long long)g.OC);
+        conv_fail(c, TG_ERR_SHAPE, fn, "x", x, "bias", b, msg);
+        return NULL;
+    }
+    if (!finish_geom(c, fn, "x", x, "w", w, &o2, &g)) return NULL;
+    tg_tensor *x4 = view4(c, x), *w4 = x4 ? view4(c, w) : NULL;
+    tg_tensor *y4 = w4 ? conv2d_run(c, fn, x4, w4, b, &g) : NULL;
+    if (!y4) return NULL;
+    tg_tensor *y = tg__view(c, y4, 3, (const int64_t[]){g.N, g.OC, g.OW},
+                            (const int64_t[]){g.OC * g.OW, g.OW, 1}, 0);
+    if (!y) return NULL;
+    tg__node *n;
+    if (tg__record(c, TG_OP_CONV1D, y, 3, in, &n)) return NULL;
+    if (n) save_opts(n, &o2, 1, x->shape[2]);
+    return y;
+}
+
+/* the 2-d gradient kernels on height-1 reshapes; db = dout summed over (N, OL) */
+void tg__conv1d_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
+{
+    tg_conv2d_opts o = opts_of(n);
+    tg_tensor *x = n->in[0], *w = n->in[1];
+    int64_t N = x->shape[0], C = x->shape[1], L = x->shape[2];
+    int64_t OC = w->shape[0], CG = w->shape[1], K = w->shape[2], OL = dout->shape[2];
+    tg_tensor *d4 = NULL;
+    if (NEED(0) || NEED(1)) d4 = tg_reshape(c, dout, 4, (const int64_t[]){N, OC, 1, OL});
+    if (NEED(0)) {
+        tg_tensor *w4 = tg_reshape(c, w, 4, (const int64_t[]){OC, CG, 1, K});
+        dx[0] = tg_reshape(c, tg_conv2d_input_grad(c, d4, w4, 1, L, &o), 3, x->shape);
+    }
+    if (NEED(1)) {
+        tg_tensor *x4 = tg_reshape(c, x, 4, (const int64_t[]){N, C, 1, L});
+        dx[1] = tg_reshape(c, tg_conv2d_weight_grad(c, x4, d4, 1, K, &o), 3, w->shape);
+    }
+    if (NEED(2)) dx[2] = tg_sum_axes(c, dout, 2, (const int[]){0, 2}, false);
+}

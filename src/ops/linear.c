@@ -1,4 +1,251 @@
 /*
- * linear.c - (being written; see include/tapegrad/ops_*.h for its family).
+ * linear.c - outer product and the fused linear layer y = x W^T + b, each
+ * forward beside its backward.
+ *
+ * tg_linear is one GEMM: x's rows (all leading dims folded into one when
+ * their strides allow) times W passed as CblasTrans (W is [out, in], so
+ * W^T needs no copy), accumulated with beta = 1 onto output rows that were
+ * pre-filled with the bias. Backward rules are public ops (matmul on
+ * transposed views, sum over rows, reshape), so they differentiate again.
  */
 #include "ops_impl.h"
+
+#include <limits.h>
+#include <string.h>
+
+#define NEED(i) (n->in[i] && n->in[i]->requires_grad)
+
+/* ====================================================================== */
+/* outer                                                                  */
+/* ====================================================================== */
+
+typedef struct {
+    const char *a, *b;
+    char *y;
+    int64_t sa, sb, N; /* element strides of a and b, row length */
+    bool f64;
+} outer_args;
+
+static void outer_task(void *arg, int64_t i0, int64_t i1)
+{
+    const outer_args *p = arg;
+    for (int64_t i = i0; i < i1; i++) {
+        if (p->f64) {
+            double ai = ((const double *)p->a)[i * p->sa];
+            const double *b = (const double *)p->b;
+            double *y = (double *)p->y + i * p->N;
+            for (int64_t j = 0; j < p->N; j++) y[j] = ai * b[j * p->sb];
+        } else {
+            float ai = ((const float *)p->a)[i * p->sa];
+            const float *b = (const float *)p->b;
+            float *y = (float *)p->y + i * p->N;
+            for (int64_t j = 0; j < p->N; j++) y[j] = ai * b[j * p->sb];
+        }
+    }
+}
+
+/* a is (M), b is (N); y is (M, N), y[i, j] = a[i] b[j] */
+tg_tensor *tg_outer(tg_ctx *c, tg_tensor *a, tg_tensor *b)
+{
+    tg_tensor *in[2] = {a, b};
+    if (!tg__check_inputs(c, "tg_outer", 2, in) || !tg__check_same_dtype(c, "tg_outer", a, b))
+        return NULL;
+    if (a->ndim != 1 || b->ndim != 1) {
+        char sa[128], sb[128];
+        tg__fail(c, TG_ERR_SHAPE, "tg_outer: %s and %s: both operands must be 1-d",
+                 tg__fmt_shape(sa, sizeof sa, a->ndim, a->shape),
+                 tg__fmt_shape(sb, sizeof sb, b->ndim, b->shape));
+        return NULL;
+    }
+    int64_t M = a->shape[0], N = b->shape[0];
+    tg_tensor *y = tg__empty(c, "tg_outer", a->dtype, 2, (const int64_t[]){M, N});
+    if (!y) return NULL;
+    if (M > 0 && N > 0) {
+        outer_args p = {tg__ptr(a), tg__ptr(b), tg__ptr(y), a->stride[0], b->stride[0], N,
+                        a->dtype == TG_F64};
+        int64_t grain = TG__PAR_GRAIN / N;
+        tg__parallel_for(c, M, grain > 0 ? grain : 1, outer_task, &p);
+    }
+    tg__node *n;
+    if (tg__record(c, TG_OP_OUTER, y, 2, in, &n)) return NULL;
+    return y;
+}
+
+/* dout is (M, N); da = dout @ b (M), db = dout^T @ a (N) */
+void tg__outer_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
+{
+    tg_tensor *a = n->in[0], *b = n->in[1];
+    int64_t M = a->shape[0], N = b->shape[0];
+    if (NEED(0))
+        dx[0] = tg_reshape(c, tg_matmul(c, dout, tg_reshape(c, b, 2, (const int64_t[]){N, 1})),
+                           1, (const int64_t[]){M});
+    if (NEED(1))
+        dx[1] = tg_reshape(c,
+                           tg_matmul(c, tg_transpose(c, dout, 0, 1),
+                                     tg_reshape(c, a, 2, (const int64_t[]){M, 1})),
+                           1, (const int64_t[]){N});
+}
+
+/* ====================================================================== */
+/* linear                                                                 */
+/* ====================================================================== */
+
+/* GEMM layout of a rows x cols matrix with strides (s0, s1), as in
+ * linalg.c: false when BLAS cannot read it in place. */
+static bool mat_layout(int64_t rows, int64_t cols, int64_t s0, int64_t s1, bool *trans,
+                       int64_t *ld)
+{
+    int64_t mc = cols > 1 ? cols : 1, mr = rows > 1 ? rows : 1;
+    if (s1 == 1 || cols == 1) {
+        int64_t l = rows == 1 ? mc : s0;
+        if (l >= mc && l <= INT_MAX) {
+            *trans = false;
+            *ld = l;
+            return true;
+        }
+    }
+    if (s0 == 1 || rows == 1) {
+        int64_t l = cols == 1 ? mr : s1;
+        if (l >= mr && l <= INT_MAX) {
+            *trans = true;
+            *ld = l;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The row stride of x's leading dims folded into one, when they fold. */
+static bool fold_rows(const tg_tensor *x, int64_t *rs)
+{
+    bool any = false;
+    int64_t cur_st = 0, cur_sz = 1;
+    *rs = 0;
+    for (int d = x->ndim - 2; d >= 0; d--) {
+        if (x->shape[d] == 1) continue;
+        if (!any) {
+            *rs = x->stride[d];
+            any = true;
+        } else if (x->stride[d] != cur_st * cur_sz) {
+            return false;
+        }
+        cur_st = x->stride[d];
+        cur_sz = x->shape[d];
+    }
+    return true;
+}
+
+/* t, or a contiguous copy of it in c. */
+static tg_tensor *contig(tg_ctx *c, const char *fn, tg_tensor *t)
+{
+    if (tg_is_contiguous(t)) return t;
+    tg_tensor *cp = tg__empty(c, fn, t->dtype, t->ndim, t->shape);
+    if (cp) tg__copy_strided(c, cp, t);
+    return cp;
+}
+
+static void linear_fail(tg_ctx *c, const tg_tensor *x, const tg_tensor *w, const tg_tensor *b,
+                        const char *what)
+{
+    char sx[128], sw[128], sb[128] = "none";
+    if (b) tg__fmt_shape(sb, sizeof sb, b->ndim, b->shape);
+    tg__fail(c, TG_ERR_SHAPE, "tg_linear: x %s W %s b %s: %s",
+             tg__fmt_shape(sx, sizeof sx, x->ndim, x->shape),
+             tg__fmt_shape(sw, sizeof sw, w->ndim, w->shape), sb, what);
+}
+
+/* x is (R, in) after folding leading dims, w is (out, in), b is (out); y is (R, out) */
+/* y = x W^T + b */
+tg_tensor *tg_linear(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b)
+{
+    tg_tensor *in[3] = {x, w, b};
+    if (!tg__check_inputs(c, "tg_linear", 2, in) ||
+        !tg__check_same_dtype(c, "tg_linear", x, w) ||
+        (b && (!tg__check_inputs(c, "tg_linear", 1, &in[2]) ||
+               !tg__check_same_dtype(c, "tg_linear", x, b))))
+        return NULL;
+    char msg[128];
+    if (x->ndim < 1 || w->ndim != 2) {
+        linear_fail(c, x, w, b, "x needs at least 1 dim and W exactly 2");
+        return NULL;
+    }
+    int64_t IN = x->shape[x->ndim - 1], OUT = w->shape[0];
+    if (w->shape[1] != IN) {
+        snprintf(msg, sizeof msg, "in features %lld != W's %lld", (long long)IN,
+                 (long long)w->shape[1]);
+        linear_fail(c, x, w, b, msg);
+        return NULL;
+    }
+    if (b && (b->ndim != 1 || b->shape[0] != OUT)) {
+        snprintf(msg, sizeof msg, "bias must be [%lld]", (long long)OUT);
+        linear_fail(c, x, w, b, msg);
+        return NULL;
+    }
+    int64_t R = tg__numel(x->ndim - 1, x->shape);
+    if (R > INT_MAX || IN > INT_MAX || OUT > INT_MAX) {
+        tg__fail(c, TG_ERR_INVALID, "tg_linear: matrix dims exceed the int range of BLAS");
+        return NULL;
+    }
+    int64_t shape[TG_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = OUT;
+    tg_tensor *y = tg__empty(c, "tg_linear", x->dtype, x->ndim, shape);
+    if (!y) return NULL;
+    bool f64 = x->dtype == TG_F64;
+    size_t es = tg__esize(x->dtype);
+    char *py = tg__ptr(y);
+
+    if (R > 0 && OUT > 0) {
+        /* the bias, broadcast into every row: GEMM then adds onto it */
+        if (b) {
+            const char *pb = tg__ptr(b);
+            int64_t sb = b->stride[0];
+            for (int64_t j = 0; j < OUT; j++)
+                memcpy(py + j * (int64_t)es, pb + j * sb * (int64_t)es, es);
+            for (int64_t r = 1; r < R; r++)
+                memcpy(py + r * OUT * (int64_t)es, py, (size_t)OUT * es);
+        }
+        if (IN == 0) {
+            if (!b) memset(py, 0, (size_t)(R * OUT) * es);
+        } else {
+            /* A = x as (R, in) */
+            bool ta = false, tb = false;
+            int64_t lda = 0, ldb = 0, rs;
+            tg_tensor *xa = x;
+            if (!fold_rows(x, &rs) ||
+                !mat_layout(R, IN, rs, x->stride[x->ndim - 1], &ta, &lda)) {
+                xa = contig(c, "tg_linear", x);
+                if (!xa) return NULL;
+                ta = false;
+                lda = IN;
+            }
+            /* B = W^T as (in, out): strides (w's s1, w's s0) */
+            tg_tensor *wb = w;
+            if (!mat_layout(IN, OUT, w->stride[1], w->stride[0], &tb, &ldb)) {
+                wb = contig(c, "tg_linear", w);
+                if (!wb) return NULL;
+                tb = true;
+                ldb = IN;
+            }
+            tg__gemm(f64, ta, tb, R, OUT, IN, 1.0, tg__ptr(xa), lda, tg__ptr(wb), ldb,
+                     b ? 1.0 : 0.0, py, OUT);
+        }
+    }
+    tg__node *n;
+    if (tg__record(c, TG_OP_LINEAR, y, 3, in, &n)) return NULL;
+    return y;
+}
+
+/* dout is (..., out) viewed as (R, out); x as (R, in) */
+/* dx = dout W, dW = dout^T x, db = sum of dout over rows */
+void tg__linear_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
+{
+    tg_tensor *x = n->in[0], *w = n->in[1];
+    int64_t IN = w->shape[1], OUT = w->shape[0], R = tg__numel(x->ndim - 1, x->shape);
+    tg_tensor *d2 = tg_reshape(c, dout, 2, (const int64_t[]){R, OUT});
+    if (NEED(0)) dx[0] = tg_reshape(c, tg_matmul(c, d2, w), x->ndim, x->shape);
+    if (NEED(1))
+        dx[1] = tg_matmul(c, tg_transpose(c, d2, 0, 1),
+                          tg_reshape(c, x, 2, (const int64_t[]){R, IN}));
+    if (NEED(2)) dx[2] = tg_sum_axes(c, d2, 1, (const int[]){0}, false);
+}

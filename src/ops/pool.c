@@ -1,4 +1,672 @@
 /*
- * pool.c - (being written; see include/tapegrad/ops_*.h for its family).
+ * pool.c - 2-d max, average and adaptive average pooling, and the linear
+ * ops their gradients are made of, each forward beside its backward.
+ *
+ * Every backward here is itself an op of the list, so gradients of any
+ * order exist:
+ *   max_pool2d(x)            dx = max_unpool2d(dout, idx)  (idx a constant)
+ *   max_unpool2d(x, idx)     dx = gather2d(u, idx)
+ *   gather2d(x, idx)         dx = max_unpool2d(u, idx)
+ *   avg_pool2d(x)            dx = avg_pool2d_input_grad(dout)
+ *   avg_pool2d_input_grad    d  = avg_pool2d(u)
+ *   adaptive_avg_pool2d and its input_grad likewise.
+ *
+ * Kernels run over (n, c) planes split across threads; each output plane
+ * is written by one thread in a fixed order, so results are bit-identical
+ * whatever the thread count. f32 sums accumulate in double.
  */
 #include "ops_impl.h"
+
+#include <math.h>
+#include <string.h>
+
+#define NEED(i) (n->in[i] && n->in[i]->requires_grad)
+#define PARAM_MAX ((int64_t)1 << 31)
+
+tg_pool2d_opts tg_pool2d_defaults(void)
+{
+    tg_pool2d_opts o = {{0, 0}, {0, 0}, {0, 0}, {1, 1}, true};
+    return o;
+}
+
+static int64_t grain_for(int64_t work_per_item)
+{
+    int64_t gr = TG__PAR_GRAIN / (work_per_item > 0 ? work_per_item : 1);
+    return gr > 0 ? gr : 1;
+}
+
+/* t, or a contiguous copy of it in c. */
+static tg_tensor *contig(tg_ctx *c, const char *fn, tg_tensor *t)
+{
+    if (tg_is_contiguous(t)) return t;
+    tg_tensor *cp = tg__empty(c, fn, t->dtype, t->ndim, t->shape);
+    if (cp) tg__copy_strided(c, cp, t);
+    return cp;
+}
+
+static bool check_4d(tg_ctx *c, const char *fn, const char *name, const tg_tensor *t)
+{
+    if (t->ndim == 4) return true;
+    char s[128];
+    tg__fail(c, TG_ERR_SHAPE, "%s: %s %s: need a 4-d [N, C, H, W] tensor", fn, name,
+             tg__fmt_shape(s, sizeof s, t->ndim, t->shape));
+    return false;
+}
+
+/* Validates o into r (stride 0 resolved to the kernel). */
+static bool resolve_opts(tg_ctx *c, const char *fn, const tg_pool2d_opts *o, bool dilation_ok,
+                         tg_pool2d_opts *r)
+{
+    if (!o) {
+        tg__fail(c, TG_ERR_INVALID, "%s: options are NULL (the kernel size must be set)", fn);
+        return false;
+    }
+    *r = *o;
+    for (int i = 0; i < 2; i++) {
+        const char *dim = i ? "width" : "height";
+        if (o->kernel[i] < 1 || o->kernel[i] >= PARAM_MAX) {
+            tg__fail(c, TG_ERR_INVALID, "%s: kernel %s %lld out of range [1, 2^31)", fn, dim,
+                     (long long)o->kernel[i]);
+            return false;
+        }
+        if (o->stride[i] == 0) r->stride[i] = o->kernel[i];
+        if (r->stride[i] < 1 || r->stride[i] >= PARAM_MAX) {
+            tg__fail(c, TG_ERR_INVALID, "%s: stride %s %lld out of range (0 for the kernel, or "
+                     "[1, 2^31))", fn, dim, (long long)o->stride[i]);
+            return false;
+        }
+        if (o->padding[i] < 0 || o->padding[i] > o->kernel[i] / 2) {
+            tg__fail(c, TG_ERR_INVALID, "%s: padding %s %lld must be in [0, kernel %lld / 2]",
+                     fn, dim, (long long)o->padding[i], (long long)o->kernel[i]);
+            return false;
+        }
+        if (o->dilation[i] < 1 || o->dilation[i] >= PARAM_MAX ||
+            (!dilation_ok && o->dilation[i] != 1)) {
+            tg__fail(c, TG_ERR_INVALID, "%s: dilation %s %lld %s", fn, dim,
+                     (long long)o->dilation[i],
+                     dilation_ok ? "out of range [1, 2^31)" : "not supported (must be 1)");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* floor((in + 2p - d(k-1) - 1) / s) + 1, which may be <= 0 */
+static int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d)
+{
+    int64_t num = in + 2 * p - d * (k - 1) - 1;
+    int64_t q = num >= 0 ? num / s : -((-num + s - 1) / s);
+    return q + 1;
+}
+
+/* The output size of a pooling of an h x w input; false (error naming the
+ * numbers) when empty. */
+static bool pool_out(tg_ctx *c, const char *fn, const tg_pool2d_opts *r, int64_t h, int64_t w,
+                     int64_t *oh, int64_t *ow)
+{
+    *oh = out_size(h, r->kernel[0], r->stride[0], r->padding[0], r->dilation[0]);
+    *ow = out_size(w, r->kernel[1], r->stride[1], r->padding[1], r->dilation[1]);
+    if (*oh > 0 && *ow > 0) return true;
+    tg__fail(c, TG_ERR_SHAPE,
+             "%s: output size %lldx%lld <= 0 (input %lldx%lld, padding %lldx%lld, dilated "
+             "kernel %lldx%lld, stride %lldx%lld)",
+             fn, (long long)*oh, (long long)*ow, (long long)h, (long long)w,
+             (long long)r->padding[0], (long long)r->padding[1],
+             (long long)(r->dilation[0] * (r->kernel[0] - 1) + 1),
+             (long long)(r->dilation[1] * (r->kernel[1] - 1) + 1), (long long)r->stride[0],
+             (long long)r->stride[1]);
+    return false;
+}
+
+static void save_popts(tg__node *n, const tg_pool2d_opts *r, int64_t e0, int64_t e1)
+{
+    int64_t v[11] = {r->kernel[0],   r->kernel[1],   r->stride[0],   r->stride[1],
+                     r->padding[0],  r->padding[1],  r->dilation[0], r->dilation[1],
+                     r->count_include_pad, e0, e1};
+    memcpy(n->iv, v, sizeof v);
+    n->n_iv = 11;
+}
+
+static tg_pool2d_opts popts_of(const tg__node *n)
+{
+    tg_pool2d_opts o = {{n->iv[0], n->iv[1]}, {n->iv[2], n->iv[3]}, {n->iv[4], n->iv[5]},
+                        {n->iv[6], n->iv[7]}, n->iv[8] != 0};
+    return o;
+}
+
+/* ====================================================================== */
+/* max_pool2d                                                             */
+/* ====================================================================== */
+
+/* Window o of an axis starts at b[o] and uses taps [lo[o], hi[o]) (those
+ * inside the input). */
+typedef struct {
+    int64_t *b, *lo, *hi;
+} tap_tab;
+
+typedef struct {
+    int64_t C, H, W, OH, OW;
+    tg_pool2d_opts r;
+    tap_tab th, tw;
+    const char *x;
+    int64_t xs[4];
+    char *y;
+    int64_t *idx;
+} maxp_args;
+
+/* The taps k in [*k0, *k1) of a window starting at b with dilation d and
+ * size k that land inside [0, n): the loops never visit padding. */
+static void taps(int64_t b, int64_t d, int64_t k, int64_t n, int64_t *k0, int64_t *k1)
+{
+    int64_t lo = b >= 0 ? 0 : (-b + d - 1) / d;
+    int64_t hi = n - b <= 0 ? 0 : (n - b + d - 1) / d;
+    *k0 = lo < k ? lo : k;
+    *k1 = hi < k ? hi : k;
+    if (*k1 < *k0) *k1 = *k0;
+}
+
+static bool tap_tab_make(tg_ctx *c, tap_tab *t, int64_t out, int64_t in, int64_t k, int64_t s,
+                         int64_t pad, int64_t d)
+{
+    t->b = tg__arena_alloc(c, (size_t)(3 * out) * sizeof(int64_t));
+    if (!t->b) return false;
+    t->lo = t->b + out;
+    t->hi = t->lo + out;
+    for (int64_t o = 0; o < out; o++) {
+        t->b[o] = o * s - pad;
+        taps(t->b[o], d, k, in, &t->lo[o], &t->hi[o]);
+    }
+    return true;
+}
+
+#define MAXP_KERNEL(T, SFX)                                                            \
+    static void maxp_##SFX(void *arg, int64_t p0, int64_t p1)                          \
+    {                                                                                  \
+        const maxp_args *p = arg;                                                      \
+        const int64_t C = p->C, W = p->W, OH = p->OH, OW = p->OW;                      \
+        const int64_t dh = p->r.dilation[0], dw = p->r.dilation[1];                    \
+        const int64_t xs2 = p->xs[2], xs3 = p->xs[3];                                  \
+        const int64_t *hb = p->th.b, *hlo = p->th.lo, *hhi = p->th.hi;                 \
+        const int64_t *wb = p->tw.b, *wlo = p->tw.lo, *whi = p->tw.hi;                 \
+        for (int64_t pl = p0; pl < p1; pl++) {                                         \
+            const T *xp = (const T *)p->x + (pl / C) * p->xs[0] + (pl % C) * p->xs[1]; \
+            T *y = (T *)p->y + pl * OH * OW;                                           \
+            int64_t *ix = p->idx + pl * OH * OW;                                       \
+            for (int64_t oh = 0; oh < OH; oh++)                                        \
+                for (int64_t ow = 0; ow < OW; ow++) {                                  \
+                    T best = -(T)INFINITY;                                             \
+                    int64_t bi = -1;                                                   \
+                    const int64_t j0 = wlo[ow], j1 = whi[ow];                          \
+                    for (int64_t i = hlo[oh]; i < hhi[oh]; i++) {                      \
+                        const int64_t ih = hb[oh] + i * dh;                            \
+                        const T *xr = xp + ih * xs2;                                   \
+                        for (int64_t j = j0; j < j1; j++) {                            \
+                            const int64_t iw = wb[ow] + j * dw;                        \
+                            const T v = xr[iw * xs3];                                  \
+                            if (bi < 0 || v > best || v != v) {                        \
+                                best = v;                                              \
+                                bi = ih * W + iw;                                      \
+                            }                                                          \
+                        }                                                              \
+                    }                                                                  \
+                    y[oh * OW + ow] = best;                                            \
+                    ix[oh * OW + ow] = bi;                                             \
+                }                                                                      \
+        }                                                                              \
+    }
+
+MAXP_KERNEL(float, f32)
+MAXP_KERNEL(double, f64)
+
+/* x is (N, C, H, W); y and indices are (N, C, OH, OW) */
+tg_tensor *tg_max_pool2d_with_indices(tg_ctx *c, tg_tensor *x, const tg_pool2d_opts *o,
+                                      tg_tensor **indices)
+{
+    const char *fn = "tg_max_pool2d";
+    if (indices) *indices = NULL;
+    tg_pool2d_opts r;
+    if (!tg__check_inputs(c, fn, 1, &x) || !tg__check_float(c, fn, x) ||
+        !check_4d(c, fn, "x", x) || !resolve_opts(c, fn, o, true, &r))
+        return NULL;
+    int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3], OH, OW;
+    if (!pool_out(c, fn, &r, H, W, &OH, &OW)) return NULL;
+    const int64_t shape[4] = {N, C, OH, OW};
+    tg_tensor *y = tg__empty(c, fn, x->dtype, 4, shape);
+    tg_tensor *idx = y ? tg__empty(c, fn, TG_I64, 4, shape) : NULL;
+    if (!idx) return NULL;
+    if (N * C > 0) {
+        maxp_args p = {C, H, W, OH, OW, r, {NULL, NULL, NULL}, {NULL, NULL, NULL}, tg__ptr(x),
+                       {x->stride[0], x->stride[1], x->stride[2], x->stride[3]}, tg__ptr(y),
+                       (int64_t *)tg__ptr(idx)};
+        if (!tap_tab_make(c, &p.th, OH, H, r.kernel[0], r.stride[0], r.padding[0],
+                          r.dilation[0]) ||
+            !tap_tab_make(c, &p.tw, OW, W, r.kernel[1], r.stride[1], r.padding[1],
+                          r.dilation[1]))
+            return NULL;
+        tg__parallel_for(c, N * C, grain_for(OH * OW * r.kernel[0] * r.kernel[1]),
+                         x->dtype == TG_F64 ? maxp_f64 : maxp_f32, &p);
+    }
+    tg__node *n;
+    if (tg__record(c, TG_OP_MAX_POOL2D, y, 1, &x, &n)) return NULL;
+    if (n) {
+        save_popts(n, &r, H, W);
+        tg__save(n, 0, idx);
+    }
+    if (indices) *indices = idx;
+    return y;
+}
+
+tg_tensor *tg_max_pool2d(tg_ctx *c, tg_tensor *x, const tg_pool2d_opts *o)
+{
+    return tg_max_pool2d_with_indices(c, x, o, NULL);
+}
+
+/* dx = max_unpool2d(dout, idx): each gradient to its window's arg max */
+void tg__max_pool2d_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
+{
+    if (NEED(0)) dx[0] = tg_max_unpool2d(c, dout, n->saved[0], n->iv[9], n->iv[10]);
+}
+
+/* ====================================================================== */
+/* max_unpool2d and gather2d: the adjoint pair                            */
+/* ====================================================================== */
+
+typedef struct {
+    int64_t per_in, per_out; /* elements per plane of the source and destination */
+    const char *src;
+    const int64_t *idx; /* contiguous, per_in (unpool) or per_out (gather) per plane */
+    char *dst;
+} plane_args;
+
+#define PLANE_KERNELS(T, SFX)                                                          \
+    static void unpool_##SFX(void *arg, int64_t p0, int64_t p1)                        \
+    {                                                                                  \
+        const plane_args *p = arg;                                                     \
+        for (int64_t pl = p0; pl < p1; pl++) {                                         \
+            const T *s = (const T *)p->src + pl * p->per_in;                           \
+            const int64_t *ix = p->idx + pl * p->per_in;                               \
+            T *d = (T *)p->dst + pl * p->per_out;                                      \
+            for (int64_t i = 0; i < p->per_out; i++) d[i] = 0;                         \
+            for (int64_t i = 0; i < p->per_in; i++)                                    \
+                if (ix[i] >= 0) d[ix[i]] += s[i];                                      \
+        }                                                                              \
+    }                                                                                  \
+    static void gather_##SFX(void *arg, int64_t p0, int64_t p1)                        \
+    {                                                                                  \
+        const plane_args *p = arg;                                                     \
+        for (int64_t pl = p0; pl < p1; pl++) {                                         \
+            const T *s = (const T *)p->src + pl * p->per_in;                           \
+            const int64_t *ix = p->idx + pl * p->per_out;                              \
+            T *d = (T *)p->dst + pl * p->per_out;                                      \
+            for (int64_t i = 0; i < p->per_out; i++) d[i] = ix[i] >= 0 ? s[ix[i]] : (T)0; \
+        }                                                                              \
+    }
+
+PLANE_KERNELS(float, f32)
+PLANE_KERNELS(double, f64)
+
+/* Checks idx (TG_I64, values in [-1, hi)); returns its contiguous form. */
+static tg_tensor *check_index(tg_ctx *c, const char *fn, tg_tensor *idx, int64_t hi)
+{
+    if (idx->dtype != TG_I64) {
+        tg__fail(c, TG_ERR_DTYPE, "%s: indices must be i64, not %s", fn,
+                 tg_dtype_name(idx->dtype));
+        return NULL;
+    }
+    tg_tensor *ic = contig(c, fn, idx);
+    if (!ic) return NULL;
+    const int64_t *v = (const int64_t *)tg__ptr(ic);
+    int64_t m = tg__numel(ic->ndim, ic->shape);
+    for (int64_t i = 0; i < m; i++)
+        if (v[i] < -1 || v[i] >= hi) {
+            tg__fail(c, TG_ERR_INVALID, "%s: index %lld at position %lld outside [-1, %lld)",
+                     fn, (long long)v[i], (long long)i, (long long)hi);
+            return NULL;
+        }
+    return ic;
+}
+
+/* x, idx are (N, C, OH, OW); y is (N, C, h, w_) */
+tg_tensor *tg_max_unpool2d(tg_ctx *c, tg_tensor *x, tg_tensor *idx, int64_t h, int64_t w_)
+{
+    const char *fn = "tg_max_unpool2d";
+    tg_tensor *in[2] = {x, idx};
+    if (!tg__check_inputs(c, fn, 2, in) || !tg__check_float(c, fn, x) ||
+        !check_4d(c, fn, "x", x))
+        return NULL;
+    char sx[128], si[128];
+    if (idx->ndim != 4 || memcmp(idx->shape, x->shape, 4 * sizeof(int64_t)) != 0) {
+        tg__fail(c, TG_ERR_SHAPE, "%s: x %s and indices %s differ in shape", fn,
+                 tg__fmt_shape(sx, sizeof sx, x->ndim, x->shape),
+                 tg__fmt_shape(si, sizeof si, idx->ndim, idx->shape));
+        return NULL;
+    }
+    if (h < 0 || w_ < 0 || h >= PARAM_MAX || w_ >= PARAM_MAX) {
+        tg__fail(c, TG_ERR_INVALID, "%s: output size %lldx%lld out of range", fn, (long long)h,
+                 (long long)w_);
+        return NULL;
+    }
+    tg_tensor *ic = check_index(c, fn, idx, h * w_);
+    tg_tensor *xc = ic ? contig(c, fn, x) : NULL;
+    if (!xc) return NULL;
+    int64_t N = x->shape[0], C = x->shape[1];
+    tg_tensor *y = tg__empty(c, fn, x->dtype, 4, (const int64_t[]){N, C, h, w_});
+    if (!y) return NULL;
+    if (N * C > 0) {
+        plane_args p = {x->shape[2] * x->shape[3], h * w_, tg__ptr(xc),
+                        (const int64_t *)tg__ptr(ic), tg__ptr(y)};
+        tg__parallel_for(c, N * C, grain_for(p.per_in + p.per_out),
+                         x->dtype == TG_F64 ? unpool_f64 : unpool_f32, &p);
+    }
+    tg__node *n;
+    if (tg__record(c, TG_OP_MAX_UNPOOL2D, y, 2, in, &n)) return NULL;
+    return y;
+}
+
+/* dx = gather2d(u, idx) */
+void tg__max_unpool2d_backward(tg_ctx *c, const tg__node *n, tg_tensor *u, tg_tensor **dx)
+{
+    if (NEED(0)) dx[0] = tg_gather2d(c, u, n->in[1]);
+}
+
+/* x is (N, C, H, W), idx is (N, C, OH, OW); y is (N, C, OH, OW) */
+tg_tensor *tg_gather2d(tg_ctx *c, tg_tensor *x, tg_tensor *idx)
+{
+    const char *fn = "tg_gather2d";
+    tg_tensor *in[2] = {x, idx};
+    if (!tg__check_inputs(c, fn, 2, in) || !tg__check_float(c, fn, x) ||
+        !check_4d(c, fn, "x", x))
+        return NULL;
+    char sx[128], si[128];
+    if (idx->ndim != 4 || idx->shape[0] != x->shape[0] || idx->shape[1] != x->shape[1]) {
+        tg__fail(c, TG_ERR_SHAPE, "%s: x %s and indices %s: need indices [N, C, ...] of x's "
+                 "N and C", fn, tg__fmt_shape(sx, sizeof sx, x->ndim, x->shape),
+                 tg__fmt_shape(si, sizeof si, idx->ndim, idx->shape));
+        return NULL;
+    }
+    tg_tensor *ic = check_index(c, fn, idx, x->shape[2] * x->shape[3]);
+    tg_tensor *xc = ic ? contig(c, fn, x) : NULL;
+    if (!xc) return NULL;
+    int64_t N = x->shape[0], C = x->shape[1];
+    tg_tensor *y = tg__empty(c, fn, x->dtype, 4, idx->shape);
+    if (!y) return NULL;
+    if (N * C > 0) {
+        plane_args p = {x->shape[2] * x->shape[3], idx->shape[2] * idx->shape[3], tg__ptr(xc),
+                        (const int64_t *)tg__ptr(ic), tg__ptr(y)};
+        tg__parallel_for(c, N * C, grain_for(p.per_out),
+                         x->dtype == TG_F64 ? gather_f64 : gather_f32, &p);
+    }
+    tg__node *n;
+    if (tg__record(c, TG_OP_GATHER2D, y, 2, in, &n)) return NULL;
+    return y;
+}
+
+/* dx = max_unpool2d(u, idx) */
+void tg__gather2d_backward(tg_ctx *c, const tg__node *n, tg_tensor *u, tg_tensor **dx)
+{
+    const tg_tensor *x = n->in[0];
+    if (NEED(0)) dx[0] = tg_max_unpool2d(c, u, n->in[1], x->shape[2], x->shape[3]);
+}
+
+/* ====================================================================== */
+/* Average pooling: windows from per-axis tables                          */
+/* ====================================================================== */
+
+/* Window o of an axis covers [lo[o], hi[o]) of the input (clipped) and
+ * divides by dv[o]; the divisor of a 2-d window is the product. */
+typedef struct {
+    int64_t *lo, *hi, *dv;
+} axis_tab;
+
+typedef struct {
+    int64_t C, H, W, OH, OW;
+    axis_tab th, tw;
+    const char *src; /* forward: x; backward: dout */
+    int64_t ss[4];
+    char *dst;       /* contiguous */
+} avg_args;
+
+#define AVG_KERNELS(T, SFX)                                                            \
+    static void avgf_##SFX(void *arg, int64_t p0, int64_t p1)                          \
+    {                                                                                  \
+        const avg_args *p = arg;                                                       \
+        for (int64_t pl = p0; pl < p1; pl++) {                                         \
+            const T *xp = (const T *)p->src + (pl / p->C) * p->ss[0] + (pl % p->C) * p->ss[1]; \
+            T *y = (T *)p->dst + pl * p->OH * p->OW;                                   \
+            for (int64_t oh = 0; oh < p->OH; oh++)                                     \
+                for (int64_t ow = 0; ow < p->OW; ow++) {                               \
+                    double s = 0;                                                      \
+                    for (int64_t ih = p->th.lo[oh]; ih < p->th.hi[oh]; ih++)           \
+                        for (int64_t iw = p->tw.lo[ow]; iw < p->tw.hi[ow]; iw++)       \
+                            s += (double)xp[ih * p->ss[2] + iw * p->ss[3]];            \
+                    y[oh * p->OW + ow] = (T)(s / (double)(p->th.dv[oh] * p->tw.dv[ow])); \
+                }                                                                      \
+        }                                                                              \
+    }                                                                                  \
+    static void avgb_##SFX(void *arg, int64_t p0, int64_t p1)                          \
+    {                                                                                  \
+        const avg_args *p = arg;                                                       \
+        for (int64_t pl = p0; pl < p1; pl++) {                                         \
+            const T *dp = (const T *)p->src + (pl / p->C) * p->ss[0] + (pl % p->C) * p->ss[1]; \
+            T *dx = (T *)p->dst + pl * p->H * p->W;                                    \
+            for (int64_t i = 0; i < p->H * p->W; i++) dx[i] = 0;                       \
+            for (int64_t oh = 0; oh < p->OH; oh++)                                     \
+                for (int64_t ow = 0; ow < p->OW; ow++) {                               \
+                    T v = (T)((double)dp[oh * p->ss[2] + ow * p->ss[3]] /              \
+                              (double)(p->th.dv[oh] * p->tw.dv[ow]));                  \
+                    for (int64_t ih = p->th.lo[oh]; ih < p->th.hi[oh]; ih++)           \
+                        for (int64_t iw = p->tw.lo[ow]; iw < p->tw.hi[ow]; iw++)       \
+                            dx[ih * p->W + iw] += v;                                   \
+                }                                                                      \
+        }                                                                              \
+    }
+
+AVG_KERNELS(float, f32)
+AVG_KERNELS(double, f64)
+
+static bool tab_alloc(tg_ctx *c, axis_tab *t, int64_t n)
+{
+    t->lo = tg__arena_alloc(c, (size_t)(3 * n) * sizeof(int64_t));
+    if (!t->lo) return false;
+    t->hi = t->lo + n;
+    t->dv = t->hi + n;
+    return true;
+}
+
+/* avg_pool2d windows along one axis (PyTorch's rule without ceil_mode) */
+static bool tab_pool(tg_ctx *c, axis_tab *t, int64_t in, int64_t out, int64_t k, int64_t s,
+                     int64_t pad, bool include_pad)
+{
+    if (!tab_alloc(c, t, out)) return false;
+    for (int64_t o = 0; o < out; o++) {
+        int64_t st = o * s - pad, en = st + k;
+        if (en > in + pad) en = in + pad;
+        int64_t pl = en - st;
+        t->lo[o] = st < 0 ? 0 : st;
+        t->hi[o] = en > in ? in : en;
+        t->dv[o] = include_pad ? pl : t->hi[o] - t->lo[o];
+    }
+    return true;
+}
+
+/* adaptive windows: [floor(o*in/out), ceil((o+1)*in/out)) */
+static bool tab_adaptive(tg_ctx *c, axis_tab *t, int64_t in, int64_t out)
+{
+    if (!tab_alloc(c, t, out)) return false;
+    for (int64_t o = 0; o < out; o++) {
+        t->lo[o] = o * in / out;
+        t->hi[o] = ((o + 1) * in + out - 1) / out;
+        t->dv[o] = t->hi[o] - t->lo[o];
+    }
+    return true;
+}
+
+/* forward (pool) or backward (spread) with tables; src any strides */
+static tg_tensor *avg_run(tg_ctx *c, const char *fn, tg_tensor *src, bool forward, int64_t H,
+                          int64_t W, int64_t OH, int64_t OW, const axis_tab *th,
+                          const axis_tab *tw)
+{
+    int64_t N = src->shape[0], C = src->shape[1];
+    tg_tensor *y = tg__empty(c, fn, src->dtype, 4,
+                             forward ? (const int64_t[]){N, C, OH, OW}
+                                     : (const int64_t[]){N, C, H, W});
+    if (!y || N * C == 0) return y;
+    avg_args p = {C, H, W, OH, OW, *th, *tw, tg__ptr(src),
+                  {src->stride[0], src->stride[1], src->stride[2], src->stride[3]}, tg__ptr(y)};
+    bool f64 = src->dtype == TG_F64;
+    int64_t work = H * W + OH * OW;
+    tg__parallel_for(c, N * C, grain_for(work),
+                     forward ? (f64 ? avgf_f64 : avgf_f32) : (f64 ? avgb_f64 : avgb_f32), &p);
+    return y;
+}
+
+/* ====================================================================== */
+/* avg_pool2d                                                             */
+/* ====================================================================== */
+
+/* x is (N, C, H, W); y is (N, C, OH, OW) */
+tg_tensor *tg_avg_pool2d(tg_ctx *c, tg_tensor *x, const tg_pool2d_opts *o)
+{
+    const char *fn = "tg_avg_pool2d";
+    tg_pool2d_opts r;
+    if (!tg__check_inputs(c, fn, 1, &x) || !tg__check_float(c, fn, x) ||
+        !check_4d(c, fn, "x", x) || !resolve_opts(c, fn, o, false, &r))
+        return NULL;
+    int64_t H = x->shape[2], W = x->shape[3], OH, OW;
+    if (!pool_out(c, fn, &r, H, W, &OH, &OW)) return NULL;
+    axis_tab th, tw;
+    if (!tab_pool(c, &th, H, OH, r.kernel[0], r.stride[0], r.padding[0], r.count_include_pad) ||
+        !tab_pool(c, &tw, W, OW, r.kernel[1], r.stride[1], r.padding[1], r.count_include_pad))
+        return NULL;
+    tg_tensor *y = avg_run(c, fn, x, true, H, W, OH, OW, &th, &tw);
+    if (!y) return NULL;
+    tg__node *n;
+    if (tg__record(c, TG_OP_AVG_POOL2D, y, 1, &x, &n)) return NULL;
+    if (n) save_popts(n, &r, H, W);
+    return y;
+}
+
+/* dx = avg_pool2d_input_grad(dout) */
+void tg__avg_pool2d_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
+{
+    tg_pool2d_opts r = popts_of(n);
+    if (NEED(0)) dx[0] = tg_avg_pool2d_input_grad(c, dout, n->iv[9], n->iv[10], &r);
+}
+
+/* dout is (N, C, OH, OW); dx is (N, C, h, w_) */
+tg_tensor *tg_avg_pool2d_input_grad(tg_ctx *c, tg_tensor *dout, int64_t h, int64_t w_,
+                                    const tg_pool2d_opts *o)
+{
+    const char *fn = "tg_avg_pool2d_input_grad";
+    tg_pool2d_opts r;
+    if (!tg__check_inputs(c, fn, 1, &dout) || !tg__check_float(c, fn, dout) ||
+        !check_4d(c, fn, "dout", dout) || !resolve_opts(c, fn, o, false, &r))
+        return NULL;
+    if (h < 1 || w_ < 1 || h >= PARAM_MAX || w_ >= PARAM_MAX) {
+        tg__fail(c, TG_ERR_INVALID, "%s: input size %lldx%lld out of range", fn, (long long)h,
+                 (long long)w_);
+        return NULL;
+    }
+    int64_t OH, OW;
+    if (!pool_out(c, fn, &r, h, w_, &OH, &OW)) return NULL;
+    if (OH != dout->shape[2] || OW != dout->shape[3]) {
+        char s[128];
+        tg__fail(c, TG_ERR_SHAPE, "%s: dout %s: input %lldx%lld gives output %lldx%lld", fn,
+                 tg__fmt_shape(s, sizeof s, dout->ndim, dout->shape), (long long)h,
+                 (long long)w_, (long long)OH, (long long)OW);
+        return NULL;
+    }
+    axis_tab th, tw;
+    if (!tab_pool(c, &th, h, OH, r.kernel[0], r.stride[0], r.padding[0], r.count_include_pad) ||
+        !tab_pool(c, &tw, w_, OW, r.kernel[1], r.stride[1], r.padding[1], r.count_include_pad))
+        return NULL;
+    tg_tensor *y = avg_run(c, fn, dout, false, h, w_, OH, OW, &th, &tw);
+    if (!y) return NULL;
+    tg__node *n;
+    if (tg__record(c, TG_OP_AVG_POOL2D_INPUT_GRAD, y, 1, &dout, &n)) return NULL;
+    if (n) save_popts(n, &r, h, w_);
+    return y;
+}
+
+/* d dout = avg_pool2d(u) */
+void tg__avg_pool2d_input_grad_backward(tg_ctx *c, const tg__node *n, tg_tensor *u,
+                                        tg_tensor **dx)
+{
+    tg_pool2d_opts r = popts_of(n);
+    if (NEED(0)) dx[0] = tg_avg_pool2d(c, u, &r);
+}
+
+/* ====================================================================== */
+/* adaptive_avg_pool2d                                                    */
+/* ====================================================================== */
+
+/* x is (N, C, H, W); y is (N, C, oh, ow) */
+tg_tensor *tg_adaptive_avg_pool2d(tg_ctx *c, tg_tensor *x, int64_t oh, int64_t ow)
+{
+    const char *fn = "tg_adaptive_avg_pool2d";
+    if (!tg__check_inputs(c, fn, 1, &x) || !tg__check_float(c, fn, x) ||
+        !check_4d(c, fn, "x", x))
+        return NULL;
+    int64_t H = x->shape[2], W = x->shape[3];
+    if (oh < 1 || ow < 1 || oh >= PARAM_MAX || ow >= PARAM_MAX) {
+        tg__fail(c, TG_ERR_INVALID, "%s: output size %lldx%lld out of range [1, 2^31)", fn,
+                 (long long)oh, (long long)ow);
+        return NULL;
+    }
+    if (H < 1 || W < 1) {
+        char s[128];
+        tg__fail(c, TG_ERR_SHAPE, "%s: x %s: empty input planes", fn,
+                 tg__fmt_shape(s, sizeof s, x->ndim, x->shape));
+        return NULL;
+    }
+    axis_tab th, tw;
+    if (!tab_adaptive(c, &th, H, oh) || !tab_adaptive(c, &tw, W, ow)) return NULL;
+    tg_tensor *y = avg_run(c, fn, x, true, H, W, oh, ow, &th, &tw);
+    if (!y) return NULL;
+    tg__node *n;
+    if (tg__record(c, TG_OP_ADAPTIVE_AVG_POOL2D, y, 1, &x, &n)) return NULL;
+    if (n) {
+        n->iv[0] = H;
+        n->iv[1] = W;
+        n->n_iv = 2;
+    }
+    return y;
+}
+
+/* dx = adaptive_avg_pool2d_input_grad(dout) */
+void tg__adaptive_avg_pool2d_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout,
+                                      tg_tensor **dx)
+{
+    if (NEED(0)) dx[0] = tg_adaptive_avg_pool2d_input_grad(c, dout, n->iv[0], n->iv[1]);
+}
+
+/* dout is (N, C, OH, OW); dx is (N, C, h, w_) */
+tg_tensor *tg_adaptive_avg_pool2d_input_grad(tg_ctx *c, tg_tensor *dout, int64_t h,
+                                             int64_t w_)
+{
+    const char *fn = "tg_adaptive_avg_pool2d_input_grad";
+    if (!tg__check_inputs(c, fn, 1, &dout) || !tg__check_float(c, fn, dout) ||
+        !check_4d(c, fn, "dout", dout))
+        return NULL;
+    int64_t OH = dout->shape[2], OW = dout->shape[3];
+    if (h < 1 || w_ < 1 || h >= PARAM_MAX || w_ >= PARAM_MAX || OH < 1 || OW < 1) {
+        tg__fail(c, TG_ERR_INVALID, "%s: sizes %lldx%lld -> %lldx%lld out of range", fn,
+                 (long long)OH, (long long)OW, (long long)h, (long long)w_);
+        return NULL;
+    }
+    axis_tab th, tw;
+    if (!tab_adaptive(c, &th, h, OH) || !tab_adaptive(c, &tw, w_, OW)) return NULL;
+    tg_tensor *y = avg_run(c, fn, dout, false, h, w_, OH, OW, &th, &tw);
+    if (!y) return NULL;
+    tg__node *n;
+    if (tg__record(c, TG_OP_ADAPTIVE_AVG_POOL2D_INPUT_GRAD, y, 1, &dout, &n)) return NULL;
+    return y;
+}
+
+/* d dout = adaptive_avg_pool2d(u) */
+void tg__adaptive_avg_pool2d_input_grad_backward(tg_ctx *c, const tg__node *n, tg_tensor *u,
+                                                 tg_tensor **dx)
+{
+    const tg_tensor *d = n->in[0];
+    if (NEED(0)) dx[0] = tg_adaptive_avg_pool2d(c, u, d->shape[2], d->shape[3]);
+}
