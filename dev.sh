@@ -23,7 +23,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
 
-PACKAGES=(build-essential meson ninja-build pkg-config libopenblas-dev libcjson-dev zlib1g-dev check valgrind)
+PACKAGES=(build-essential meson ninja-build pkg-config libopenblas-dev libcjson-dev zlib1g-dev check valgrind
+    dataset-fashion-mnist)
 # only the fuzz job needs clang and its libFuzzer runtime
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
