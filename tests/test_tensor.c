@@ -843,6 +843,24 @@ START_TEST(test_dtype_name_size)
 }
 END_TEST
 
+/* An empty tensor whose other dims multiply past int64 is refused (its
+ * strides would overflow): found by fuzzing the IDX reader. */
+START_TEST(test_zero_size_huge_dims)
+{
+    tg_ctx *c = tu_ctx();
+    const int64_t big = (int64_t)1 << 40;
+    tg_tensor *t = tg_tensor_new(c, TG_F32, 3, (const int64_t[]){0, big, big});
+    ck_assert_ptr_null(t);
+    ck_assert_int_eq(tg_ctx_status(c), TG_ERR_NOMEM);
+    ck_assert_ptr_nonnull(strstr(tg_ctx_errmsg(c), "tg_tensor_new"));
+    tg_ctx_clear_error(c);
+    t = tg_tensor_new(c, TG_F32, 3, (const int64_t[]){0, big, 4});
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(tg_numel(t), 0);
+    tg_ctx_free(c);
+}
+END_TEST
+
 Suite *tensor_suite(void)
 {
     Suite *s = suite_create("tensor");
@@ -863,6 +881,7 @@ Suite *tensor_suite(void)
     tc = tcase_create("dims");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_eight_dims);
+    tcase_add_test(tc, test_zero_size_huge_dims);
     tcase_add_loop_test(tc, test_zero_size, 0, 3);
     tcase_add_test(tc, test_shape_macro);
     tcase_add_test(tc, test_contiguous_strides);

@@ -93,26 +93,25 @@ tg_status tg__check_shape(tg_ctx *c, const char *fn, int ndim, const int64_t *sh
     if (ndim < 0 || ndim > TG_MAX_DIMS)
         return tg__fail(c, TG_ERR_INVALID, "%s: ndim %d outside 0..%d", fn, ndim, TG_MAX_DIMS);
     if (ndim > 0 && !shape) return tg__fail(c, TG_ERR_INVALID, "%s: shape is NULL", fn);
+    /* The product of the non-zero dims must fit even when a zero dim makes
+     * the tensor empty: strides are computed from it (NumPy refuses such
+     * shapes too). */
     int64_t n = 1;
-    bool overflow = false;
+    bool overflow = false, zero = false;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0)
             return tg__fail(c, TG_ERR_INVALID, "%s: dim %d is negative (%lld)", fn, i,
                             (long long)shape[i]);
-        if (shape[i] != 0 && n > INT64_MAX / 8 / shape[i]) overflow = true;
+        if (shape[i] == 0) zero = true;
+        else if (n > INT64_MAX / 8 / shape[i]) overflow = true;
         else n *= shape[i];
     }
     if (overflow) {
-        /* a zero dim anywhere makes the product 0 and harmless */
-        for (int i = 0; i < ndim; i++)
-            if (shape[i] == 0) {
-                *numel = 0;
-                return TG_OK;
-            }
         char b[160];
         return tg__fail(c, TG_ERR_NOMEM, "%s: shape %s has too many elements", fn,
                         tg__fmt_shape(b, sizeof b, ndim, shape));
     }
+    if (zero) n = 0;
     *numel = n;
     return TG_OK;
 }
