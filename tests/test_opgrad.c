@@ -171,9 +171,12 @@ static const op_entry core_table[TG_OP_COUNT] = {
 
 static op_entry table[TG_OP_COUNT];
 
-/* The core ops' entries, then every family's. */
+/* The core ops' entries, then every family's (once). */
 static void fill_table(void)
 {
+    static bool filled;
+    if (filled) return;
+    filled = true;
     for (int op = 0; op < TG_OP_COUNT; op++)
         if (core_table[op].f) table[op] = core_table[op];
     opgrad_fill_math(table);
@@ -183,6 +186,15 @@ static void fill_table(void)
     opgrad_fill_nn(table);
     opgrad_fill_loss(table);
     opgrad_fill_custom(table);
+}
+
+/* The filled table, indexed by tg_op; shared with the golden suite
+ * (tests/test_golden.c), which runs the same builders on PyTorch's data. */
+const op_entry *opgrad_table(void);
+const op_entry *opgrad_table(void)
+{
+    fill_table();
+    return table;
 }
 
 /* ---- making inputs ------------------------------------------------------- */
