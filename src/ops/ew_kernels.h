@@ -1,14 +1,14 @@
 /*
  * ew_kernels.h - elementwise kernel macros and the forward drivers shared by
- * the math family (src/ops/math.c, src/ops/activation.c). Library-internal.
+ * the elementwise ops (src/ops/elementwise.c, math.c, activation.c; the
+ * drivers live in math.c). Library-internal.
  *
  * A kernel runs over one strided run (see iter.h): p[0] is the contiguous
  * output, p[1..] the inputs with byte strides s[1..] (0 for a broadcast
  * operand). Scalar arguments reach a kernel through aux, a const double[4]
  * (P0, P1 inside the expression). Every output element depends only on its
  * own input elements, so results are bit-identical whatever the split over
- * threads. The same macro style as src/ops/elementwise.c, kept separate so
- * that file stays untouched.
+ * threads.
  */
 #ifndef TG_OPS_EW_KERNELS_H
 #define TG_OPS_EW_KERNELS_H

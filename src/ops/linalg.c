@@ -15,11 +15,8 @@
 #include <limits.h>
 #include <string.h>
 
-/* GEMM layout of a rows x cols matrix with strides (s0, s1): false when
- * BLAS cannot read it in place (the operand must be copied). A stride of
- * a size-1 dim is never used, so it does not matter. */
-static bool mat_layout(int64_t rows, int64_t cols, int64_t s0, int64_t s1, bool *trans,
-                       int64_t *ld)
+bool tg__mat_layout(int64_t rows, int64_t cols, int64_t s0, int64_t s1, bool *trans,
+                    int64_t *ld)
 {
     int64_t mc = cols > 1 ? cols : 1, mr = rows > 1 ? rows : 1;
     if (s1 == 1 || cols == 1) {
@@ -61,7 +58,7 @@ static bool operand_init(tg_ctx *c, operand *op, tg_tensor *t, int nbd, int64_t 
     op->t = t;
     op->rows = rows;
     op->cols = cols;
-    if (!mat_layout(rows, cols, t->stride[nd - 2], t->stride[nd - 1], &op->trans, &op->ld)) {
+    if (!tg__mat_layout(rows, cols, t->stride[nd - 2], t->stride[nd - 1], &op->trans, &op->ld)) {
         int64_t shape[TG_MAX_DIMS];
         for (int d = 0; d < nd; d++)
             shape[d] = d < nd - 2 && t->stride[d] == 0 ? 1 : t->shape[d];
@@ -70,7 +67,7 @@ static bool operand_init(tg_ctx *c, operand *op, tg_tensor *t, int nbd, int64_t 
         if (!cp) return false;
         tg__copy_strided(c, cp, v);
         op->t = cp;
-        bool ok = mat_layout(rows, cols, cp->stride[nd - 2], cp->stride[nd - 1], &op->trans,
+        bool ok = tg__mat_layout(rows, cols, cp->stride[nd - 2], cp->stride[nd - 1], &op->trans,
                              &op->ld);
         TG_ASSERT(ok);
     }
@@ -175,7 +172,7 @@ tg_tensor *tg_matmul(tg_ctx *c, tg_tensor *a, tg_tensor *b)
                 sz[nbd] = M;
                 st[nbd] = A.t->stride[A.t->ndim - 2];
                 fold = batches * M <= INT_MAX && collapse(nbd + 1, sz, st, &rs) &&
-                       mat_layout(batches * M, K, rs, A.t->stride[A.t->ndim - 1], &ta, &lda);
+                       tg__mat_layout(batches * M, K, rs, A.t->stride[A.t->ndim - 1], &ta, &lda);
             }
             if (fold) {
                 if (batches == 1) {

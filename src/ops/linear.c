@@ -90,31 +90,6 @@ void tg__outer_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor
 /* linear                                                                 */
 /* ====================================================================== */
 
-/* GEMM layout of a rows x cols matrix with strides (s0, s1), as in
- * linalg.c: false when BLAS cannot read it in place. */
-static bool mat_layout(int64_t rows, int64_t cols, int64_t s0, int64_t s1, bool *trans,
-                       int64_t *ld)
-{
-    int64_t mc = cols > 1 ? cols : 1, mr = rows > 1 ? rows : 1;
-    if (s1 == 1 || cols == 1) {
-        int64_t l = rows == 1 ? mc : s0;
-        if (l >= mc && l <= INT_MAX) {
-            *trans = false;
-            *ld = l;
-            return true;
-        }
-    }
-    if (s0 == 1 || rows == 1) {
-        int64_t l = cols == 1 ? mr : s1;
-        if (l >= mr && l <= INT_MAX) {
-            *trans = true;
-            *ld = l;
-            return true;
-        }
-    }
-    return false;
-}
-
 /* The row stride of x's leading dims folded into one, when they fold. */
 static bool fold_rows(const tg_tensor *x, int64_t *rs)
 {
@@ -213,7 +188,7 @@ tg_tensor *tg_linear(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b)
             int64_t lda = 0, ldb = 0, rs;
             tg_tensor *xa = x;
             if (!fold_rows(x, &rs) ||
-                !mat_layout(R, IN, rs, x->stride[x->ndim - 1], &ta, &lda)) {
+                !tg__mat_layout(R, IN, rs, x->stride[x->ndim - 1], &ta, &lda)) {
                 xa = contig(c, "tg_linear", x);
                 if (!xa) return NULL;
                 ta = false;
@@ -221,7 +196,7 @@ tg_tensor *tg_linear(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b)
             }
             /* B = W^T as (in, out): strides (w's s1, w's s0) */
             tg_tensor *wb = w;
-            if (!mat_layout(IN, OUT, w->stride[1], w->stride[0], &tb, &ldb)) {
+            if (!tg__mat_layout(IN, OUT, w->stride[1], w->stride[0], &tb, &ldb)) {
                 wb = contig(c, "tg_linear", w);
                 if (!wb) return NULL;
                 tb = true;

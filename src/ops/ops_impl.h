@@ -42,6 +42,13 @@ bool tg__check_inputs(tg_ctx *c, const char *fn, int n, tg_tensor *const *in);
 bool tg__check_float(tg_ctx *c, const char *fn, const tg_tensor *t);
 bool tg__check_same_dtype(tg_ctx *c, const char *fn, const tg_tensor *a,
                           const tg_tensor *b);
+/* GEMM layout of a rows x cols matrix with element strides (s0, s1): sets
+ * *trans (CblasTrans: stored column-major) and *ld and returns true when
+ * BLAS can read it in place, false when it must be copied first. A stride
+ * of a size-1 dim is never used, so it does not matter (linalg.c). */
+bool tg__mat_layout(int64_t rows, int64_t cols, int64_t s0, int64_t s1, bool *trans,
+                    int64_t *ld);
+
 /* Normalises a possibly negative axis against ndim; false on range error. */
 bool tg__norm_axis(tg_ctx *c, const char *fn, int ndim, int axis, int *out);
 
