@@ -173,7 +173,6 @@ void tg__cross_entropy_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout,
 /* Class-axis losses with weights, ignore_index and reductions            */
 /* ====================================================================== */
 
-#define POS_BLOCK 4096 /* per-position values per partial sum */
 
 /*
  * input is (N, C, d1..dk), labels (N, d1..dk). A "position" p is an index
@@ -257,38 +256,6 @@ static void cls_task(void *arg, int64_t p0, int64_t p1)
     }
 }
 
-typedef struct {
-    const double *v;
-    int64_t n;
-    double *part;
-} blk_sum;
-
-static void blk_sum_task(void *arg, int64_t b0, int64_t b1)
-{
-    const blk_sum *s = arg;
-    for (int64_t b = b0; b < b1; b++) {
-        int64_t i = b * POS_BLOCK, end = i + POS_BLOCK < s->n ? i + POS_BLOCK : s->n;
-        double acc = 0.0;
-        for (; i < end; i++) acc += s->v[i];
-        s->part[b] = acc;
-    }
-}
-
-/* Sum of v[0..n) in fixed blocks combined in order; false on out of memory. */
-static bool det_sum(tg_ctx *c, const double *v, int64_t n, double *out)
-{
-    *out = 0.0;
-    if (n == 0) return true;
-    int64_t nb = (n + POS_BLOCK - 1) / POS_BLOCK;
-    blk_sum s = {v, n, tg__arena_alloc(c, (size_t)nb * sizeof(double))};
-    if (!s.part) return false;
-    int64_t grain = TG__PAR_GRAIN / POS_BLOCK;
-    tg__parallel_for(c, nb, grain > 0 ? grain : 1, blk_sum_task, &s);
-    double acc = 0.0;
-    for (int64_t b = 0; b < nb; b++) acc += s.part[b];
-    *out = acc;
-    return true;
-}
 
 /* The first position whose label is neither ignore_index nor in [0, C),
  * or -1. */
@@ -421,7 +388,7 @@ static tg_tensor *cls_forward(tg_ctx *c, const char *fn, tg_op op, bool ce, tg_t
     tg__parallel_for(c, pl.npos, grain > 0 ? grain : 1, cls_task, &pl);
 
     double total = 0.0, den = 0.0;
-    if (!det_sum(c, pl.den, pl.npos, &den)) return NULL;
+    if (!tg__det_sum(c, pl.den, pl.npos, &den)) return NULL;
     tg_tensor *y;
     if (r == TG_REDUCE_NONE) {
         y = tg__empty(c, fn, x->dtype, lab->ndim, lab->shape);
@@ -431,7 +398,7 @@ static tg_tensor *cls_forward(tg_ctx *c, const char *fn, tg_op op, bool ce, tg_t
             else ((double *)tg__ptr(y))[p] = pl.loss[p];
         }
     } else {
-        if (!det_sum(c, pl.loss, pl.npos, &total)) return NULL;
+        if (!tg__det_sum(c, pl.loss, pl.npos, &total)) return NULL;
         if (r == TG_REDUCE_MEAN) total /= den; /* 0/0 = NaN when all are ignored */
         y = tg__empty(c, fn, x->dtype, 0, NULL);
         if (!y) return NULL;

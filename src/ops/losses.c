@@ -146,8 +146,7 @@ static void sum_task(void *arg, int64_t b0, int64_t b1)
     }
 }
 
-/* Sum of v[0..n) in fixed blocks combined in order; false on out of memory. */
-static bool det_sum(tg_ctx *c, const double *v, int64_t n, double *out)
+bool tg__det_sum(tg_ctx *c, const double *v, int64_t n, double *out)
 {
     *out = 0.0;
     if (n == 0) return true;
@@ -258,7 +257,7 @@ static tg_tensor *pointwise(tg_ctx *c, const char *fn, tg_op op, pw_kind kind, d
     if (!none) {
         int64_t cnt = tg__numel(x->ndim, x->shape);
         double s;
-        if (!det_sum(c, (const double *)tg__ptr(e), cnt, &s)) return NULL;
+        if (!tg__det_sum(c, (const double *)tg__ptr(e), cnt, &s)) return NULL;
         if (r == TG_REDUCE_MEAN) s /= (double)cnt; /* NaN when empty */
         if (r == TG_REDUCE_BATCHMEAN) s /= (double)(x->ndim > 0 ? x->shape[0] : 1);
         y = tg__empty(c, fn, x->dtype, 0, NULL);

@@ -49,6 +49,11 @@ bool tg__check_same_dtype(tg_ctx *c, const char *fn, const tg_tensor *a,
 bool tg__mat_layout(int64_t rows, int64_t cols, int64_t s0, int64_t s1, bool *trans,
                     int64_t *ld);
 
+/* *out = the sum of v[0..n) in fixed blocks of 4096 combined in order, so
+ * the result does not depend on the thread count; false (TG_ERR_NOMEM on c)
+ * when the partial sums cannot be allocated (losses.c). */
+bool tg__det_sum(tg_ctx *c, const double *v, int64_t n, double *out);
+
 /* Normalises a possibly negative axis against ndim; false on range error. */
 bool tg__norm_axis(tg_ctx *c, const char *fn, int ndim, int axis, int *out);
 
