@@ -209,14 +209,14 @@ int bench_main(int argc, char **argv, const bench_workload *w)
     for (long s = 1; s < steps; s++) ms_min = t[s] < ms_min ? t[s] : ms_min;
     double ms = median(t, (int)steps);
 
+    struct rusage ru; /* before the GEMM replay, whose buffers are not the step's */
+    getrusage(RUSAGE_SELF, &ru);
     double gemm_ms = NAN;
     if (gemm && w->gemms) {
         static bench_gemm g[MAX_GEMMS];
         int ng = w->gemms(st, batch, g, MAX_GEMMS);
         if (ng > 0) gemm_ms = time_gemms(g, ng, tiny ? 2 : (int)(steps < 50 ? 50 : steps));
     }
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
     printf("{\"bench\": \"%s\", \"batch\": %ld, \"threads\": %ld, \"steps\": %ld, "
            "\"ms_median\": %.6g, \"ms_min\": %.6g, \"samples_per_s\": %.6g, ",
            w->name, batch, threads, steps, ms, ms_min, (double)batch * 1e3 / ms);
