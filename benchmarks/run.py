@@ -76,7 +76,7 @@ def main():
         base.append(torch_import_rss())
         for (name, batch, steps, warm) in work:
             if a.quick:
-                steps, warm = max(3, steps // 5), max(1, warm // 5)
+                steps, warm = max(3, steps // 5), max(2, warm // 5)
             common = ['--batch', str(batch), '--steps', str(steps), '--warmup', str(warm)]
             for t in threads:
                 env = {'OPENBLAS_NUM_THREADS': str(t), 'TG_NUM_THREADS': str(t),
