@@ -1,7 +1,7 @@
 /*
  * example.h - the little the examples share that is not about tapegrad:
- * a table-driven command-line parser, an error report for a context, and
- * temperature sampling from a row of logits. Not part of the library;
+ * a table-driven command-line parser, an error report for a context,
+ * temperature sampling from a row of logits and a wall clock. Not part of the library;
  * every example still uses the library through <tapegrad.h> alone.
  *
  * Options are a table:
@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <tapegrad.h>
 
@@ -138,6 +139,14 @@ static inline int64_t ex_sample(const float *logits, int64_t n, double temperatu
         if (r < 0) return i;
     }
     return best; /* u * total rounded up to total: the last bins are empty */
+}
+
+/* Wall-clock seconds, for timing epochs and steps. */
+static inline double ex_now(void)
+{
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 #endif /* TAPEGRAD_EXAMPLE_H */

@@ -12,8 +12,6 @@
 #ifndef TAPEGRAD_FASHION_H
 #define TAPEGRAD_FASHION_H
 
-#include <time.h>
-
 #include "example.h"
 
 #define FASHION_DIR "/usr/share/datasets/fashion-mnist"
@@ -110,12 +108,5 @@ static inline void fashion_print_classes(int64_t confusion[10][10])
     printf("\n");
 }
 
-/* Wall-clock seconds, for samples per second. */
-static inline double fashion_now(void)
-{
-    struct timespec ts;
-    timespec_get(&ts, TIME_UTC);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 #endif /* TAPEGRAD_FASHION_H */

@@ -21,7 +21,8 @@
  *     returns NULL and every later op passes the NULL on.
  *
  * Prints one line per epoch, then the per-class recall and a last line
- * test_accuracy=0.XXXX. --limit trains on the first N images only (the
+ * test_accuracy=0.XXXX; exits 1 when that is below --min-accuracy (0 by
+ * default). --limit trains on the first N images only (the
  * meson test uses 512 for a run of a few seconds).
  *
  *     build/examples/fashion_mlp [--epochs 5] [--limit 0] [--data DIR]
@@ -32,7 +33,7 @@ int main(int argc, char **argv)
 {
     int64_t epochs = 5, batch = 64, hidden = 256, limit = 0, test_limit = 10000, seed = 1;
     int64_t threads = 0;
-    double lr = 1e-3;
+    double min_acc = 0, lr = 1e-3;
     const char *dir = FASHION_DIR;
     const ex_opt opts[] = {
         {"epochs", EX_INT, &epochs, "passes over the training set"},
@@ -44,6 +45,7 @@ int main(int argc, char **argv)
         {"seed", EX_INT, &seed, "seed of weights and shuffling"},
         {"threads", EX_INT, &threads, "kernel threads (0: all cores)"},
         {"data", EX_STRING, &dir, "directory of the four .gz files"},
+        {"min-accuracy", EX_DOUBLE, &min_acc, "exit 1 below this test accuracy"},
         {0},
     };
     int rc = ex_parse(argc, argv, "fashion_mlp [options]", opts, 0, NULL);
@@ -91,7 +93,7 @@ int main(int argc, char **argv)
 
     double acc = 0;
     for (int64_t epoch = 1; epoch <= epochs; epoch++) {
-        double t0 = fashion_now(), loss_sum = 0;
+        double t0 = ex_now(), loss_sum = 0;
         int64_t steps = 0, n;
         const int64_t *idx;
         while ((n = tg_batcher_next(batches, &idx)) > 0) {
@@ -109,7 +111,7 @@ int main(int argc, char **argv)
             steps++;
             tg_ctx_reset(s);
         }
-        double secs = fashion_now() - t0;
+        double secs = ex_now() - t0;
         if ((acc = fashion_accuracy(s, net, &d, n_test, NULL)) < 0) {
             rc = ex_fail(s, "fashion_mlp: evaluation");
             goto done;
@@ -126,6 +128,11 @@ int main(int argc, char **argv)
     }
     fashion_print_classes(confusion);
     printf("test_accuracy=%.4f\n", acc);
+    if (acc < min_acc) {
+        fprintf(stderr, "%s: test accuracy %.4f is below --min-accuracy %.4f\n", argv[0], acc,
+                min_acc);
+        rc = 1;
+    }
 
 done:
     tg_ctx_free(s);

@@ -161,6 +161,7 @@ int main(int argc, char **argv)
     }
 
     double acc = 0;
+    rc = 0;
     if (report(s, "train", fc1, fc2, x, t) < 0 ||
         (acc = report(s, "held-out", fc1, fc2, x_test, t_test)) < 0) {
         rc = ex_fail(s, "tanh_adam: evaluation");
