@@ -48,9 +48,10 @@ static tg_tensor *lstm_logits(tg_ctx *s, void *model, tg_tensor *x)
  * both), and returns how many it wrote, or -1 with the error on s. Runs
  * in s without recording a graph; the caller resets s.
  */
-static int64_t generate(tg_ctx *s, char_lstm *m, const chartext *t, const char *prompt, int64_t n,
-                        double temperature, int64_t *out)
+static int64_t lstm_generate(tg_ctx *s, void *model, const chartext *t, const char *prompt,
+                             int64_t n, double temperature, int64_t *out)
 {
+    char_lstm *m = model;
     bool was = tg_set_grad_enabled(s, false);
     int64_t v = tg_vocab_size(t->vocab), len = 0;
     float logits[256]; /* a byte vocabulary has at most 256 entries */
@@ -77,52 +78,28 @@ static int64_t generate(tg_ctx *s, char_lstm *m, const chartext *t, const char *
 
 int main(int argc, char **argv)
 {
-    int64_t steps = 1000, batch = 32, seq = 64, embed = 32, hidden = 128, layers = 1;
-    int64_t limit = 0, seed = 1, threads = 0, sample_every = 250, sample_len = 300;
-    int64_t log_every = 100, val_batches = 8;
-    double max_val = 0, lr = 3e-3, temperature = 0.8;
-    const char *prompt = "And God said";
-    const char *path = NULL;
+    int64_t seq = 64, embed = 32, hidden = 128, layers = 1;
+    chartext_run r = {
+        .steps = 1000, .batch = 32, .lr = 3e-3, .log_every = 100, .val_batches = 8,
+        .sample_every = 250, .sample_len = 300, .temperature = 0.8, .prompt = "And God said",
+        .seed = 1,
+    };
     const ex_opt opts[] = {
-        {"steps", EX_INT, &steps, "optimizer steps"},
-        {"batch", EX_INT, &batch, "windows per batch"},
         {"seq", EX_INT, &seq, "characters per window (backpropagation through time)"},
         {"embed", EX_INT, &embed, "embedding size E"},
         {"hidden", EX_INT, &hidden, "LSTM hidden size H"},
         {"layers", EX_INT, &layers, "stacked LSTM layers"},
-        {"lr", EX_DOUBLE, &lr, "Adam learning rate"},
-        {"limit", EX_INT, &limit, "use the first N bytes of the text (0: all)"},
-        {"log-every", EX_INT, &log_every, "print losses every N steps"},
-        {"val-batches", EX_INT, &val_batches, "validation batches per evaluation"},
-        {"sample-every", EX_INT, &sample_every, "print a sample every N steps"},
-        {"sample-len", EX_INT, &sample_len, "characters per sample"},
-        {"temperature", EX_DOUBLE, &temperature, "sampling temperature"},
-        {"prompt", EX_STRING, &prompt, "text the samples start from"},
-        {"seed", EX_INT, &seed, "seed of weights, windows and sampling"},
-        {"threads", EX_INT, &threads, "kernel threads (0: all cores)"},
-        {"max-val-loss", EX_DOUBLE, &max_val, "exit 1 if the last val loss is above (0: no check)"},
+        CHARTEXT_RUN_OPTS(r),
         {0},
     };
-    int rc = ex_parse(argc, argv, "char_lstm TEXT [options]", opts, 1, &path);
+    int rc = chartext_parse(argc, argv, "char_lstm TEXT [options]", opts, &r);
     if (rc >= 0) return rc;
-    if (steps < 1 || batch < 1 || seq < 1 || sample_len < 0 || sample_len > 4000 ||
-        strlen(prompt) > 4000 || log_every < 1 || sample_every < 1 || val_batches < 1) {
-        fprintf(stderr, "char_lstm: --steps, --batch, --seq, --log-every, --sample-every and "
-                        "--val-batches must be >= 1; --sample-len and the prompt at most 4000\n");
-        return 2;
-    }
 
-    tg_ctx_opts co = tg_ctx_defaults();
-    co.seed = (uint64_t)seed;
-    co.n_threads = (int)threads;
-    tg_ctx *p = tg_ctx_new_opts(&co), *s = tg_ctx_new_opts(&co);
+    tg_ctx *p, *s;
     chartext t;
-    if (!p || !s) {
-        fprintf(stderr, "char_lstm: out of memory or bad options\n");
-        rc = 1;
-        goto done;
-    }
-    if ((rc = chartext_load(p, path, limit, seq, &t)) != 0) goto done;
+    chartext_progress pr = {0};
+    if (!ex_contexts(argv[0], r.seed, r.threads, &p, &s)) return 1;
+    if ((rc = chartext_load(p, r.path, r.limit, seq, &t)) != 0) goto done;
 
     int64_t v = tg_vocab_size(t.vocab);
     tg_model *m = tg_model_new(p);
@@ -134,7 +111,7 @@ int main(int argc, char **argv)
         tg_nn_linear_new(m, "head", hidden, v, true),
     };
     tg_adam_opts ao = tg_adam_defaults();
-    ao.lr = lr;
+    ao.lr = r.lr;
     tg_optim *opt = tg_adam_new(p, tg_model_params(m), tg_model_nparams(m), &ao);
     if (!opt) {
         rc = ex_fail(p, "char_lstm: model");
@@ -143,13 +120,13 @@ int main(int argc, char **argv)
     printf("LSTM E=%lld H=%lld layers=%lld, %lld parameters; batch %lld x %lld characters; "
            "uniform guess: ln %lld = %.3f nats/char\n",
            (long long)embed, (long long)hidden, (long long)layers, (long long)tg_model_numel(m),
-           (long long)batch, (long long)seq, (long long)v, log((double)v));
+           (long long)r.batch, (long long)seq, (long long)v, log((double)v));
 
-    int64_t *sample = malloc((strlen(prompt) + (size_t)sample_len) * sizeof *sample);
-    double t0 = ex_now(), loss_sum = 0, val = NAN;
-    for (int64_t i = 1; i <= steps && sample; i++) {
+    const chartext_model cm = {&net, lstm_logits, lstm_generate, seq};
+    if (!chartext_progress_init(&pr, &r)) rc = 1;
+    for (int64_t i = 1; i <= r.steps && rc == 0; i++) {
         tg_tensor *x, *y;
-        chartext_batch(s, &t, false, 0, batch, seq, &x, &y);
+        chartext_batch(s, &t, false, 0, r.batch, seq, &x, &y);
         tg_tensor *loss = chartext_loss(s, lstm_logits(s, &net, x), y);
         if (tg_backward(s, loss) != TG_OK ||
             tg_clip_grad_norm(p, tg_model_params(m), tg_model_nparams(m), 1.0, 2.0, false,
@@ -159,37 +136,11 @@ int main(int argc, char **argv)
             break;
         }
         tg_optim_zero_grad(opt);
-        loss_sum += tg_item(loss);
+        double l = tg_item(loss);
         tg_ctx_reset(s);
-
-        if (i % log_every == 0 || i == steps) {
-            int64_t k = i % log_every ? i % log_every : log_every; /* steps in the sum */
-            val = chartext_val_loss(s, lstm_logits, &net, &t, val_batches, batch, seq);
-            printf("step %5lld  train loss %.4f  val loss %.4f  %.1f s\n", (long long)i,
-                   loss_sum / (double)k, val, ex_now() - t0);
-            fflush(stdout);
-            loss_sum = 0;
-        }
-        if (i % sample_every == 0 || i == steps) {
-            int64_t n = generate(s, &net, &t, prompt, sample_len, temperature, sample);
-            if (n < 0) {
-                rc = ex_fail(s, "char_lstm: sampling");
-                break;
-            }
-            chartext_print_sample(&t, sample, n);
-            tg_ctx_reset(s);
-        }
+        rc = chartext_progress_step(s, &pr, &r, &t, &cm, i, l, r.lr);
     }
-    if (rc == 0 && max_val > 0 && !(val <= max_val)) {
-        fprintf(stderr, "%s: validation loss %.4f is above --max-val-loss %.4f\n", argv[0], val,
-                max_val);
-        rc = 1;
-    }
-    if (!sample) {
-        fprintf(stderr, "char_lstm: out of memory\n");
-        rc = 1;
-    }
-    free(sample);
+    rc = chartext_progress_end(&pr, &r, rc);
 
 done:
     tg_ctx_free(s);

@@ -120,4 +120,127 @@ static inline void chartext_print_sample(const chartext *t, const int64_t *ids, 
 }
 
 
+/* ====================================================================== */
+/* The run: options both examples share, progress reports, samples         */
+/* ====================================================================== */
+
+typedef struct {
+    const char *path; /* the text file, the positional argument */
+    int64_t steps, batch, limit, log_every, val_batches, sample_every, sample_len, seed, threads;
+    double lr, temperature, max_val;
+    const char *prompt;
+} chartext_run;
+
+/* The run's entries of an option table (follow them with {0}). */
+#define CHARTEXT_RUN_OPTS(r)                                                                      \
+    {"steps", EX_INT, &(r).steps, "optimizer steps"},                                             \
+        {"batch", EX_INT, &(r).batch, "windows per batch"},                                       \
+        {"lr", EX_DOUBLE, &(r).lr, "Adam learning rate (the peak, with a schedule)"},             \
+        {"limit", EX_INT, &(r).limit, "use the first N bytes of the text (0: all)"},              \
+        {"log-every", EX_INT, &(r).log_every, "print losses every N steps"},                      \
+        {"val-batches", EX_INT, &(r).val_batches, "validation batches per evaluation"},           \
+        {"sample-every", EX_INT, &(r).sample_every, "print a sample every N steps"},              \
+        {"sample-len", EX_INT, &(r).sample_len, "characters per sample (at most 4000)"},          \
+        {"temperature", EX_DOUBLE, &(r).temperature, "sampling temperature"},                     \
+        {"prompt", EX_STRING, &(r).prompt, "text the samples start from (at most 4000 bytes)"},   \
+        {"seed", EX_INT, &(r).seed, "seed of weights, windows and sampling"},                     \
+        {"threads", EX_INT, &(r).threads, "kernel threads (0: all cores)"},                       \
+        {"max-val-loss", EX_DOUBLE, &(r).max_val, "exit 1 if the last val loss is above (0: no check)"}
+
+/* Parses the command line (one positional argument, the text) into r and
+ * the table's other entries, and checks the run's values. Returns -1 to go
+ * on, or the exit status (0 after --help, 2 for a bad command line). */
+static inline int chartext_parse(int argc, char **argv, const char *usage, const ex_opt *opts,
+                                 chartext_run *r)
+{
+    int rc = ex_parse(argc, argv, usage, opts, 1, &r->path);
+    if (rc >= 0) return rc;
+    if (r->steps < 1 || r->batch < 1 || r->log_every < 1 || r->sample_every < 1 ||
+        r->val_batches < 1 || r->sample_len < 0 || r->sample_len > 4000 ||
+        strlen(r->prompt) > 4000) {
+        fprintf(stderr, "%s: --steps, --batch, --log-every, --sample-every and --val-batches must "
+                        "be >= 1; --sample-len and the prompt at most 4000\n",
+                argv[0]);
+        return 2;
+    }
+    return -1;
+}
+
+/* Writes the prompt's indices and then n sampled ones to out (room for
+ * both) and returns the count, or -1 with the error on s: the model's
+ * generation. */
+typedef int64_t (*chartext_generate_fn)(tg_ctx *s, void *model, const chartext *t,
+                                        const char *prompt, int64_t n, double temperature,
+                                        int64_t *out);
+
+/* A model as the progress report sees it: logits for the validation loss,
+ * generation for the samples, and the window length T. */
+typedef struct {
+    void *model;
+    chartext_model_fn logits;
+    chartext_generate_fn generate;
+    int64_t window;
+} chartext_model;
+
+/* Where the run is: started at t0, losses summed since the last report,
+ * the last validation loss, room for a sample. */
+typedef struct {
+    double t0, loss_sum, val;
+    int64_t *sample;
+} chartext_progress;
+
+static inline bool chartext_progress_init(chartext_progress *pr, const chartext_run *r)
+{
+    pr->t0 = ex_now();
+    pr->loss_sum = 0;
+    pr->val = NAN;
+    pr->sample = malloc((strlen(r->prompt) + (size_t)r->sample_len + 1) * sizeof *pr->sample);
+    if (!pr->sample) fprintf(stderr, "out of memory\n");
+    return pr->sample != NULL;
+}
+
+/*
+ * To call after training step i (from 1) whose loss was `loss`, with s
+ * reset: every log_every steps (and after the last) prints the mean
+ * training loss since the last report, the validation loss and the
+ * learning rate lr; every sample_every steps (and after the last) prints
+ * a sample. Returns 0, or 1 after printing the error of s.
+ */
+static inline int chartext_progress_step(tg_ctx *s, chartext_progress *pr, const chartext_run *r,
+                                         const chartext *t, const chartext_model *m, int64_t i,
+                                         double loss, double lr)
+{
+    pr->loss_sum += loss;
+    if (i % r->log_every == 0 || i == r->steps) {
+        int64_t k = i % r->log_every ? i % r->log_every : r->log_every; /* steps in the sum */
+        pr->val = chartext_val_loss(s, m->logits, m->model, t, r->val_batches, r->batch, m->window);
+        printf("step %5lld  train loss %.4f  val loss %.4f  lr %.2g  %.1f s\n", (long long)i,
+               pr->loss_sum / (double)k, pr->val, lr, ex_now() - pr->t0);
+        fflush(stdout);
+        pr->loss_sum = 0;
+        if (tg_ctx_status(s) != TG_OK) return ex_fail(s, "validation");
+    }
+    if (i % r->sample_every == 0 || i == r->steps) {
+        int64_t n = m->generate(s, m->model, t, r->prompt, r->sample_len, r->temperature,
+                                pr->sample);
+        if (n < 0) return ex_fail(s, "sampling");
+        chartext_print_sample(t, pr->sample, n);
+        tg_ctx_reset(s);
+    }
+    return 0;
+}
+
+/* Frees the sample buffer and applies --max-val-loss to the exit status
+ * rc: returns 1 when the last validation loss is above it. */
+static inline int chartext_progress_end(chartext_progress *pr, const chartext_run *r, int rc)
+{
+    free(pr->sample);
+    pr->sample = NULL;
+    if (rc == 0 && r->max_val > 0 && !(pr->val <= r->max_val)) {
+        fprintf(stderr, "validation loss %.4f is above --max-val-loss %.4f\n", pr->val, r->max_val);
+        return 1;
+    }
+    return rc;
+}
+
 #endif /* TAPEGRAD_CHARTEXT_H */

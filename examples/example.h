@@ -39,17 +39,22 @@ typedef struct {
     const char *help;
 } ex_opt;
 
-/* Stores text into o's value; false if it is not a number of o's kind. */
+/* Stores text into o's value; false (the value unchanged) if it is not a
+ * number of o's kind. */
 static inline bool ex_set(const ex_opt *o, const char *text)
 {
     char *end = NULL;
     errno = 0;
-    switch (o->kind) {
-    case EX_INT: *(int64_t *)o->value = strtoll(text, &end, 10); break;
-    case EX_DOUBLE: *(double *)o->value = strtod(text, &end); break;
-    case EX_STRING: *(const char **)o->value = text; return true;
+    if (o->kind == EX_STRING) {
+        *(const char **)o->value = text;
+        return true;
     }
-    return errno == 0 && end != text && *end == '\0';
+    long long i = o->kind == EX_INT ? strtoll(text, &end, 10) : 0;
+    double d = o->kind == EX_DOUBLE ? strtod(text, &end) : 0;
+    if (errno != 0 || end == text || *end != '\0') return false;
+    if (o->kind == EX_INT) *(int64_t *)o->value = i;
+    else *(double *)o->value = d;
+    return true;
 }
 
 static inline void ex_usage(FILE *f, const char *usage, const ex_opt *opts)
@@ -110,6 +115,29 @@ static inline int ex_parse(int argc, char **argv, const char *usage, const ex_op
         return 2;
     }
     return -1;
+}
+
+/*
+ * The two contexts of a training program: *p, persistent (data, model,
+ * gradients, optimizer state), and *s, for one step's graph, reset after
+ * every step. Both draw random numbers from the given seed; threads is the
+ * kernel thread count (0: $TG_NUM_THREADS, else every core). Returns true,
+ * or false (both NULL, nothing to free) after printing why.
+ */
+static inline bool ex_contexts(const char *prog, int64_t seed, int64_t threads, tg_ctx **p,
+                               tg_ctx **s)
+{
+    tg_ctx_opts co = tg_ctx_defaults();
+    co.seed = (uint64_t)seed;
+    co.n_threads = threads >= 0 && threads <= 1024 ? (int)threads : -1; /* -1: refused */
+    *p = tg_ctx_new_opts(&co);
+    *s = tg_ctx_new_opts(&co);
+    if (*p && *s) return true;
+    fprintf(stderr, "%s: cannot make the contexts (out of memory, or bad --threads)\n", prog);
+    tg_ctx_free(*s);
+    tg_ctx_free(*p);
+    *p = *s = NULL;
+    return false;
 }
 
 /* Prints "<what>: <status>: <message>" for c's sticky error and returns 1,

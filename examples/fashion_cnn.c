@@ -57,15 +57,8 @@ int main(int argc, char **argv)
     int rc = ex_parse(argc, argv, "fashion_cnn [options]", opts, 0, NULL);
     if (rc >= 0) return rc;
 
-    tg_ctx_opts co = tg_ctx_defaults();
-    co.seed = (uint64_t)seed;
-    co.n_threads = (int)threads;
-    tg_ctx *p = tg_ctx_new_opts(&co), *s = tg_ctx_new_opts(&co);
-    if (!p || !s) {
-        fprintf(stderr, "fashion_cnn: out of memory or bad options\n");
-        rc = 1;
-        goto done;
-    }
+    tg_ctx *p, *s;
+    if (!ex_contexts(argv[0], seed, threads, &p, &s)) return 1;
 
     fashion_data d;
     if ((rc = fashion_load(p, dir, TG_SHAPE(1, 28, 28), &d)) != 0) goto done;

@@ -42,7 +42,7 @@ typedef struct {
 typedef struct {
     tg_module *wte, *wpe, *ln_f, *head;
     gpt_block blocks[MAX_LAYERS];
-    int64_t layers;
+    int64_t layers, block; /* block: the longest context, T */
 } gpt;
 
 /* Makes the model's layers, named as nanoGPT names them ("h.0.attn"). */
@@ -51,6 +51,7 @@ static void gpt_init(gpt *g, tg_model *m, int64_t vocab, int64_t block, int64_t 
 {
     const int64_t *e = (int64_t[]){embed};
     g->layers = layers;
+    g->block = block;
     g->wte = tg_nn_embedding_new(m, "wte", vocab, embed);
     g->wpe = tg_nn_embedding_new(m, "wpe", block, embed);
     tg_init_normal(tg_module_get(g->wte, "weight"), 0.0, 0.02);
@@ -93,9 +94,11 @@ static tg_tensor *gpt_logits(tg_ctx *s, void *model, tg_tensor *idx)
  * both) and returns the count, or -1 with the error on s. Resets s after
  * every character; records no graph.
  */
-static int64_t generate(tg_ctx *s, gpt *g, const chartext *t, int64_t block, const char *prompt,
-                        int64_t n, double temperature, int64_t *ids)
+static int64_t gpt_generate(tg_ctx *s, void *model, const chartext *t, const char *prompt,
+                            int64_t n, double temperature, int64_t *ids)
 {
+    gpt *g = model;
+    int64_t block = g->block;
     bool was = tg_set_grad_enabled(s, false);
     int64_t v = tg_vocab_size(t->vocab), len = 0;
     float logits[256]; /* a byte vocabulary has at most 256 entries */
@@ -119,79 +122,57 @@ static int64_t generate(tg_ctx *s, gpt *g, const chartext *t, int64_t block, con
 
 int main(int argc, char **argv)
 {
-    int64_t steps = 2000, batch = 16, block = 64, embed = 64, heads = 4, layers = 2;
-    int64_t limit = 0, seed = 1, threads = 0, sample_every = 500, sample_len = 300;
-    int64_t log_every = 100, val_batches = 8;
-    double max_val = 0, lr = 2e-3, temperature = 0.8;
-    const char *prompt = "And God said";
-    const char *path = NULL;
+    int64_t block = 64, embed = 64, heads = 4, layers = 2;
+    chartext_run r = {
+        .steps = 2000, .batch = 16, .lr = 2e-3, .log_every = 100, .val_batches = 8,
+        .sample_every = 500, .sample_len = 300, .temperature = 0.8, .prompt = "And God said",
+        .seed = 1,
+    };
     const ex_opt opts[] = {
-        {"steps", EX_INT, &steps, "optimizer steps"},
-        {"batch", EX_INT, &batch, "windows per batch"},
         {"block", EX_INT, &block, "context length T: characters per window"},
         {"embed", EX_INT, &embed, "embedding size E"},
         {"heads", EX_INT, &heads, "attention heads (dividing E)"},
         {"layers", EX_INT, &layers, "transformer blocks (at most 16)"},
-        {"lr", EX_DOUBLE, &lr, "peak Adam learning rate"},
-        {"limit", EX_INT, &limit, "use the first N bytes of the text (0: all)"},
-        {"log-every", EX_INT, &log_every, "print losses every N steps"},
-        {"val-batches", EX_INT, &val_batches, "validation batches per evaluation"},
-        {"sample-every", EX_INT, &sample_every, "print a sample every N steps"},
-        {"sample-len", EX_INT, &sample_len, "characters per sample"},
-        {"temperature", EX_DOUBLE, &temperature, "sampling temperature"},
-        {"prompt", EX_STRING, &prompt, "text the samples start from"},
-        {"seed", EX_INT, &seed, "seed of weights, windows and sampling"},
-        {"threads", EX_INT, &threads, "kernel threads (0: all cores)"},
-        {"max-val-loss", EX_DOUBLE, &max_val, "exit 1 if the last val loss is above (0: no check)"},
+        CHARTEXT_RUN_OPTS(r),
         {0},
     };
-    int rc = ex_parse(argc, argv, "gpt TEXT [options]", opts, 1, &path);
+    int rc = chartext_parse(argc, argv, "gpt TEXT [options]", opts, &r);
     if (rc >= 0) return rc;
-    if (steps < 1 || batch < 1 || block < 1 || layers < 1 || layers > MAX_LAYERS ||
-        sample_len < 0 || sample_len > 4000 || strlen(prompt) > 4000 || log_every < 1 ||
-        sample_every < 1 || val_batches < 1) {
-        fprintf(stderr, "gpt: --steps, --batch, --block, --log-every, --sample-every and "
-                        "--val-batches must be >= 1, --layers 1..16, --sample-len and the "
-                        "prompt at most 4000\n");
+    if (block < 1 || layers < 1 || layers > MAX_LAYERS) {
+        fprintf(stderr, "gpt: --block must be >= 1 and --layers 1..16\n");
         return 2;
     }
 
-    tg_ctx_opts co = tg_ctx_defaults();
-    co.seed = (uint64_t)seed;
-    co.n_threads = (int)threads;
-    tg_ctx *p = tg_ctx_new_opts(&co), *s = tg_ctx_new_opts(&co);
+    tg_ctx *p, *s;
     chartext t;
-    if (!p || !s) {
-        fprintf(stderr, "gpt: out of memory or bad options\n");
-        rc = 1;
-        goto done;
-    }
-    if ((rc = chartext_load(p, path, limit, block, &t)) != 0) goto done;
+    chartext_progress pr = {0};
+    if (!ex_contexts(argv[0], r.seed, r.threads, &p, &s)) return 1;
+    if ((rc = chartext_load(p, r.path, r.limit, block, &t)) != 0) goto done;
 
     tg_model *m = tg_model_new(p);
     gpt g;
     gpt_init(&g, m, tg_vocab_size(t.vocab), block, embed, heads, layers);
     tg_adam_opts ao = tg_adam_defaults();
-    ao.lr = lr;
+    ao.lr = r.lr;
     tg_optim *opt = tg_adam_new(p, tg_model_params(m), tg_model_nparams(m), &ao);
     if (!opt) { /* a bad size anywhere in gpt_init ends up here: errors are sticky */
         rc = ex_fail(p, "gpt: model");
         goto done;
     }
     /* Warm-up over the first 10% of the steps, then a cosine to lr / 10. */
-    tg_lr_schedule sched = tg_lr_cosine(lr, steps - steps / 10, lr / 10);
-    sched.warmup_steps = steps / 10;
+    tg_lr_schedule sched = tg_lr_cosine(r.lr, r.steps - r.steps / 10, r.lr / 10);
+    sched.warmup_steps = r.steps / 10;
     printf("GPT E=%lld heads=%lld layers=%lld block=%lld, %lld parameters; batch %lld; "
            "uniform guess: ln %lld = %.3f nats/char\n",
            (long long)embed, (long long)heads, (long long)layers, (long long)block,
-           (long long)tg_model_numel(m), (long long)batch, (long long)tg_vocab_size(t.vocab),
+           (long long)tg_model_numel(m), (long long)r.batch, (long long)tg_vocab_size(t.vocab),
            log((double)tg_vocab_size(t.vocab)));
 
-    int64_t *sample = malloc((strlen(prompt) + (size_t)sample_len) * sizeof *sample);
-    double t0 = ex_now(), loss_sum = 0, val = NAN;
-    for (int64_t i = 1; i <= steps && sample; i++) {
+    const chartext_model cm = {&g, gpt_logits, gpt_generate, block};
+    if (!chartext_progress_init(&pr, &r)) rc = 1;
+    for (int64_t i = 1; i <= r.steps && rc == 0; i++) {
         tg_tensor *x, *y;
-        chartext_batch(s, &t, false, 0, batch, block, &x, &y);
+        chartext_batch(s, &t, false, 0, r.batch, block, &x, &y);
         tg_tensor *loss = chartext_loss(s, gpt_logits(s, &g, x), y);
         if (tg_backward(s, loss) != TG_OK ||
             tg_clip_grad_norm(p, tg_model_params(m), tg_model_nparams(m), 1.0, 2.0, false,
@@ -201,36 +182,11 @@ int main(int argc, char **argv)
             break;
         }
         tg_optim_zero_grad(opt);
-        loss_sum += tg_item(loss);
+        double l = tg_item(loss);
         tg_ctx_reset(s);
-
-        if (i % log_every == 0 || i == steps) {
-            int64_t k = i % log_every ? i % log_every : log_every; /* steps in the sum */
-            val = chartext_val_loss(s, gpt_logits, &g, &t, val_batches, batch, block);
-            printf("step %5lld  train loss %.4f  val loss %.4f  lr %.2g  %.1f s\n", (long long)i,
-                   loss_sum / (double)k, val, tg_optim_lr(opt), ex_now() - t0);
-            fflush(stdout);
-            loss_sum = 0;
-        }
-        if (i % sample_every == 0 || i == steps) {
-            int64_t n = generate(s, &g, &t, block, prompt, sample_len, temperature, sample);
-            if (n < 0) {
-                rc = ex_fail(s, "gpt: sampling");
-                break;
-            }
-            chartext_print_sample(&t, sample, n);
-        }
+        rc = chartext_progress_step(s, &pr, &r, &t, &cm, i, l, tg_optim_lr(opt));
     }
-    if (rc == 0 && max_val > 0 && !(val <= max_val)) {
-        fprintf(stderr, "%s: validation loss %.4f is above --max-val-loss %.4f\n", argv[0], val,
-                max_val);
-        rc = 1;
-    }
-    if (!sample) {
-        fprintf(stderr, "gpt: out of memory\n");
-        rc = 1;
-    }
-    free(sample);
+    rc = chartext_progress_end(&pr, &r, rc);
 
 done:
     tg_ctx_free(s);

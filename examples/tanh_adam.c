@@ -105,16 +105,10 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    tg_ctx_opts co = tg_ctx_defaults();
-    co.seed = (uint64_t)seed;
-    co.n_threads = 1; /* batches of 32 x 2: threads would only cost */
-    tg_ctx *p = tg_ctx_new_opts(&co), *s = tg_ctx_new_opts(&co);
-    if (!p || !s) {
-        fprintf(stderr, "tanh_adam: out of memory or bad options\n");
-        tg_ctx_free(s);
-        tg_ctx_free(p);
-        return 1;
-    }
+    /* The seed fixes the initial weights, the data and the batches; one thread, as the batches are
+     * tiny. */
+    tg_ctx *p, *s;
+    if (!ex_contexts(argv[0], seed, 1, &p, &s)) return 1;
 
     /* Model first, so its initial weights depend on the seed alone. */
     tg_model *m = tg_model_new(p);

@@ -39,16 +39,10 @@ int main(int argc, char **argv)
     if (rc >= 0) return rc;
 
     /* The persistent context's seed fixes the initial weights. */
-    tg_ctx_opts co = tg_ctx_defaults();
-    co.seed = (uint64_t)seed;
-    co.n_threads = 1; /* four samples: threads would only cost */
-    tg_ctx *p = tg_ctx_new_opts(&co), *s = tg_ctx_new_opts(&co);
-    if (!p || !s) {
-        fprintf(stderr, "xor: out of memory or bad options\n");
-        tg_ctx_free(s);
-        tg_ctx_free(p);
-        return 1;
-    }
+    /* The seed fixes the initial weights; one thread, as the batches are
+     * tiny. */
+    tg_ctx *p, *s;
+    if (!ex_contexts(argv[0], seed, 1, &p, &s)) return 1;
 
     /* The model: PyTorch's default initialisation for each Linear. */
     tg_model *m = tg_model_new(p);
