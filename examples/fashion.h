@@ -24,7 +24,34 @@ static const char *const fashion_classes[10] = {
 typedef struct {
     tg_tensor *train_x, *train_y; /* F32 [60000, <image shape>] in [0, 1], I64 [60000] */
     tg_tensor *test_x, *test_y;   /* the same for the 10,000 test images */
+    int64_t n_train, n_test;      /* how many of them the run uses (--limit, --test-limit) */
 } fashion_data;
+
+/* What both examples' command lines share. */
+typedef struct {
+    int64_t epochs, batch, limit, test_limit, seed, threads;
+    double lr, min_acc;
+    const char *dir;
+} fashion_run;
+
+/* The run's entries of an option table (follow them with {0}). */
+#define FASHION_RUN_OPTS(r)                                                                       \
+    {"epochs", EX_INT, &(r).epochs, "passes over the training set"},                              \
+        {"batch", EX_INT, &(r).batch, "mini-batch size"},                                         \
+        {"lr", EX_DOUBLE, &(r).lr, "Adam learning rate (the start, with a schedule)"},            \
+        {"limit", EX_INT, &(r).limit, "train on the first N images (0: all 60,000)"},             \
+        {"test-limit", EX_INT, &(r).test_limit, "evaluate on the first N test images"},           \
+        {"seed", EX_INT, &(r).seed, "seed of weights and shuffling"},                             \
+        {"threads", EX_INT, &(r).threads, "kernel threads (0: all cores)"},                       \
+        {"data", EX_STRING, &(r).dir, "directory of the four .gz files"},                         \
+        {"min-accuracy", EX_DOUBLE, &(r).min_acc, "exit 1 below this test accuracy"}
+
+/* The defaults of a run of the given epochs and learning rate. */
+static inline fashion_run fashion_run_defaults(int64_t epochs, double lr)
+{
+    return (fashion_run){.epochs = epochs, .batch = 64, .test_limit = 10000, .seed = 1, .lr = lr,
+                         .dir = FASHION_DIR};
+}
 
 /* Reads dir/<name> into c: images scaled to [0, 1] and reshaped to
  * [N, image shape], or labels as I64 [N]. NULL with the error on c. */
@@ -43,19 +70,27 @@ static inline tg_tensor *fashion_file(tg_ctx *c, const char *dir, const char *na
 }
 
 /*
- * Reads the four files of dir into c, each image shaped image_shape
- * (TG_SHAPE(784) for an MLP, TG_SHAPE(1, 28, 28) for a CNN). Returns 0, or
+ * Reads the four files of r->dir into c, each image shaped image_shape
+ * (TG_SHAPE(784) for an MLP, TG_SHAPE(1, 28, 28) for a CNN), and sets the
+ * counts the run uses from --limit and --test-limit. Returns 0, or
  * the exit status for main after printing why: 77 (meson's "skipped")
  * when the files cannot be opened, 1 for any other error.
  */
-static inline int fashion_load(tg_ctx *c, const char *dir, int ndim, const int64_t *image_shape,
-                               fashion_data *d)
+static inline int fashion_load(tg_ctx *c, const fashion_run *r, int ndim,
+                               const int64_t *image_shape, fashion_data *d)
 {
+    const char *dir = r->dir;
     d->train_x = fashion_file(c, dir, "train-images-idx3-ubyte.gz", ndim, image_shape);
     d->train_y = fashion_file(c, dir, "train-labels-idx1-ubyte.gz", 0, NULL);
     d->test_x = fashion_file(c, dir, "t10k-images-idx3-ubyte.gz", ndim, image_shape);
     d->test_y = fashion_file(c, dir, "t10k-labels-idx1-ubyte.gz", 0, NULL);
-    if (d->test_y) return 0;
+    if (d->test_y) {
+        d->n_train = tg_shape(d->train_y)[0];
+        d->n_test = tg_shape(d->test_y)[0];
+        if (r->limit > 0 && r->limit < d->n_train) d->n_train = r->limit;
+        if (r->test_limit >= 0 && r->test_limit < d->n_test) d->n_test = r->test_limit;
+        return 0;
+    }
     if (tg_ctx_status(c) == TG_ERR_IO) {
         fprintf(stderr, "%s\nskipped: install dataset-fashion-mnist or pass --data DIR\n",
                 tg_ctx_errmsg(c));
@@ -96,7 +131,7 @@ static inline double fashion_accuracy(tg_ctx *s, tg_module *net, const fashion_d
 }
 
 /* Per-class accuracy (recall) from a confusion matrix. */
-static inline void fashion_print_classes(int64_t confusion[10][10])
+static inline void fashion_print_classes(const int64_t confusion[10][10])
 {
     printf("per class (recall):");
     for (int k = 0; k < 10; k++) {
@@ -108,5 +143,23 @@ static inline void fashion_print_classes(int64_t confusion[10][10])
     printf("\n");
 }
 
+
+/*
+ * The end of a run: the per-class recall and the last line
+ * test_accuracy=0.XXXX on the run's test images. Returns the exit status:
+ * 0, or 1 when the accuracy is below --min-accuracy or on an error.
+ */
+static inline int fashion_finish(tg_ctx *s, tg_module *net, const fashion_data *d,
+                                 const fashion_run *r)
+{
+    int64_t confusion[10][10];
+    double acc = fashion_accuracy(s, net, d, d->n_test, confusion);
+    if (acc < 0) return ex_fail(s, "evaluation");
+    fashion_print_classes((const int64_t(*)[10])confusion);
+    printf("test_accuracy=%.4f\n", acc);
+    if (acc >= r->min_acc) return 0;
+    fprintf(stderr, "test accuracy %.4f is below --min-accuracy %.4f\n", acc, r->min_acc);
+    return 1;
+}
 
 #endif /* TAPEGRAD_FASHION_H */

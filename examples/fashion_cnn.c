@@ -39,32 +39,19 @@ static void add_stage(tg_model *m, tg_module *net, const char *name, int64_t in,
 
 int main(int argc, char **argv)
 {
-    int64_t epochs = 2, batch = 64, limit = 0, test_limit = 10000, seed = 1, threads = 0;
-    double min_acc = 0, lr = 2e-3;
-    const char *dir = FASHION_DIR;
+    fashion_run r = fashion_run_defaults(2, 2e-3);
     const ex_opt opts[] = {
-        {"epochs", EX_INT, &epochs, "passes over the training set"},
-        {"batch", EX_INT, &batch, "mini-batch size"},
-        {"lr", EX_DOUBLE, &lr, "Adam's starting learning rate (cosine to 0)"},
-        {"limit", EX_INT, &limit, "train on the first N images (0: all 60,000)"},
-        {"test-limit", EX_INT, &test_limit, "evaluate on the first N test images"},
-        {"seed", EX_INT, &seed, "seed of weights and shuffling"},
-        {"threads", EX_INT, &threads, "kernel threads (0: all cores)"},
-        {"data", EX_STRING, &dir, "directory of the four .gz files"},
-        {"min-accuracy", EX_DOUBLE, &min_acc, "exit 1 below this test accuracy"},
+        FASHION_RUN_OPTS(r),
         {0},
     };
     int rc = ex_parse(argc, argv, "fashion_cnn [options]", opts, 0, NULL);
     if (rc >= 0) return rc;
 
     tg_ctx *p, *s;
-    if (!ex_contexts(argv[0], seed, threads, &p, &s)) return 1;
-
+    if (!ex_contexts(argv[0], r.seed, r.threads, &p, &s)) return 1;
     fashion_data d;
-    if ((rc = fashion_load(p, dir, TG_SHAPE(1, 28, 28), &d)) != 0) goto done;
-    int64_t n_train = tg_shape(d.train_y)[0], n_test = tg_shape(d.test_y)[0];
-    if (limit > 0 && limit < n_train) n_train = limit;
-    if (test_limit >= 0 && test_limit < n_test) n_test = test_limit;
+    if ((rc = fashion_load(p, &r, TG_SHAPE(1, 28, 28), &d)) != 0) goto done;
+    int64_t batch = r.batch, n_train = d.n_train, n_test = d.n_test;
 
     tg_model *m = tg_model_new(p);
     tg_module *net = tg_nn_sequential_new(m, "net");
@@ -73,17 +60,17 @@ int main(int argc, char **argv)
     tg_nn_sequential_add(net, tg_nn_flatten_new(m, 1, -1));
     tg_nn_sequential_add(net, tg_nn_linear_new(m, "fc", 32 * 7 * 7, 10, true));
     tg_adam_opts ao = tg_adam_defaults();
-    ao.lr = lr;
+    ao.lr = r.lr;
     tg_optim *opt = tg_adam_new(p, tg_model_params(m), tg_model_nparams(m), &ao);
 
     tg_batcher_opts bo = tg_batcher_defaults();
     bo.batch_size = batch;
-    bo.seed = (uint64_t)seed;
+    bo.seed = (uint64_t)r.seed;
     tg_batcher *batches = tg_batcher_new(p, n_train, &bo);
     tg_tensor *bx = tg_tensor_new(p, TG_F32, TG_SHAPE(batch, 1, 28, 28));
     tg_tensor *by = tg_tensor_new(p, TG_I64, TG_SHAPE(batch));
     /* The cosine runs over every step of the run. */
-    tg_lr_schedule sched = tg_lr_cosine(lr, epochs * tg_batcher_batches(batches), 0.0);
+    tg_lr_schedule sched = tg_lr_cosine(r.lr, r.epochs * tg_batcher_batches(batches), 0.0);
     if (!opt || !batches || !by) {
         rc = ex_fail(p, "fashion_cnn: setup");
         goto done;
@@ -92,7 +79,7 @@ int main(int argc, char **argv)
            (long long)tg_model_numel(m), (long long)n_train, (long long)n_test);
 
     double acc = 0;
-    for (int64_t epoch = 1; epoch <= epochs; epoch++) {
+    for (int64_t epoch = 1; epoch <= r.epochs; epoch++) {
         double t0 = ex_now(), loss_sum = 0;
         int64_t steps = 0, n;
         const int64_t *idx;
@@ -124,18 +111,7 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
 
-    int64_t confusion[10][10];
-    if ((acc = fashion_accuracy(s, net, &d, n_test, confusion)) < 0) {
-        rc = ex_fail(s, "fashion_cnn: evaluation");
-        goto done;
-    }
-    fashion_print_classes(confusion);
-    printf("test_accuracy=%.4f\n", acc);
-    if (acc < min_acc) {
-        fprintf(stderr, "%s: test accuracy %.4f is below --min-accuracy %.4f\n", argv[0], acc,
-                min_acc);
-        rc = 1;
-    }
+    rc = fashion_finish(s, net, &d, &r);
 
 done:
     tg_ctx_free(s);
