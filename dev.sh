@@ -24,7 +24,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
 
 PACKAGES=(build-essential meson ninja-build pkg-config libopenblas-dev libcjson-dev zlib1g-dev check valgrind
-    dataset-fashion-mnist)
+    dataset-fashion-mnist bible-kjv)
 # only the fuzz job needs clang and its libFuzzer runtime
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
