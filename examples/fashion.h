@@ -53,15 +53,17 @@ static inline fashion_run fashion_run_defaults(int64_t epochs, double lr)
                          .dir = FASHION_DIR};
 }
 
-/* Reads dir/<name> into c: images scaled to [0, 1] and reshaped to
- * [N, image shape], or labels as I64 [N]. NULL with the error on c. */
-static inline tg_tensor *fashion_file(tg_ctx *c, const char *dir, const char *name, int ndim,
-                                      const int64_t *image_shape)
+/* Reads the first limit items (0: all) of dir/<name> into c: images
+ * scaled to [0, 1] and reshaped to [N, image shape], or labels as I64 [N].
+ * NULL with the error on c. */
+static inline tg_tensor *fashion_file(tg_ctx *c, const char *dir, const char *name, int64_t limit,
+                                      int ndim, const int64_t *image_shape)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     tg_idx_opts o = tg_idx_defaults();
     o.scale = true; /* u8 pixels / 255; labels stay integers (I64) */
+    o.max_items = limit; /* only those are inflated: quick small runs */
     tg_tensor *t = tg_idx_read(c, path, &o);
     if (!t || ndim == 0) return t;
     int64_t shape[8] = {tg_shape(t)[0]};
@@ -80,10 +82,11 @@ static inline int fashion_load(tg_ctx *c, const fashion_run *r, int ndim,
                                const int64_t *image_shape, fashion_data *d)
 {
     const char *dir = r->dir;
-    d->train_x = fashion_file(c, dir, "train-images-idx3-ubyte.gz", ndim, image_shape);
-    d->train_y = fashion_file(c, dir, "train-labels-idx1-ubyte.gz", 0, NULL);
-    d->test_x = fashion_file(c, dir, "t10k-images-idx3-ubyte.gz", ndim, image_shape);
-    d->test_y = fashion_file(c, dir, "t10k-labels-idx1-ubyte.gz", 0, NULL);
+    int64_t nl = r->limit > 0 ? r->limit : 0, tl = r->test_limit > 0 ? r->test_limit : 0;
+    d->train_x = fashion_file(c, dir, "train-images-idx3-ubyte.gz", nl, ndim, image_shape);
+    d->train_y = fashion_file(c, dir, "train-labels-idx1-ubyte.gz", nl, 0, NULL);
+    d->test_x = fashion_file(c, dir, "t10k-images-idx3-ubyte.gz", tl, ndim, image_shape);
+    d->test_y = fashion_file(c, dir, "t10k-labels-idx1-ubyte.gz", tl, 0, NULL);
     if (d->test_y) {
         d->n_train = tg_shape(d->train_y)[0];
         d->n_test = tg_shape(d->test_y)[0];

@@ -53,11 +53,19 @@ typedef struct {
     /* The most bytes of element data accepted (after inflating); larger
      * files are TG_ERR_FORMAT. 0 (the default): 4 GiB. */
     uint64_t max_bytes;
+    /* Read only the first max_items items along dim 0 (dim 0 of the result
+     * is then min(dim 0, max_items)); 0 (the default): all. A plain file
+     * is still checked to hold all the data its dims say; of a gzip file
+     * only the bytes of those items are inflated, and the rest of the
+     * stream is neither read nor checked: a quick way to load a sample of
+     * a large data set. Negative: TG_ERR_INVALID. */
+    int64_t max_items;
 } tg_idx_opts;
 
 #define TG_IDX_AUTO (-1)
 
-/* Defaults: dtype TG_IDX_AUTO, scale false, max_bytes 0 (4 GiB). */
+/* Defaults: dtype TG_IDX_AUTO, scale false, max_bytes 0 (4 GiB), max_items
+ * 0 (all). */
 tg_idx_opts tg_idx_defaults(void);
 
 /*
