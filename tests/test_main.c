@@ -45,7 +45,9 @@
     X(io)              \
     X(layers)          \
     X(data)            \
-    X(crashsafe)
+    X(crashsafe)       \
+    X(determinism)     \
+    X(hostile)
 
 #define TEST_DECLARE(name) Suite *name##_suite(void);
 TEST_SUITES(TEST_DECLARE)

@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -187,6 +188,13 @@ char *tg__read_file(tg_ctx *c, const char *fn, const char *path, size_t *len)
     }
     char *buf = NULL;
     long size = -1;
+    struct stat sb;
+    /* fopen opens a directory for reading, and ftell then says LONG_MAX */
+    if (fstat(fileno(f), &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        tg__fail(c, TG_ERR_IO, "%s: %s is not a regular file", fn, path);
+        fclose(f);
+        return NULL;
+    }
     if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
     if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
         tg__fail(c, TG_ERR_IO, "%s: cannot size %s: %s", fn, path, strerror(errno));
