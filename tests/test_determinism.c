@@ -64,7 +64,9 @@ static void train(tf_kind kind, int threads, uint64_t seed, outcome *out)
 {
     memset(out, 0, sizeof *out);
     tf_run r;
-    tf_opts o = {.kind = kind, .threads = threads, .seed = seed};
+    /* valgrind runs the small models: it serialises threads anyway, and
+     * the plain and sanitizer runs cover the split kernels */
+    tf_opts o = {.kind = kind, .small = tu_under_valgrind(), .threads = threads, .seed = seed};
     ck_assert_msg(tf_new(&r, &o), "setup: %s", tf_error(&r));
     ck_assert_int_eq(tg_ctx_threads(r.s), threads);
     out->steps = steps_for_test();
@@ -133,8 +135,9 @@ END_TEST
 /* A shared input: contributions in the reverse order of recording         */
 /* ---------------------------------------------------------------------- */
 
-/* M elements: over two parallel grains, so the adds split with 2 threads. */
-enum { M = 3 * 32768 };
+/* M elements: over two parallel grains, so the adds split with 2 threads
+ * (3,000 under valgrind, which serialises threads anyway). */
+static int M = 3 * 32768;
 
 /* Per element, three scales where the order of f32 addition matters:
  * a huge value, a small one and minus the huge one, in rotating roles. */
@@ -169,23 +172,25 @@ static float *shared_grad(int threads, const float *s1, const float *s2, const f
     tg_tensor *u3 = tg_sum(c, tg_mul(c, x, d));
     tg_tensor *loss = tg_add(c, tg_add(c, u1, u2), u3);
     tu_assert_status(tg_backward(c, loss), TG_OK);
-    float *g = malloc(M * sizeof *g);
+    float *g = malloc((size_t)M * sizeof *g);
     ck_assert_ptr_nonnull(g);
-    tu_assert_status(tg_copy_out(tg_grad(x), g, M * sizeof *g), TG_OK);
+    tu_assert_status(tg_copy_out(tg_grad(x), g, (size_t)M * sizeof *g), TG_OK);
     tg_ctx_free(c);
     return g;
 }
 
 START_TEST(test_shared_input_fixed_order)
 {
-    float *s1 = malloc(M * sizeof *s1), *s2 = malloc(M * sizeof *s2), *s3 = malloc(M * sizeof *s3);
+    if (tu_under_valgrind()) M = 3000;
+    size_t bytes = (size_t)M * sizeof(float);
+    float *s1 = malloc(bytes), *s2 = malloc(bytes), *s3 = malloc(bytes);
     ck_assert(s1 && s2 && s3);
     scales(s1, s2, s3);
     float *g1 = shared_grad(1, s1, s2, s3);
     float *g2 = shared_grad(2, s1, s2, s3);
     float *g1b = shared_grad(1, s1, s2, s3);
-    ck_assert_msg(memcmp(g1, g2, M * sizeof *g1) == 0, "1 and 2 threads differ");
-    ck_assert_msg(memcmp(g1, g1b, M * sizeof *g1) == 0, "two runs differ");
+    ck_assert_msg(memcmp(g1, g2, bytes) == 0, "1 and 2 threads differ");
+    ck_assert_msg(memcmp(g1, g1b, bytes) == 0, "two runs differ");
     /* the walk meets the last use first: ((s3 + s2) + s1), in f32 */
     int other_orders = 0;
     for (int i = 0; i < M; i++) {
@@ -214,7 +219,7 @@ END_TEST
  *   h = tanh(x @ w + v);  loss = mean(tanh(h @ w) * v)
  * The accumulated gradients of w and v are bit-identical across thread
  * counts and runs. Returns both, concatenated (malloc'd). */
-enum { TR = 512, TD = 256 };
+static int64_t TR = 512, TD = 256; /* 64 and 32 under valgrind */
 
 static float *tied_grads(int threads)
 {
@@ -232,18 +237,19 @@ static float *tied_grads(int threads)
     tg_tensor *h = tg_tanh(c, tg_add(c, tg_matmul(c, x, w), v));
     tg_tensor *loss = tg_mean(c, tg_mul(c, tg_tanh(c, tg_matmul(c, h, w)), v));
     tu_assert_status(tg_backward(c, loss), TG_OK);
-    float *g = malloc((TD * TD + TD) * sizeof *g);
+    float *g = malloc((size_t)(TD * TD + TD) * sizeof *g);
     ck_assert_ptr_nonnull(g);
-    tu_assert_status(tg_copy_out(tg_grad(w), g, TD * TD * sizeof *g), TG_OK);
-    tu_assert_status(tg_copy_out(tg_grad(v), g + TD * TD, TD * sizeof *g), TG_OK);
+    tu_assert_status(tg_copy_out(tg_grad(w), g, (size_t)(TD * TD) * sizeof *g), TG_OK);
+    tu_assert_status(tg_copy_out(tg_grad(v), g + TD * TD, (size_t)TD * sizeof *g), TG_OK);
     tg_ctx_free(c);
     return g;
 }
 
 START_TEST(test_tied_parameters)
 {
+    if (tu_under_valgrind()) TR = 64, TD = 32;
     float *g1 = tied_grads(1), *g2 = tied_grads(2), *g1b = tied_grads(1);
-    size_t n = (TD * TD + TD) * sizeof *g1;
+    size_t n = (size_t)(TD * TD + TD) * sizeof *g1;
     ck_assert_msg(memcmp(g1, g2, n) == 0, "1 and 2 threads differ");
     ck_assert_msg(memcmp(g1, g1b, n) == 0, "two runs differ");
     bool nonzero = false;
