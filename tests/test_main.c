@@ -45,6 +45,7 @@
     X(io)              \
     X(layers)          \
     X(data)            \
+    X(checkpoint)      \
     X(crashsafe)       \
     X(determinism)     \
     X(hostile)

@@ -329,6 +329,40 @@ START_TEST(test_prod_zeros_grad)
 }
 END_TEST
 
+/* Sets holding infinities or NaN: the product of the others by IEEE rules
+ * (torch agrees except at the infinity itself, where its prod / x is NaN),
+ * and a finite set next to them keeps its exact gradient and second
+ * derivative. */
+START_TEST(test_prod_nonfinite_grad)
+{
+    tg_ctx *c = tu_ctx();
+    const double inf = INFINITY;
+    tu_assert_values(grad_of(c, f_prod, 3, (double[]){inf, 3, 2}), 0, 6, inf, inf);
+    tu_assert_values(grad_of(c, f_prod, 3, (double[]){-inf, 3, -2}), 0, -6, inf, -inf);
+    tu_assert_values(grad_of(c, f_prod, 3, (double[]){inf, inf, 2}), 0, inf, inf, inf);
+    tg_tensor *g = grad_of(c, f_prod, 3, (double[]){inf, 0, 2});
+    double v[3];
+    tu_assert_status(tg_copy_out(g, v, sizeof v), TG_OK);
+    ck_assert(v[0] == 0 && v[1] == inf && isnan(v[2])); /* inf * 0 is NaN */
+    g = grad_of(c, f_prod, 3, (double[]){NAN, 3, 2});
+    tu_assert_status(tg_copy_out(g, v, sizeof v), TG_OK);
+    ck_assert(v[0] == 6 && isnan(v[1]) && isnan(v[2]));
+    /* rows: [inf, 3, 2] and a finite [1.5, -2, 3], to second order */
+    tg_tensor *x =
+        tg_tensor_from(c, TG_F64, TG_SHAPE(2, 3), (double[]){inf, 3, 2, 1.5, -2, 3});
+    tg_set_requires_grad(x, true);
+    tg_tensor *p = tg_sum(c, tg_prod_axes(c, x, 1, (int[]){1}, false)), *d = NULL, *h = NULL;
+    tu_assert_status(tg_grad_of(c, 1, &p, NULL, 1, &x, true, &d), TG_OK);
+    tu_assert_values(d, 0, 6, inf, inf, -6, 4.5, -3);
+    tg_tensor *s = tg_sum(c, tg_slice(c, d, 0, 1, 2, 1));
+    tu_assert_status(tg_grad_of(c, 1, &s, NULL, 1, &x, false, &h), TG_OK);
+    /* row 1: H @ ones = [-2 + 3, 1.5 + 3, 1.5 - 2] */
+    tu_assert_values(h, 1e-12, 0, 0, 0, 1, 4.5, -0.5);
+    tu_assert_ok(c);
+    tg_ctx_free(c);
+}
+END_TEST
+
 /* The backward rules in f32: constants and results keep the dtype. */
 START_TEST(test_grad_f32)
 {
@@ -679,6 +713,7 @@ Suite *reduce_suite(void)
     tcase_add_test(tc, test_prod_zeros_grad);
     tcase_add_test(tc, test_grad_f32);
     tcase_add_test(tc, test_prod_zeros_gradcheck);
+    tcase_add_test(tc, test_prod_nonfinite_grad);
     tcase_add_test(tc, test_std_norm_zero_grad);
     tcase_add_test(tc, test_norm_p_half_gradcheck);
     suite_add_tcase(s, tc);

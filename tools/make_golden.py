@@ -540,9 +540,10 @@ EDGES = {
 #     tapegrad 0;
 #   max/min over a set holding NaN: torch NaN for every element of the
 #     set, tapegrad all of dout to the NaN;
-#   prod of [inf, 0, 2]: torch [0, inf, NaN] (the products of the others),
-#     tapegrad [NaN, NaN, NaN]; prod of [inf, 3, 2]: both NaN at the inf
-#     where the product of the others is 6.
+#   prod at an infinity or NaN without a zero in its set: torch NaN (its
+#     prod / x), tapegrad the product of the others ([inf, 3, 2] gives 6 at
+#     the inf); where the set holds a zero both give the products of the
+#     others ([inf, 0, 2]: [0, inf, NaN]), which is what is probed.
 NONFINITE = {
     "relu": [(0, put((0, {6: INF, 7: -INF})))],
     "abs": [(0, put((0, {6: INF, 7: -INF})))],
@@ -556,7 +557,7 @@ NONFINITE = {
     "div": [(0, put((0, {0: 1.0, 2: 0.0}), (1, {0: 0.0, 2: 0.0})))],
     "logsumexp": [(1, put((0, {0: -INF, 4: -INF, 8: -INF, 13: INF})))],
     "softmax": [(0, put((0, {8: INF})))],
-    "prod": [(1, put((0, {13: NAN})))],
+    "prod": [(1, put((0, {13: INF, 17: 0.0})))],
     "sqrt": [(0, put((0, {0: -1.0, 1: INF})))],
     "log": [(0, put((0, {0: -1.0})))],
     "pow": [(0, put((0, {0: -2.0, 1: -2.0, 2: -INF}), (1, {0: 3.0, 1: 0.5, 2: 2.0})))],

@@ -115,6 +115,14 @@ int tg_ctx_threads(const tg_ctx *c);
 /* Reseeds the context's RNG (used by tg_rand, tg_randn and gradcheck). */
 void tg_ctx_seed(tg_ctx *c, uint64_t seed);
 
+/* The RNG's whole state (xoshiro256**, four words), for checkpoints:
+ * tg_ctx_set_rng with it continues the exact same stream of random numbers
+ * (dropout masks, tg_rand, ...). get on a NULL c gives zeros. set returns
+ * TG_ERR_INVALID (recorded, state unchanged) for NULL or the all-zero
+ * state, which xoshiro cannot leave. */
+void tg_ctx_get_rng(const tg_ctx *c, uint64_t state[4]);
+tg_status tg_ctx_set_rng(tg_ctx *c, const uint64_t state[4]);
+
 /* Arena bytes handed out since the last reset (tensors, nodes, scratch). */
 size_t tg_ctx_bytes_used(const tg_ctx *c);
 

@@ -1,5 +1,6 @@
 /*
- * tapegrad/io.h - checkpoints (safetensors) and single-tensor .npy files.
+ * tapegrad/io.h - safetensors files, training checkpoints built on them,
+ * and single-tensor .npy files.
  *
  * A safetensors file is an 8-byte little-endian header length N, N bytes
  * of JSON ({"name": {"dtype": "F32", "shape": [2, 3], "data_offsets":
@@ -18,6 +19,9 @@
 #ifndef TAPEGRAD_IO_H
 #define TAPEGRAD_IO_H
 
+#include "data.h"
+#include "nn.h"
+#include "optim.h"
 #include "tensor.h"
 
 #ifdef __cplusplus
@@ -83,6 +87,68 @@ tg_tensor *tg_npy_read(tg_ctx *c, const char *path);
 
 /* The same from len bytes in memory. */
 tg_tensor *tg_npy_parse(tg_ctx *c, const void *buf, size_t len);
+
+/* ====================================================================== */
+/* Checkpoints: a training run's whole state in one safetensors file       */
+/* ====================================================================== */
+
+/*
+ * What a checkpoint holds. Every member may be NULL (n_meta 0): only what
+ * is named is saved or restored. In the file:
+ *   the model's parameters and buffers  under their own names ("fc1.weight",
+ *                                       "bn.running_mean"), so PyTorch users
+ *                                       can load_state_dict them directly
+ *   the optimizer's state               "optim.<entry>" for every entry of
+ *                                       tg_optim_state_get ("optim.step",
+ *                                       "optim.lr", "optim.fc1.weight.exp_avg")
+ *   the batcher's state                 "batcher.state", I64 [7]: rng[4],
+ *                                       epoch, pos, n (tg_batcher_state)
+ *   the RNG of the context rng          "rng.state", I64 [4] (the words'
+ *                                       bit patterns)
+ * and as metadata "format" = "tapegrad.checkpoint", "format_version" = "1",
+ * "optimizer" = tg_optim_kind (when optim is set), then the caller's pairs.
+ */
+typedef struct {
+    tg_model *model;     /* parameters and buffers */
+    tg_optim *optim;     /* optimizer state */
+    tg_batcher *batcher; /* where the data order stands */
+    tg_ctx *rng;         /* a context whose RNG stream is kept, e.g. the step
+                            context dropout draws from */
+    int n_meta;          /* caller's metadata: n_meta string key/value pairs */
+    const char *const *meta_keys;
+    const char *const *meta_values;
+} tg_checkpoint;
+
+/*
+ * Writes everything ck names to path as one safetensors file, atomically
+ * (temporary file, fsync, rename: a crash leaves the previous file whole).
+ * Scratch memory comes from c's allocator and is returned before the call
+ * ends; nothing is left in any arena. Errors, recorded on c and returned:
+ * TG_ERR_INVALID (NULL c, path or ck; a negative n_meta or NULL metadata
+ * arrays; a metadata key that is one of the three above; names that
+ * collide, e.g. a parameter named "rng.state"), TG_ERR_NOMEM, TG_ERR_IO
+ * (target untouched, no temporary left), or the error of reading the
+ * optimizer's state (also on its context).
+ */
+tg_status tg_checkpoint_save(tg_ctx *c, const char *path, const tg_checkpoint *ck);
+
+/*
+ * Reads path and restores everything ck names, all or nothing: the file is
+ * read and every entry checked (present; the exact shape; a floating dtype
+ * for floating tensors, f32 and f64 converting into each other, I64 for
+ * I64; valid batcher and RNG states; see tg_optim_load_state and
+ * tg_batcher_set_state) before anything is written, so on error the model,
+ * the optimizer, the batcher and the RNG are as they were. Tensors in the
+ * file that ck does not ask for are ignored, so a plain safetensors file
+ * of weights (from PyTorch, say) restores a model. A "format_version"
+ * other than "1" is refused. To read the metadata first (which model to
+ * build), use tg_safetensors_read and tg_safetensors_meta. Scratch memory
+ * as for tg_checkpoint_save. Errors, recorded on c and returned (and on
+ * the model's, optimizer's or batcher's context when theirs refused):
+ * TG_ERR_INVALID (NULLs; a missing entry, named; an invalid state),
+ * TG_ERR_SHAPE, TG_ERR_DTYPE, TG_ERR_IO, TG_ERR_FORMAT, TG_ERR_NOMEM.
+ */
+tg_status tg_checkpoint_load(tg_ctx *c, const char *path, const tg_checkpoint *ck);
 
 #ifdef __cplusplus
 }

@@ -61,3 +61,20 @@ void tg_ctx_seed(tg_ctx *c, uint64_t seed)
     if (!c) return;
     tg__rng_seed(c->rng, seed);
 }
+
+void tg_ctx_get_rng(const tg_ctx *c, uint64_t state[4])
+{
+    if (!state) return;
+    for (int i = 0; i < 4; i++) state[i] = c ? c->rng[i] : 0;
+}
+
+tg_status tg_ctx_set_rng(tg_ctx *c, const uint64_t state[4])
+{
+    if (!c) return TG_ERR_INVALID;
+    if (!state) return tg__fail(c, TG_ERR_INVALID, "tg_ctx_set_rng: NULL state");
+    if ((state[0] | state[1] | state[2] | state[3]) == 0)
+        return tg__fail(c, TG_ERR_INVALID,
+                        "tg_ctx_set_rng: the all-zero state is not a valid xoshiro256** state");
+    for (int i = 0; i < 4; i++) c->rng[i] = state[i];
+    return TG_OK;
+}

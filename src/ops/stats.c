@@ -421,35 +421,31 @@ tg_tensor *tg_prod_axes(tg_ctx *c, tg_tensor *x, int naxes, const int *axes, boo
  *   k in Z:      dout * W * (1 if z == 1, sum_{j in Z} x_j - x_k if z == 2, 0 if z > 2)
  * W, pZ and the sums are built from x with ops (the zero positions masked
  * by constants), so the values are exact and the result is differentiable:
- * second derivatives are exact too, at zeros included.
+ * second derivatives are exact too, at zeros included. y is the product
+ * over each set, spread to x's shape.
  */
-void tg__prod_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
+static tg_tensor *prod_grad(tg_ctx *c, const tg__node *n, tg_tensor *x, tg_tensor *y,
+                            tg_tensor *g)
 {
-    if (!NODE_X->requires_grad) return;
-    tg_tensor *x = NODE_X;
     uint32_t mask = NODE_MASK;
     int axes[TG_MAX_DIMS];
     int na = mask_axes(mask, x->ndim, axes);
     int64_t N = tg__numel(x->ndim, x->shape);
     tg_tensor *zm = zero_mask(c, x);
-    if (!zm) return;
+    if (!zm) return NULL;
     double *z = tg__const_doubles(c, zm);
-    if (!z) return;
+    if (!z) return NULL;
     int64_t nz = 0;
     for (int64_t i = 0; i < N; i++) nz += z[i] != 0.0;
-    tg_tensor *g = spread(c, n, dout);
-    if (nz == 0) {
-        dx[0] = tg_div(c, tg_mul(c, g, spread(c, n, n->out)), x);
-        return;
-    }
+    if (nz == 0) return tg_div(c, tg_mul(c, g, y), x);
     /* per-set zero counts, spread to x's shape; c1 = [z == 1], c2 = [z == 2] */
     tg_tensor *cnt = tg_sum_axes(c, zm, na, axes, NODE_KEEP);
-    if (!cnt) return;
+    if (!cnt) return NULL;
     double *cs = tg__const_spread(c, x, mask, cnt);
     double *c1 = tg__arena_alloc(c, (size_t)N * sizeof(double));
     double *c2 = tg__arena_alloc(c, (size_t)N * sizeof(double));
     double *kp = tg__arena_alloc(c, (size_t)N * sizeof(double));
-    if (!cs || !c1 || !c2 || !kp) return;
+    if (!cs || !c1 || !c2 || !kp) return NULL;
     for (int64_t i = 0; i < N; i++) {
         c1[i] = cs[i] == 1.0;
         c2[i] = cs[i] == 2.0;
@@ -458,7 +454,7 @@ void tg__prod_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
     tg_tensor *C1 = tg__const_from(c, x->dtype, x->ndim, x->shape, c1);
     tg_tensor *C2 = tg__const_from(c, x->dtype, x->ndim, x->shape, c2);
     tg_tensor *keep = tg__const_from(c, x->dtype, x->ndim, x->shape, kp);
-    if (!C1 || !C2 || !keep) return;
+    if (!C1 || !C2 || !keep) return NULL;
     tg_tensor *xz = tg_mul(c, x, zm);                  /* x on Z, 0 elsewhere */
     tg_tensor *xr = tg_add(c, tg_mul(c, x, keep), zm); /* x off Z, 1 on Z */
     tg_tensor *W = spread(c, n, tg_prod_axes(c, xr, na, axes, NODE_KEEP));
@@ -466,7 +462,94 @@ void tg__prod_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
     tg_tensor *sZ = spread(c, n, tg_sum_axes(c, xz, na, axes, NODE_KEEP));
     tg_tensor *off_z = tg_div(c, tg_mul(c, keep, pZ), xr);
     tg_tensor *on_z = tg_mul(c, zm, tg_add(c, C1, tg_mul(c, C2, tg_sub(c, sZ, x))));
-    dx[0] = tg_mul(c, g, tg_mul(c, W, tg_add(c, off_z, on_z)));
+    return tg_mul(c, g, tg_mul(c, W, tg_add(c, off_z, on_z)));
+}
+
+/* The per-set sum of the 0/1 marks v (x's shape), spread back to x's shape. */
+static double *set_count(tg_ctx *c, const tg__node *n, tg_tensor *x, double *v)
+{
+    int axes[TG_MAX_DIMS];
+    int na = mask_axes(NODE_MASK, x->ndim, axes);
+    tg_tensor *t = tg__const_from(c, TG_F64, x->ndim, x->shape, v);
+    tg_tensor *s = t ? tg_sum_axes(c, t, na, axes, NODE_KEEP) : NULL;
+    return s ? tg__const_spread(c, x, NODE_MASK, s) : NULL;
+}
+
+/*
+ * Sets holding an infinity or a NaN: prod_{j != k} x_j by IEEE rules (as
+ * torch: [inf, 0, 2] gives [0, inf, NaN], [inf, 3, 2] gives 6 at the inf),
+ * from per-set counts of zeros, infinities (and negative ones) and NaNs
+ * and the product F of the finite non-zero values; a constant, since the
+ * derivative of a product through an infinity is not defined. The other
+ * sets go through prod_grad on x with these sets replaced by ones, so they
+ * keep exact second derivatives.
+ */
+void tg__prod_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
+{
+    if (!NODE_X->requires_grad) return;
+    tg_tensor *x = NODE_X;
+    int64_t N = tg__numel(x->ndim, x->shape);
+    tg_tensor *g = spread(c, n, dout);
+    double *xv = tg__const_doubles(c, x);
+    if (!g || !xv) return;
+    int64_t nnf = 0;
+    for (int64_t i = 0; i < N; i++) nnf += !isfinite(xv[i]);
+    if (nnf == 0) {
+        dx[0] = prod_grad(c, n, x, spread(c, n, n->out), g);
+        return;
+    }
+    size_t bytes = (size_t)N * sizeof(double);
+    double *m[5];
+    for (int k = 0; k < 5; k++)
+        if (!(m[k] = tg__arena_alloc(c, bytes))) return;
+    double *fin = tg__arena_alloc(c, bytes);
+    if (!fin) return;
+    for (int64_t i = 0; i < N; i++) {
+        double v = xv[i];
+        m[0][i] = !isfinite(v);
+        m[1][i] = v == 0.0;
+        m[2][i] = isinf(v) != 0; /* glibc: -1 for -inf */
+        m[3][i] = isinf(v) && v < 0;
+        m[4][i] = isnan(v) != 0;
+        fin[i] = isfinite(v) && v != 0.0 ? v : 1.0;
+    }
+    double *cnt[5];
+    for (int k = 0; k < 5; k++)
+        if (!(cnt[k] = set_count(c, n, x, m[k]))) return;
+    int axes[TG_MAX_DIMS];
+    int na = mask_axes(NODE_MASK, x->ndim, axes);
+    tg_tensor *ft = tg__const_from(c, TG_F64, x->ndim, x->shape, fin);
+    tg_tensor *fs = ft ? tg_prod_axes(c, ft, na, axes, NODE_KEEP) : NULL;
+    double *F = fs ? tg__const_spread(c, x, NODE_MASK, fs) : NULL;
+    double *e = tg__arena_alloc(c, bytes), *bad = tg__arena_alloc(c, bytes);
+    if (!F || !e || !bad) return;
+    for (int64_t i = 0; i < N; i++) {
+        double v = xv[i];
+        bad[i] = cnt[0][i] > 0;
+        /* the others: counts without element i, F without its factor */
+        double zeros = cnt[1][i] - m[1][i], infs = cnt[2][i] - m[2][i];
+        double neg = cnt[3][i] - m[3][i], nans = cnt[4][i] - m[4][i];
+        double f = isfinite(v) && v != 0.0 ? F[i] / v : F[i];
+        if (nans > 0 || (zeros > 0 && infs > 0)) e[i] = NAN;
+        else if (zeros > 0) e[i] = 0.0;
+        else if (infs > 0) e[i] = (f < 0) != (fmod(neg, 2.0) == 1.0) ? -INFINITY : INFINITY;
+        else e[i] = f;
+        if (!bad[i]) e[i] = 0.0;
+    }
+    /* x with the non-finite sets replaced by ones (differentiably) */
+    double *ok = tg__arena_alloc(c, bytes);
+    if (!ok) return;
+    for (int64_t i = 0; i < N; i++) ok[i] = 1.0 - bad[i];
+    tg_tensor *OK = tg__const_from(c, x->dtype, x->ndim, x->shape, ok);
+    tg_tensor *BAD = tg__const_from(c, x->dtype, x->ndim, x->shape, bad);
+    tg_tensor *E = tg__const_from(c, x->dtype, x->ndim, x->shape, e);
+    if (!OK || !BAD || !E) return;
+    (void)N;
+    /* where, not x * OK + BAD: inf * 0 is NaN */
+    tg_tensor *xsafe = tg_where(c, OK, x, BAD);
+    tg_tensor *ysafe = xsafe ? spread(c, n, tg_prod_axes(c, xsafe, na, axes, NODE_KEEP)) : NULL;
+    tg_tensor *good = ysafe ? prod_grad(c, n, xsafe, ysafe, g) : NULL;
+    dx[0] = tg_where(c, OK, good, tg_mul(c, g, E));
 }
 
 /* ====================================================================== */
