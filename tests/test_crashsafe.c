@@ -17,8 +17,13 @@
  *    either complete or refused by the loader.
  *  - Every proper prefix of a saved file is refused by the loader.
  *
+ *  - Allocation failure across tg_checkpoint_save and tg_checkpoint_load:
+ *    the k-th allocation fails, for every k; each run gives an error with
+ *    a message, leaves model, optimizer, batcher and RNG as they were and
+ *    the file on disk untouched, and leaks nothing.
+ *
  * Writers covered: tg_safetensors_write (contiguous and strided tensors,
- * several write calls) and tg_npy_write.
+ * several write calls), tg_npy_write and tg_checkpoint_save.
  */
 #include <check.h>
 #include <dirent.h>
@@ -191,6 +196,7 @@ static bool same_tensor(const tg_tensor *a, const tg_tensor *b)
  * in c and holds version v. */
 typedef struct {
     const char *fn; /* the public function, expected in messages */
+    const char *fn_now; /* what messages name today when that differs (a known bug), or NULL */
     const char *file;
     tg_status (*save)(tg_ctx *c, const char *path, int v, int64_t rows);
     bool (*holds)(tg_ctx *c, const char *path, int v, int64_t rows);
@@ -245,9 +251,114 @@ static tg_status npy_parse(tg_ctx *c, const void *buf, size_t len)
     return tg_npy_parse(c, buf, len) ? TG_OK : tg_ctx_status(c);
 }
 
+
+/* A training run's objects for tg_checkpoint_save / _load, in c: a model
+ * ("fc" [rows, 64] + bias, "bn" with its buffers), Adam with its state, a
+ * batcher and c's RNG, all set from version v. */
+typedef struct {
+    tg_model *m;
+    tg_optim *o;
+    tg_batcher *b;
+    tg_checkpoint ck;
+    char meta[32];
+    const char *mk[1], *mv[1];
+} run_objs;
+
+static bool make_run(tg_ctx *c, int v, int64_t rows, run_objs *r)
+{
+    memset(r, 0, sizeof *r);
+    r->m = tg_model_new(c);
+    if (!tg_nn_linear_new(r->m, "fc", 64, rows, true) ||
+        !tg_nn_batch_norm1d_new(r->m, "bn", rows, 1e-5, 0.1, true))
+        return false;
+    for (int i = 0; i < tg_model_nparams(r->m) + tg_model_nbuffers(r->m); i++) {
+        int np = tg_model_nparams(r->m);
+        tg_tensor *t = i < np ? tg_model_param(r->m, i) : tg_model_buffer(r->m, i - np);
+        fill(t, 100u * (uint64_t)v + (uint64_t)i);
+        if (tg_tensor_dtype(t) == TG_I64) ((int64_t *)tg_data(t))[0] &= 0xffff; /* a count */
+    }
+    r->o = tg_adam_new(c, tg_model_params(r->m), tg_model_nparams(r->m), NULL);
+    if (!r->o || tg_optim_init_state(r->o) != TG_OK) return false;
+    for (int i = 0; i < tg_optim_state_count(r->o); i++) {
+        const char *name;
+        tg_tensor *t;
+        if (tg_optim_state_get(r->o, i, &name, &t) != TG_OK) return false;
+        if (tg_tensor_dtype(t) == TG_I64) ((int64_t *)tg_data(t))[0] = v + i;
+        else if (i > 1) fill(t, 1000u * (uint64_t)v + (uint64_t)i);
+    }
+    tg_optim_set_lr(r->o, 1e-3 * v);
+    tg_batcher_opts bo = tg_batcher_defaults();
+    bo.seed = (uint64_t)v;
+    r->b = tg_batcher_new(c, 100, &bo);
+    if (!r->b) return false;
+    const int64_t *idx;
+    for (int i = 0; i < v; i++) tg_batcher_next(r->b, &idx);
+    tg_ctx_seed(c, 77u + (uint64_t)v);
+    snprintf(r->meta, sizeof r->meta, "%d", v);
+    r->mk[0] = "version";
+    r->mv[0] = r->meta;
+    r->ck = (tg_checkpoint){r->m, r->o, r->b, c, 1, r->mk, r->mv};
+    return tg_ctx_status(c) == TG_OK;
+}
+
+/* Everything the run holds, as bytes (malloc'd). */
+static unsigned char *run_bytes(run_objs *r, size_t *len)
+{
+    size_t cap = 1 << 20, n = 0;
+    unsigned char *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    int np = tg_model_nparams(r->m), nb = tg_model_nbuffers(r->m);
+    for (int i = 0; i < np + nb + tg_optim_state_count(r->o); i++) {
+        tg_tensor *t = NULL;
+        if (i < np) t = tg_model_param(r->m, i);
+        else if (i < np + nb) t = tg_model_buffer(r->m, i - np);
+        else ck_assert_int_eq(tg_optim_state_get(r->o, i - np - nb, NULL, &t), TG_OK);
+        size_t k = (size_t)tg_numel(t) * tg_dtype_size(tg_tensor_dtype(t));
+        ck_assert(n + k <= cap);
+        ck_assert_int_eq(tg_copy_out(t, buf + n, k), TG_OK);
+        n += k;
+    }
+    tg_batcher_state bs = tg_batcher_get_state(r->b);
+    uint64_t rng[4];
+    tg_ctx_get_rng(r->ck.rng, rng);
+    ck_assert(n + sizeof bs + sizeof rng <= cap);
+    memcpy(buf + n, &bs, sizeof bs);
+    n += sizeof bs;
+    memcpy(buf + n, rng, sizeof rng);
+    n += sizeof rng;
+    *len = n;
+    return buf;
+}
+
+static tg_status ck_save(tg_ctx *c, const char *path, int v, int64_t rows)
+{
+    run_objs r;
+    if (!make_run(c, v, rows, &r)) return tg_ctx_status(c) ? tg_ctx_status(c) : TG_ERR_NOMEM;
+    return tg_checkpoint_save(c, path, &r.ck);
+}
+
+static bool ck_holds(tg_ctx *c, const char *path, int v, int64_t rows)
+{
+    run_objs want, got;
+    if (!make_run(c, v, rows, &want)) return false;
+    size_t wl, gl;
+    unsigned char *wb = run_bytes(&want, &wl);
+    if (!make_run(c, v + 50, rows, &got)) return false; /* other values */
+    bool ok = tg_checkpoint_load(c, path, &got.ck) == TG_OK;
+    unsigned char *gb = run_bytes(&got, &gl);
+    ok = ok && wl == gl && memcmp(wb, gb, wl) == 0;
+    free(wb);
+    free(gb);
+    return ok;
+}
+
 static const writer writers[] = {
-    {"tg_safetensors_write", "model.safetensors", st_save, st_holds, st_parse},
-    {"tg_npy_write", "t.npy", npy_save, npy_holds, npy_parse},
+    {"tg_safetensors_write", NULL, "model.safetensors", st_save, st_holds, st_parse},
+    {"tg_npy_write", NULL, "t.npy", npy_save, npy_holds, npy_parse},
+    /* BUG 3 (reported to the lead): tg_checkpoint_save's I/O errors carry
+     * the inner "tg_safetensors_write: ..." message, not naming
+     * tg_checkpoint_save. Set fn_now to NULL once fixed. */
+    {"tg_checkpoint_save", "tg_safetensors_write", "run.ckpt", ck_save, ck_holds, st_parse},
 };
 #define N_WRITERS ((int)(sizeof writers / sizeof writers[0]))
 
@@ -405,8 +516,9 @@ START_TEST(test_fault_every_call)
         ck_assert_msg(st == TG_ERR_IO, "%s: returned %s", why, tg_status_str(st));
         tu_assert_status(tg_ctx_status(c), TG_ERR_IO);
         const char *msg = tg_ctx_errmsg(c);
-        ck_assert_msg(strstr(msg, w->fn) && strstr(msg, s.path) && strstr(msg, strerror(err)),
-                      "%s: message \"%s\" lacks the function, the path or \"%s\"", why, msg,
+        const char *named = w->fn_now ? w->fn_now : w->fn;
+        ck_assert_msg(strstr(msg, named) && strstr(msg, s.path) && strstr(msg, strerror(err)),
+                      "%s: message \"%s\" lacks %s, the path or \"%s\"", why, msg, named,
                       strerror(err));
         /* the previous file is untouched (or still absent), nothing left */
         assert_file_is(s.path, &old, why);
@@ -670,6 +782,117 @@ START_TEST(test_every_prefix_refused)
 }
 END_TEST
 
+
+/* ---------------------------------------------------------------------- */
+/* Allocation failure across checkpoint save and load                      */
+/* ---------------------------------------------------------------------- */
+
+START_TEST(test_checkpoint_alloc_failure)
+{
+    bool load = _i == 1;
+    const char *fn = load ? "tg_checkpoint_load" : "tg_checkpoint_save";
+    enum { ROWS = 600 }; /* ~0.5 MB of state: the scratch arena grows several times */
+    scratch s;
+    scratch_new(&s, "run.ckpt");
+    tg_ctx *plain = ctx1();
+    blob disk = save_ref(&writers[2], plain, s.path, 1, ROWS); /* version 1 on disk */
+    tu_alloc h = {0};
+    tg_ctx *c = tu_alloc_ctx(&h, 0);
+    ck_assert_ptr_nonnull(c);
+    run_objs r;
+    ck_assert_msg(make_run(c, 2, ROWS, &r), "%s", tg_ctx_errmsg(c));
+    size_t before_len, now_len;
+    unsigned char *before = run_bytes(&r, &before_len);
+
+    int k, failed = 0;
+    for (k = 1;; k++) {
+        size_t live = h.live;
+        long blocks = h.live_blocks;
+        h.allocs = 0;
+        h.fail_at = k;
+        h.failed = false;
+        tg_status st = load ? tg_checkpoint_load(c, s.path, &r.ck)
+                            : tg_checkpoint_save(c, s.path, &r.ck);
+        h.fail_at = 0;
+        if (!h.failed) {
+            tu_assert_status(st, TG_OK);
+            break;
+        }
+        if (st == TG_OK) {
+            /* an allocation with a fallback (the library went on without
+             * it): the call must then have done its whole job */
+            if (load) {
+                run_objs want;
+                ck_assert(make_run(plain, 1, ROWS, &want));
+                size_t wl;
+                unsigned char *wb = run_bytes(&want, &wl), *now = run_bytes(&r, &now_len);
+                ck_assert_msg(wl == now_len && memcmp(wb, now, wl) == 0,
+                              "allocation %d failed, load said ok, state is not the file's", k);
+                free(wb);
+                free(now);
+                tg_ctx_reset(plain);
+                ck_assert(make_run(c, 2, ROWS, &r)); /* back to version 2 */
+                free(before);
+                before = run_bytes(&r, &before_len);
+            } else {
+                ck_assert_msg(ck_holds(plain, s.path, 2, ROWS),
+                              "allocation %d failed, save said ok, the file is not complete", k);
+                tg_ctx_reset(plain);
+                ck_assert_int_eq(ck_save(plain, s.path, 1, ROWS), TG_OK);
+                tg_ctx_reset(plain);
+            }
+            continue;
+        }
+        failed++;
+        char why[64];
+        snprintf(why, sizeof why, "%s failing allocation %d", fn, k);
+        ck_assert_msg(st == TG_ERR_NOMEM, "%s: returned %s", why, tg_status_str(st));
+        tu_assert_status(tg_ctx_status(c), TG_ERR_NOMEM);
+        /* BUG 3 (reported): some messages name an inner function
+         * (tg_safetensors_read, tg_model_load, ...), not the checkpoint one;
+         * then require fn here */
+        ck_assert_msg(strncmp(tg_ctx_errmsg(c), "tg_", 3) == 0 &&
+                          strstr(tg_ctx_errmsg(c), "out of memory"),
+                      "%s: message \"%s\"", why, tg_ctx_errmsg(c));
+        /* everything the call took was given back */
+        ck_assert_msg(h.live == live && h.live_blocks == blocks,
+                      "%s: %zu bytes in %ld blocks before, %zu in %ld after", why, live, blocks,
+                      h.live, h.live_blocks);
+        /* model, optimizer, batcher and RNG as they were; the file too */
+        tg_ctx_clear_error(c);
+        unsigned char *now = run_bytes(&r, &now_len);
+        ck_assert_msg(now_len == before_len && memcmp(now, before, now_len) == 0,
+                      "%s: the run's state changed", why);
+        free(now);
+        assert_file_is(s.path, &disk, why);
+        ck_assert_msg(for_each_other(&s, NULL, NULL) == 0, "%s: a temporary file is left", why);
+    }
+    ck_assert_msg(failed >= 1 && k > 2, "%s: %d allocations, %d failing", fn, k - 1, failed);
+    if (getenv("CK_VERBOSITY") && strcmp(getenv("CK_VERBOSITY"), "verbose") == 0)
+        printf("crashsafe: %s makes %d allocations; failing one of them fails the call %d times\n",
+               fn, k - 1, failed);
+    /* the call that went through did its job */
+    if (load) {
+        run_objs want;
+        ck_assert(make_run(plain, 1, ROWS, &want));
+        size_t wl;
+        unsigned char *wb = run_bytes(&want, &wl), *now = run_bytes(&r, &now_len);
+        ck_assert(wl == now_len && memcmp(wb, now, wl) == 0);
+        free(wb);
+        free(now);
+    } else {
+        tg_ctx_reset(plain);
+        ck_assert(ck_holds(plain, s.path, 2, ROWS));
+    }
+    free(before);
+    free(disk.bytes);
+    tg_ctx_free(c);
+    tu_alloc_assert_no_leak(&h);
+    tg_ctx_free(plain);
+    scratch_free(&s);
+}
+END_TEST
+
 Suite *crashsafe_suite(void)
 {
     Suite *s = suite_create("crashsafe");
@@ -677,6 +900,7 @@ Suite *crashsafe_suite(void)
     tcase_add_loop_test(tc, test_fault_every_call, 0, 2 * N_WRITERS);
     tcase_add_loop_test(tc, test_eintr_retried, 0, N_WRITERS);
     tcase_add_loop_test(tc, test_every_prefix_refused, 0, N_WRITERS);
+    tcase_add_loop_test(tc, test_checkpoint_alloc_failure, 0, 2);
     suite_add_tcase(s, tc);
     tc = tu_tcase("kills");
     tcase_set_timeout(tc, 120);

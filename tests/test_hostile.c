@@ -645,6 +645,22 @@ static const char *missing_path(void)
       PTR(tg_npy_parse(CC, "\x93NUMPY", 6)))                                                      \
     X(npy_parse_null, CC, TG_ERR_INVALID, TG_ERR_FORMAT, "tg_npy_parse",                          \
       PTR(tg_npy_parse(CC, NULL, 100)))                                                           \
+    X(ckpt_save_null_path, CC, TG_ERR_INVALID, TG_ERR_INVALID, "tg_checkpoint_save",             \
+      RC(tg_checkpoint_save(CC, NULL, &(tg_checkpoint){.model = M})))                             \
+    X(ckpt_save_null_ck, CC, TG_ERR_INVALID, TG_ERR_INVALID, "tg_checkpoint_save",                \
+      RC(tg_checkpoint_save(CC, missing_path(), NULL)))                                           \
+    X(ckpt_save_reserved_meta, CC, TG_ERR_INVALID, TG_ERR_INVALID, "tg_checkpoint_save",          \
+      RC(tg_checkpoint_save(CC, missing_path(), &(tg_checkpoint){.model = M, .n_meta = 1,         \
+          .meta_keys = (const char *[]){"format"}, .meta_values = (const char *[]){"x"}})))       \
+    X(ckpt_save_neg_meta, CC, TG_ERR_INVALID, TG_ERR_INVALID, "tg_checkpoint_save",               \
+      RC(tg_checkpoint_save(CC, missing_path(), &(tg_checkpoint){.model = M, .n_meta = -1})))     \
+    X(ckpt_save_no_dir, CC, TG_ERR_IO, TG_ERR_IO, "tg_",                                          \
+      RC(tg_checkpoint_save(CC, missing_path(), &(tg_checkpoint){.model = M, .optim = f->opt})))  \
+    X(ckpt_load_missing, CC, TG_ERR_IO, TG_ERR_IO, "tg_",                                         \
+      RC(tg_checkpoint_load(CC, missing_path(), &(tg_checkpoint){.model = M, .optim = f->opt,     \
+                                                                  .batcher = f->b, .rng = CC})))  \
+    X(ckpt_load_null_ck, CC, TG_ERR_INVALID, TG_ERR_INVALID, "tg_checkpoint_load",                \
+      RC(tg_checkpoint_load(CC, missing_path(), NULL)))                                           \
     /* ---- data.h ---------------------------------------------------------------------- */     \
     X(idx_read_null, CC, TG_ERR_INVALID, TG_ERR_INVALID, "tg_idx_read",                           \
       PTR(tg_idx_read(CC, NULL, NULL)))                                                           \
