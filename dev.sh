@@ -7,6 +7,8 @@
 #   ./dev.sh asan            the tests under ASan + UBSan (build dir build-asan)
 #   ./dev.sh valgrind        the tests under valgrind (meson test --setup valgrind)
 #   ./dev.sh fuzz            each libFuzzer target for TG_FUZZ_SECONDS (30) seconds
+#   ./dev.sh soak [ARGS...]  the soak test (tests/soak/soak.c: 20,000 training steps
+#                            per model, resident memory checked); not part of `test`
 #   ./dev.sh install-check   meson install into a temporary prefix, then build and
 #                            run tests/install/contract_app.c against it through
 #                            pkg-config, linked shared and static
@@ -144,7 +146,8 @@ check_summary() {
 # summary; the status of meson test.
 run_tests() {
     local dir="$1" setup="${2:-}"
-    local -a args=(-C "$dir" --print-errorlogs)
+    # the soak test is a separate job (./dev.sh soak), never part of a run
+    local -a args=(-C "$dir" --print-errorlogs --no-suite soak)
     if [[ -n "$setup" ]]; then
         args+=(--setup "$setup")
     fi
@@ -178,6 +181,13 @@ cmd_asan() {
     export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
     export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
     run_tests build-asan
+}
+
+cmd_soak() {
+    setup
+    build build
+    log "running build/tests/soak $*"
+    nice build/tests/soak "$@"
 }
 
 cmd_valgrind() {
@@ -271,7 +281,7 @@ cmd_fuzz() {
 }
 
 usage() {
-    sed -n '3,15p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '3,17p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 main() {
@@ -283,6 +293,10 @@ main() {
     valgrind) cmd_valgrind ;;
     install-check) cmd_install_check ;;
     fuzz) cmd_fuzz ;;
+    soak)
+        shift
+        cmd_soak "$@"
+        ;;
     setup) setup ;;
     build)
         setup
