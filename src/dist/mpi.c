@@ -289,15 +289,16 @@ static void advance(tg_tensor *const *ps, int n, int64_t s, int *pi, int64_t *p0
 /* Stream positions [s, e) of this rank's weighted contribution into buf:
  * flags at [0, n), then parameter elements; *pi / *p0 is a cursor (the
  * parameter whose elements start at stream position p0), moved forward. */
-static void pack_grads(tg_tensor *const *ps, int n, double w, int64_t s, int64_t e, double *buf,
-                       int *pi, int64_t *p0)
+static void pack_grads(const tg_dist *d, tg_tensor *const *ps, int n, double w, int64_t s,
+                       int64_t e, double *buf, int *pi, int64_t *p0)
 {
     for (int64_t k = s; k < e && k < n; k++) buf[k - s] = ps[k]->grad ? 1.0 : 0.0;
     advance(ps, n, s, pi, p0);
     int i = *pi;
     int64_t start = *p0;
     while (i < n && start < e) {
-        const tg_tensor *g = ps[i]->grad;
+        /* a gradient attached by this call holds no contribution */
+        const tg_tensor *g = d->fresh[i] ? NULL : ps[i]->grad;
         int64_t len = tg_numel(ps[i]);
         int64_t a = s > start ? s - start : 0, b = e - start < len ? e - start : len;
         double *dst = buf + (start + a - s);
@@ -348,7 +349,6 @@ static tg_status attach_missing(tg_dist *d, const char *fn, tg_tensor *const *ps
 {
     for (int i = 0; i < n; i++) {
         tg_tensor *p = ps[i];
-        d->fresh[i] = NULL;
         if (d->flags[i] <= 0.5 || p->grad) continue;
         d->fresh[i] = tg__empty(p->ctx, fn, p->dtype, p->ndim, p->shape);
         if (!d->fresh[i]) {
@@ -381,9 +381,10 @@ tg_status tg_dist_allreduce_grads(tg_dist *d, tg_tensor *const *params, int n, d
     int pi = 0, ui = 0;
     int64_t p0 = n, u0 = n;
     bool attached = false;
+    for (int i = 0; i < n; i++) d->fresh[i] = NULL;
     for (int64_t s = 0; s < len; s += cap) {
         int64_t e = len - s < cap ? len : s + cap;
-        pack_grads(params, n, weight, s, e, buf, &pi, &p0);
+        pack_grads(d, params, n, weight, s, e, buf, &pi, &p0);
         int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)(e - s), MPI_DOUBLE, MPI_SUM, d->comm);
         if (rc != MPI_SUCCESS) return tg__dist_mpi_fail(c, fn, "MPI_Allreduce", rc);
         if (c->status != TG_OK) continue; /* keep step with the others, write nothing */
