@@ -44,7 +44,8 @@
     X(optim)           \
     X(io)              \
     X(layers)          \
-    X(data)
+    X(data)            \
+    X(dist)
 
 #define TEST_DECLARE(name) Suite *name##_suite(void);
 TEST_SUITES(TEST_DECLARE)
