@@ -288,7 +288,7 @@ cmd_mpi() {
     local vlog=build-mpi/meson-logs/valgrind-mpi.txt
     rc=0
     OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none \
-        OMPI_MCA_mca_base_component_disable_dlclose=1 TG_NUM_THREADS=1 \
+        OMPI_MCA_mca_base_component_disable_dlclose=1 OMPI_MCA_mpi_yield_when_idle=1 TG_NUM_THREADS=1 \
         mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2 \
         valgrind -q --num-callers=50 --error-exitcode=1 --leak-check=full \
         --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
