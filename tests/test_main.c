@@ -48,7 +48,8 @@
     X(checkpoint)      \
     X(crashsafe)       \
     X(determinism)     \
-    X(hostile)
+    X(hostile)         \
+    X(dist)
 
 #define TEST_DECLARE(name) Suite *name##_suite(void);
 TEST_SUITES(TEST_DECLARE)
