@@ -199,7 +199,8 @@ START_TEST(test_shard_errors)
 {
     tg_ctx *c = tu_ctx();
     tg_batcher_opts o = tg_batcher_defaults();
-    const int bad[][2] = {{0, 0}, {-1, 2}, {2, 2}, {3, 2}, {0, -1}};
+    /* (rank 0, world 0) is zero-initialised options, which means world 1 */
+    const int bad[][2] = {{1, 0}, {-1, 2}, {2, 2}, {3, 2}, {0, -1}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         o.rank = bad[i][0];
         o.world = bad[i][1];

@@ -252,7 +252,9 @@ typedef struct {
     uint64_t seed;      /* seed of the batcher's own RNG; default 0 */
     int rank, world;    /* sharding for data-parallel training (dist.h):
                            this process is rank `rank` of `world`, 0 <= rank
-                           < world; default 0 of 1 (no sharding) */
+                           < world; default 0 of 1 (no sharding); world
+                           0 with rank 0 (options zero-initialised, e.g.
+                           by a designated initializer) means 1 */
 } tg_batcher_opts;
 
 /*

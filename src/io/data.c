@@ -88,6 +88,7 @@ tg_batcher *tg_batcher_new(tg_ctx *c, int64_t n, const tg_batcher_opts *opts)
                  (long long)o.batch_size);
         return NULL;
     }
+    if (o.world == 0 && o.rank == 0) o.world = 1; /* zero-initialised options: no sharding */
     if (o.world < 1 || o.rank < 0 || o.rank >= o.world) {
         tg__fail(c, TG_ERR_INVALID, "%s: rank %d of world %d: need world >= 1 and 0 <= rank < world",
                  fn, o.rank, o.world);
