@@ -23,7 +23,6 @@ _Noreturn void tg__assert_fail(const char *file, int line, const char *expr);
 typedef struct tg__chunk {
     struct tg__chunk *next;
     size_t size; /* usable bytes after the header */
-    size_t used;
 } tg__chunk;
 
 struct tg__node;
@@ -41,6 +40,8 @@ struct tg_ctx {
 
     tg__chunk *head; /* every block this context holds */
     tg__chunk *cur;  /* the block allocations come from */
+    char *bump;      /* next free byte of cur (TG__ALIGN-aligned) */
+    char *bump_end;  /* end of cur's usable bytes, rounded down to TG__ALIGN */
     size_t used;     /* bytes handed out since the last reset */
 
     tg__tape tape;
@@ -67,7 +68,22 @@ void tg__heap_free(tg_ctx *c, void *p, size_t n);
 /* ---- arena ------------------------------------------------------------ */
 /* n bytes aligned to TG__ALIGN, valid until the next reset; NULL with
  * TG_ERR_NOMEM recorded on c when the allocator fails or n overflows. */
-void *tg__arena_alloc(tg_ctx *c, size_t n);
+void *tg__arena_alloc_slow(tg_ctx *c, size_t n);
+static inline void *tg__arena_alloc(tg_ctx *c, size_t n)
+{
+    /* The fast path every op takes: a bump in the current block. bump and
+     * bump_end are TG__ALIGN-aligned, so n <= room implies the rounded size
+     * fits too; n == 0 and oversized requests go to the slow path. */
+    size_t room = (size_t)(c->bump_end - c->bump);
+    if (n - 1 < room) {
+        size_t need = (n + TG__ALIGN - 1) & ~(size_t)(TG__ALIGN - 1);
+        void *p = c->bump;
+        c->bump += need;
+        c->used += need;
+        return p;
+    }
+    return tg__arena_alloc_slow(c, n);
+}
 void *tg__arena_calloc(tg_ctx *c, size_t count, size_t size);
 
 /* ---- errors ----------------------------------------------------------- */
