@@ -134,7 +134,8 @@ tg_tensor *tg__ew_const1(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *x, c
     if (!tg__ok(c) || !x) return NULL;
     double q[4];
     copy_params(q, p);
-    tg_tensor *m = tg__empty(c, fn, x->dtype, x->ndim, x->shape);
+    c->api = fn;
+    tg_tensor *m = tg__empty_valid(c, x->dtype, x->ndim, x->shape);
     if (!m) return NULL;
     tg_tensor *ops[2] = {m, x};
     ew_run(c, 2, ops, pick(k, x->dtype), q);
@@ -145,13 +146,19 @@ tg_tensor *tg__ew_const2(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *a, t
                          const double *p)
 {
     if (!tg__ok(c) || !a || !b) return NULL;
-    int nd;
-    int64_t shape[TG_MAX_DIMS];
-    if (!bcast2(c, fn, a, b, &nd, shape)) return NULL;
+    tg_tensor *m;
+    if (same_shape(a, b)) {
+        c->api = fn;
+        m = tg__empty_valid(c, a->dtype, a->ndim, a->shape);
+    } else {
+        int nd;
+        int64_t shape[TG_MAX_DIMS];
+        if (!bcast2(c, fn, a, b, &nd, shape)) return NULL;
+        m = tg__empty(c, fn, a->dtype, nd, shape);
+    }
+    if (!m) return NULL;
     double q[4];
     copy_params(q, p);
-    tg_tensor *m = tg__empty(c, fn, a->dtype, nd, shape);
-    if (!m) return NULL;
     tg_tensor *ops[3] = {m, a, b};
     ew_run(c, 3, ops, pick(k, a->dtype), q);
     return m;
@@ -182,6 +189,12 @@ EW_UN_PAIR(k_expm1, expm1f(X), expm1(X))
 EW_UN_PAIR(k_sin, sinf(X), sin(X))
 EW_UN_PAIR(k_cos, cosf(X), cos(X))
 EW_UN_PAIR(k_square, X * X, X * X)
+/* fused backward rules (NO_GRAPH), the composite's operations in order */
+EW_BIN_PAIR(k_log1p_bw, A / (B + 1.0f), A / (B + 1.0))
+EW_BIN_PAIR(k_expm1_bw, A * (B + 1.0f), A * (B + 1.0))
+EW_BIN_PAIR(k_sin_bw, A * cosf(B), A * cos(B))
+EW_BIN_PAIR(k_cos_bw, A * -sinf(B), A * -sin(B))
+EW_BIN_PAIR(k_square_bw, A * (B * 2.0f), A * (B * 2.0))
 EW_UN_PAIR(k_erf, erff(X), erf(X))
 /* clamp: min(max(x, lo), hi); NaN passes through; with lo > hi every
  * element becomes hi */
@@ -244,7 +257,8 @@ tg_tensor *tg_log1p(tg_ctx *c, tg_tensor *x)
 }
 void tg__log1p_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
-    if (NEED(0)) dx[0] = tg_div(c, dout, tg_add_scalar(c, n->in[0], 1.0));
+    if (NEED(0) && NO_GRAPH(c)) dx[0] = FUSED(c, "tg_log1p", k_log1p_bw, dout, n->in[0]);
+    else if (NEED(0)) dx[0] = tg_div(c, dout, tg_add_scalar(c, n->in[0], 1.0));
 }
 
 /* y = exp(x) - 1;  dx = dout * (y + 1) */
@@ -254,7 +268,8 @@ tg_tensor *tg_expm1(tg_ctx *c, tg_tensor *x)
 }
 void tg__expm1_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
-    if (NEED(0)) dx[0] = tg_mul(c, dout, tg_add_scalar(c, n->out, 1.0));
+    if (NEED(0) && NO_GRAPH(c)) dx[0] = FUSED(c, "tg_expm1", k_expm1_bw, dout, n->out);
+    else if (NEED(0)) dx[0] = tg_mul(c, dout, tg_add_scalar(c, n->out, 1.0));
 }
 
 /* y = sin(x);  dx = dout * cos(x) */
@@ -264,7 +279,8 @@ tg_tensor *tg_sin(tg_ctx *c, tg_tensor *x)
 }
 void tg__sin_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
-    if (NEED(0)) dx[0] = tg_mul(c, dout, tg_cos(c, n->in[0]));
+    if (NEED(0) && NO_GRAPH(c)) dx[0] = FUSED(c, "tg_sin", k_sin_bw, dout, n->in[0]);
+    else if (NEED(0)) dx[0] = tg_mul(c, dout, tg_cos(c, n->in[0]));
 }
 
 /* y = cos(x);  dx = -dout * sin(x) */
@@ -274,7 +290,8 @@ tg_tensor *tg_cos(tg_ctx *c, tg_tensor *x)
 }
 void tg__cos_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
-    if (NEED(0)) dx[0] = tg_mul(c, dout, tg_neg(c, tg_sin(c, n->in[0])));
+    if (NEED(0) && NO_GRAPH(c)) dx[0] = FUSED(c, "tg_cos", k_cos_bw, dout, n->in[0]);
+    else if (NEED(0)) dx[0] = tg_mul(c, dout, tg_neg(c, tg_sin(c, n->in[0])));
 }
 
 /* y = x^2;  dx = 2 dout x */
@@ -284,7 +301,8 @@ tg_tensor *tg_square(tg_ctx *c, tg_tensor *x)
 }
 void tg__square_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
-    if (NEED(0)) dx[0] = tg_mul(c, dout, tg_scale(c, n->in[0], 2.0));
+    if (NEED(0) && NO_GRAPH(c)) dx[0] = FUSED(c, "tg_square", k_square_bw, dout, n->in[0]);
+    else if (NEED(0)) dx[0] = tg_mul(c, dout, tg_scale(c, n->in[0], 2.0));
 }
 
 /* y = erf(x);  dx = dout * 2/sqrt(pi) * exp(-x^2) */
