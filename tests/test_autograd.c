@@ -1026,6 +1026,57 @@ START_TEST(test_linear_deferred_all_or_nothing)
 }
 END_TEST
 
+/* The profiling hook counts ops run and nodes walked by name, with the
+ * commit of leaf grads as its own entry; off means no counting. */
+START_TEST(test_profile_counts)
+{
+    tg_profile_stat st;
+    ck_assert(!tg_profile_enabled(C));
+    ck_assert(tg_profile_get(C, "linear", &st));
+    ck_assert_int_eq(st.fwd_calls + st.bwd_calls, 0);
+    ck_assert(!tg_profile_get(C, "no such op", &st));
+    ck_assert(!tg_ctx_set_profile(C, true));
+    ck_assert(tg_profile_enabled(C));
+    tg_tensor *x = mk_pat(TG_SHAPE(5, 4), 1), *w = leaf_pat(TG_SHAPE(3, 4), 2);
+    tg_tensor *b = leaf_pat(TG_SHAPE(3), 3);
+    for (int k = 0; k < 2; k++) {
+        tg_tensor *loss = tg_sum(C, tg_tanh(C, tg_linear(C, x, w, b)));
+        OK(tg_backward(C, loss));
+    }
+    static const struct {
+        const char *name;
+        int64_t fwd, bwd;
+    } want[] = {{"linear", 2, 2}, {"tanh", 2, 2}, {"sum", 2, 2}, {"(commit)", 0, 2}, {"mul", 0, 0}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        ck_assert(tg_profile_get(C, want[i].name, &st));
+        ck_assert_msg(st.fwd_calls == want[i].fwd && st.bwd_calls == want[i].bwd,
+                      "%s: %lld forward, %lld backward", want[i].name, (long long)st.fwd_calls,
+                      (long long)st.bwd_calls);
+    }
+    ck_assert(tg_profile_get(C, "linear", &st));
+    ck_assert_int_ge(st.fwd_bytes, 5 * 3 * (int64_t)sizeof(double)); /* its output at least */
+    ck_assert(st.fwd_ms >= 0 && st.bwd_ms >= 0);
+    FILE *f = tmpfile();
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(tg_profile_report(C, f), TG_OK);
+    rewind(f);
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    ck_assert_msg(strstr(buf, " linear ") && strstr(buf, " total "), "report:\n%s", buf);
+    ck_assert_int_eq(tg_profile_report(NULL, stderr), TG_ERR_INVALID);
+    /* off: nothing counted; reset: all zero */
+    ck_assert(tg_ctx_set_profile(C, false));
+    tg_tanh(C, x);
+    ck_assert(tg_profile_get(C, "tanh", &st));
+    ck_assert_int_eq(st.fwd_calls, 2);
+    tg_profile_reset(C);
+    ck_assert(tg_profile_get(C, "tanh", &st));
+    ck_assert_int_eq(st.fwd_calls, 0);
+}
+END_TEST
+
 Suite *autograd_suite(void)
 {
     Suite *s = suite_create("autograd");
@@ -1059,6 +1110,7 @@ Suite *autograd_suite(void)
     tcase_add_test(tc, test_fused_rules_bit_identical);
     tcase_add_test(tc, test_linear_leaf_grads_direct);
     tcase_add_test(tc, test_linear_deferred_all_or_nothing);
+    tcase_add_test(tc, test_profile_counts);
 
     tc = tcase(s, "grad_of");
     tcase_add_test(tc, test_grad_of);

@@ -424,6 +424,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
     }
 
     /* the reverse walk */
+    if (c->profile) tg__profile_mark(c);
     for (int64_t i = w.nt - 1; i >= 0 && c->status == TG_OK; i--) {
         const tg__node *n = c->tape.nodes[i];
         tg_tensor *g = w.gr[i];
@@ -442,6 +443,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
                     acc[j] = own_grad(&w, n->in[j]);
             if (c->status == TG_OK) tg__ops_acc[n->op](c, n, g, acc);
             c->backward_of = NULL;
+            if (c->profile) tg__profile_backward(c, n->op);
             continue;
         }
         if (!create_graph && !c->anomaly && tg__ops_nograph[n->op]) {
@@ -457,12 +459,13 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
             if (d) accumulate(&w, x, d);
         }
         c->backward_of = NULL;
+        if (c->profile) tg__profile_backward(c, n->op);
     }
     c->backward_of = NULL;
     if (c->status != TG_OK) goto done;
 
     if (!grads) {
-        commit_leaf_grads(&w);
+        if (commit_leaf_grads(&w) == TG_OK && c->profile) tg__profile_commit(c);
         goto done;
     }
     for (int i = 0; i < n_in && c->status == TG_OK; i++) {

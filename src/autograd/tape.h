@@ -57,13 +57,20 @@ tg_status tg__record_node(tg_ctx *c, tg_op op, tg_tensor *out, int n_in, tg_tens
  * as requiring grad, links out->node, and returns TG_OK with *node set so
  * the op can store its arguments. When nothing needs recording *node is
  * NULL. TG_ERR_NOMEM (recorded on c) when the arena is exhausted; in
- * anomaly mode TG_ERR_NUMERIC when out holds a NaN or infinity. Inline so
+ * anomaly mode TG_ERR_NUMERIC when out holds a NaN or infinity. Counts the
+ * op when profiling (profile.c). Inline so
  * that the ops a backward runs with grad mode off pay one test.
  */
+/* Profiling (profile.c): charge the time and bytes since the last mark to
+ * op's forward (not inside a backward) or backward, or to the commit. */
+void tg__profile_forward(tg_ctx *c, tg_op op);
+void tg__profile_backward(tg_ctx *c, tg_op op);
+void tg__profile_commit(tg_ctx *c);
+
 static inline tg_status tg__record(tg_ctx *c, tg_op op, tg_tensor *out, int n_in,
                                    tg_tensor *const *in, tg__node **node)
 {
-    if (!c->anomaly && !tg__wants_grad(c, n_in, in)) {
+    if (!c->anomaly && !c->profile && !tg__wants_grad(c, n_in, in)) {
         *node = NULL;
         return TG_OK;
     }

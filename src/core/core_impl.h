@@ -57,6 +57,12 @@ struct tg_ctx {
 
     int n_threads;
     struct tg__pool *pool; /* created on first parallel use */
+
+    bool profile;           /* count ops (src/autograd/profile.c) */
+    bool prof_env;          /* turned on by TG_PROFILE: report when freed */
+    struct tg__prof *prof;  /* the counts, from the allocator hook */
+    double prof_t;          /* time (ms) and bytes used at the last mark */
+    size_t prof_used;
 };
 
 /* ---- heap through the hook (for things that outlive a reset) ---------- */
@@ -120,6 +126,11 @@ typedef void (*tg__range_fn)(void *arg, int64_t begin, int64_t end);
 void tg__parallel_for(tg_ctx *c, int64_t n, int64_t grain, tg__range_fn fn, void *arg);
 void tg__pool_free(tg_ctx *c);
 int tg__default_threads(void);
+
+/* ---- profiling (src/autograd/profile.c) -------------------------------- */
+void tg__profile_init(tg_ctx *c); /* TG_PROFILE=1: on, report when freed */
+void tg__profile_free(tg_ctx *c); /* the report (TG_PROFILE) and the table */
+void tg__profile_mark(tg_ctx *c); /* later charges count from now */
 
 /* ---- blas (src/core/blas.c is the only file that includes cblas.h) ---- */
 /* C[M,N] = alpha * op(A) op(B) + beta * C, row-major, on float (f64 false)

@@ -87,6 +87,7 @@ tg_ctx *tg_ctx_new_opts(const tg_ctx_opts *opts)
     c->status = TG_OK;
     c->n_threads = o.n_threads ? o.n_threads : tg__default_threads();
     tg__rng_seed(c->rng, o.seed);
+    tg__profile_init(c);
     return c;
 }
 
@@ -102,6 +103,7 @@ static void free_chunks(tg_ctx *c, tg__chunk *ch)
 void tg_ctx_free(tg_ctx *c)
 {
     if (!c) return;
+    tg__profile_free(c);
     tg__pool_free(c);
     free_chunks(c, c->head);
     c->alloc(c->alloc_ud, c, sizeof *c, 0);
@@ -152,6 +154,7 @@ void tg_ctx_reset(tg_ctx *c)
         }
     }
     use_chunk(c, c->head);
+    if (c->profile) tg__profile_mark(c);
 }
 
 static const char *api_name(const tg_ctx *c) { return c->api ? c->api : "tapegrad"; }
