@@ -930,6 +930,153 @@ START_TEST(test_slices_accumulate_in_place)
 }
 END_TEST
 
+
+/* ====================================================================== */
+/* The no-graph fast paths give the composite rules' gradients            */
+/* ====================================================================== */
+
+/* The grads of inputs ins from tg_grad_of with create_graph on: every
+ * backward rule runs as recorded ops (the composite path). */
+static void composite_grads(tg_ctx *c, tg_tensor *loss, int n, tg_tensor *const *ins,
+                            tg_tensor **out)
+{
+    ck_assert_int_eq(tg_grad_of(c, 1, &loss, NULL, n, ins, true, out), TG_OK);
+}
+
+/* Fused elementwise backward rules (grad mode off) do the composite's
+ * operations in the same order: the same bits, f32 and f64. */
+START_TEST(test_fused_rules_bit_identical)
+{
+    typedef tg_tensor *(*un_fn)(tg_ctx *, tg_tensor *);
+    static const un_fn fns[] = {tg_tanh,  tg_sigmoid, tg_sin,   tg_cos,  tg_sqrt,
+                                tg_relu,  tg_square,  tg_log1p, tg_expm1};
+    for (int d = 0; d < 2; d++) {
+        tg_dtype dt = d ? TG_F64 : TG_F32;
+        for (size_t f = 0; f < sizeof fns / sizeof fns[0]; f++) {
+            tg_ctx *c = tg_ctx_new();
+            double v[7] = {0.3, 1.7, 0.01, 2.5, 0.0, 4.0, 0.77};
+            double u[7];
+            float vf[7], uf[7];
+            for (int i = 0; i < 7; i++) {
+                u[i] = 0.1 * i - 0.25;
+                vf[i] = (float)v[i];
+                uf[i] = (float)u[i];
+            }
+            tg_tensor *x = tg_tensor_from(c, dt, TG_SHAPE(7), d ? (void *)v : (void *)vf);
+            tg_tensor *w = tg_tensor_from(c, dt, TG_SHAPE(7), d ? (void *)u : (void *)uf);
+            tg_set_requires_grad(x, true);
+            tg_tensor *loss = tg_sum(c, tg_mul(c, fns[f](c, x), w));
+            tg_tensor *ref;
+            composite_grads(c, loss, 1, &x, &ref);
+            ck_assert_int_eq(tg_backward(c, loss), TG_OK);
+            size_t nb = 7 * tg_dtype_size(dt);
+            char a[56], b[56];
+            ck_assert_int_eq(tg_copy_out(ref, a, nb), TG_OK);
+            ck_assert_int_eq(tg_copy_out(tg_grad(x), b, nb), TG_OK);
+            ck_assert_msg(memcmp(a, b, nb) == 0, "rule %zu dtype %d differs from its composite",
+                          f, (int)dt);
+            tg_ctx_free(c);
+        }
+    }
+}
+END_TEST
+
+/* Linear's no-graph backward writes the weight and bias gradients straight
+ * into .grad (beta = 0 the first time, 1 after); values match the
+ * composite rule, accumulate, and a weight used twice gets both parts. */
+START_TEST(test_linear_leaf_grads_direct)
+{
+    tg_tensor *x = leaf_pat(TG_SHAPE(5, 4), 1), *w = leaf_pat(TG_SHAPE(3, 4), 2);
+    tg_tensor *b = leaf_pat(TG_SHAPE(3), 3), *x2 = mk_pat(TG_SHAPE(2, 4), 4);
+    /* W used by two linears: the second contribution finds the first
+     * deferred and materialises it */
+    tg_tensor *loss = tg_add(C, tg_sum(C, tg_tanh(C, tg_linear(C, x, w, b))),
+                             tg_sum(C, tg_square(C, tg_linear(C, x2, w, NULL))));
+    tg_tensor *ins[3] = {x, w, b}, *ref[3];
+    composite_grads(C, loss, 3, ins, ref);
+    OK(tg_backward(C, loss));
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < 3; i++) {
+            double *want = read_all(ref[i]);
+            for (int64_t e = 0; e < tg_numel(ins[i]); e++) want[e] *= k + 1;
+            expect_at(__LINE__, tg_grad(ins[i]), TOL, tg_ndim(ins[i]), tg_shape(ins[i]), want);
+            free(want);
+        }
+        if (k == 0) OK(tg_backward(C, loss)); /* accumulates with beta = 1 */
+    }
+}
+END_TEST
+
+/* A backward that fails after linear deferred its leaf gradients changes
+ * no .grad: the deferred GEMMs run only at commit. */
+START_TEST(test_linear_deferred_all_or_nothing)
+{
+    tg_tensor *x0 = leaf_pat(TG_SHAPE(4, 3), 1), *a = mk_pat(TG_SHAPE(4, 3), 2);
+    tg_tensor *w = leaf_pat(TG_SHAPE(2, 3), 3), *b = leaf_pat(TG_SHAPE(2), 4);
+    tg_tensor *loss = tg_sum(C, tg_linear(C, tg_mul(C, x0, a), w, b));
+    OK(tg_backward(C, loss));
+    double *gw = read_all(tg_grad(w)), *gb = read_all(tg_grad(b));
+    tg_tensor_bump_version(a); /* the mul node, walked after linear, now refuses */
+    ck_assert_int_eq(tg_backward(C, loss), TG_ERR_MISUSE);
+    tg_ctx_clear_error(C);
+    expect_at(__LINE__, tg_grad(w), 0.0, TG_SHAPE(2, 3), gw);
+    expect_at(__LINE__, tg_grad(b), 0.0, TG_SHAPE(2), gb);
+    free(gw);
+    free(gb);
+}
+END_TEST
+
+/* The profiling hook counts ops run and nodes walked by name, with the
+ * commit of leaf grads as its own entry; off means no counting. */
+START_TEST(test_profile_counts)
+{
+    tg_profile_stat st;
+    ck_assert(!tg_profile_enabled(C));
+    ck_assert(tg_profile_get(C, "linear", &st));
+    ck_assert_int_eq(st.fwd_calls + st.bwd_calls, 0);
+    ck_assert(!tg_profile_get(C, "no such op", &st));
+    ck_assert(!tg_ctx_set_profile(C, true));
+    ck_assert(tg_profile_enabled(C));
+    tg_tensor *x = mk_pat(TG_SHAPE(5, 4), 1), *w = leaf_pat(TG_SHAPE(3, 4), 2);
+    tg_tensor *b = leaf_pat(TG_SHAPE(3), 3);
+    for (int k = 0; k < 2; k++) {
+        tg_tensor *loss = tg_sum(C, tg_tanh(C, tg_linear(C, x, w, b)));
+        OK(tg_backward(C, loss));
+    }
+    static const struct {
+        const char *name;
+        int64_t fwd, bwd;
+    } want[] = {{"linear", 2, 2}, {"tanh", 2, 2}, {"sum", 2, 2}, {"(commit)", 0, 2}, {"mul", 0, 0}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        ck_assert(tg_profile_get(C, want[i].name, &st));
+        ck_assert_msg(st.fwd_calls == want[i].fwd && st.bwd_calls == want[i].bwd,
+                      "%s: %lld forward, %lld backward", want[i].name, (long long)st.fwd_calls,
+                      (long long)st.bwd_calls);
+    }
+    ck_assert(tg_profile_get(C, "linear", &st));
+    ck_assert_int_ge(st.fwd_bytes, 5 * 3 * (int64_t)sizeof(double)); /* its output at least */
+    ck_assert(st.fwd_ms >= 0 && st.bwd_ms >= 0);
+    FILE *f = tmpfile();
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(tg_profile_report(C, f), TG_OK);
+    rewind(f);
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    ck_assert_msg(strstr(buf, " linear ") && strstr(buf, " total "), "report:\n%s", buf);
+    ck_assert_int_eq(tg_profile_report(NULL, stderr), TG_ERR_INVALID);
+    /* off: nothing counted; reset: all zero */
+    ck_assert(tg_ctx_set_profile(C, false));
+    tg_tanh(C, x);
+    ck_assert(tg_profile_get(C, "tanh", &st));
+    ck_assert_int_eq(st.fwd_calls, 2);
+    tg_profile_reset(C);
+    ck_assert(tg_profile_get(C, "tanh", &st));
+    ck_assert_int_eq(st.fwd_calls, 0);
+}
+END_TEST
+
 Suite *autograd_suite(void)
 {
     Suite *s = suite_create("autograd");
@@ -960,6 +1107,10 @@ Suite *autograd_suite(void)
     tcase_add_test(tc, test_view_grads);
     tcase_add_test(tc, test_unreached_leaf);
     tcase_add_test(tc, test_slices_accumulate_in_place);
+    tcase_add_test(tc, test_fused_rules_bit_identical);
+    tcase_add_test(tc, test_linear_leaf_grads_direct);
+    tcase_add_test(tc, test_linear_deferred_all_or_nothing);
+    tcase_add_test(tc, test_profile_counts);
 
     tc = tcase(s, "grad_of");
     tcase_add_test(tc, test_grad_of);

@@ -154,6 +154,46 @@ tg_gradcheck_opts tg_gradcheck_defaults(void);
 tg_status tg_gradcheck(tg_fn f, void *user, tg_tensor **inputs, int n,
                        const tg_gradcheck_opts *opts, char *report, size_t report_len);
 
+/* ---- profiling ---------------------------------------------------------- */
+
+/*
+ * Where a step goes, by op name: with profiling on, a context counts every
+ * op it runs (forward) and every node its backward walks, with wall time
+ * and arena bytes. A forward op's time and bytes are those since the
+ * previous op, backward or reset of the context ended (an op's own cost
+ * when ops follow each other); ops that run inside a backward rule belong
+ * to their node's backward and are not counted on their own. The entry
+ * "(commit)" is the backward's final write of leaf gradients (where linear
+ * layers' weight-gradient GEMMs run). Setting the environment variable
+ * TG_PROFILE=1 turns profiling on in every new context and prints its
+ * report to stderr when the context is freed.
+ */
+typedef struct {
+    int64_t fwd_calls, bwd_calls; /* ops run / backward nodes walked */
+    double fwd_ms, bwd_ms;        /* wall time */
+    int64_t fwd_bytes, bwd_bytes; /* arena bytes allocated */
+} tg_profile_stat;
+
+/* Turns profiling on or off (counts are kept; tg_profile_reset clears
+ * them); returns the previous setting, false for NULL. The first switch on
+ * allocates the table through the context's allocator: without memory it
+ * records TG_ERR_NOMEM and stays off. */
+bool tg_ctx_set_profile(tg_ctx *c, bool on);
+
+bool tg_profile_enabled(const tg_ctx *c);
+
+/* Zeroes every count of c. */
+void tg_profile_reset(tg_ctx *c);
+
+/* The counts of one op by name (tg_op_name, or "(commit)") into *out;
+ * false (and *out unchanged) for NULL arguments or an unknown name. All
+ * zero when profiling was never on. */
+bool tg_profile_get(const tg_ctx *c, const char *name, tg_profile_stat *out);
+
+/* Prints one line per op that ran, the most expensive first, then the
+ * totals, to f. TG_ERR_INVALID for NULL, TG_ERR_IO when f reports an error. */
+tg_status tg_profile_report(const tg_ctx *c, FILE *f);
+
 #ifdef __cplusplus
 }
 #endif

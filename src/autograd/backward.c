@@ -17,8 +17,9 @@
 typedef struct {
     tg_tensor *t;
     tg_tensor *g;
-    int target; /* index in tg_grad_of's inputs, or -1 */
-    bool own;   /* g is the walk's own buffer (see accumulate) */
+    tg__defer *pend; /* a deferred first contribution (then g is NULL) */
+    int target;      /* index in tg_grad_of's inputs, or -1 */
+    bool own;        /* g is the walk's own buffer (see accumulate) */
 } slot;
 
 typedef struct {
@@ -27,23 +28,41 @@ typedef struct {
     int64_t nt;      /* nodes on the tape when the walk started */
     tg_tensor **gr;  /* gradient of each node's output */
     bool *gr_own;    /* gr[i] is the walk's own buffer */
-    slot *tab;       /* off-tape tensors */
+    slot *tab;       /* off-tape tensors; grows to stay at most half full */
     uint64_t mask;
+    uint64_t used;   /* slots taken */
 } walk;
 
-static slot *lookup(walk *w, tg_tensor *t)
+static slot *probe(slot *tab, uint64_t mask, const tg_tensor *t)
 {
     uint64_t h = ((uint64_t)(uintptr_t)t >> 4) * 0x9E3779B97F4A7C15ull;
     for (uint64_t i = h >> 20;; i++) {
-        slot *s = &w->tab[i & w->mask];
-        if (s->t == t || !s->t) {
-            if (!s->t) {
-                s->t = t;
-                s->target = -1;
-            }
-            return s;
-        }
+        slot *s = &tab[i & mask];
+        if (s->t == t || !s->t) return s;
     }
+}
+
+/* t's slot, made (empty, no target) on first use; NULL with TG_ERR_NOMEM
+ * on c when the table must grow and cannot. A slot pointer is valid until
+ * the next lookup. */
+static slot *lookup(walk *w, tg_tensor *t)
+{
+    slot *s = probe(w->tab, w->mask, t);
+    if (s->t) return s;
+    if (2 * (w->used + 1) > w->mask + 1) {
+        uint64_t cap = 2 * (w->mask + 1);
+        slot *tab = tg__arena_calloc(w->c, (size_t)cap, sizeof *tab);
+        if (!tab) return NULL;
+        for (uint64_t i = 0; i <= w->mask; i++)
+            if (w->tab[i].t) *probe(tab, cap - 1, w->tab[i].t) = w->tab[i];
+        w->tab = tab;
+        w->mask = cap - 1;
+        s = probe(tab, w->mask, t);
+    }
+    s->t = t;
+    s->target = -1;
+    w->used++;
+    return s;
 }
 
 static bool on_walk_tape(const walk *w, const tg_tensor *t)
@@ -51,8 +70,22 @@ static bool on_walk_tape(const walk *w, const tg_tensor *t)
     return tg__on_tape(w->c, t) && t->node->seq < w->nt;
 }
 
+/* Runs s's deferred contribution into a new buffer of the walk, which
+ * becomes s's gradient (an own one); false (error on c) without memory. */
+static bool materialize(walk *w, slot *s)
+{
+    tg_tensor *t = s->t;
+    tg_tensor *buf = tg__empty_valid(w->c, t->dtype, t->ndim, t->shape);
+    if (!buf) return false;
+    s->pend->run(s->pend, buf, false);
+    s->g = buf;
+    s->own = true;
+    s->pend = NULL;
+    return true;
+}
+
 /* Where t's gradient accumulates, and (own) whether it is the walk's own
- * buffer. */
+ * buffer; NULL (error on c) when the table cannot grow. */
 static tg_tensor **grad_slot2(walk *w, tg_tensor *t, bool **own)
 {
     if (on_walk_tape(w, t)) {
@@ -60,6 +93,7 @@ static tg_tensor **grad_slot2(walk *w, tg_tensor *t, bool **own)
         return &w->gr[t->node->seq];
     }
     slot *s = lookup(w, t);
+    if (!s || (s->pend && !materialize(w, s))) return NULL;
     *own = &s->own;
     return &s->g;
 }
@@ -79,7 +113,7 @@ static bool same_shape(const tg_tensor *a, const tg_tensor *b)
 }
 
 /* g summed (or broadcast) to t's shape. */
-static tg_tensor *reduce_to(walk *w, tg_tensor *g, const tg_tensor *t, const char *what)
+static tg_tensor *reduce_to(walk *w, tg_tensor *g, const tg_tensor *t, const tg__node *n)
 {
     tg_ctx *c = w->c;
     if (same_shape(g, t)) return g;
@@ -89,7 +123,7 @@ static tg_tensor *reduce_to(walk *w, tg_tensor *g, const tg_tensor *t, const cha
         !tg__broadcast_shape(g->ndim, g->shape, t->ndim, t->shape, &nd, bs)) {
         char a[128], b[128];
         tg__fail(c, TG_ERR_SHAPE, "%s: %s gave a %s gradient of shape %s for an input %s %s",
-                 w->fn, what, tg_dtype_name(g->dtype), tg__fmt_shape(a, sizeof a, g->ndim, g->shape),
+                 w->fn, tg__node_name(n), tg_dtype_name(g->dtype), tg__fmt_shape(a, sizeof a, g->ndim, g->shape),
                  tg_dtype_name(t->dtype), tg__fmt_shape(b, sizeof b, t->ndim, t->shape));
         return NULL;
     }
@@ -116,6 +150,7 @@ static void accumulate(walk *w, tg_tensor *x, tg_tensor *g)
 {
     bool *own;
     tg_tensor **s = grad_slot2(w, x, &own);
+    if (!s) return;
     if (!*s) {
         *s = g;
         *own = false;
@@ -133,6 +168,7 @@ static tg_tensor *own_grad(walk *w, tg_tensor *x)
 {
     bool *own;
     tg_tensor **s = grad_slot2(w, x, &own);
+    if (!s) return NULL;
     if (*s && *own) return *s;
     tg_tensor *buf = *s ? tg__empty(w->c, w->fn, x->dtype, x->ndim, x->shape)
                         : tg_tensor_new(w->c, x->dtype, x->ndim, x->shape);
@@ -198,6 +234,23 @@ static void check_grad(walk *w, const tg__node *n, int j, const tg_tensor *d)
 ACC_KERNEL(acc_f32, float)
 ACC_KERNEL(acc_f64, double)
 
+/* Whether s holds a gradient to commit into its leaf's .grad. */
+static bool commits(const slot *s)
+{
+    return s->t && (s->g || s->pend) && s->t->requires_grad;
+}
+
+/* A deferred contribution can run straight into an existing .grad only
+ * when that is a contiguous tensor of the leaf's shape and dtype. */
+static bool grad_fits(const tg_tensor *t)
+{
+    const tg_tensor *g = t->grad;
+    if (g->dtype != t->dtype || g->ndim != t->ndim || !tg__contig(g)) return false;
+    for (int i = 0; i < t->ndim; i++)
+        if (g->shape[i] != t->shape[i]) return false;
+    return true;
+}
+
 static tg_status commit_leaf_grads(walk *w)
 {
     tg_ctx *c = w->c;
@@ -207,7 +260,9 @@ static tg_status commit_leaf_grads(walk *w)
     if (!fresh) return c->status;
     for (uint64_t i = 0; i < cap; i++) {
         slot *s = &w->tab[i];
-        if (!s->t || !s->g || !s->t->requires_grad || s->t->grad) continue;
+        if (!commits(s)) continue;
+        if (s->pend && s->t->grad && !grad_fits(s->t) && !materialize(w, s)) return c->status;
+        if (s->t->grad) continue;
         tg_tensor *t = s->t;
         tg_tensor *buf = tg__empty(t->ctx, w->fn, t->dtype, t->ndim, t->shape);
         if (!buf) {
@@ -217,11 +272,15 @@ static tg_status commit_leaf_grads(walk *w)
         }
         fresh[i] = buf;
     }
+    /* Nothing below can fail. */
     for (uint64_t i = 0; i < cap; i++) {
         slot *s = &w->tab[i];
-        if (!s->t || !s->g || !s->t->requires_grad) continue;
+        if (!commits(s)) continue;
         tg_tensor *t = s->t;
-        if (fresh[i]) {
+        if (s->pend) {
+            if (fresh[i]) t->grad = fresh[i];
+            s->pend->run(s->pend, t->grad, !fresh[i]);
+        } else if (fresh[i]) {
             tg__copy_strided(c, fresh[i], s->g);
             t->grad = fresh[i];
         } else {
@@ -235,6 +294,35 @@ static tg_status commit_leaf_grads(walk *w)
 
 /* ---- the walk ----------------------------------------------------------- */
 
+
+/* Runs n's no-graph backward. With defer (tg_backward), a leaf input whose
+ * gradient nothing has touched yet is offered a deferral: its contribution
+ * then runs at commit, straight into .grad. False on error (on c). */
+static bool nograph_backward(walk *w, const tg__node *n, tg_tensor *g, tg_tensor **dx, bool defer)
+{
+    tg_ctx *c = w->c;
+    tg__defer *d_local[8] = {NULL}, **d = d_local;
+    if (n->n_in > 8 && !(d = tg__arena_calloc(c, (size_t)n->n_in, sizeof *d))) return false;
+    for (int j = 0; defer && j < n->n_in; j++) {
+        tg_tensor *x = n->in[j];
+        if (!x || !x->requires_grad || on_walk_tape(w, x)) continue;
+        bool twice = false; /* one deferral per tensor */
+        for (int k = 0; k < j && !twice; k++) twice = n->in[k] == x;
+        slot *s = twice ? NULL : lookup(w, x);
+        if (!twice && !s) return false;
+        if (twice || s->g || s->pend) continue;
+        d[j] = tg__arena_calloc(c, 1, sizeof *d[j]);
+        if (!d[j]) return false;
+    }
+    tg__ops_nograph[n->op](c, n, g, dx, d);
+    if (c->status != TG_OK) return false;
+    for (int j = 0; j < n->n_in; j++) {
+        if (!d[j] || !d[j]->run) continue;
+        slot *s = lookup(w, n->in[j]); /* present: the table may have moved */
+        s->pend = d[j];
+    }
+    return true;
+}
 
 static uint64_t pow2_at_least(uint64_t n)
 {
@@ -286,9 +374,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
     c->api = fn;
 
     walk w = {.c = c, .fn = fn, .nt = c->tape.n};
-    uint64_t edges = (uint64_t)n_out + (uint64_t)(grads ? n_in : 0);
-    for (int64_t i = 0; i < w.nt; i++) edges += (uint64_t)c->tape.nodes[i]->n_in;
-    uint64_t cap = pow2_at_least(2 * edges + 1);
+    uint64_t cap = pow2_at_least(4 * ((uint64_t)n_out + (uint64_t)(grads ? n_in : 0)));
     w.mask = cap - 1;
     w.tab = tg__arena_calloc(c, (size_t)cap, sizeof *w.tab);
     w.gr = tg__arena_calloc(c, (size_t)(w.nt ? w.nt : 1), sizeof *w.gr);
@@ -298,8 +384,12 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
 
     if (grads) {
         /* A node runs only when some input leads to a requested input. */
-        for (int i = 0; i < n_in; i++)
-            if (!on_walk_tape(&w, ins[i])) lookup(&w, ins[i])->target = i;
+        for (int i = 0; i < n_in; i++) {
+            if (on_walk_tape(&w, ins[i])) continue;
+            slot *sl = lookup(&w, ins[i]);
+            if (!sl) goto done;
+            sl->target = i;
+        }
         reach = tg__arena_calloc(c, (size_t)(w.nt ? w.nt : 1), sizeof *reach);
         if (!reach) goto done;
         for (int i = 0; i < n_in; i++)
@@ -316,7 +406,9 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
                     int64_t s = x->node->seq;
                     run_node[i] = is_target[s] || run_node[s];
                 } else {
-                    run_node[i] = lookup(&w, x)->target >= 0;
+                    slot *sl = lookup(&w, x);
+                    if (!sl) goto done;
+                    run_node[i] = sl->target >= 0;
                 }
             }
         }
@@ -332,6 +424,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
     }
 
     /* the reverse walk */
+    if (c->profile) tg__profile_mark(c);
     for (int64_t i = w.nt - 1; i >= 0 && c->status == TG_OK; i--) {
         const tg__node *n = c->tape.nodes[i];
         tg_tensor *g = w.gr[i];
@@ -350,28 +443,36 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
                     acc[j] = own_grad(&w, n->in[j]);
             if (c->status == TG_OK) tg__ops_acc[n->op](c, n, g, acc);
             c->backward_of = NULL;
+            if (c->profile) tg__profile_backward(c, n->op);
             continue;
         }
-        tg__ops[n->op].backward(c, n, g, dx);
+        if (!create_graph && !c->anomaly && tg__ops_nograph[n->op]) {
+            if (!nograph_backward(&w, n, g, dx, !grads)) break;
+        } else {
+            tg__ops[n->op].backward(c, n, g, dx);
+        }
         for (int j = 0; j < n->n_in && c->status == TG_OK; j++) {
             tg_tensor *x = n->in[j];
             if (!x || !dx[j] || !x->requires_grad) continue;
-            tg_tensor *d = reduce_to(&w, dx[j], x, tg__node_name(n));
+            tg_tensor *d = reduce_to(&w, dx[j], x, n);
             if (d && c->anomaly) check_grad(&w, n, j, d);
             if (d) accumulate(&w, x, d);
         }
         c->backward_of = NULL;
+        if (c->profile) tg__profile_backward(c, n->op);
     }
     c->backward_of = NULL;
     if (c->status != TG_OK) goto done;
 
     if (!grads) {
-        commit_leaf_grads(&w);
+        if (commit_leaf_grads(&w) == TG_OK && c->profile) tg__profile_commit(c);
         goto done;
     }
     for (int i = 0; i < n_in && c->status == TG_OK; i++) {
         tg_tensor *x = ins[i];
-        tg_tensor *g = *grad_slot(&w, x);
+        tg_tensor **gs = grad_slot(&w, x);
+        if (!gs) break;
+        tg_tensor *g = *gs;
         if (!g) g = tg_tensor_new(c, x->dtype, x->ndim, x->shape);
         else if (g->ctx != c) g = tg_contiguous(c, g); /* never hand back a caller's tensor */
         grads[i] = g;

@@ -6,14 +6,6 @@
 
 #include <string.h>
 
-bool tg__wants_grad(const tg_ctx *c, int n_in, tg_tensor *const *in)
-{
-    if (!c->grad_enabled) return false;
-    for (int i = 0; i < n_in; i++)
-        if (in[i] && in[i]->requires_grad) return true;
-    return false;
-}
-
 /* Anomaly mode: fails when out holds a NaN or infinity, naming the op, the
  * element, the shapes and, inside a backward, whose backward it was. */
 static tg_status check_anomaly(tg_ctx *c, tg_op op, const tg_tensor *out, int n_in,
@@ -37,10 +29,11 @@ static tg_status check_anomaly(tg_ctx *c, tg_op op, const tg_tensor *out, int n_
                     tg_op_name(op), where, v, (long long)at, tg__describe(out, o, sizeof o), ins);
 }
 
-tg_status tg__record(tg_ctx *c, tg_op op, tg_tensor *out, int n_in, tg_tensor *const *in,
-                     tg__node **node)
+tg_status tg__record_node(tg_ctx *c, tg_op op, tg_tensor *out, int n_in, tg_tensor *const *in,
+                          tg__node **node)
 {
     *node = NULL;
+    if (c->profile) tg__profile_forward(c, op);
     if (c->anomaly && check_anomaly(c, op, out, n_in, in)) return c->status;
     if (!tg__wants_grad(c, n_in, in)) return TG_OK;
     tg__tape *tp = &c->tape;
@@ -52,11 +45,13 @@ tg_status tg__record(tg_ctx *c, tg_op op, tg_tensor *out, int n_in, tg_tensor *c
         tp->nodes = nodes;
         tp->cap = cap;
     }
-    tg__node *n = tg__arena_alloc(c, sizeof *n);
+    /* the node, then its input and version arrays, in one allocation */
     size_t k = (size_t)(n_in > 0 ? n_in : 1);
-    tg_tensor **ins = tg__arena_alloc(c, k * sizeof *ins);
-    uint64_t *vers = tg__arena_alloc(c, k * sizeof *vers);
-    if (!n || !ins || !vers) return c->status;
+    char *mem = tg__arena_alloc(c, sizeof(tg__node) + k * (sizeof(tg_tensor *) + sizeof(uint64_t)));
+    if (!mem) return c->status;
+    tg__node *n = (tg__node *)(void *)mem;
+    tg_tensor **ins = (tg_tensor **)(void *)(mem + sizeof(tg__node));
+    uint64_t *vers = (uint64_t *)(void *)(ins + k);
     memset(n, 0, sizeof *n);
     for (int i = 0; i < n_in; i++) {
         ins[i] = in[i];

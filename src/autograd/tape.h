@@ -40,16 +40,42 @@ static inline void tg__save(tg__node *n, int i, tg_tensor *t)
 
 /* True when an op on c with these inputs must be recorded: grad mode on
  * and some non-NULL input requires grad. */
-bool tg__wants_grad(const tg_ctx *c, int n_in, tg_tensor *const *in);
+static inline bool tg__wants_grad(const tg_ctx *c, int n_in, tg_tensor *const *in)
+{
+    if (!c->grad_enabled) return false;
+    for (int i = 0; i < n_in; i++)
+        if (in[i] && in[i]->requires_grad) return true;
+    return false;
+}
+
+/* tg__record's work when there may be something to do (tape.c). */
+tg_status tg__record_node(tg_ctx *c, tg_op op, tg_tensor *out, int n_in, tg_tensor *const *in,
+                          tg__node **node);
 
 /*
  * Records op (out = op(in...)) on c's tape when tg__wants_grad(): marks out
  * as requiring grad, links out->node, and returns TG_OK with *node set so
  * the op can store its arguments. When nothing needs recording *node is
- * NULL. TG_ERR_NOMEM (recorded on c) when the arena is exhausted.
+ * NULL. TG_ERR_NOMEM (recorded on c) when the arena is exhausted; in
+ * anomaly mode TG_ERR_NUMERIC when out holds a NaN or infinity. Counts the
+ * op when profiling (profile.c). Inline so
+ * that the ops a backward runs with grad mode off pay one test.
  */
-tg_status tg__record(tg_ctx *c, tg_op op, tg_tensor *out, int n_in, tg_tensor *const *in,
-                     tg__node **node);
+/* Profiling (profile.c): charge the time and bytes since the last mark to
+ * op's forward (not inside a backward) or backward, or to the commit. */
+void tg__profile_forward(tg_ctx *c, tg_op op);
+void tg__profile_backward(tg_ctx *c, tg_op op);
+void tg__profile_commit(tg_ctx *c);
+
+static inline tg_status tg__record(tg_ctx *c, tg_op op, tg_tensor *out, int n_in,
+                                   tg_tensor *const *in, tg__node **node)
+{
+    if (!c->anomaly && !c->profile && !tg__wants_grad(c, n_in, in)) {
+        *node = NULL;
+        return TG_OK;
+    }
+    return tg__record_node(c, op, out, n_in, in, node);
+}
 
 /* The op's name, or a custom op's own name (custom.c). */
 const char *tg__node_name(const tg__node *n);

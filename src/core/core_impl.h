@@ -23,7 +23,6 @@ _Noreturn void tg__assert_fail(const char *file, int line, const char *expr);
 typedef struct tg__chunk {
     struct tg__chunk *next;
     size_t size; /* usable bytes after the header */
-    size_t used;
 } tg__chunk;
 
 struct tg__node;
@@ -41,6 +40,8 @@ struct tg_ctx {
 
     tg__chunk *head; /* every block this context holds */
     tg__chunk *cur;  /* the block allocations come from */
+    char *bump;      /* next free byte of cur (TG__ALIGN-aligned) */
+    char *bump_end;  /* end of cur's usable bytes, rounded down to TG__ALIGN */
     size_t used;     /* bytes handed out since the last reset */
 
     tg__tape tape;
@@ -56,6 +57,12 @@ struct tg_ctx {
 
     int n_threads;
     struct tg__pool *pool; /* created on first parallel use */
+
+    bool profile;           /* count ops (src/autograd/profile.c) */
+    bool prof_env;          /* turned on by TG_PROFILE: report when freed */
+    struct tg__prof *prof;  /* the counts, from the allocator hook */
+    double prof_t;          /* time (ms) and bytes used at the last mark */
+    size_t prof_used;
 };
 
 /* ---- heap through the hook (for things that outlive a reset) ---------- */
@@ -67,7 +74,22 @@ void tg__heap_free(tg_ctx *c, void *p, size_t n);
 /* ---- arena ------------------------------------------------------------ */
 /* n bytes aligned to TG__ALIGN, valid until the next reset; NULL with
  * TG_ERR_NOMEM recorded on c when the allocator fails or n overflows. */
-void *tg__arena_alloc(tg_ctx *c, size_t n);
+void *tg__arena_alloc_slow(tg_ctx *c, size_t n);
+static inline void *tg__arena_alloc(tg_ctx *c, size_t n)
+{
+    /* The fast path every op takes: a bump in the current block. bump and
+     * bump_end are TG__ALIGN-aligned, so n <= room implies the rounded size
+     * fits too; n == 0 and oversized requests go to the slow path. */
+    size_t room = (size_t)(c->bump_end - c->bump);
+    if (n - 1 < room) {
+        size_t need = (n + TG__ALIGN - 1) & ~(size_t)(TG__ALIGN - 1);
+        void *p = c->bump;
+        c->bump += need;
+        c->used += need;
+        return p;
+    }
+    return tg__arena_alloc_slow(c, n);
+}
 void *tg__arena_calloc(tg_ctx *c, size_t count, size_t size);
 
 /* ---- errors ----------------------------------------------------------- */
@@ -104,6 +126,11 @@ typedef void (*tg__range_fn)(void *arg, int64_t begin, int64_t end);
 void tg__parallel_for(tg_ctx *c, int64_t n, int64_t grain, tg__range_fn fn, void *arg);
 void tg__pool_free(tg_ctx *c);
 int tg__default_threads(void);
+
+/* ---- profiling (src/autograd/profile.c) -------------------------------- */
+void tg__profile_init(tg_ctx *c); /* TG_PROFILE=1: on, report when freed */
+void tg__profile_free(tg_ctx *c); /* the report (TG_PROFILE) and the table */
+void tg__profile_mark(tg_ctx *c); /* later charges count from now */
 
 /* ---- blas (src/core/blas.c is the only file that includes cblas.h) ---- */
 /* C[M,N] = alpha * op(A) op(B) + beta * C, row-major, on float (f64 false)

@@ -87,6 +87,7 @@ tg_ctx *tg_ctx_new_opts(const tg_ctx_opts *opts)
     c->status = TG_OK;
     c->n_threads = o.n_threads ? o.n_threads : tg__default_threads();
     tg__rng_seed(c->rng, o.seed);
+    tg__profile_init(c);
     return c;
 }
 
@@ -102,6 +103,7 @@ static void free_chunks(tg_ctx *c, tg__chunk *ch)
 void tg_ctx_free(tg_ctx *c)
 {
     if (!c) return;
+    tg__profile_free(c);
     tg__pool_free(c);
     free_chunks(c, c->head);
     c->alloc(c->alloc_ud, c, sizeof *c, 0);
@@ -115,7 +117,6 @@ static tg__chunk *chunk_new(tg_ctx *c, size_t size)
     if (!ch) return NULL;
     ch->next = NULL;
     ch->size = size;
-    ch->used = 0;
     return ch;
 }
 
@@ -124,6 +125,14 @@ static char *chunk_base(tg__chunk *ch)
     uintptr_t p = (uintptr_t)(ch + 1);
     p = (p + TG__ALIGN - 1) & ~(uintptr_t)(TG__ALIGN - 1);
     return (char *)p;
+}
+
+/* Makes ch the block allocations come from, with all its space free. */
+static void use_chunk(tg_ctx *c, tg__chunk *ch)
+{
+    c->cur = ch;
+    c->bump = ch ? chunk_base(ch) : NULL;
+    c->bump_end = ch ? c->bump + (ch->size & ~(size_t)(TG__ALIGN - 1)) : NULL;
 }
 
 void tg_ctx_reset(tg_ctx *c)
@@ -144,13 +153,18 @@ void tg_ctx_reset(tg_ctx *c)
             c->head = one;
         }
     }
-    for (tg__chunk *ch = c->head; ch; ch = ch->next) ch->used = 0;
-    c->cur = c->head;
+    use_chunk(c, c->head);
+    if (c->profile) tg__profile_mark(c);
 }
 
 static const char *api_name(const tg_ctx *c) { return c->api ? c->api : "tapegrad"; }
 
-void *tg__arena_alloc(tg_ctx *c, size_t n)
+/* The inline tg__arena_alloc's way out when the current block is full (or
+ * n is 0 or huge): the next kept block that fits, or a new one. Blocks
+ * after cur are untouched since the last reset, so all their space is free;
+ * the rest of a block that is left is wasted until the reset, which merges
+ * blocks anyway. */
+void *tg__arena_alloc_slow(tg_ctx *c, size_t n)
 {
     if (n == 0) n = 1;
     if (n > SIZE_MAX - TG__ALIGN) {
@@ -158,35 +172,34 @@ void *tg__arena_alloc(tg_ctx *c, size_t n)
         return NULL;
     }
     size_t need = (n + TG__ALIGN - 1) & ~(size_t)(TG__ALIGN - 1);
-    tg__chunk *ch = c->cur;
-    /* Walk the kept blocks from the current one; a block too small for this
-     * request is skipped (its remaining space is wasted until the reset,
-     * which merges blocks anyway). */
-    while (ch && ch->size - ch->used < need) ch = ch->next;
-    if (!ch) {
-        size_t size = need > c->chunk_size ? need : c->chunk_size;
-        /* grow geometrically so a large step settles in few blocks */
-        size_t held = tg_ctx_bytes_reserved(c);
-        if (held > size && held <= SIZE_MAX / 2) size = held;
-        ch = chunk_new(c, size);
-        if (!ch && size > need) ch = chunk_new(c, need);
+    if ((size_t)(c->bump_end - c->bump) < need) {
+        tg__chunk *ch = c->cur ? c->cur->next : c->head;
+        while (ch && (ch->size & ~(size_t)(TG__ALIGN - 1)) < need) ch = ch->next;
         if (!ch) {
-            tg__fail(c, TG_ERR_NOMEM, "%s: out of memory: arena block of %zu bytes",
-                     api_name(c), need);
-            return NULL;
+            size_t size = need > c->chunk_size ? need : c->chunk_size;
+            /* grow geometrically so a large step settles in few blocks */
+            size_t held = tg_ctx_bytes_reserved(c);
+            if (held > size && held <= SIZE_MAX / 2) size = held;
+            ch = chunk_new(c, size);
+            if (!ch && size > need) ch = chunk_new(c, need);
+            if (!ch) {
+                tg__fail(c, TG_ERR_NOMEM, "%s: out of memory: arena block of %zu bytes",
+                         api_name(c), need);
+                return NULL;
+            }
+            /* append at the end of the list */
+            if (!c->head) {
+                c->head = ch;
+            } else {
+                tg__chunk *last = c->cur ? c->cur : c->head;
+                while (last->next) last = last->next;
+                last->next = ch;
+            }
         }
-        /* append at the end of the list */
-        if (!c->head) {
-            c->head = ch;
-        } else {
-            tg__chunk *last = c->cur ? c->cur : c->head;
-            while (last->next) last = last->next;
-            last->next = ch;
-        }
+        use_chunk(c, ch);
     }
-    c->cur = ch;
-    char *p = chunk_base(ch) + ch->used;
-    ch->used += need;
+    char *p = c->bump;
+    c->bump += need;
     c->used += need;
     return p;
 }

@@ -44,6 +44,11 @@ EW_UN_PAIR(k_tanh, tanhf(X), tanh(X))
 EW_UN_PAIR(k_sigmoid, sigmoidf_(X), sigmoid_(X))
 EW_UN_PAIR(k_relu, (X > 0 || X != X) ? X : 0.0f, (X > 0 || X != X) ? X : 0.0)
 EW_UN_PAIR(k_positive, X > 0 ? 1.0f : 0.0f, X > 0 ? 1.0 : 0.0)
+/* fused backward rules (NO_GRAPH), the composite's operations in order */
+EW_BIN_PAIR(k_sqrt_bw, A / (B * 2.0f), A / (B * 2.0))
+EW_BIN_PAIR(k_tanh_bw, A * (B * B * -1.0f + 1.0f), A * (B * B * -1.0 + 1.0))
+EW_BIN_PAIR(k_sigmoid_bw, A * (B * (-B + 1.0f)), A * (B * (-B + 1.0)))
+EW_BIN_PAIR(k_relu_bw, A * (B > 0 ? 1.0f : 0.0f), A * (B > 0 ? 1.0 : 0.0))
 
 /* A constant (no grad, not recorded) 0/1 mask of x > 0. */
 static tg_tensor *positive_mask(tg_ctx *c, tg_tensor *x)
@@ -183,7 +188,8 @@ tg_tensor *tg_sqrt(tg_ctx *c, tg_tensor *x)
 }
 void tg__sqrt_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
-    if (NEED(0)) dx[0] = tg_div(c, dout, tg_scale(c, n->out, 2.0));
+    if (NEED(0) && NO_GRAPH(c)) dx[0] = FUSED(c, "tg_sqrt", k_sqrt_bw, dout, n->out);
+    else if (NEED(0)) dx[0] = tg_div(c, dout, tg_scale(c, n->out, 2.0));
 }
 
 /* y = tanh(x);  dx = dout * (1 - y^2) */
@@ -194,6 +200,10 @@ tg_tensor *tg_tanh(tg_ctx *c, tg_tensor *x)
 void tg__tanh_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
     if (!NEED(0)) return;
+    if (NO_GRAPH(c)) {
+        dx[0] = FUSED(c, "tg_tanh", k_tanh_bw, dout, n->out);
+        return;
+    }
     tg_tensor *one_minus_y2 = tg_add_scalar(c, tg_scale(c, tg_mul(c, n->out, n->out), -1.0), 1.0);
     dx[0] = tg_mul(c, dout, one_minus_y2);
 }
@@ -206,6 +216,10 @@ tg_tensor *tg_sigmoid(tg_ctx *c, tg_tensor *x)
 void tg__sigmoid_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
     if (!NEED(0)) return;
+    if (NO_GRAPH(c)) {
+        dx[0] = FUSED(c, "tg_sigmoid", k_sigmoid_bw, dout, n->out);
+        return;
+    }
     tg_tensor *one_minus_y = tg_add_scalar(c, tg_neg(c, n->out), 1.0);
     dx[0] = tg_mul(c, dout, tg_mul(c, n->out, one_minus_y));
 }
@@ -217,7 +231,8 @@ tg_tensor *tg_relu(tg_ctx *c, tg_tensor *x)
 }
 void tg__relu_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
-    if (NEED(0)) dx[0] = tg_mul(c, dout, positive_mask(c, n->in[0]));
+    if (NEED(0) && NO_GRAPH(c)) dx[0] = FUSED(c, "tg_relu", k_relu_bw, dout, n->in[0]);
+    else if (NEED(0)) dx[0] = tg_mul(c, dout, positive_mask(c, n->in[0]));
 }
 
 /* ---- in-place accumulation (the backward driver's owned buffers) ------- */

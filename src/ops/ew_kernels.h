@@ -126,4 +126,13 @@ tg_tensor *tg__ew_const2(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *a, t
  * elsewhere (even where dout is inf or NaN), differentiable in dout. */
 tg_tensor *tg__ew_masked(tg_ctx *c, tg_tensor *mask, tg_tensor *dout);
 
+/* A backward rule with no graph to record (grad mode off, anomaly mode off,
+ * which checks every op of a composite rule): the rule's ops fused into one
+ * kernel k over (a, b) that does the same floating-point operations in the
+ * same order, so the gradient has the composite's bits at a fraction of its
+ * per-op cost. With create_graph the composite runs, so the gradient stays
+ * differentiable. */
+#define NO_GRAPH(c) (!(c)->grad_enabled && !(c)->anomaly)
+#define FUSED(c, fn, k, a, b) tg__ew_const2(c, fn, EW_KP(k), a, b, NULL)
+
 #endif /* TG_OPS_EW_KERNELS_H */

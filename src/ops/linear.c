@@ -224,3 +224,115 @@ void tg__linear_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tenso
                           tg_reshape(c, x, 2, (const int64_t[]){R, IN}));
     if (NEED(2)) dx[2] = tg_sum_axes(c, d2, 1, (const int[]){0}, false);
 }
+
+/* ---- without a graph: direct kernels, leaf gradients deferred ---------- */
+
+/* dst (+)= op(A) op(B), the whole gradient as one GEMM (m x n, ldc = n). */
+static void run_gemm(const tg__defer *d, tg_tensor *dst, bool add)
+{
+    tg__gemm(d->f64, d->trans_a, d->trans_b, d->m, d->n, d->k, 1.0, d->a, d->lda, d->b, d->ldb,
+             add ? 1.0 : 0.0, tg__ptr(dst), d->n);
+}
+
+#define COLSUM_BLOCK 256 /* columns summed at once, their sums on the stack */
+
+#define COLSUM(T)                                                                       \
+    do {                                                                                \
+        const T *a = d->a;                                                              \
+        T *o = (T *)(void *)tg__ptr(dst);                                               \
+        for (int64_t j0 = 0; j0 < d->n; j0 += COLSUM_BLOCK) {                           \
+            int64_t nj = d->n - j0 < COLSUM_BLOCK ? d->n - j0 : COLSUM_BLOCK;           \
+            for (int64_t j = 0; j < nj; j++) acc[j] = 0;                                \
+            for (int64_t r = 0; r < d->k; r++) {                                        \
+                const T *row = a + r * d->lda + j0 * d->ldb;                            \
+                for (int64_t j = 0; j < nj; j++) acc[j] += (double)row[j * d->ldb];     \
+            }                                                                           \
+            for (int64_t j = 0; j < nj; j++)                                            \
+                o[j0 + j] = add ? o[j0 + j] + (T)acc[j] : (T)acc[j];                    \
+        }                                                                               \
+    } while (0)
+
+/* dst (+)= the column sums of the k x n matrix at a (row stride lda, column
+ * stride ldb): each sum in double, rows in order, rounded once. */
+static void run_colsum(const tg__defer *d, tg_tensor *dst, bool add)
+{
+    double acc[COLSUM_BLOCK];
+    if (d->f64) COLSUM(double);
+    else COLSUM(float);
+}
+
+/* A ready deferral, or (defer NULL) the gradient computed now into a new
+ * tensor of c with the given shape. */
+static tg_tensor *give(tg_ctx *c, const tg__defer *job, tg__defer *defer, tg_dtype dt, int ndim,
+                       const int64_t *shape)
+{
+    if (defer) {
+        *defer = *job;
+        return NULL;
+    }
+    tg_tensor *t = tg__empty_valid(c, dt, ndim, shape);
+    if (t) job->run(job, t, false);
+    return t;
+}
+
+/* dout is (..., out) viewed as (R, out); x as (R, in); W is (out, in) */
+/* dx = dout W, dW = dout^T x, db = sum of dout over rows; dW and db deferred
+ * when the driver asks (leaves), so they land in .grad with beta = 1. */
+void tg__linear_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx,
+                                 tg__defer **defer)
+{
+    tg_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+    int64_t IN = w->shape[1], OUT = w->shape[0], R = tg__numel(x->ndim - 1, x->shape);
+    bool f64 = x->dtype == TG_F64;
+    /* dout as an (R, OUT) matrix with element strides (rs, cs) */
+    int64_t rs, cs;
+    if (!fold_rows(dout, &rs)) {
+        if (!(dout = contig(c, "tg_linear", dout))) return;
+        rs = OUT;
+    }
+    cs = dout->stride[dout->ndim - 1];
+    bool td;
+    int64_t ldd;
+    if (!tg__mat_layout(R, OUT, rs, cs, &td, &ldd)) {
+        tg_tensor *d = tg__empty_valid(c, dout->dtype, dout->ndim, dout->shape);
+        if (!d) return;
+        tg__copy_strided(c, d, dout);
+        dout = d;
+        rs = OUT;
+        cs = 1;
+        td = false;
+        ldd = OUT;
+    }
+    const char *pd = tg__ptr(dout);
+    if (NEED(0)) {
+        /* B = W as (out, in) */
+        bool tw;
+        int64_t ldw;
+        tg_tensor *wb = w;
+        if (!tg__mat_layout(OUT, IN, w->stride[0], w->stride[1], &tw, &ldw)) {
+            if (!(wb = contig(c, "tg_linear", w))) return;
+            tw = false;
+            ldw = IN;
+        }
+        tg__defer job = {run_gemm, f64, td, tw, R, IN, OUT, ldd, ldw, pd, tg__ptr(wb)};
+        if (!(dx[0] = give(c, &job, NULL, x->dtype, x->ndim, x->shape))) return;
+    }
+    if (NEED(1)) {
+        /* A = dout^T as (out, R), B = x as (R, in) */
+        bool tx;
+        int64_t ldx, xs;
+        tg_tensor *xa = x;
+        if (!fold_rows(x, &xs) || !tg__mat_layout(R, IN, xs, x->stride[x->ndim - 1], &tx, &ldx)) {
+            if (!(xa = contig(c, "tg_linear", x))) return;
+            tx = false;
+            ldx = IN;
+        }
+        tg__defer job = {run_gemm, f64, !td, tx, OUT, IN, R, ldd, ldx, pd, tg__ptr(xa)};
+        dx[1] = give(c, &job, defer[1], w->dtype, 2, w->shape);
+        if (!dx[1] && !defer[1]) return;
+    }
+    if (NEED(2)) {
+        tg__defer job = {run_colsum, f64, false, false, 1, OUT, R, rs, cs, pd, NULL};
+        dx[2] = give(c, &job, defer[2], b->dtype, 1, b->shape);
+    }
+}

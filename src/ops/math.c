@@ -31,7 +31,7 @@ static void ew_run(tg_ctx *c, int nt, tg_tensor *const *t, tg__ew_kernel k, void
         int64_t s[TG__MAX_OPERANDS];
         bool flat = true;
         for (int i = 0; i < nt && flat; i++) {
-            flat = tg__numel(t[i]->ndim, t[i]->shape) == n && tg_is_contiguous(t[i]);
+            flat = tg__numel(t[i]->ndim, t[i]->shape) == n && tg__contig(t[i]);
             p[i] = tg__ptr(t[i]);
             s[i] = (int64_t)tg__esize(t[i]->dtype);
         }
@@ -41,6 +41,21 @@ static void ew_run(tg_ctx *c, int nt, tg_tensor *const *t, tg__ew_kernel k, void
         }
     }
     tg__ew_apply(c, nt, t, k, aux);
+}
+
+/* True when x can go through an elementwise op as is: the common case,
+ * tested inline; anything else takes the checks that name the problem. */
+static inline bool fast_ok(const tg_tensor *x)
+{
+    return x && x->st && tg__is_float(x->dtype);
+}
+
+static bool same_shape(const tg_tensor *a, const tg_tensor *b)
+{
+    if (a->ndim != b->ndim) return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return false;
+    return true;
 }
 
 static void copy_params(double q[4], const double *p)
@@ -70,10 +85,13 @@ static bool bcast2(tg_ctx *c, const char *fn, const tg_tensor *a, const tg_tenso
 tg_tensor *tg__ew_unary(tg_ctx *c, const char *fn, tg_op op, tg__kpair k, tg_tensor *x,
                         const double *p)
 {
-    if (!tg__check_inputs(c, fn, 1, &x) || !tg__check_float(c, fn, x)) return NULL;
+    if (!tg__ok(c) || !fast_ok(x)) {
+        if (!tg__check_inputs(c, fn, 1, &x) || !tg__check_float(c, fn, x)) return NULL;
+    }
+    c->api = fn;
     double q[4];
     copy_params(q, p);
-    tg_tensor *y = tg__empty(c, fn, x->dtype, x->ndim, x->shape);
+    tg_tensor *y = tg__empty_valid(c, x->dtype, x->ndim, x->shape);
     if (!y) return NULL;
     tg_tensor *ops[2] = {y, x};
     ew_run(c, 2, ops, pick(k, x->dtype), q);
@@ -87,14 +105,22 @@ tg_tensor *tg__ew_binary(tg_ctx *c, const char *fn, tg_op op, tg__kpair k, tg_te
                          tg_tensor *b, const double *p)
 {
     tg_tensor *in[2] = {a, b};
-    if (!tg__check_inputs(c, fn, 2, in) || !tg__check_same_dtype(c, fn, a, b)) return NULL;
-    int nd;
-    int64_t shape[TG_MAX_DIMS];
-    if (!bcast2(c, fn, a, b, &nd, shape)) return NULL;
+    if (!tg__ok(c) || !fast_ok(a) || !fast_ok(b) || a->dtype != b->dtype) {
+        if (!tg__check_inputs(c, fn, 2, in) || !tg__check_same_dtype(c, fn, a, b)) return NULL;
+    }
+    c->api = fn;
+    tg_tensor *y;
+    if (same_shape(a, b)) {
+        y = tg__empty_valid(c, a->dtype, a->ndim, a->shape);
+    } else {
+        int nd;
+        int64_t shape[TG_MAX_DIMS];
+        if (!bcast2(c, fn, a, b, &nd, shape)) return NULL;
+        y = tg__empty(c, fn, a->dtype, nd, shape);
+    }
+    if (!y) return NULL;
     double q[4];
     copy_params(q, p);
-    tg_tensor *y = tg__empty(c, fn, a->dtype, nd, shape);
-    if (!y) return NULL;
     tg_tensor *ops[3] = {y, a, b};
     ew_run(c, 3, ops, pick(k, a->dtype), q);
     tg__node *n;
@@ -108,7 +134,8 @@ tg_tensor *tg__ew_const1(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *x, c
     if (!tg__ok(c) || !x) return NULL;
     double q[4];
     copy_params(q, p);
-    tg_tensor *m = tg__empty(c, fn, x->dtype, x->ndim, x->shape);
+    c->api = fn;
+    tg_tensor *m = tg__empty_valid(c, x->dtype, x->ndim, x->shape);
     if (!m) return NULL;
     tg_tensor *ops[2] = {m, x};
     ew_run(c, 2, ops, pick(k, x->dtype), q);
@@ -119,13 +146,19 @@ tg_tensor *tg__ew_const2(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *a, t
                          const double *p)
 {
     if (!tg__ok(c) || !a || !b) return NULL;
-    int nd;
-    int64_t shape[TG_MAX_DIMS];
-    if (!bcast2(c, fn, a, b, &nd, shape)) return NULL;
+    tg_tensor *m;
+    if (same_shape(a, b)) {
+        c->api = fn;
+        m = tg__empty_valid(c, a->dtype, a->ndim, a->shape);
+    } else {
+        int nd;
+        int64_t shape[TG_MAX_DIMS];
+        if (!bcast2(c, fn, a, b, &nd, shape)) return NULL;
+        m = tg__empty(c, fn, a->dtype, nd, shape);
+    }
+    if (!m) return NULL;
     double q[4];
     copy_params(q, p);
-    tg_tensor *m = tg__empty(c, fn, a->dtype, nd, shape);
-    if (!m) return NULL;
     tg_tensor *ops[3] = {m, a, b};
     ew_run(c, 3, ops, pick(k, a->dtype), q);
     return m;
@@ -156,6 +189,12 @@ EW_UN_PAIR(k_expm1, expm1f(X), expm1(X))
 EW_UN_PAIR(k_sin, sinf(X), sin(X))
 EW_UN_PAIR(k_cos, cosf(X), cos(X))
 EW_UN_PAIR(k_square, X * X, X * X)
+/* fused backward rules (NO_GRAPH), the composite's operations in order */
+EW_BIN_PAIR(k_log1p_bw, A / (B + 1.0f), A / (B + 1.0))
+EW_BIN_PAIR(k_expm1_bw, A * (B + 1.0f), A * (B + 1.0))
+EW_BIN_PAIR(k_sin_bw, A * cosf(B), A * cos(B))
+EW_BIN_PAIR(k_cos_bw, A * -sinf(B), A * -sin(B))
+EW_BIN_PAIR(k_square_bw, A * (B * 2.0f), A * (B * 2.0))
 EW_UN_PAIR(k_erf, erff(X), erf(X))
 /* clamp: min(max(x, lo), hi); NaN passes through; with lo > hi every
  * element becomes hi */
@@ -218,7 +257,8 @@ tg_tensor *tg_log1p(tg_ctx *c, tg_tensor *x)
 }
 void tg__log1p_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
-    if (NEED(0)) dx[0] = tg_div(c, dout, tg_add_scalar(c, n->in[0], 1.0));
+    if (NEED(0) && NO_GRAPH(c)) dx[0] = FUSED(c, "tg_log1p", k_log1p_bw, dout, n->in[0]);
+    else if (NEED(0)) dx[0] = tg_div(c, dout, tg_add_scalar(c, n->in[0], 1.0));
 }
 
 /* y = exp(x) - 1;  dx = dout * (y + 1) */
@@ -228,7 +268,8 @@ tg_tensor *tg_expm1(tg_ctx *c, tg_tensor *x)
 }
 void tg__expm1_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
-    if (NEED(0)) dx[0] = tg_mul(c, dout, tg_add_scalar(c, n->out, 1.0));
+    if (NEED(0) && NO_GRAPH(c)) dx[0] = FUSED(c, "tg_expm1", k_expm1_bw, dout, n->out);
+    else if (NEED(0)) dx[0] = tg_mul(c, dout, tg_add_scalar(c, n->out, 1.0));
 }
 
 /* y = sin(x);  dx = dout * cos(x) */
@@ -238,7 +279,8 @@ tg_tensor *tg_sin(tg_ctx *c, tg_tensor *x)
 }
 void tg__sin_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
-    if (NEED(0)) dx[0] = tg_mul(c, dout, tg_cos(c, n->in[0]));
+    if (NEED(0) && NO_GRAPH(c)) dx[0] = FUSED(c, "tg_sin", k_sin_bw, dout, n->in[0]);
+    else if (NEED(0)) dx[0] = tg_mul(c, dout, tg_cos(c, n->in[0]));
 }
 
 /* y = cos(x);  dx = -dout * sin(x) */
@@ -248,7 +290,8 @@ tg_tensor *tg_cos(tg_ctx *c, tg_tensor *x)
 }
 void tg__cos_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
-    if (NEED(0)) dx[0] = tg_mul(c, dout, tg_neg(c, tg_sin(c, n->in[0])));
+    if (NEED(0) && NO_GRAPH(c)) dx[0] = FUSED(c, "tg_cos", k_cos_bw, dout, n->in[0]);
+    else if (NEED(0)) dx[0] = tg_mul(c, dout, tg_neg(c, tg_sin(c, n->in[0])));
 }
 
 /* y = x^2;  dx = 2 dout x */
@@ -258,7 +301,8 @@ tg_tensor *tg_square(tg_ctx *c, tg_tensor *x)
 }
 void tg__square_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
-    if (NEED(0)) dx[0] = tg_mul(c, dout, tg_scale(c, n->in[0], 2.0));
+    if (NEED(0) && NO_GRAPH(c)) dx[0] = FUSED(c, "tg_square", k_square_bw, dout, n->in[0]);
+    else if (NEED(0)) dx[0] = tg_mul(c, dout, tg_scale(c, n->in[0], 2.0));
 }
 
 /* y = erf(x);  dx = dout * 2/sqrt(pi) * exp(-x^2) */

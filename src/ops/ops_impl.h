@@ -76,4 +76,34 @@ bool tg__det_sum(tg_ctx *c, const double *v, int64_t n, double *out);
 /* Normalises a possibly negative axis against ndim; false on range error. */
 bool tg__norm_axis(tg_ctx *c, const char *fn, int ndim, int axis, int *out);
 
+/*
+ * A deferred gradient contribution: run(d, dst, add) writes (add false) or
+ * adds (add true) one input's whole gradient into dst, a contiguous tensor
+ * of that input's shape and dtype. It must not fail or allocate: the
+ * backward driver calls it when it commits leaf gradients, after every
+ * node has succeeded, so a GEMM lands in the leaf's .grad with beta = 1
+ * (or beta = 0 into a fresh one) instead of a temporary plus an add. The
+ * fields are the run function's arguments.
+ */
+typedef struct tg__defer {
+    void (*run)(const struct tg__defer *d, tg_tensor *dst, bool add);
+    bool f64, trans_a, trans_b;
+    int64_t m, n, k, lda, ldb;
+    const void *a, *b;
+} tg__defer;
+
+/*
+ * Optional backward of an op for when no graph is recorded (grad mode and
+ * anomaly mode off): sets dx[j] like the plain backward, computed by direct
+ * kernels instead of recorded ops, except that for an input j with
+ * defer[j] non-NULL (a leaf whose gradient nothing else has touched yet) it
+ * may instead fill *defer[j], including run, and leave dx[j] NULL. The
+ * driver offers deferral only from tg_backward. Errors are recorded on c.
+ */
+typedef void (*tg__backward_nograph_fn)(tg_ctx *c, const tg__node *n, tg_tensor *dout,
+                                        tg_tensor **dx, tg__defer **defer);
+extern const tg__backward_nograph_fn tg__ops_nograph[TG_OP_COUNT];
+void tg__linear_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx,
+                                 tg__defer **defer);
+
 #endif /* TG_OPS_IMPL_H */

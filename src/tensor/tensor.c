@@ -23,13 +23,6 @@ const char *tg_dtype_name(tg_dtype dt)
 
 size_t tg_dtype_size(tg_dtype dt) { return tg__valid_dtype(dt) ? tg__esize(dt) : 0; }
 
-int64_t tg__numel(int ndim, const int64_t *shape)
-{
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
-    return n;
-}
-
 void tg__contig_strides(int ndim, const int64_t *shape, int64_t *stride)
 {
     int64_t s = 1;
@@ -116,12 +109,44 @@ tg_status tg__check_shape(tg_ctx *c, const char *fn, int ndim, const int64_t *sh
     return TG_OK;
 }
 
+/* A tensor struct with every field zero but ctx. */
+static void tensor_init(tg_tensor *t, tg_ctx *c)
+{
+    *t = (tg_tensor){.ctx = c};
+}
+
 static tg_tensor *tensor_struct(tg_ctx *c)
 {
     tg_tensor *t = tg__arena_alloc(c, sizeof *t);
-    if (!t) return NULL;
-    memset(t, 0, sizeof *t);
-    t->ctx = c;
+    if (t) tensor_init(t, c);
+    return t;
+}
+
+/* The struct and the storage header share one arena allocation with the
+ * data, which starts at the next TG__ALIGN boundary. */
+#define HEAD_BYTES                                                                 \
+    ((sizeof(tg_tensor) + sizeof(tg__storage) + TG__ALIGN - 1) & ~(size_t)(TG__ALIGN - 1))
+
+tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shape)
+{
+    size_t nbytes = (size_t)tg__numel(ndim, shape) * tg__esize(dt);
+    char *mem = tg__arena_alloc(c, HEAD_BYTES + nbytes);
+    if (!mem) return NULL;
+    tg_tensor *t = (tg_tensor *)(void *)mem;
+    tg__storage *st = (tg__storage *)(void *)(mem + sizeof(tg_tensor));
+    tensor_init(t, c);
+    st->data = mem + HEAD_BYTES;
+    st->nbytes = nbytes;
+    st->version = 0;
+    t->st = st;
+    t->dtype = dt;
+    t->ndim = ndim;
+    int64_t s = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        t->shape[i] = shape[i];
+        t->stride[i] = s;
+        s *= shape[i] > 1 ? shape[i] : 1;
+    }
     return t;
 }
 
@@ -135,20 +160,8 @@ tg_tensor *tg__empty(tg_ctx *c, const char *fn, tg_dtype dt, int ndim, const int
     }
     int64_t numel;
     if (tg__check_shape(c, fn, ndim, shape, &numel)) return NULL;
-    size_t nbytes = (size_t)numel * tg__esize(dt);
-    tg_tensor *t = tensor_struct(c);
-    tg__storage *st = tg__arena_alloc(c, sizeof *st);
-    char *data = tg__arena_alloc(c, nbytes);
-    if (!t || !st || !data) return NULL;
-    st->data = data;
-    st->nbytes = nbytes;
-    st->version = 0;
-    t->st = st;
-    t->dtype = dt;
-    t->ndim = ndim;
-    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
-    tg__contig_strides(ndim, shape, t->stride);
-    return t;
+    /* numel * 8 fits in int64 (checked), so HEAD_BYTES + nbytes cannot wrap */
+    return tg__empty_valid(c, dt, ndim, shape);
 }
 
 tg_tensor *tg__view(tg_ctx *c, const tg_tensor *base, int ndim, const int64_t *shape,
@@ -300,17 +313,7 @@ int64_t tg_numel(const tg_tensor *t) { return t ? tg__numel(t->ndim, t->shape) :
 tg_dtype tg_tensor_dtype(const tg_tensor *t) { return t ? t->dtype : TG_F32; }
 tg_ctx *tg_tensor_ctx(const tg_tensor *t) { return t ? t->ctx : NULL; }
 
-bool tg_is_contiguous(const tg_tensor *t)
-{
-    if (!t) return false;
-    int64_t s = 1;
-    for (int i = t->ndim - 1; i >= 0; i--) {
-        if (t->shape[i] == 0) return true;
-        if (t->shape[i] != 1 && t->stride[i] != s) return false;
-        s *= t->shape[i];
-    }
-    return true;
-}
+bool tg_is_contiguous(const tg_tensor *t) { return t && tg__contig(t); }
 
 bool tg__overlaps(const tg_tensor *t)
 {

@@ -43,7 +43,24 @@ static inline char *tg__ptr(const tg_tensor *t)
     return t->st->data + t->offset * (int64_t)tg__esize(t->dtype);
 }
 
-int64_t tg__numel(int ndim, const int64_t *shape);
+static inline int64_t tg__numel(int ndim, const int64_t *shape)
+{
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+/* tg_is_contiguous without the NULL check, inline for the op fast paths. */
+static inline bool tg__contig(const tg_tensor *t)
+{
+    int64_t s = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        if (t->shape[i] == 0) return true;
+        if (t->shape[i] != 1 && t->stride[i] != s) return false;
+        s *= t->shape[i];
+    }
+    return true;
+}
 
 /* Validates ndim/shape ("fn: ..." messages) and returns the element count
  * through numel; TG_ERR_INVALID / TG_ERR_NOMEM (byte count overflows). */
@@ -54,6 +71,11 @@ tg_status tg__check_shape(tg_ctx *c, const char *fn, int ndim, const int64_t *sh
  * and dtype with messages naming fn. */
 tg_tensor *tg__empty(tg_ctx *c, const char *fn, tg_dtype dt, int ndim,
                      const int64_t *shape);
+
+/* tg__empty for a shape and dtype known to be valid (those of an existing
+ * tensor): no validation, one arena allocation for the struct, the storage
+ * and the data. NULL with TG_ERR_NOMEM on c. */
+tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shape);
 
 /* A new tensor struct in c sharing base's storage, with the given layout. */
 tg_tensor *tg__view(tg_ctx *c, const tg_tensor *base, int ndim, const int64_t *shape,
