@@ -137,6 +137,14 @@ bool cli_parse_choice(const cli_args *a, const char *s, const char *const *choic
     return false;
 }
 
+void cli_fmt_double(char *buf, size_t n, double v)
+{
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(buf, n, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v || digits == 17) return;
+    }
+}
+
 double cli_now(void)
 {
     struct timespec ts;

@@ -10,6 +10,7 @@
 #define TAPEGRAD_TOOLS_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -62,6 +63,11 @@ bool cli_parse_choice(const cli_args *a, const char *s, const char *const *choic
  * messages. */
 bool cli_str_int(const char *s, int64_t *out);
 bool cli_str_double(const char *s, double *out);
+
+/* The shortest of v's %.15g, %.16g and %.17g forms that reads back as v
+ * (NaN and infinities print as C does), into buf of n bytes (32 is
+ * enough). */
+void cli_fmt_double(char *buf, size_t n, double v);
 
 /* Seconds on a monotonic clock. */
 double cli_now(void);

@@ -145,7 +145,21 @@ void train_usage(FILE *f)
     for (int i = 0; i < N_SPECS; i++) {
         char left[48];
         snprintf(left, sizeof left, "--%s %s", specs[i].name, specs[i].arg);
-        fprintf(f, "  %-22s %s\n", left, specs[i].help);
+        fprintf(f, "  %-22s", left);
+        /* the help text word-wrapped into columns 26..79 */
+        const char *h = specs[i].help;
+        while (*h) {
+            int len = (int)strlen(h);
+            if (len > 53) {
+                len = 53;
+                while (len > 0 && h[len] != ' ') len--;
+                if (len == 0) len = 53;
+            }
+            fprintf(f, " %.*s\n", len, h);
+            h += len;
+            while (*h == ' ') h++;
+            if (*h) fprintf(f, "%24s", "");
+        }
     }
 }
 
@@ -236,24 +250,28 @@ static const char *meta_fmt_spec(meta_list *m, train_opts *o, const opt_spec *sp
     char *b = m->buf[m->n];
     switch (sp->kind) {
     case K_INT: snprintf(b, sizeof m->buf[0], "%lld", (long long)*int_field(o, sp)); break;
-    case K_REAL: snprintf(b, sizeof m->buf[0], "%.17g", *real_field(o, sp)); break;
+    case K_REAL: cli_fmt_double(b, sizeof m->buf[0], *real_field(o, sp)); break;
     case K_CHOICE: return sp->choices[*int_field(o, sp)];
     case K_PATH: return "";
     }
     return b;
 }
 
-/* "loss,acc,test_loss,test_acc;..." with %.17g, which reads back exactly. */
+/* "loss,acc,test_loss,test_acc;..." in forms that read back exactly. */
 static char *history_str(const epoch_stats *h, int n)
 {
-    size_t cap = (size_t)n * 4 * 26 + 1;
+    size_t cap = (size_t)n * 4 * 32 + 1;
     char *s = malloc(cap);
     if (s == NULL) return NULL;
     size_t len = 0;
     s[0] = '\0';
     for (int i = 0; i < n; i++) {
-        len += (size_t)snprintf(s + len, cap - len, "%s%.17g,%.17g,%.17g,%.17g", i ? ";" : "",
-                                h[i].train_loss, h[i].train_acc, h[i].test_loss, h[i].test_acc);
+        const double v[4] = {h[i].train_loss, h[i].train_acc, h[i].test_loss, h[i].test_acc};
+        for (int j = 0; j < 4; j++) {
+            char num[32];
+            cli_fmt_double(num, sizeof num, v[j]);
+            len += (size_t)snprintf(s + len, cap - len, "%s%s", j ? "," : i ? ";" : "", num);
+        }
     }
     return s;
 }
