@@ -160,6 +160,11 @@ expect 1 "cannot read checkpoint" "resume truncated" -- train --resume "$TMP/tru
 printf 'not a safetensors file at all' >"$TMP/garbage.st"
 expect 1 "garbage.st" "inspect garbage" -- inspect "$TMP/garbage.st"
 expect 1 "not a tapegrad checkpoint" "eval of a foreign file" -- eval --model "$DATA/safetensors/torch_written.safetensors"
+# The MLP's checkpoint relabelled as a CNN (same length, so the file stays valid).
+LC_ALL=C sed 's/"model":"mlp"/"model":"cnn"/' "$CK" >"$TMP/relabelled.st"
+cmp -s "$CK" "$TMP/relabelled.st" && fail "could not relabel the checkpoint"
+expect 1 "cannot load .*relabelled.st as a cnn: .*conv1.weight" "eval of a mislabelled checkpoint" -- eval --model "$TMP/relabelled.st"
+expect 1 "relabelled.st: .*conv1.weight" "resume of a mislabelled checkpoint" -- train --resume "$TMP/relabelled.st"
 expect 1 "trained with --model mlp" "resume as another architecture" -- train --resume "$CK" --model cnn
 expect 1 "trained with --lr 0.001" "resume with another lr" -- train --resume "$CK" --lr 0.01
 expect 1 "more than --epochs 1" "resume past the end" -- train --resume "$CK" --epochs 1
