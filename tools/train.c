@@ -17,6 +17,17 @@
  * value on --resume is an error. --epochs may be raised on resume (the
  * schedules that span the run then follow the new length).
  *
+ * A checkpoint (tg_checkpoint_save, written atomically at the end of
+ * every epoch with --save) holds the parameters under their PyTorch names,
+ * "optim.*", "batcher.state", "rng.state", and the metadata: the
+ * library's "format", "format_version", "optimizer"; ours "model" (mlp or
+ * cnn, which eval rebuilds), "train.<option>" for every stored option,
+ * "epoch" (epochs done), "history" (train loss, train accuracy, test loss,
+ * test accuracy of each epoch: "l,a,tl,ta;..." in numbers that read back
+ * exactly, so a resumed run draws the whole curve), "arch", "tool". No
+ * timing goes in, so an interrupted and resumed run writes the same bytes
+ * as an uninterrupted one.
+ *
  * Randomness: weights from p's RNG (seeded with --seed), the batch order
  * from the batcher's own RNG (seed + 1), dropout from s's RNG (seed + 2);
  * a checkpoint stores the last two, so nothing else can change a resume.
