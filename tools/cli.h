@@ -161,10 +161,11 @@ typedef struct {
 } epoch_stats;
 
 /* Writes an SVG picture (two panels: loss and accuracy per epoch, train
- * and test, with axes, labels and legends) of n epochs to path; title is
- * shown at the top. false with errno's message printed on failure. */
-bool report_svg(const char *path, const char *cmd, const char *title, const epoch_stats *h,
-                int n);
+ * and test, with axes, labels and legends) of n epochs to path; title and
+ * a smaller subtitle line are shown at the top. false with errno's message
+ * printed on failure. */
+bool report_svg(const char *path, const char *cmd, const char *title, const char *subtitle,
+                const epoch_stats *h, int n);
 
 /* ---------------------------------------------------------------------- */
 /* Checkpoints                                                            */

@@ -247,8 +247,8 @@ static void xml_text(FILE *f, const char *s)
     }
 }
 
-bool report_svg(const char *path, const char *cmd, const char *title, const epoch_stats *h,
-                int n)
+bool report_svg(const char *path, const char *cmd, const char *title, const char *subtitle,
+                const epoch_stats *h, int n)
 {
     FILE *f = fopen(path, "w");
     if (f == NULL) {
@@ -263,9 +263,13 @@ bool report_svg(const char *path, const char *cmd, const char *title, const epoc
                "<text x=\"%d\" y=\"24\" text-anchor=\"middle\" font-size=\"16\">",
             W, H, W, H, W / 2);
     xml_text(f, title);
+    fprintf(f, "</text>\n<text x=\"%d\" y=\"44\" text-anchor=\"middle\" font-size=\"12\" "
+               "fill=\"#444\">",
+            W / 2);
+    xml_text(f, subtitle);
     fprintf(f, "</text>\n");
-    panel loss = {.x0 = 80, .y0 = 70, .w = 360, .h = 300};
-    panel acc = {.x0 = 80 + 480, .y0 = 70, .w = 360, .h = 300};
+    panel loss = {.x0 = 80, .y0 = 82, .w = 360, .h = 296};
+    panel acc = {.x0 = 80 + 480, .y0 = 82, .w = 360, .h = 296};
     draw_panel(f, &loss, "Loss", "cross-entropy loss", h, n, 0, false);
     draw_panel(f, &acc, "Accuracy", "accuracy", h, n, 2, true);
     fprintf(f, "</svg>\n");

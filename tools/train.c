@@ -721,12 +721,13 @@ static int finish(run *r)
     }
     if (r->o.svg != NULL && r->o.svg[0] != '\0' && r->epoch > 0) {
         char title[256];
-        snprintf(title, sizeof title, "tapegrad train --model %s: %s, %s lr %g, batch %lld, "
+        snprintf(title, sizeof title, "tapegrad train --model %s: %s lr %g, %s, batch %lld, "
                  "seed %lld; test accuracy %.4f",
-                 arch_names[r->o.model], r->net.desc, optim_names[r->o.optimizer], r->o.lr,
-                 (long long)r->o.batch_size, (long long)r->o.seed,
+                 arch_names[r->o.model], optim_names[r->o.optimizer], r->o.lr,
+                 sched_names[r->o.schedule], (long long)r->o.batch_size, (long long)r->o.seed,
                  (double)r->last.correct / (double)r->last.n);
-        if (!report_svg(r->o.svg, CMD, title, r->history, (int)r->epoch)) return EXIT_RUNTIME;
+        if (!report_svg(r->o.svg, CMD, title, r->net.desc, r->history, (int)r->epoch))
+            return EXIT_RUNTIME;
         printf("curves: %s\n", r->o.svg);
     }
     report_all(stdout, &r->last);
