@@ -7,9 +7,14 @@
 #   ./dev.sh asan            the tests under ASan + UBSan (build dir build-asan)
 #   ./dev.sh valgrind        the tests under valgrind (meson test --setup valgrind)
 #   ./dev.sh fuzz            each libFuzzer target for TG_FUZZ_SECONDS (30) seconds
+#   ./dev.sh soak [ARGS...]  the soak test (tests/soak/soak.c: 20,000 training steps
+#                            per model, resident memory checked); not part of `test`
 #   ./dev.sh install-check   meson install into a temporary prefix, then build and
 #                            run tests/install/contract_app.c against it through
 #                            pkg-config, linked shared and static
+#   ./dev.sh mpi             build with -Dmpi=enabled (build-mpi), run the MPI
+#                            tests (suite mpi: 2 and 3 ranks under mpirun), then
+#                            the 2-rank test with each rank under valgrind
 #   ./dev.sh setup           only install the system packages
 #   ./dev.sh build           only configure and build (build/)
 #
@@ -24,7 +29,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
 
 PACKAGES=(build-essential meson ninja-build pkg-config libopenblas-dev libcjson-dev zlib1g-dev check valgrind
-    dataset-fashion-mnist)
+    dataset-fashion-mnist bible-kjv openmpi-bin libopenmpi-dev)
 # only the fuzz job needs clang and its libFuzzer runtime
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
@@ -144,7 +149,8 @@ check_summary() {
 # summary; the status of meson test.
 run_tests() {
     local dir="$1" setup="${2:-}"
-    local -a args=(-C "$dir" --print-errorlogs)
+    # the soak test is a separate job (./dev.sh soak), never part of a run
+    local -a args=(-C "$dir" --print-errorlogs --no-suite soak)
     if [[ -n "$setup" ]]; then
         args+=(--setup "$setup")
     fi
@@ -181,6 +187,13 @@ cmd_asan() {
     export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
     export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
     run_tests build-asan
+}
+
+cmd_soak() {
+    setup
+    build build
+    log "running build/tests/soak $*"
+    nice build/tests/soak "$@"
 }
 
 cmd_valgrind() {
@@ -273,8 +286,36 @@ cmd_fuzz() {
     log "fuzz passed"
 }
 
+# Data-parallel training: the MPI tests (tests/test_dist_mpi.c, suite mpi,
+# which meson runs under mpirun on loopback only), then the 2-rank test
+# again with every rank under valgrind (meson's valgrind setup would wrap
+# mpirun, not the ranks).
+cmd_mpi() {
+    setup
+    build build-mpi -Dmpi=enabled
+    local rc=0
+    meson test -C build-mpi --print-errorlogs --suite mpi || rc=$?
+    check_summary build-mpi
+    ((rc == 0)) || die "MPI tests FAILED (meson test exit status $rc)"
+    log "the 2-rank MPI test with each rank under valgrind"
+    local vlog=build-mpi/meson-logs/valgrind-mpi.txt
+    rc=0
+    OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none \
+        OMPI_MCA_mca_base_component_disable_dlclose=1 OMPI_MCA_mpi_yield_when_idle=1 TG_NUM_THREADS=1 \
+        mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2 \
+        valgrind -q --num-callers=50 --error-exitcode=1 --leak-check=full \
+        --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
+        --suppressions=/usr/share/openmpi/openmpi-valgrind.supp \
+        --suppressions=tests/valgrind.supp --suppressions=tests/valgrind_mpi.supp \
+        build-mpi/tests/test_dist_mpi >"$vlog" 2>&1 || rc=$?
+    # hwloc's note that it cannot probe the CPU under valgrind is noise
+    grep -v -e '^hwloc x86 backend' -e '^May be reenabled' -e '^and reloading them' "$vlog" || true
+    ((rc == 0)) || die "the MPI test under valgrind FAILED (exit status $rc, log $vlog)"
+    log "MPI tests passed"
+}
+
 usage() {
-    sed -n '3,15p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '3,19p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 main() {
@@ -288,7 +329,12 @@ main() {
     asan) cmd_asan ;;
     valgrind) cmd_valgrind ;;
     install-check) cmd_install_check ;;
+    mpi) cmd_mpi ;;
     fuzz) cmd_fuzz ;;
+    soak)
+        shift
+        cmd_soak "$@"
+        ;;
     setup) setup ;;
     build)
         setup

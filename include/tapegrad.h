@@ -17,5 +17,6 @@
 #include "tapegrad/io.h"
 #include "tapegrad/nn.h"
 #include "tapegrad/data.h"
+#include "tapegrad/dist.h"
 
 #endif /* TAPEGRAD_H */

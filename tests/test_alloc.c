@@ -18,71 +18,7 @@
 
 #include "test_util.h"
 
-/* ---------------------------------------------------------------------- */
-/* A counting, failing, leak-tracking allocator                           */
-/* ---------------------------------------------------------------------- */
-
-typedef struct {
-    long calls;       /* every call, allocations and frees */
-    long allocs;      /* calls with nsize > 0 */
-    long fail_at;     /* fail the allocation numbered fail_at (1-based); 0: never */
-    bool fail_rest;   /* ...and every later one too */
-    bool failed;      /* fail_at was reached */
-    size_t live;      /* bytes allocated and not yet freed */
-    long live_blocks; /* blocks allocated and not yet freed */
-    long bad_frees;   /* frees whose osize differs from the allocated size */
-} hook_state;
-
-/* Each block carries its size in a 16-byte header, so frees can be checked
- * against the size they claim (osize). malloc's 16-byte alignment holds. */
-#define HDR 16
-
-static void *hook(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-    hook_state *h = ud;
-    h->calls++;
-    if (nsize == 0) {
-        if (ptr != NULL) {
-            char *base = (char *)ptr - HDR;
-            size_t size;
-            memcpy(&size, base, sizeof size);
-            if (size != osize) h->bad_frees++;
-            h->live -= size;
-            h->live_blocks--;
-            free(base);
-        }
-        return NULL;
-    }
-    ck_assert_msg(ptr == NULL && osize == 0, "the hook was asked to reallocate");
-    h->allocs++;
-    if (h->fail_at != 0 && (h->allocs == h->fail_at || (h->fail_rest && h->allocs > h->fail_at))) {
-        h->failed = true;
-        return NULL;
-    }
-    char *base = malloc(nsize + HDR);
-    if (base == NULL) return NULL;
-    memcpy(base, &nsize, sizeof nsize);
-    h->live += nsize;
-    h->live_blocks++;
-    return base + HDR;
-}
-
-static tg_ctx *hooked_ctx(hook_state *h, size_t arena_chunk)
-{
-    tg_ctx_opts o = tg_ctx_defaults();
-    o.alloc = hook;
-    o.alloc_ud = h;
-    o.arena_chunk = arena_chunk;
-    o.n_threads = 1; /* no thread pool: only arena and context traffic */
-    return tg_ctx_new_opts(&o);
-}
-
-static void assert_no_leak(const hook_state *h)
-{
-    ck_assert_msg(h->live == 0 && h->live_blocks == 0,
-                  "leak: %zu bytes in %ld blocks still allocated", h->live, h->live_blocks);
-    ck_assert_msg(h->bad_frees == 0, "%ld frees passed a wrong osize", h->bad_frees);
-}
+/* The allocator: tu_alloc and friends of test_util.h. */
 
 /* ---------------------------------------------------------------------- */
 /* The model                                                              */
@@ -172,9 +108,9 @@ static double train_step(tg_ctx *s, mlp *m)
 START_TEST(test_steady_state_no_alloc)
 {
     make_data();
-    hook_state hp = {0}, hs = {0};
-    tg_ctx *p = hooked_ctx(&hp, 0);
-    tg_ctx *s = hooked_ctx(&hs, _i ? 1024 : 0); /* default and small first block */
+    tu_alloc hp = {0}, hs = {0};
+    tg_ctx *p = tu_alloc_ctx(&hp, 0);
+    tg_ctx *s = tu_alloc_ctx(&hs, _i ? 1024 : 0); /* default and small first block */
     ck_assert_ptr_nonnull(p);
     ck_assert_ptr_nonnull(s);
     ck_assert_int_eq(tg_ctx_threads(p), 1);
@@ -214,8 +150,8 @@ START_TEST(test_steady_state_no_alloc)
 
     tg_ctx_free(s);
     tg_ctx_free(p);
-    assert_no_leak(&hp);
-    assert_no_leak(&hs);
+    tu_alloc_assert_no_leak(&hp);
+    tu_alloc_assert_no_leak(&hs);
 }
 END_TEST
 
@@ -286,8 +222,8 @@ START_TEST(test_fail_every_alloc_cold)
     make_data();
     step_result ref, got;
     {
-        hook_state h = {0};
-        tg_ctx *p = hooked_ctx(&h, chunk), *s = hooked_ctx(&h, chunk);
+        tu_alloc h = {0};
+        tg_ctx *p = tu_alloc_ctx(&h, chunk), *s = tu_alloc_ctx(&h, chunk);
         mlp m;
         ck_assert(p && s && mlp_init(p, &m));
         tg_tensor *loss = mlp_loss(s, &m);
@@ -296,13 +232,13 @@ START_TEST(test_fail_every_alloc_cold)
         read_result(&m, loss, &ref);
         tg_ctx_free(s);
         tg_ctx_free(p);
-        assert_no_leak(&h);
+        tu_alloc_assert_no_leak(&h);
     }
 
     long k;
     int errors = 0, backward_errors = 0;
     for (k = 1; k < 100000; k++) {
-        hook_state h = {0};
+        tu_alloc h = {0};
         h.fail_at = k;
         h.fail_rest = rest;
         tg_ctx *p = NULL, *s = NULL;
@@ -311,7 +247,7 @@ START_TEST(test_fail_every_alloc_cold)
         tg_tensor *loss = NULL;
         bool ok = false;
 
-        p = hooked_ctx(&h, chunk);
+        p = tu_alloc_ctx(&h, chunk);
         if (p == NULL) {
             ck_assert_msg(h.failed, "k=%ld: tg_ctx_new_opts gave NULL without a failure", k);
             goto done;
@@ -321,7 +257,7 @@ START_TEST(test_fail_every_alloc_cold)
             assert_error_message(p, NULL, k);
             goto done;
         }
-        s = hooked_ctx(&h, chunk);
+        s = tu_alloc_ctx(&h, chunk);
         if (s == NULL) {
             ck_assert_msg(h.failed, "k=%ld: tg_ctx_new_opts gave NULL without a failure", k);
             goto done;
@@ -360,7 +296,7 @@ START_TEST(test_fail_every_alloc_cold)
         }
         tg_ctx_free(s);
         tg_ctx_free(p);
-        assert_no_leak(&h);
+        tu_alloc_assert_no_leak(&h);
         if (!h.failed) break; /* k is past the last allocation of the step */
     }
     ck_assert_msg(errors >= 2, "only %d failures surfaced as errors", errors);
@@ -381,20 +317,20 @@ START_TEST(test_fail_every_alloc_warm)
     const size_t chunk = (_i & 1) ? 256 : 0;
     const bool rest = (_i & 2) != 0;
     make_data();
-    hook_state hp = {0};
-    tg_ctx *p = hooked_ctx(&hp, 0);
+    tu_alloc hp = {0};
+    tg_ctx *p = tu_alloc_ctx(&hp, 0);
     ck_assert_ptr_nonnull(p);
     mlp m;
     ck_assert(mlp_init(p, &m));
     {
-        hook_state h0 = {0};
-        tg_ctx *s0 = hooked_ctx(&h0, chunk);
+        tu_alloc h0 = {0};
+        tg_ctx *s0 = tu_alloc_ctx(&h0, chunk);
         ck_assert_ptr_nonnull(s0);
         tg_tensor *loss = mlp_loss(s0, &m);
         ck_assert_ptr_nonnull(loss);
         tu_assert_status(tg_backward(s0, loss), TG_OK);
         tg_ctx_free(s0);
-        assert_no_leak(&h0);
+        tu_alloc_assert_no_leak(&h0);
     }
     float snap[4][D * H];
     int64_t n[4];
@@ -408,11 +344,11 @@ START_TEST(test_fail_every_alloc_warm)
     long k;
     int errors = 0, backward_errors = 0;
     for (k = 1; k < 100000; k++) {
-        hook_state h = {0};
+        tu_alloc h = {0};
         h.fail_at = k;
         h.fail_rest = rest;
         bool ok = false;
-        tg_ctx *s = hooked_ctx(&h, chunk);
+        tg_ctx *s = tu_alloc_ctx(&h, chunk);
         if (s == NULL) {
             ck_assert(h.failed);
         } else {
@@ -449,7 +385,7 @@ START_TEST(test_fail_every_alloc_warm)
             }
         }
         tg_ctx_free(s);
-        assert_no_leak(&h);
+        tu_alloc_assert_no_leak(&h);
         ck_assert_int_eq(hp.calls, p_calls); /* grads existed: no allocation in p */
         if (!h.failed) break;
     }
@@ -459,7 +395,7 @@ START_TEST(test_fail_every_alloc_warm)
     ck_assert_int_lt(k, 100000);
     tu_assert_ok(p);
     tg_ctx_free(p);
-    assert_no_leak(&hp);
+    tu_alloc_assert_no_leak(&hp);
 }
 END_TEST
 
@@ -473,12 +409,12 @@ START_TEST(test_nomem_message_names_function)
 {
     make_data();
     for (long k = 1; k < 100000; k++) {
-        hook_state h = {0};
+        tu_alloc h = {0};
         h.fail_at = k;
         h.fail_rest = true;
-        tg_ctx *p = hooked_ctx(&h, 256), *s = NULL;
+        tg_ctx *p = tu_alloc_ctx(&h, 256), *s = NULL;
         mlp m;
-        if (p && mlp_init(p, &m) && (s = hooked_ctx(&h, 256)) != NULL) {
+        if (p && mlp_init(p, &m) && (s = tu_alloc_ctx(&h, 256)) != NULL) {
             tg_tensor *loss = mlp_loss(s, &m);
             if (loss) tg_backward(s, loss);
         }
@@ -491,7 +427,7 @@ START_TEST(test_nomem_message_names_function)
                 snprintf(msg[i], sizeof msg[i], "%s", tg_ctx_errmsg(cs[i]));
         tg_ctx_free(s);
         tg_ctx_free(p);
-        assert_no_leak(&h);
+        tu_alloc_assert_no_leak(&h);
         for (int i = 0; i < 2; i++)
             ck_assert_msg(msg[i][0] == '\0' || strncmp(msg[i], "tg_", 3) == 0,
                           "k=%ld: %s context: message \"%s\" does not name the function", k,
@@ -510,12 +446,12 @@ START_TEST(test_fail_after_growth)
 {
     make_data();
     for (long k = 1; k < 200; k++) {
-        hook_state hp = {0}, h = {0};
-        tg_ctx *p = hooked_ctx(&hp, 0);
+        tu_alloc hp = {0}, h = {0};
+        tg_ctx *p = tu_alloc_ctx(&hp, 0);
         ck_assert_ptr_nonnull(p);
         mlp m;
         ck_assert(mlp_init(p, &m));
-        tg_ctx *s = hooked_ctx(&h, 256); /* grows over several blocks */
+        tg_ctx *s = tu_alloc_ctx(&h, 256); /* grows over several blocks */
         ck_assert_ptr_nonnull(s);
         tg_tensor *loss = mlp_loss(s, &m);
         ck_assert_ptr_nonnull(loss);
@@ -542,8 +478,8 @@ START_TEST(test_fail_after_growth)
         ck_assert_msg(ok, "k=%ld: no step succeeded after a single allocation failure", k);
         tg_ctx_free(s);
         tg_ctx_free(p);
-        assert_no_leak(&h);
-        assert_no_leak(&hp);
+        tu_alloc_assert_no_leak(&h);
+        tu_alloc_assert_no_leak(&hp);
         if (!h.failed) break; /* past the last allocation */
     }
 }
@@ -556,9 +492,9 @@ END_TEST
 START_TEST(test_reset_cycles)
 {
     make_data();
-    hook_state hp = {0}, hs = {0};
-    tg_ctx *p = hooked_ctx(&hp, 0);
-    tg_ctx *s = hooked_ctx(&hs, 2048); /* small first block: growth, then merge */
+    tu_alloc hp = {0}, hs = {0};
+    tg_ctx *p = tu_alloc_ctx(&hp, 0);
+    tg_ctx *s = tu_alloc_ctx(&hs, 2048); /* small first block: growth, then merge */
     ck_assert_ptr_nonnull(p);
     ck_assert_ptr_nonnull(s);
     mlp m;
@@ -598,8 +534,8 @@ START_TEST(test_reset_cycles)
     ck_assert_uint_eq(tg_ctx_bytes_used(s), 0);
     tg_ctx_free(s);
     tg_ctx_free(p);
-    assert_no_leak(&hs);
-    assert_no_leak(&hp);
+    tu_alloc_assert_no_leak(&hs);
+    tu_alloc_assert_no_leak(&hp);
 }
 END_TEST
 

@@ -899,6 +899,37 @@ static TCase *tcase(Suite *s, const char *name)
     return tc;
 }
 
+
+/* T slices of one [T, W] tensor, each used once: the backward adds each
+ * slice's gradient into its window of one buffer, so the walk's memory is
+ * O(T W), not a full-size zero tensor and sum per slice (O(T^2 W)); and
+ * the values are the exact gradient (row t gets t + 1). */
+START_TEST(test_slices_accumulate_in_place)
+{
+    enum { T = 64, W = 4096 };
+    tg_ctx *c = tg_ctx_new();
+    tg_tensor *x = tg_tensor_new(c, TG_F32, TG_SHAPE(T, W));
+    tg_set_requires_grad(x, true);
+    tg_tensor *loss = NULL;
+    for (int t = 0; t < T; t++) {
+        tg_tensor *row = tg_sum(c, tg_scale(c, tg_slice(c, x, 0, t, t + 1, 1), t + 1.0));
+        loss = loss ? tg_add(c, loss, row) : row;
+    }
+    size_t before = tg_ctx_bytes_used(c);
+    ck_assert_int_eq(tg_backward(c, loss), TG_OK);
+    size_t full = (size_t)T * W * sizeof(float);
+    ck_assert_msg(tg_ctx_bytes_used(c) - before < 8 * full,
+                  "backward used %zu bytes for %d slices of a %zu-byte tensor",
+                  tg_ctx_bytes_used(c) - before, T, full);
+    const float *g = tg_data(tg_grad(x));
+    for (int t = 0; t < T; t++) {
+        ck_assert_float_eq(g[(size_t)t * W], (float)(t + 1));
+        ck_assert_float_eq(g[(size_t)t * W + W - 1], (float)(t + 1));
+    }
+    tg_ctx_free(c);
+}
+END_TEST
+
 Suite *autograd_suite(void)
 {
     Suite *s = suite_create("autograd");
@@ -928,6 +959,7 @@ Suite *autograd_suite(void)
     tcase_add_test(tc, test_same_tensor_twice);
     tcase_add_test(tc, test_view_grads);
     tcase_add_test(tc, test_unreached_leaf);
+    tcase_add_test(tc, test_slices_accumulate_in_place);
 
     tc = tcase(s, "grad_of");
     tcase_add_test(tc, test_grad_of);

@@ -153,6 +153,34 @@ START_TEST(test_idx_tiny_plain_and_gzip)
         ck_assert_int_eq(tg_tensor_dtype(y), TG_I64);
         tu_assert_values(y, 0, 7, 0, 9);
     }
+    /* max_items: the first items only, plain and gzip; 0 and too many: all */
+    for (int k = 0; k < 2; k++) {
+        tg_idx_opts o = tg_idx_defaults();
+        const int64_t want[4] = {2, 1, 3, 3};
+        const int64_t ask[4] = {2, 1, 3, 7};
+        for (int a = 0; a < 4; a++) {
+            o.max_items = ask[a];
+            tg_tensor *x = tg_idx_read(c, data_path(files[k]), &o);
+            tu_assert_ok(c);
+            assert_shape(x, 3, (const int64_t[]){want[a], 2, 3});
+            float v[18];
+            ck_assert_int_eq(tg_copy_out(x, v, (size_t)want[a] * 6 * sizeof *v), TG_OK);
+            for (int i = 0; i < want[a] * 6; i++) ck_assert_float_eq(v[i], (float)tiny_pixels[i]);
+        }
+        o.max_items = 2;
+        tu_assert_values(tg_idx_read(c, data_path(lfiles[k]), &o), 0, 7, 0);
+        o.max_items = -1;
+        ck_assert_ptr_null(tg_idx_read(c, data_path(lfiles[k]), &o));
+        tu_assert_status(tg_ctx_status(c), TG_ERR_INVALID);
+        tg_ctx_clear_error(c);
+    }
+    /* a plain file must still hold all its data */
+    tg_idx_opts o1 = tg_idx_defaults();
+    o1.max_items = 1;
+    const unsigned char cut[] = {0, 0, 8, 1, 0, 0, 0, 3, 7, 0};
+    ck_assert_ptr_null(tg_idx_parse(c, cut, sizeof cut, &o1));
+    tu_assert_status(tg_ctx_status(c), TG_ERR_FORMAT);
+    tg_ctx_clear_error(c);
     /* two concatenated gzip members are one stream */
     tg_tensor *x = tg_idx_read(c, data_path("two-members.idx.gz"), NULL);
     tu_assert_ok(c);
@@ -457,6 +485,13 @@ START_TEST(test_idx_fashion_mnist)
         }
         for (int k = 0; k < 10; k++) ck_assert_int_eq(count[k], n[s] / 10); /* balanced */
         for (int k = 0; k < 4; k++) ck_assert_int_eq(yv[k], first[s][k]);
+        /* the first 100 images alone, from a partial inflate, are the same */
+        tg_idx_opts o100 = o;
+        o100.max_items = 100;
+        tg_tensor *x100 = tg_idx_read(c, p[2 * s], &o100);
+        tu_assert_ok(c);
+        assert_shape(x100, 3, (const int64_t[]){100, 28, 28});
+        ck_assert_mem_eq(tg_data(x100), xv, 100 * 784 * sizeof(float));
         tg_ctx_reset(c);
     }
     tg_ctx_free(c);

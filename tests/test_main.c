@@ -45,7 +45,11 @@
     X(io)              \
     X(layers)          \
     X(data)            \
-    X(checkpoint)
+    X(checkpoint)      \
+    X(crashsafe)       \
+    X(determinism)     \
+    X(hostile)         \
+    X(dist)
 
 #define TEST_DECLARE(name) Suite *name##_suite(void);
 TEST_SUITES(TEST_DECLARE)

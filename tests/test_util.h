@@ -8,6 +8,9 @@
  *   tu_assert_values(t, vals, tol)   t's elements (row-major) against a list
  *   tu_tcase(name)                   tcase_create + an explicit timeout
  *   tu_under_valgrind()              true under `meson test --setup valgrind`
+ *   tu_alloc / tu_alloc_ctx(h, chunk) a counting, failing, leak-tracking
+ *                                    allocator hook and a context on it;
+ *   tu_alloc_assert_no_leak(h)       fail unless every block was freed
  *
  * Failures report the caller's file and line: the helpers are macros over
  * tu__*_at functions that take __FILE__ and __LINE__ and fail through
@@ -133,6 +136,80 @@ static inline bool tu_under_valgrind(void)
 {
     const char *v = getenv("TG_TEST_VALGRIND");
     return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
+}
+
+
+/* ---------------------------------------------------------------------- */
+/* A counting, failing, leak-tracking allocator hook                      */
+/* ---------------------------------------------------------------------- */
+
+typedef struct {
+    long calls;       /* every call, allocations and frees */
+    long allocs;      /* calls with nsize > 0 */
+    long fail_at;     /* fail the allocation numbered fail_at (1-based); 0: never */
+    bool fail_rest;   /* ...and every later one too */
+    bool failed;      /* fail_at was reached */
+    size_t live;      /* bytes allocated and not yet freed */
+    long live_blocks; /* blocks allocated and not yet freed */
+    long bad_frees;   /* frees whose osize differs from the allocated size */
+} tu_alloc;
+
+/* Each block carries its size in a 16-byte header, so frees can be checked
+ * against the size they claim (osize). malloc's 16-byte alignment holds. */
+#define TU_ALLOC_HDR 16
+
+/* The tg_alloc_fn; ud is a tu_alloc. */
+static inline void *tu_alloc_hook(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    tu_alloc *h = ud;
+    h->calls++;
+    if (nsize == 0) {
+        if (ptr != NULL) {
+            char *base = (char *)ptr - TU_ALLOC_HDR;
+            size_t size;
+            memcpy(&size, base, sizeof size);
+            if (size != osize) h->bad_frees++;
+            h->live -= size;
+            h->live_blocks--;
+            free(base);
+        }
+        return NULL;
+    }
+    ck_assert_msg(ptr == NULL && osize == 0, "the hook was asked to reallocate");
+    h->allocs++;
+    if (h->fail_at != 0 && (h->allocs == h->fail_at || (h->fail_rest && h->allocs > h->fail_at))) {
+        h->failed = true;
+        return NULL;
+    }
+    char *base = malloc(nsize + TU_ALLOC_HDR);
+    if (base == NULL) return NULL;
+    memcpy(base, &nsize, sizeof nsize);
+    h->live += nsize;
+    h->live_blocks++;
+    return base + TU_ALLOC_HDR;
+}
+
+/* A one-thread context on the hook (arena_chunk 0: the default); NULL when
+ * an injected failure stops it. */
+static inline tg_ctx *tu_alloc_ctx(tu_alloc *h, size_t arena_chunk)
+{
+    tg_ctx_opts o = tg_ctx_defaults();
+    o.alloc = tu_alloc_hook;
+    o.alloc_ud = h;
+    o.arena_chunk = arena_chunk;
+    o.n_threads = 1; /* no thread pool: only arena and context traffic */
+    return tg_ctx_new_opts(&o);
+}
+
+#define tu_alloc_assert_no_leak(h) tu__alloc_assert_no_leak_at((h), __FILE__, __LINE__)
+
+static inline void tu__alloc_assert_no_leak_at(const tu_alloc *h, const char *file, int line)
+{
+    if (h->live != 0 || h->live_blocks != 0)
+        _ck_assert_failed(file, line, NULL, "leak: %zu bytes in %ld blocks still allocated",
+                          h->live, h->live_blocks);
+    if (h->bad_frees != 0)
+        _ck_assert_failed(file, line, NULL, "%ld frees passed a wrong osize", h->bad_frees);
 }
 
 #endif /* TAPEGRAD_TEST_UTIL_H */

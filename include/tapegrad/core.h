@@ -33,7 +33,8 @@ extern "C" {
     X(ERR_IO, "I/O error")                                          \
     X(ERR_FORMAT, "malformed data")                                 \
     X(ERR_NUMERIC, "non-finite value")                              \
-    X(ERR_GRADCHECK, "gradient check failed")
+    X(ERR_GRADCHECK, "gradient check failed")                       \
+    X(ERR_UNSUPPORTED, "not supported by this build")
 
 #define TG__STATUS_ENUM(name, desc) TG_##name,
 typedef enum { TG_STATUS_MAP(TG__STATUS_ENUM) TG_STATUS_COUNT } tg_status;

@@ -53,11 +53,19 @@ typedef struct {
     /* The most bytes of element data accepted (after inflating); larger
      * files are TG_ERR_FORMAT. 0 (the default): 4 GiB. */
     uint64_t max_bytes;
+    /* Read only the first max_items items along dim 0 (dim 0 of the result
+     * is then min(dim 0, max_items)); 0 (the default): all. A plain file
+     * is still checked to hold all the data its dims say; of a gzip file
+     * only the bytes of those items are inflated, and the rest of the
+     * stream is neither read nor checked: a quick way to load a sample of
+     * a large data set. Negative: TG_ERR_INVALID. */
+    int64_t max_items;
 } tg_idx_opts;
 
 #define TG_IDX_AUTO (-1)
 
-/* Defaults: dtype TG_IDX_AUTO, scale false, max_bytes 0 (4 GiB). */
+/* Defaults: dtype TG_IDX_AUTO, scale false, max_bytes 0 (4 GiB), max_items
+ * 0 (all). */
 tg_idx_opts tg_idx_defaults(void);
 
 /*
@@ -235,21 +243,44 @@ int64_t tg_vocab_decode(const tg_vocab *v, const int64_t *ids, int64_t n, char *
  */
 
 typedef struct {
-    int64_t batch_size; /* samples per batch, >= 1; default 32 */
+    int64_t batch_size; /* samples per batch (per rank), >= 1; default 32 */
     bool shuffle;       /* a new permutation every epoch; default true (false:
                            0, 1, ..., n-1 every epoch) */
     bool drop_last;     /* drop the last batch when it is smaller than
-                           batch_size; default false (keep it) */
+                           batch_size (world * batch_size samples when
+                           sharded); default false (keep it) */
     uint64_t seed;      /* seed of the batcher's own RNG; default 0 */
+    int rank, world;    /* sharding for data-parallel training (dist.h):
+                           this process is rank `rank` of `world`, 0 <= rank
+                           < world; default 0 of 1 (no sharding); world
+                           0 with rank 0 (options zero-initialised, e.g.
+                           by a designated initializer) means 1 */
 } tg_batcher_opts;
 
-/* Defaults: batch 32, shuffle, keep the last partial batch, seed 0. */
+/*
+ * Sharding. With world > 1, a batcher draws the same permutation on every
+ * rank (give every rank the same seed) and cuts it into global batches of
+ * world * batch_size samples; each rank takes its own slice of each global
+ * batch: rank r the samples [r * batch_size, (r + 1) * batch_size) of it.
+ * The ranks' slices are disjoint and together are exactly the batch one
+ * process with batch_size world * batch_size would get. A last partial
+ * global batch of M samples is split as evenly as possible, the first
+ * M % world ranks taking one more. When M < world, a rank left without a
+ * sample is given the batch's first sample again with weight 0 (see
+ * tg_batcher_weight), so every rank takes the same number of steps and a
+ * training loop needs no special case. The checkpoint state is global
+ * (pos counts samples of all ranks): it is the same on every rank and
+ * restores into a batcher of any world size.
+ */
+
+/* Defaults: batch 32, shuffle, keep the last partial batch, seed 0,
+ * rank 0 of world 1. */
 tg_batcher_opts tg_batcher_defaults(void);
 
 /*
  * Everything a batcher's future depends on, for checkpoints: restoring it
- * into a batcher over the same n and batch size continues the exact same
- * sequence of batches. rng is the xoshiro256** state at the start of the
+ * into a batcher over the same n and batch size (and world) continues the
+ * exact same sequence of batches. rng is the xoshiro256** state at the start of the
  * current epoch (the epoch's permutation is drawn from it), epoch counts
  * the epochs begun before the current one, pos is the number of samples
  * of the current epoch already handed out, n the sample count (checked on
@@ -269,23 +300,37 @@ typedef struct tg_batcher tg_batcher;
  * A batcher over n samples, allocated in c (use the persistent context:
  * it must outlive the loop; it holds n int64 indices and needs no free).
  * Epoch 0's permutation is drawn at once. opts NULL: tg_batcher_defaults().
- * NULL with TG_ERR_INVALID (NULL c, n < 0, batch_size < 1) or TG_ERR_NOMEM
+ * NULL with TG_ERR_INVALID (NULL c, n < 0, batch_size < 1, world < 1,
+ * rank outside [0, world), world * batch_size overflowing) or TG_ERR_NOMEM
  * on c.
  */
 tg_batcher *tg_batcher_new(tg_ctx *c, int64_t n, const tg_batcher_opts *opts);
 
 /*
- * The next batch of the current epoch: *idx points at its sample indices
- * (owned by the batcher, valid until the next call) and the count is
- * returned: batch_size, or fewer for the last batch unless drop_last.
- * Returns 0 (and *idx NULL) at the end of the epoch, and then starts the
- * next one (a new permutation), so
+ * The next batch of the current epoch (this rank's slice of it when
+ * sharded): *idx points at its sample indices (owned by the batcher, valid
+ * until the next call) and the count is returned: batch_size, or fewer for
+ * the last batch unless drop_last. Returns 0 (and *idx NULL) at the end of
+ * the epoch, on every rank at the same call, and then starts the next one
+ * (a new permutation), so
  *     while ((m = tg_batcher_next(b, &idx)) > 0) { ... }
  * runs one epoch. Never allocates. -1 for NULL arguments.
  */
 int64_t tg_batcher_next(tg_batcher *b, const int64_t **idx);
 
-/* Batches per epoch: ceil(n / batch) or floor with drop_last. 0 for NULL. */
+/*
+ * This rank's share of the global batch tg_batcher_next last handed out:
+ * its sample count m over the global batch's M (1.0 without sharding), or
+ * 0 for a rank given a sample only to keep step with the others (see
+ * Sharding). The weights of all ranks sum to 1, so a loss that is a mean
+ * over the rank's m samples, times this weight, summed over ranks, is the
+ * mean over the M samples: pass it to tg_dist_allreduce_grads. 0 before
+ * the first batch of an epoch and for NULL.
+ */
+double tg_batcher_weight(const tg_batcher *b);
+
+/* Batches (steps) per epoch: ceil(n / G) or floor with drop_last, where G
+ * is batch_size * world, the same on every rank. 0 for NULL. */
 int64_t tg_batcher_batches(const tg_batcher *b);
 /* The current epoch, from 0. 0 for NULL. */
 int64_t tg_batcher_epoch(const tg_batcher *b);
@@ -295,7 +340,8 @@ tg_batcher_state tg_batcher_get_state(const tg_batcher *b);
 
 /*
  * Restores a state saved by tg_batcher_get_state (redrawing that epoch's
- * permutation). TG_ERR_INVALID on the batcher's context, and b unchanged,
+ * permutation); the next batch starts at sample pos of the epoch's
+ * permutation whatever world the state was saved with. TG_ERR_INVALID on the batcher's context, and b unchanged,
  * for NULLs, a state of another n, pos outside [0, n], a negative epoch,
  * or an all-zero rng (xoshiro's forbidden state).
  */

@@ -18,6 +18,7 @@ typedef struct {
     tg_tensor *t;
     tg_tensor *g;
     int target; /* index in tg_grad_of's inputs, or -1 */
+    bool own;   /* g is the walk's own buffer (see accumulate) */
 } slot;
 
 typedef struct {
@@ -25,6 +26,7 @@ typedef struct {
     const char *fn;
     int64_t nt;      /* nodes on the tape when the walk started */
     tg_tensor **gr;  /* gradient of each node's output */
+    bool *gr_own;    /* gr[i] is the walk's own buffer */
     slot *tab;       /* off-tape tensors */
     uint64_t mask;
 } walk;
@@ -49,10 +51,23 @@ static bool on_walk_tape(const walk *w, const tg_tensor *t)
     return tg__on_tape(w->c, t) && t->node->seq < w->nt;
 }
 
-/* Where t's gradient accumulates. */
+/* Where t's gradient accumulates, and (own) whether it is the walk's own
+ * buffer. */
+static tg_tensor **grad_slot2(walk *w, tg_tensor *t, bool **own)
+{
+    if (on_walk_tape(w, t)) {
+        *own = &w->gr_own[t->node->seq];
+        return &w->gr[t->node->seq];
+    }
+    slot *s = lookup(w, t);
+    *own = &s->own;
+    return &s->g;
+}
+
 static tg_tensor **grad_slot(walk *w, tg_tensor *t)
 {
-    return on_walk_tape(w, t) ? &w->gr[t->node->seq] : &lookup(w, t)->g;
+    bool *own;
+    return grad_slot2(w, t, &own);
 }
 
 static bool same_shape(const tg_tensor *a, const tg_tensor *b)
@@ -88,9 +103,44 @@ static tg_tensor *reduce_to(walk *w, tg_tensor *g, const tg_tensor *t, const cha
     return tg_reshape(c, g, t->ndim, t->shape);
 }
 
-static void accumulate(walk *w, tg_tensor **slot_, tg_tensor *g)
+/*
+ * Adds g (already in x's shape) to x's gradient. With no graph recorded,
+ * the sum of two gradients is a fresh tensor only this walk references (an
+ * "own" buffer), so later contributions are added into it in place instead
+ * of allocating a new sum each time. A first contribution is stored as is
+ * and never written: it may be a caller's tensor or a view of another
+ * gradient. An own buffer is written only until its node's backward runs
+ * (the tape is topological), so no view of it ever sees a change.
+ */
+static void accumulate(walk *w, tg_tensor *x, tg_tensor *g)
 {
-    *slot_ = *slot_ ? tg_add(w->c, *slot_, g) : g;
+    bool *own;
+    tg_tensor **s = grad_slot2(w, x, &own);
+    if (!*s) {
+        *s = g;
+        *own = false;
+    } else if (*own && !w->c->grad_enabled) {
+        tg__acc_into(w->c, *s, g);
+    } else {
+        *s = tg_add(w->c, *s, g);
+        *own = !w->c->grad_enabled;
+    }
+}
+
+/* x's gradient as an own buffer, for an accumulating backward: zeros when
+ * there is none yet, a copy when the current one is not the walk's. */
+static tg_tensor *own_grad(walk *w, tg_tensor *x)
+{
+    bool *own;
+    tg_tensor **s = grad_slot2(w, x, &own);
+    if (*s && *own) return *s;
+    tg_tensor *buf = *s ? tg__empty(w->c, w->fn, x->dtype, x->ndim, x->shape)
+                        : tg_tensor_new(w->c, x->dtype, x->ndim, x->shape);
+    if (!buf) return NULL;
+    if (*s) tg__copy_strided(w->c, buf, *s);
+    *s = buf;
+    *own = true;
+    return buf;
 }
 
 /* ---- checks before and after each node ---------------------------------- */
@@ -185,6 +235,7 @@ static tg_status commit_leaf_grads(walk *w)
 
 /* ---- the walk ----------------------------------------------------------- */
 
+
 static uint64_t pow2_at_least(uint64_t n)
 {
     uint64_t p = 16;
@@ -241,8 +292,9 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
     w.mask = cap - 1;
     w.tab = tg__arena_calloc(c, (size_t)cap, sizeof *w.tab);
     w.gr = tg__arena_calloc(c, (size_t)(w.nt ? w.nt : 1), sizeof *w.gr);
+    w.gr_own = tg__arena_calloc(c, (size_t)(w.nt ? w.nt : 1), sizeof *w.gr_own);
     bool *reach = NULL;
-    if (!w.tab || !w.gr) goto done;
+    if (!w.tab || !w.gr || !w.gr_own) goto done;
 
     if (grads) {
         /* A node runs only when some input leads to a requested input. */
@@ -276,7 +328,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
         tg_tensor *d = douts ? douts[k] : NULL;
         if (!d) d = tg_full(c, outs[k]->dtype, outs[k]->ndim, outs[k]->shape, 1.0);
         if (!d) goto done;
-        accumulate(&w, grad_slot(&w, outs[k]), d);
+        accumulate(&w, outs[k], d);
     }
 
     /* the reverse walk */
@@ -289,13 +341,24 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
         if (n->n_in > 8 && !(dx = tg__arena_calloc(c, (size_t)n->n_in, sizeof *dx))) break;
         if (check_versions(&w, n)) break;
         c->backward_of = n;
+        if (!create_graph && tg__ops_acc[n->op] && !c->anomaly) {
+            /* into own buffers: nothing left for the loop below */
+            tg_tensor *acc_local[8] = {NULL}, **acc = acc_local;
+            if (n->n_in > 8 && !(acc = tg__arena_calloc(c, (size_t)n->n_in, sizeof *acc))) break;
+            for (int j = 0; j < n->n_in && c->status == TG_OK; j++)
+                if (n->in[j] && n->in[j]->requires_grad)
+                    acc[j] = own_grad(&w, n->in[j]);
+            if (c->status == TG_OK) tg__ops_acc[n->op](c, n, g, acc);
+            c->backward_of = NULL;
+            continue;
+        }
         tg__ops[n->op].backward(c, n, g, dx);
         for (int j = 0; j < n->n_in && c->status == TG_OK; j++) {
             tg_tensor *x = n->in[j];
             if (!x || !dx[j] || !x->requires_grad) continue;
             tg_tensor *d = reduce_to(&w, dx[j], x, tg__node_name(n));
             if (d && c->anomaly) check_grad(&w, n, j, d);
-            if (d) accumulate(&w, grad_slot(&w, x), d);
+            if (d) accumulate(&w, x, d);
         }
         c->backward_of = NULL;
     }

@@ -51,6 +51,20 @@ static tg_status forward(tg_ctx *c, const tg_ctx *from, tg_status st)
     return st;
 }
 
+/* The error recorded on c during the call (c held none when it began) made
+ * to name the checkpoint function even when an inner one recorded it:
+ * "tg_checkpoint_load: tg_model_load: ...". Returns st. */
+static tg_status finish(tg_ctx *c, const char *fn, tg_status st)
+{
+    size_t lf = strlen(fn);
+    if (c->status != TG_OK && strncmp(c->msg, fn, lf) != 0) {
+        char tmp[sizeof c->msg];
+        snprintf(tmp, sizeof tmp, "%s: %.*s", fn, (int)(sizeof tmp - lf - 3), c->msg);
+        memcpy(c->msg, tmp, sizeof tmp);
+    }
+    return st;
+}
+
 static int64_t model_count(const tg_model *m)
 {
     return m ? (int64_t)tg_model_nparams(m) + tg_model_nbuffers(m) : 0;
@@ -100,7 +114,7 @@ tg_status tg_checkpoint_save(tg_ctx *c, const char *path, const tg_checkpoint *c
     int n_optim = 0;
     if (ck->optim) {
         n_optim = tg_optim_state_count(ck->optim);
-        if (n_optim < 0) return forward(c, tg_optim_ctx(ck->optim), TG_ERR_INVALID);
+        if (n_optim < 0) return finish(c, fn, forward(c, tg_optim_ctx(ck->optim), TG_ERR_INVALID));
     }
     int64_t n_model = model_count(ck->model);
     int64_t total = n_model + n_optim + (ck->batcher != NULL) + (ck->rng != NULL);
@@ -150,7 +164,7 @@ tg_status tg_checkpoint_save(tg_ctx *c, const char *path, const tg_checkpoint *c
         st = tg__fail(c, TG_ERR_NOMEM, "%s: out of memory", fn);
     st = forward(c, s, st);
     tg_ctx_free(s);
-    return st;
+    return finish(c, fn, st);
 }
 
 /* ---- loading ------------------------------------------------------------ */
@@ -313,5 +327,5 @@ tg_status tg_checkpoint_load(tg_ctx *c, const char *path, const tg_checkpoint *c
     if (!st && ck->rng) st = tg_ctx_set_rng(ck->rng, rng);
     st = forward(c, s, st);
     tg_ctx_free(s);
-    return st;
+    return finish(c, fn, st);
 }

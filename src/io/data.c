@@ -10,6 +10,12 @@
  * position are the whole of the batcher's future: a checkpoint that saves
  * them resumes the exact same sequence. Bounded integers come from
  * rejection sampling, so every permutation is equally likely.
+ *
+ * Sharding (data-parallel training) changes only which slice of each
+ * global batch of world * batch samples this rank takes; the permutation
+ * and the state (pos counts the samples of all ranks) are the same on
+ * every rank, which is what makes N ranks equal one process at N times
+ * the batch, and a checkpoint restorable at any world size.
  */
 #include "io_impl.h"
 #include "tapegrad/data.h"
@@ -19,11 +25,13 @@
 struct tg_batcher {
     tg_ctx *c; /* where errors go */
     int64_t n, batch;
+    int64_t rank, world; /* sharding: this rank's slice of world * batch */
     bool shuffle, drop_last;
     uint64_t rng_epoch[4]; /* the state the current permutation was drawn from */
     uint64_t rng[4];       /* the state after drawing it: the next epoch's */
-    int64_t epoch, pos;
-    int64_t *perm; /* n indices */
+    int64_t epoch, pos; /* pos: samples of all ranks handed out this epoch */
+    double weight;      /* this rank's share of the last global batch */
+    int64_t *perm;      /* n indices */
 };
 
 tg_batcher_opts tg_batcher_defaults(void)
@@ -34,6 +42,8 @@ tg_batcher_opts tg_batcher_defaults(void)
     o.shuffle = true;
     o.drop_last = false;
     o.seed = 0;
+    o.rank = 0;
+    o.world = 1;
     return o;
 }
 
@@ -78,12 +88,25 @@ tg_batcher *tg_batcher_new(tg_ctx *c, int64_t n, const tg_batcher_opts *opts)
                  (long long)o.batch_size);
         return NULL;
     }
+    if (o.world == 0 && o.rank == 0) o.world = 1; /* zero-initialised options: no sharding */
+    if (o.world < 1 || o.rank < 0 || o.rank >= o.world) {
+        tg__fail(c, TG_ERR_INVALID, "%s: rank %d of world %d: need world >= 1 and 0 <= rank < world",
+                 fn, o.rank, o.world);
+        return NULL;
+    }
+    if (o.batch_size > INT64_MAX / o.world) {
+        tg__fail(c, TG_ERR_INVALID, "%s: batch_size %lld times world %d overflows", fn,
+                 (long long)o.batch_size, o.world);
+        return NULL;
+    }
     tg_batcher *b = tg__arena_calloc(c, 1, sizeof *b);
     int64_t *perm = tg__arena_alloc(c, (size_t)(n ? n : 1) * sizeof *perm);
     if (!b || !perm) return NULL;
     b->c = c;
     b->n = n;
     b->batch = o.batch_size;
+    b->rank = o.rank;
+    b->world = o.world;
     b->shuffle = o.shuffle;
     b->drop_last = o.drop_last;
     b->perm = perm;
@@ -92,8 +115,14 @@ tg_batcher *tg_batcher_new(tg_ctx *c, int64_t n, const tg_batcher_opts *opts)
     return b;
 }
 
+/* Samples of all ranks in one global batch. */
+static int64_t global_batch(const tg_batcher *b) { return b->batch * b->world; }
+
 /* Samples handed out per epoch. */
-static int64_t served(const tg_batcher *b) { return b->drop_last ? b->n - b->n % b->batch : b->n; }
+static int64_t served(const tg_batcher *b)
+{
+    return b->drop_last ? b->n - b->n % global_batch(b) : b->n;
+}
 
 int64_t tg_batcher_next(tg_batcher *b, const int64_t **idx)
 {
@@ -106,19 +135,37 @@ int64_t tg_batcher_next(tg_batcher *b, const int64_t **idx)
         draw(b);
         b->epoch++;
         b->pos = 0;
+        b->weight = 0;
         *idx = NULL;
         return 0;
     }
-    int64_t m = limit - b->pos < b->batch ? limit - b->pos : b->batch;
-    *idx = b->perm + b->pos;
-    b->pos += m;
+    /* The global batch is perm[pos, pos + total); this rank's slice of it
+     * is the r-th of world nearly equal contiguous parts, the first
+     * total % world one longer (all exactly batch when the batch is full). */
+    int64_t total = limit - b->pos < global_batch(b) ? limit - b->pos : global_batch(b);
+    int64_t base = total / b->world, extra = total % b->world;
+    int64_t m = base + (b->rank < extra);
+    int64_t off = b->rank * base + (b->rank < extra ? b->rank : extra);
+    if (m > 0) {
+        *idx = b->perm + b->pos + off;
+        b->weight = (double)m / (double)total;
+    } else {
+        /* fewer samples than ranks: keep step with a sample that counts 0 */
+        *idx = b->perm + b->pos;
+        m = 1;
+        b->weight = 0;
+    }
+    b->pos += total;
     return m;
 }
+
+double tg_batcher_weight(const tg_batcher *b) { return b ? b->weight : 0; }
 
 int64_t tg_batcher_batches(const tg_batcher *b)
 {
     if (!b) return 0;
-    return b->drop_last ? b->n / b->batch : (b->n + b->batch - 1) / b->batch;
+    int64_t g = global_batch(b);
+    return b->drop_last ? b->n / g : b->n / g + (b->n % g != 0);
 }
 
 int64_t tg_batcher_epoch(const tg_batcher *b) { return b ? b->epoch : 0; }
@@ -155,6 +202,7 @@ tg_status tg_batcher_set_state(tg_batcher *b, const tg_batcher_state *s)
     memcpy(b->rng_epoch, s->rng, sizeof b->rng_epoch);
     b->epoch = s->epoch;
     b->pos = s->pos;
+    b->weight = 0;
     draw(b);
     return TG_OK;
 }

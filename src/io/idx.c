@@ -29,6 +29,7 @@ tg_idx_opts tg_idx_defaults(void)
     o.dtype = TG_IDX_AUTO;
     o.scale = false;
     o.max_bytes = 0;
+    o.max_items = 0;
     return o;
 }
 
@@ -312,6 +313,11 @@ static tg_tensor *parse(tg_ctx *c, const char *fn, const char *what, const unsig
                  fn, what, o.dtype);
         return NULL;
     }
+    if (o.max_items < 0) {
+        tg__fail(c, TG_ERR_INVALID, "%s: %s: max_items %lld is negative", fn, what,
+                 (long long)o.max_items);
+        return NULL;
+    }
     uint64_t limit = o.max_bytes ? o.max_bytes : IDX_DEFAULT_MAX;
     source s = {.c = c, .fn = fn, .what = what, .buf = b, .len = len};
     if (src_open(&s)) return NULL;
@@ -388,6 +394,16 @@ static tg_tensor *parse(tg_ctx *c, const char *fn, const char *what, const unsig
         goto done;
     }
 
+    /* max_items: only the first items along dim 0 are converted, and only
+     * their bytes inflated (the rest of a gzip stream is not read) */
+    uint64_t take = numel;
+    bool partial = false;
+    if (o.max_items > 0 && ndim > 0 && (uint64_t)o.max_items < (uint64_t)shape[0]) {
+        take = numel / (uint64_t)shape[0] * (uint64_t)o.max_items;
+        shape[0] = o.max_items;
+        partial = true;
+    }
+
     int dt;
     if (o.dtype == TG_IDX_AUTO)
         dt = ndim == 1 && type != IDX_F32 && type != IDX_F64 ? TG_I64 : TG_F32;
@@ -402,14 +418,14 @@ static tg_tensor *parse(tg_ctx *c, const char *fn, const char *what, const unsig
     if (s.gz) {
         /* inflate into a buffer that grows by doubling up to the size the
          * header implies, so memory follows the data actually present */
-        size_t want = (size_t)need, got = 0;
+        size_t want = (size_t)(take * es), got = 0;
         raw_size = want < GZ_FIRST ? want : GZ_FIRST;
         raw = tg__heap_alloc(c, raw_size ? raw_size : 1);
         for (;;) {
             if (!raw) {
                 raw_size = 0;
                 tg__fail(c, TG_ERR_NOMEM, "%s: %s: out of memory inflating %llu bytes", fn, what,
-                         (unsigned long long)need);
+                         (unsigned long long)(take * es));
                 goto done;
             }
             size_t k;
@@ -433,10 +449,10 @@ static tg_tensor *parse(tg_ctx *c, const char *fn, const char *what, const unsig
         data = b + hlen;
         s.pos = len;
     }
-    if (src_end(&s)) goto done;
+    if (!(s.gz && partial) && src_end(&s)) goto done;
 
     t = tg__empty(c, fn, (tg_dtype)dt, ndim, shape);
-    if (t) convert(t, data, type, (int64_t)numel, o.scale);
+    if (t) convert(t, data, type, (int64_t)take, o.scale);
 done:
     src_close(&s);
     if (raw) tg__heap_free(c, raw, raw_size ? raw_size : 1);

@@ -343,6 +343,11 @@ static tg_tensor *new_registered(tg_module *mod, const char *fn, const char *loc
     tg_ctx *pc = m->ctx;
     const char *full = tg__nn_join(pc, mod->name, local);
     if (!full) return NULL;
+    /* sizes too large for memory are the constructor's error, named so */
+    char who[192];
+    snprintf(who, sizeof who, "%s: '%s'", fn, full);
+    int64_t numel;
+    if (tg__check_shape(pc, who, ndim, shape, &numel) != TG_OK) return NULL;
     tg_tensor *t = tg_tensor_new(pc, dt, ndim, shape);
     if (!t) return NULL;
     if (add_tensor(m, fn, full, t, param) != TG_OK) return NULL;

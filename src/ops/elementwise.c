@@ -219,3 +219,29 @@ void tg__relu_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
 {
     if (NEED(0)) dx[0] = tg_mul(c, dout, positive_mask(c, n->in[0]));
 }
+
+/* ---- in-place accumulation (the backward driver's owned buffers) ------- */
+
+#define ACC_KERNEL(NAME, T)                                                        \
+    static void NAME(int64_t n, char **p, const int64_t *s, void *aux)             \
+    {                                                                              \
+        (void)aux;                                                                 \
+        if (s[0] == (int64_t)sizeof(T) && s[1] == (int64_t)sizeof(T)) {            \
+            T *o = (T *)p[0];                                                      \
+            const T *x = (const T *)p[1];                                          \
+            for (int64_t i = 0; i < n; i++) o[i] += x[i];                          \
+            return;                                                                \
+        }                                                                          \
+        for (int64_t i = 0; i < n; i++)                                            \
+            *(T *)(p[0] + i * s[0]) += *(const T *)(p[1] + i * s[1]);              \
+    }
+ACC_KERNEL(acc_into_f32, float)
+ACC_KERNEL(acc_into_f64, double)
+#undef ACC_KERNEL
+
+void tg__acc_into(tg_ctx *c, tg_tensor *acc, tg_tensor *x)
+{
+    TG_ASSERT(acc->dtype == x->dtype && tg__is_float(acc->dtype));
+    tg_tensor *ops[2] = {acc, x};
+    tg__ew_apply(c, 2, ops, acc->dtype == TG_F32 ? acc_into_f32 : acc_into_f64, NULL);
+}

@@ -18,6 +18,31 @@
 
 static tg__ew_kernel pick(tg__kpair k, tg_dtype dt) { return dt == TG_F32 ? k.f32 : k.f64; }
 
+/* tg__ew_apply, with a shortcut for the common small case: every operand
+ * contiguous with the output's element count (so the same element order)
+ * and too few elements to split over threads is one kernel call over one
+ * flat run, exactly the run tg__ew_apply would make, without building its
+ * N-d plan. This is most of an op's cost on tiny tensors. */
+static void ew_run(tg_ctx *c, int nt, tg_tensor *const *t, tg__ew_kernel k, void *aux)
+{
+    int64_t n = tg__numel(t[0]->ndim, t[0]->shape);
+    if (n > 0 && n < 2 * TG__PAR_GRAIN) {
+        char *p[TG__MAX_OPERANDS];
+        int64_t s[TG__MAX_OPERANDS];
+        bool flat = true;
+        for (int i = 0; i < nt && flat; i++) {
+            flat = tg__numel(t[i]->ndim, t[i]->shape) == n && tg_is_contiguous(t[i]);
+            p[i] = tg__ptr(t[i]);
+            s[i] = (int64_t)tg__esize(t[i]->dtype);
+        }
+        if (flat) {
+            k(n, p, s, aux);
+            return;
+        }
+    }
+    tg__ew_apply(c, nt, t, k, aux);
+}
+
 static void copy_params(double q[4], const double *p)
 {
     for (int i = 0; i < 4; i++) q[i] = p ? p[i] : 0.0;
@@ -51,7 +76,7 @@ tg_tensor *tg__ew_unary(tg_ctx *c, const char *fn, tg_op op, tg__kpair k, tg_ten
     tg_tensor *y = tg__empty(c, fn, x->dtype, x->ndim, x->shape);
     if (!y) return NULL;
     tg_tensor *ops[2] = {y, x};
-    tg__ew_apply(c, 2, ops, pick(k, x->dtype), q);
+    ew_run(c, 2, ops, pick(k, x->dtype), q);
     tg__node *n;
     if (tg__record(c, op, y, 1, &x, &n)) return NULL;
     record_params(n, q);
@@ -71,7 +96,7 @@ tg_tensor *tg__ew_binary(tg_ctx *c, const char *fn, tg_op op, tg__kpair k, tg_te
     tg_tensor *y = tg__empty(c, fn, a->dtype, nd, shape);
     if (!y) return NULL;
     tg_tensor *ops[3] = {y, a, b};
-    tg__ew_apply(c, 3, ops, pick(k, a->dtype), q);
+    ew_run(c, 3, ops, pick(k, a->dtype), q);
     tg__node *n;
     if (tg__record(c, op, y, 2, in, &n)) return NULL;
     record_params(n, q);
@@ -86,7 +111,7 @@ tg_tensor *tg__ew_const1(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *x, c
     tg_tensor *m = tg__empty(c, fn, x->dtype, x->ndim, x->shape);
     if (!m) return NULL;
     tg_tensor *ops[2] = {m, x};
-    tg__ew_apply(c, 2, ops, pick(k, x->dtype), q);
+    ew_run(c, 2, ops, pick(k, x->dtype), q);
     return m;
 }
 
@@ -102,7 +127,7 @@ tg_tensor *tg__ew_const2(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *a, t
     tg_tensor *m = tg__empty(c, fn, a->dtype, nd, shape);
     if (!m) return NULL;
     tg_tensor *ops[3] = {m, a, b};
-    tg__ew_apply(c, 3, ops, pick(k, a->dtype), q);
+    ew_run(c, 3, ops, pick(k, a->dtype), q);
     return m;
 }
 

@@ -36,6 +36,25 @@ TG_OP_MAP(TG__OP_DECL)
 
 extern const tg__opdef tg__ops[TG_OP_COUNT];
 
+/*
+ * Optional accumulating backward of an op, for when no graph is recorded
+ * (grad mode off): adds the gradient of every input j that requires grad
+ * into acc[j] (NULL for the others), a contiguous tensor of input j's shape
+ * and dtype that the backward driver owns and nothing else references.
+ * The driver uses it instead of the plain backward, so an op whose
+ * gradient touches a small part of its input (slice: one window) costs
+ * that part, not a full-size zero tensor plus a full-size add per use.
+ * Ops without one have NULL in tg__ops_acc.
+ */
+typedef void (*tg__backward_acc_fn)(tg_ctx *c, const tg__node *n, tg_tensor *dout,
+                                    tg_tensor **acc);
+extern const tg__backward_acc_fn tg__ops_acc[TG_OP_COUNT];
+void tg__slice_backward_acc(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **acc);
+
+/* acc += x in place; x broadcasts to acc's shape, acc may be a strided
+ * (non-overlapping) view; same dtype. */
+void tg__acc_into(tg_ctx *c, tg_tensor *acc, tg_tensor *x);
+
 /* Input checks shared by ops. Each returns false with an error recorded on
  * c (unless c already holds one) naming fn. */
 bool tg__check_inputs(tg_ctx *c, const char *fn, int n, tg_tensor *const *in);

@@ -12,6 +12,10 @@ const tg__opdef tg__ops[TG_OP_COUNT] = {
 #undef TG__OP_DEF
 };
 
+const tg__backward_acc_fn tg__ops_acc[TG_OP_COUNT] = {
+    [TG_OP_SLICE] = tg__slice_backward_acc,
+};
+
 #define TG__OP_ONE(E, name, arity, flags) +1
 _Static_assert(0 TG_OP_MAP(TG__OP_ONE) == TG_OP_COUNT, "one registry entry per op");
 #undef TG__OP_ONE

@@ -229,6 +229,20 @@ void tg__slice_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor
         dx[0] = tg_slice_scatter(c, dout, x->ndim, x->shape, (int)n->iv[0], n->iv[1], n->iv[2]);
 }
 
+/* acc[start::step along axis] += dout: only the window is touched */
+void tg__slice_backward_acc(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **acc)
+{
+    tg_tensor *a = acc[0];
+    if (!a) return;
+    int ax = (int)n->iv[0];
+    int64_t start = n->iv[1], step = n->iv[2], st[TG_MAX_DIMS];
+    memcpy(st, a->stride, sizeof st);
+    st[ax] = a->stride[ax] * step;
+    int64_t off = a->offset + (dout->shape[ax] ? start * a->stride[ax] : 0);
+    tg_tensor *win = tg__view(c, a, a->ndim, dout->shape, st, off);
+    if (win) tg__acc_into(c, win, dout);
+}
+
 /* y = zeros(shape); y[start::step along axis] = x */
 tg_tensor *tg_slice_scatter(tg_ctx *c, tg_tensor *x, int ndim, const int64_t *shape, int axis,
                             int64_t start, int64_t step)

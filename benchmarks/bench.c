@@ -1,0 +1,233 @@
+/*
+ * bench.c - the benchmark harness: command line, counting allocator,
+ * timing, the GEMMs-alone replay and the JSON line (see bench.h).
+ *
+ * Only programs of benchmarks/ include cblas.h besides src/core/blas.c:
+ * the GEMMs-alone figure must be raw BLAS, without tapegrad in between.
+ */
+#include "bench.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#define MAX_GEMMS 4096
+
+typedef struct {
+    unsigned long long allocs, frees;
+} counter;
+
+/* The allocator hook of both contexts: malloc/free, counted. */
+static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    counter *k = ud;
+    (void)osize;
+    if (nsize == 0) {
+        if (ptr) k->frees++;
+        free(ptr);
+        return NULL;
+    }
+    k->allocs++;
+    return malloc(nsize);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+void bench_fill_uniform(float *x, int64_t n, float lo, float hi, uint64_t seed)
+{
+    uint64_t s = seed * 6364136223846793005ull + 1442695040888963407ull;
+    for (int64_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = lo + (hi - lo) * (float)((s >> 40) * (1.0 / 16777216.0));
+    }
+}
+
+void bench_fill_labels(int64_t *y, int64_t n, int64_t k, uint64_t seed)
+{
+    uint64_t s = seed * 6364136223846793005ull + 1442695040888963407ull;
+    for (int64_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        y[i] = (int64_t)((s >> 33) % (uint64_t)k);
+    }
+}
+
+/* The median over reps of the time of every listed GEMM run once, each on
+ * its own buffers (as in the step), in ms. */
+static double time_gemms(const bench_gemm *g, int ng, int reps)
+{
+    float **a = calloc((size_t)ng, sizeof *a), **b = calloc((size_t)ng, sizeof *b),
+          **cm = calloc((size_t)ng, sizeof *cm);
+    double *t = calloc((size_t)reps, sizeof *t);
+    double result = NAN;
+    if (!a || !b || !cm || !t) goto out;
+    for (int i = 0; i < ng; i++) {
+        size_t sa = (size_t)g[i].m * (size_t)g[i].k, sb = (size_t)g[i].k * (size_t)g[i].n,
+               sc = (size_t)g[i].m * (size_t)g[i].n;
+        a[i] = malloc(sa * sizeof(float));
+        b[i] = malloc(sb * sizeof(float));
+        cm[i] = malloc(sc * sizeof(float));
+        if (!a[i] || !b[i] || !cm[i]) goto out;
+        bench_fill_uniform(a[i], (int64_t)sa, -1.0f, 1.0f, 11u + (uint64_t)i);
+        bench_fill_uniform(b[i], (int64_t)sb, -1.0f, 1.0f, 23u + (uint64_t)i);
+        memset(cm[i], 0, sc * sizeof(float));
+    }
+    for (int r = -2; r < reps; r++) { /* two warm-up passes */
+        double t0 = now_ms();
+        for (int i = 0; i < ng; i++) {
+            const bench_gemm *x = &g[i];
+            int lda = x->trans_a ? x->m : x->k, ldb = x->trans_b ? x->k : x->n;
+            cblas_sgemm(CblasRowMajor, x->trans_a ? CblasTrans : CblasNoTrans,
+                        x->trans_b ? CblasTrans : CblasNoTrans, x->m, x->n, x->k, 1.0f, a[i],
+                        lda > 0 ? lda : 1, b[i], ldb > 0 ? ldb : 1, x->beta, cm[i],
+                        x->n > 0 ? x->n : 1);
+        }
+        if (r >= 0) t[r] = now_ms() - t0;
+    }
+    result = median(t, reps);
+out:
+    for (int i = 0; a && b && cm && i < ng; i++) {
+        free(a[i]);
+        free(b[i]);
+        free(cm[i]);
+    }
+    free(a);
+    free(b);
+    free(cm);
+    free(t);
+    return result;
+}
+
+void bench_add_gemm(bench_gemm *g, int *ng, int max, int m, int n, int k, int trans_a,
+                    int trans_b, float beta)
+{
+    if (*ng >= max) return;
+    g[(*ng)++] = (bench_gemm){m, n, k, trans_a, trans_b, beta};
+}
+
+void bench_linear_gemms(bench_gemm *g, int *ng, int max, int rows, int in, int out,
+                        bool need_dx)
+{
+    bench_add_gemm(g, ng, max, rows, out, in, 0, 1, 1.0f); /* y = x W^T onto the bias */
+    bench_add_gemm(g, ng, max, out, in, rows, 1, 0, 0.0f); /* dW = dy^T x */
+    if (need_dx) bench_add_gemm(g, ng, max, rows, in, out, 0, 0, 0.0f); /* dx = dy W */
+}
+
+static int usage(const char *prog)
+{
+    fprintf(stderr,
+            "usage: %s [--batch N] [--threads N] [--steps N] [--warmup N] [--tiny] "
+            "[--no-gemm]\n",
+            prog);
+    return 2;
+}
+
+static bool parse_int(const char *s, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end != '\0' || v < 0) return false;
+    *out = v;
+    return true;
+}
+
+int bench_main(int argc, char **argv, const bench_workload *w)
+{
+    long batch = (long)w->default_batch, threads = 1, steps = 100, warmup = 10;
+    bool tiny = false, gemm = true;
+    for (int i = 1; i < argc; i++) {
+        long *dst = NULL;
+        if (strcmp(argv[i], "--batch") == 0) dst = &batch;
+        else if (strcmp(argv[i], "--threads") == 0) dst = &threads;
+        else if (strcmp(argv[i], "--steps") == 0) dst = &steps;
+        else if (strcmp(argv[i], "--warmup") == 0) dst = &warmup;
+        else if (strcmp(argv[i], "--tiny") == 0) tiny = true;
+        else if (strcmp(argv[i], "--no-gemm") == 0) gemm = false;
+        else return usage(argv[0]);
+        if (dst && (i + 1 >= argc || !parse_int(argv[++i], dst))) return usage(argv[0]);
+    }
+    if (batch < 1 || threads < 1 || steps < 1) return usage(argv[0]);
+    if (tiny) {
+        steps = 3;
+        warmup = 2;
+    }
+
+    counter k = {0, 0};
+    tg_ctx_opts o = tg_ctx_defaults();
+    o.alloc = counting_alloc;
+    o.alloc_ud = &k;
+    o.n_threads = (int)threads;
+    tg_ctx *pc = tg_ctx_new_opts(&o), *sc = tg_ctx_new_opts(&o);
+    if (!pc || !sc) {
+        fprintf(stderr, "%s: cannot create contexts\n", w->name);
+        return 1;
+    }
+    int rc = 1;
+    double *t = calloc((size_t)steps, sizeof *t);
+    void *st = t ? w->setup(pc, batch) : NULL;
+    if (!st) {
+        fprintf(stderr, "%s: setup failed: %s\n", w->name, tg_ctx_errmsg(pc));
+        goto out;
+    }
+    double loss = NAN;
+    unsigned long long allocs0 = 0;
+    for (long s = -warmup; s < steps; s++) {
+        if (s == 0) allocs0 = k.allocs;
+        double t0 = now_ms();
+        tg_ctx_reset(sc);
+        loss = w->step(st, sc);
+        double dt = now_ms() - t0;
+        if (tg_ctx_status(sc) != TG_OK || tg_ctx_status(pc) != TG_OK || !isfinite(loss)) {
+            fprintf(stderr, "%s: step %ld failed: %s%s\n", w->name, s, tg_ctx_errmsg(sc),
+                    tg_ctx_errmsg(pc));
+            goto out;
+        }
+        if (s >= 0) t[s] = dt;
+    }
+    double allocs = (double)(k.allocs - allocs0) / (double)steps;
+    double ms_min = t[0];
+    for (long s = 1; s < steps; s++) ms_min = t[s] < ms_min ? t[s] : ms_min;
+    double ms = median(t, (int)steps);
+
+    struct rusage ru; /* before the GEMM replay, whose buffers are not the step's */
+    getrusage(RUSAGE_SELF, &ru);
+    double gemm_ms = NAN;
+    if (gemm && w->gemms) {
+        static bench_gemm g[MAX_GEMMS];
+        int ng = w->gemms(st, batch, g, MAX_GEMMS);
+        if (ng > 0) gemm_ms = time_gemms(g, ng, tiny ? 2 : (int)(steps < 50 ? 50 : steps));
+    }
+    printf("{\"bench\": \"%s\", \"batch\": %ld, \"threads\": %ld, \"steps\": %ld, "
+           "\"ms_median\": %.6g, \"ms_min\": %.6g, \"samples_per_s\": %.6g, ",
+           w->name, batch, threads, steps, ms, ms_min, (double)batch * 1e3 / ms);
+    if (isnan(gemm_ms)) printf("\"gemm_ms\": null, ");
+    else printf("\"gemm_ms\": %.6g, ", gemm_ms);
+    printf("\"peak_rss_kb\": %ld, \"allocs_per_step\": %.6g, \"loss\": %.6g}\n", ru.ru_maxrss,
+           allocs, loss);
+    rc = 0;
+out:
+    free(t);
+    tg_ctx_free(sc);
+    tg_ctx_free(pc);
+    return rc;
+}

@@ -1,0 +1,73 @@
+"""torch_common.py - the harness of the PyTorch reference scripts.
+
+Each torch_<name>.py builds the same model, data and training step as
+benchmarks/<name>.c and calls run(); the output is the same JSON line as
+the C programs print (gemm_ms and allocs_per_step null). Options:
+--batch N, --threads N (torch.set_num_threads), --steps N, --warmup N,
+--tiny. OpenBLAS's own thread count comes from OPENBLAS_NUM_THREADS, which
+the driver sets before the interpreter starts.
+"""
+import argparse
+import json
+import resource
+import statistics
+import time
+
+import torch
+
+
+def parse(default_batch):
+    p = argparse.ArgumentParser()
+    p.add_argument('--batch', type=int, default=default_batch)
+    p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--steps', type=int, default=100)
+    p.add_argument('--warmup', type=int, default=10)
+    p.add_argument('--tiny', action='store_true')
+    a = p.parse_args()
+    if a.tiny:
+        a.steps, a.warmup = 3, 2
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    return a
+
+
+def uniform(n, lo, hi, seed):
+    """The same LCG stream as bench_fill_uniform in bench.c."""
+    m = (1 << 64) - 1
+    s = (seed * 6364136223846793005 + 1442695040888963407) & m
+    out = []
+    for _ in range(n):
+        s = (s * 6364136223846793005 + 1442695040888963407) & m
+        out.append(lo + (hi - lo) * ((s >> 40) * (1.0 / 16777216.0)))
+    return torch.tensor(out, dtype=torch.float32)
+
+
+def labels(n, k, seed):
+    """The same stream as bench_fill_labels in bench.c."""
+    m = (1 << 64) - 1
+    s = (seed * 6364136223846793005 + 1442695040888963407) & m
+    out = []
+    for _ in range(n):
+        s = (s * 6364136223846793005 + 1442695040888963407) & m
+        out.append((s >> 33) % k)
+    return torch.tensor(out, dtype=torch.int64)
+
+
+def run(name, args, step):
+    """Times step() (returns the loss tensor) and prints the JSON line."""
+    times = []
+    loss = float('nan')
+    for s in range(-args.warmup, args.steps):
+        t0 = time.perf_counter()
+        out = step()
+        dt = time.perf_counter() - t0
+        loss = float(out)
+        if s >= 0:
+            times.append(dt * 1e3)
+    ms = statistics.median(times)
+    print(json.dumps({
+        'bench': name, 'batch': args.batch, 'threads': args.threads,
+        'steps': args.steps, 'ms_median': ms, 'ms_min': min(times),
+        'samples_per_s': args.batch * 1e3 / ms, 'gemm_ms': None,
+        'peak_rss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        'allocs_per_step': None, 'loss': loss}))
