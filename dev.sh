@@ -2,7 +2,7 @@
 #
 # dev.sh - the quick start and every developer/CI job of tapegrad.
 #
-#   ./dev.sh main            install what is missing, build, run the main job
+#   ./dev.sh main [ARGS]     install what is missing, build, run tapegrad train [ARGS]
 #   ./dev.sh test            install what is missing, build, run every test
 #   ./dev.sh asan            the tests under ASan + UBSan (build dir build-asan)
 #   ./dev.sh valgrind        the tests under valgrind (meson test --setup valgrind)
@@ -165,11 +165,14 @@ run_tests() {
     return "$rc"
 }
 
+# The main job: train the default network (an MLP, Adam, 10 epochs) on
+# Fashion-MNIST; extra arguments go to tapegrad train (./dev.sh main --model cnn).
 cmd_main() {
     setup
     build build
-    log "running build/examples/seed_example"
-    build/examples/seed_example
+    local -a cmd=(build/tools/tapegrad train --svg build/training_curves.svg "$@")
+    log "running ${cmd[*]}"
+    "${cmd[@]}"
 }
 
 cmd_test() {
@@ -318,7 +321,10 @@ usage() {
 main() {
     local cmd="${1:-}"
     case "$cmd" in
-    main) cmd_main ;;
+    main)
+        shift
+        cmd_main "$@"
+        ;;
     test) cmd_test ;;
     asan) cmd_asan ;;
     valgrind) cmd_valgrind ;;

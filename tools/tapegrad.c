@@ -1,27 +1,45 @@
 /*
- * tapegrad.c - the tapegrad command-line tool.
+ * tapegrad.c - the tapegrad command-line tool: dispatch, usage, `ops` and
+ * `version`. The other commands live in their own files.
  *
- *   tapegrad ops        every registered op, one per line: name, arity,
- *                       dtypes, gradient order supported, notes
- *   tapegrad version    the library version
+ *   tapegrad train [options]       train an MLP or a CNN on Fashion-MNIST
+ *                                  (train.c): progress per epoch, then test
+ *                                  accuracy, a per-class report, the
+ *                                  confusion matrix and an SVG of the curves;
+ *                                  last line "test_accuracy=0.XXXX"
+ *   tapegrad eval --model PATH     the same report for a saved checkpoint
+ *                                  (evalcmd.c)
+ *   tapegrad inspect PATH          names, dtypes, shapes, sizes, parameter
+ *                                  count and metadata of any safetensors file
+ *   tapegrad ops                   every registered op, one per line: name,
+ *                                  arity, dtypes, gradient order, notes
+ *   tapegrad version               the library version
  *
- * Exit status 0 on success, 2 on a usage error.
+ * Exit status 0 on success, 1 on a runtime failure (missing or corrupt
+ * file, a checkpoint that does not fit), 2 on a usage error.
  */
 #include <stdio.h>
 #include <string.h>
 
-#include "tapegrad.h"
+#include "cli.h"
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: tapegrad <command>\n"
+    fprintf(f, "usage: tapegrad <command> [options]\n"
                "commands:\n"
+               "  train     train a network on Fashion-MNIST (tapegrad train --help);\n"
+               "            by default an MLP, Adam, cosine schedule, 10 epochs\n"
+               "  eval      tapegrad eval --model PATH: accuracy, per-class report and\n"
+               "            confusion matrix of a checkpoint written by train --save\n"
+               "  inspect   tapegrad inspect PATH: tensors, parameter count and metadata\n"
+               "            of any safetensors file\n"
                "  ops       list every registered op, one per line, in five columns:\n"
                "            name, arity (n: any number; <=k: trailing inputs optional),\n"
                "            dtypes (+i64: takes TG_I64 labels or indices), gradient\n"
                "            (2nd-order: first and second derivatives; none), notes\n"
                "  version   print the version\n"
-               "  help      this text\n");
+               "  help      this text\n"
+               "exit status: 0 success, 1 runtime failure, 2 usage error\n");
 }
 
 /* One line per op: name, arity, dtypes, gradients, and notable flags. */
@@ -59,9 +77,12 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
-        return 2;
+        return EXIT_USAGE;
     }
     const char *cmd = argv[1];
+    if (strcmp(cmd, "train") == 0) return cmd_train(argc - 1, argv + 1);
+    if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 1, argv + 1);
+    if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc - 1, argv + 1);
     if (strcmp(cmd, "ops") == 0) return cmd_ops();
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("tapegrad %s\n", TG_VERSION_STRING);
@@ -73,5 +94,5 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "tapegrad: unknown command '%s'\n", cmd);
     usage(stderr);
-    return 2;
+    return EXIT_USAGE;
 }
