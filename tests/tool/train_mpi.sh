@@ -13,7 +13,8 @@
 #     checkpoint byte-identical to the uninterrupted 2-rank run's; a
 #     2-rank checkpoint resumes in one process and a 1-process one in 2
 #     ranks, ending close to the uninterrupted runs;
-#   - a --batch-size the ranks cannot split is a usage error (exit 2).
+#   - a --batch-size the ranks cannot split is a usage error (exit 2); a
+#     --save rank 0 cannot write stops both ranks (exit 1).
 set -uo pipefail
 
 MPIRUN="$1"
@@ -97,6 +98,14 @@ st=$?
 [[ "$st" == 2 ]] || fail "--batch-size 63 on 2 ranks: exit status $st, expected 2"
 grep -q -- '--batch-size 63 is the global batch and must be divisible by the 2 ranks' "$TMP/odd.err" ||
     fail "--batch-size 63 on 2 ranks: stderr is $(head -c 400 "$TMP/odd.err")"
+# rank 0 cannot write the checkpoint: every rank stops (mpirun returns)
+"${MPI[@]}" -np 2 "$TOOL" train --limit 64 --test-limit 64 --epochs 2 --svg '' \
+    --save "$TMP/nowhere/x.st" >"$TMP/nosave.out" 2>"$TMP/nosave.err"
+st=$?
+[[ "$st" == 1 ]] || fail "unwritable --save on 2 ranks: exit status $st, expected 1"
+grep -q -- "--save .*nowhere/x.st: .*No such file" "$TMP/nosave.err" ||
+    fail "unwritable --save on 2 ranks: stderr is $(head -c 400 "$TMP/nosave.err")"
+grep -q '^epoch 2/2' "$TMP/nosave.out" && fail "unwritable --save on 2 ranks: epoch 2 ran"
 
 if ((FAILS > 0)); then
     printf '%d check(s) failed\n' "$FAILS" >&2
