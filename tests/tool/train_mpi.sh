@@ -7,8 +7,9 @@
 #
 #   - 2 ranks with the global --batch-size 64 train like one process with
 #     --batch-size 64: the same test accuracy, losses within 1e-5
-#     relative (read from the checkpoints' exact history), and only one
-#     rank prints (one test_accuracy= line);
+#     relative (read from the checkpoints' exact history; Adam, and SGD,
+#     which a wrongly weighted sum would change), and only one rank
+#     prints (one test_accuracy= line);
 #   - 2 ranks cut by --stop-after and resumed with 2 ranks end with a
 #     checkpoint byte-identical to the uninterrupted 2-rank run's; a
 #     2-rank checkpoint resumes in one process and a 1-process one in 2
@@ -71,6 +72,13 @@ want="$(tail -n 1 "$TMP/one.out")"
 [[ "$(tail -n 1 "$TMP/two.out")" == "$want" ]] ||
     fail "2 ranks: last line '$(tail -n 1 "$TMP/two.out")', one process '$want'"
 close "2 ranks vs one process" one two 1e-5
+# SGD too: Adam hardly sees a wrongly scaled gradient sum, SGD does
+SGD=(--optimizer sgd --schedule none --epochs 1)
+"$TOOL" "${RUN[@]}" "${SGD[@]}" --save "$TMP/one-sgd.st" >"$TMP/one-sgd.out" 2>&1 ||
+    fail "one process, sgd: exit status $?"
+"${MPI[@]}" -np 2 "$TOOL" "${RUN[@]}" "${SGD[@]}" --save "$TMP/two-sgd.st" >"$TMP/two-sgd.out" 2>&1 ||
+    fail "2 ranks, sgd: exit status $?"
+close "2 ranks vs one process, sgd" one-sgd two-sgd 1e-5
 
 # --- resume -----------------------------------------------------------------------
 "${MPI[@]}" -np 2 "$TOOL" "${RUN[@]}" --epochs 2 --save "$TMP/full2.st" >"$TMP/full2.out" 2>&1 ||
