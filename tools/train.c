@@ -31,6 +31,22 @@
  * Randomness: weights from p's RNG (seeded with --seed), the batch order
  * from the batcher's own RNG (seed + 1), dropout from s's RNG (seed + 2);
  * a checkpoint stores the last two, so nothing else can change a resume.
+ *
+ * Data-parallel training (dist.h): started by mpirun with several
+ * processes (OMPI_COMM_WORLD_SIZE or PMI_SIZE above 1), or with --dist,
+ * each process is one rank holding the whole data and model. --batch-size
+ * is the global batch, and must be divisible by the rank count; the
+ * batcher is sharded (each rank gets batch_size / world samples of every
+ * global batch, same seed everywhere), the gradients are all-reduced with
+ * each rank's share as weight before every optimizer step, so N ranks
+ * follow the single-process trajectory up to the rounding of the sums.
+ * The test set is evaluated in contiguous shards and the counts summed.
+ * Only rank 0 prints to stdout and writes the checkpoint and the SVG; the
+ * batcher state is world-independent, so --resume works with any rank
+ * count. The dropout stream (s's RNG) is the same on every rank (it is
+ * the one stored in checkpoints); each rank draws it for its own samples.
+ * Every failure of one rank is agreed on by all (all_ok, or the context
+ * status that fails the next collective call), so no rank is left waiting.
  */
 #include "cli.h"
 
@@ -62,12 +78,12 @@ static const char *const sched_names[] = {"none",     "step",     "exponential",
 
 typedef struct {
     int64_t model, epochs, batch_size, optimizer, schedule, warmup, seed, limit, test_limit,
-        stop_after, threads;
+        stop_after, threads, dist;
     double lr, momentum, weight_decay, gamma; /* NaN: the optimizer's / schedule's default */
     const char *data, *save, *resume, *svg;
 } train_opts;
 
-typedef enum { K_INT, K_REAL, K_CHOICE, K_PATH } value_kind;
+typedef enum { K_INT, K_REAL, K_CHOICE, K_PATH, K_FLAG } value_kind;
 
 enum {
     SAVED = 1,   /* stored in checkpoints, and taken from them by --resume */
@@ -116,7 +132,12 @@ static const opt_spec specs[] = {
     {"test-limit", "train.test_limit", K_INT, OFF(test_limit), 0, 1e12, NULL, SAVED, "N",
      "evaluate on the first N test samples only (default 0: all 10000)"},
     {"threads", NULL, K_INT, OFF(threads), 0, 256, NULL, 0, "N",
-     "kernel threads (default 0: $TG_NUM_THREADS, else every CPU)"},
+     "kernel threads (default 0: $TG_NUM_THREADS, else every CPU; under mpirun, the CPUs "
+     "shared among the ranks of each machine)"},
+    {"dist", NULL, K_FLAG, OFF(dist), 0, 0, NULL, 0, "",
+     "train data-parallel over MPI, one rank per process (implied when started by mpirun "
+     "with more than one process); --batch-size stays the global batch, split evenly over "
+     "the ranks"},
     {"stop-after", NULL, K_INT, OFF(stop_after), 0, 100000, NULL, 0, "N",
      "stop after N epochs of this run (the schedule still spans --epochs; continue with "
      "--resume)"},
@@ -143,7 +164,7 @@ static train_opts default_opts(void)
     train_opts o = {
         .model = ARCH_MLP, .epochs = 10, .batch_size = 64, .optimizer = OPT_ADAM,
         .schedule = SCHED_COSINE, .warmup = 0, .seed = 1, .limit = 0, .test_limit = 0,
-        .stop_after = 0, .threads = 0, .lr = NAN, .momentum = NAN, .weight_decay = NAN,
+        .stop_after = 0, .threads = 0, .dist = 0, .lr = NAN, .momentum = NAN, .weight_decay = NAN,
         .gamma = NAN, .data = FMNIST_DEFAULT_DIR, .save = NULL, .resume = NULL,
         .svg = "training_curves.svg",
     };
@@ -210,6 +231,15 @@ static int parse_args(int argc, char **argv, train_opts *o, bool *given)
             return EXIT_USAGE;
         }
         const opt_spec *sp = &specs[k];
+        if (sp->kind == K_FLAG) {
+            if (a.inline_value != NULL) {
+                cli_error(CMD, "%s takes no value", a.name);
+                return EXIT_USAGE;
+            }
+            *int_field(o, sp) = 1;
+            given[k] = true;
+            continue;
+        }
         const char *v = cli_args_value(&a);
         if (v == NULL) return EXIT_USAGE;
         bool ok = true;
@@ -221,6 +251,7 @@ static int parse_args(int argc, char **argv, train_opts *o, bool *given)
             ok = cli_parse_choice(&a, v, sp->choices, &choice);
             if (ok) *int_field(o, sp) = choice;
             break;
+        case K_FLAG: break; /* handled above */
         case K_PATH:
             if (*v == '\0' && sp->off != OFF(svg)) {
                 cli_error(CMD, "%s: empty path", a.name);
@@ -263,7 +294,8 @@ static const char *meta_fmt_spec(meta_list *m, train_opts *o, const opt_spec *sp
     case K_INT: snprintf(b, sizeof m->buf[0], "%lld", (long long)*int_field(o, sp)); break;
     case K_REAL: cli_fmt_double(b, sizeof m->buf[0], *real_field(o, sp)); break;
     case K_CHOICE: return sp->choices[*int_field(o, sp)];
-    case K_PATH: return "";
+    case K_PATH:
+    case K_FLAG: return "";
     }
     return b;
 }
@@ -341,7 +373,123 @@ typedef struct {
     long steady_steps, steady_allocs;
     double train_seconds;
     int64_t train_samples;
+    /* Data-parallel runs (dist NULL otherwise: rank 0 of 1) */
+    tg_dist *dist;
+    int rank, world;
+    int64_t rank_batch;       /* batch_size / world */
+    fmnist_split test_shard;  /* this rank's contiguous part of test */
+    double reduce_seconds;    /* in tg_dist_allreduce_grads */
 } run;
+
+/* ---------------------------------------------------------------------- */
+/* Data-parallel runs                                                     */
+/* ---------------------------------------------------------------------- */
+
+/* The integer value of the first of the environment variables set, or 0. */
+static long env_int(const char *const *names)
+{
+    for (int i = 0; names[i] != NULL; i++) {
+        const char *v = getenv(names[i]);
+        if (v != NULL && *v != '\0') {
+            int64_t n;
+            return cli_str_int(v, &n) && n > 0 && n < 1000000 ? (long)n : 0;
+        }
+    }
+    return 0;
+}
+
+/* The size of the job this process was started in by mpirun (Open MPI, or
+ * a PMI launcher such as MPICH's hydra), 0 when not started so. */
+static long launch_world(void)
+{
+    static const char *const names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", NULL};
+    return env_int(names);
+}
+
+/* Ranks of the job on this machine, 0 when unknown. */
+static long launch_local_size(void)
+{
+    static const char *const names[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", NULL};
+    return env_int(names);
+}
+
+/* Whether every rank is fine: each rank passes its own verdict and all get
+ * the same answer (one small all-reduce), so a rank that failed alone (and
+ * printed why) stops the others instead of leaving them waiting in the
+ * next collective call. Rank 0 says why it stops when it did not fail
+ * itself. Alone: ok. */
+static bool all_ok(run *r, bool ok)
+{
+    if (r->dist == NULL) return ok;
+    double bad = ok ? 0.0 : 1.0;
+    if (tg_dist_allreduce_sum(r->dist, &bad, 1) == TG_OK && bad == 0.0) return true;
+    if (ok && r->rank == 0) {
+        cli_error(CMD, "stopping: %s", tg_ctx_status(r->p) != TG_OK ? tg_ctx_errmsg(r->p)
+                                                                     : "another rank failed");
+    }
+    return false;
+}
+
+/* Joins the group when asked to (--dist) or started by mpirun with more
+ * than one process; sets rank, world and the per-rank batch. Other ranks
+ * than 0 print nothing to stdout from here on. */
+static int dist_join(run *r)
+{
+    r->world = 1;
+    if (!r->o.dist && launch_world() <= 1) return EXIT_OK;
+    r->dist = tg_dist_init(r->p, NULL);
+    if (r->dist == NULL) {
+        if (tg_ctx_status(r->p) == TG_ERR_UNSUPPORTED) {
+            cli_error(CMD, "%s, but this tapegrad was built without MPI (rebuild with meson "
+                           "-Dmpi=enabled)",
+                      r->o.dist ? "--dist asks for data-parallel training"
+                                : "started by mpirun with several processes");
+        } else {
+            cli_error(CMD, "cannot join the MPI group: %s", tg_ctx_errmsg(r->p));
+        }
+        return EXIT_RUNTIME;
+    }
+    r->rank = tg_dist_rank(r->dist);
+    r->world = tg_dist_world(r->dist);
+    if (r->rank != 0 && freopen("/dev/null", "w", stdout) == NULL) {
+        cli_error(CMD, "rank %d: cannot silence stdout", r->rank);
+        return EXIT_RUNTIME;
+    }
+    return EXIT_OK;
+}
+
+/* This rank's contiguous part of the test set (views into it). */
+static void shard_test(run *r)
+{
+    int64_t n = r->test.n, lo = n * r->rank / r->world, hi = n * (r->rank + 1) / r->world;
+    r->test_shard.x = tg_slice(r->p, r->test.x, 0, lo, hi, 1);
+    r->test_shard.y = tg_slice(r->p, r->test.y, 0, lo, hi, 1);
+    r->test_shard.n = hi - lo;
+}
+
+/* Evaluates the test set; in a data-parallel run each rank its shard, and
+ * the confusion matrices, counts and loss sums summed over the ranks. */
+static bool evaluate(run *r, eval_result *e)
+{
+    if (r->dist == NULL) return fmnist_evaluate(r->s, &r->net, &r->test, EVAL_BATCH, CMD, e);
+    bool ok = fmnist_evaluate(r->s, &r->net, &r->test_shard, EVAL_BATCH, CMD, e);
+    if (!all_ok(r, ok)) return false;
+    enum { NCM = FMNIST_CLASSES * FMNIST_CLASSES };
+    double v[NCM + 3];
+    for (int k = 0; k < NCM; k++) v[k] = (double)e->cm[k / FMNIST_CLASSES][k % FMNIST_CLASSES];
+    v[NCM] = (double)e->n;
+    v[NCM + 1] = (double)e->correct;
+    v[NCM + 2] = e->loss * (double)e->n;
+    if (tg_dist_allreduce_sum(r->dist, v, NCM + 3) != TG_OK) {
+        cli_error(CMD, "evaluation: %s", tg_ctx_errmsg(r->p));
+        return false;
+    }
+    for (int k = 0; k < NCM; k++) e->cm[k / FMNIST_CLASSES][k % FMNIST_CLASSES] = (int64_t)v[k];
+    e->n = (int64_t)v[NCM];
+    e->correct = (int64_t)v[NCM + 1];
+    e->loss = e->n > 0 ? v[NCM + 2] / (double)e->n : 0.0;
+    return true;
+}
 
 static tg_ctx *make_ctx(run *r)
 {
@@ -521,14 +669,22 @@ static int resume_options(run *r, tg_ctx *scratch)
 static int setup(run *r)
 {
     train_opts *o = &r->o;
+    long local = launch_local_size();
+    if (o->threads == 0 && local > 1 && getenv("TG_NUM_THREADS") == NULL) {
+        /* ranks sharing a machine share its CPUs */
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        o->threads = cpus / local > 1 ? cpus / local : 1;
+    }
     r->p = make_ctx(r);
     r->s = make_ctx(r);
     if (r->p == NULL || r->s == NULL) {
         cli_error(CMD, "out of memory");
         return EXIT_RUNTIME;
     }
+    int rc = dist_join(r);
+    if (rc != EXIT_OK) return rc;
     if (o->resume != NULL) {
-        int rc = resume_options(r, r->s);
+        rc = resume_options(r, r->s);
         tg_ctx_reset(r->s);
         if (rc != EXIT_OK) return rc;
     } else {
@@ -539,6 +695,13 @@ static int setup(run *r)
         }
     }
     resolve_defaults(o);
+    if (o->batch_size % r->world != 0) {
+        cli_error(CMD, "--batch-size %lld is the global batch and must be divisible by the %d "
+                       "ranks",
+                  (long long)o->batch_size, r->world);
+        return EXIT_USAGE;
+    }
+    r->rank_batch = o->batch_size / r->world;
     tg_ctx_seed(r->p, (uint64_t)o->seed);     /* the weights */
     tg_ctx_seed(r->s, (uint64_t)o->seed + 2); /* dropout */
     if (!fmnist_load(r->p, CMD, o->data, "train", o->limit, &r->train) ||
@@ -549,11 +712,14 @@ static int setup(run *r)
     if (m == NULL || !fmnist_net_new(m, (arch_kind)o->model, CMD, &r->net)) return EXIT_RUNTIME;
     r->optim = make_optim(r);
     tg_batcher_opts bo = tg_batcher_defaults();
-    bo.batch_size = o->batch_size;
-    bo.seed = (uint64_t)o->seed + 1;
+    bo.batch_size = r->rank_batch;
+    bo.seed = (uint64_t)o->seed + 1; /* the same on every rank: one permutation */
+    bo.rank = r->rank;
+    bo.world = r->world;
     r->batcher = tg_batcher_new(r->p, r->train.n, &bo);
-    r->bx = tg_tensor_new(r->p, TG_F32, TG_SHAPE(o->batch_size, 28, 28));
-    r->by = tg_tensor_new(r->p, TG_I64, TG_SHAPE(o->batch_size));
+    r->bx = tg_tensor_new(r->p, TG_F32, TG_SHAPE(r->rank_batch, 28, 28));
+    r->by = tg_tensor_new(r->p, TG_I64, TG_SHAPE(r->rank_batch));
+    if (r->dist != NULL) shard_test(r);
     if (r->optim == NULL || r->batcher == NULL || r->bx == NULL || r->by == NULL) {
         cli_error(CMD, "%s", tg_ctx_errmsg(r->p));
         return EXIT_RUNTIME;
@@ -566,6 +732,21 @@ static int setup(run *r)
             cli_error(CMD, "--resume %s: %s", o->resume, tg_ctx_errmsg(r->p));
             return EXIT_RUNTIME;
         }
+    }
+    return EXIT_OK;
+}
+
+/* Setup on every rank: they agree that all succeeded, then every rank
+ * starts from rank 0's weights (they built the same ones from the same
+ * seed, or read the same checkpoint: the broadcast makes sure). */
+static int setup_all(run *r)
+{
+    int rc = setup(r);
+    if (r->dist == NULL) return rc;
+    if (!all_ok(r, rc == EXIT_OK)) return rc != EXIT_OK ? rc : EXIT_RUNTIME;
+    if (tg_dist_broadcast_model(r->dist, r->net.model) != TG_OK) {
+        cli_error(CMD, "%s", tg_ctx_errmsg(r->p));
+        return EXIT_RUNTIME;
     }
     return EXIT_OK;
 }
@@ -586,6 +767,9 @@ static void print_header(const run *r)
     if (o->warmup > 0) printf(" warm-up %lld steps", (long long)o->warmup);
     printf(", batch %lld, %lld epochs, seed %lld, %d threads\n", (long long)o->batch_size,
            (long long)o->epochs, (long long)o->seed, tg_ctx_threads(r->p));
+    if (r->dist != NULL)
+        printf("data-parallel: %d ranks, %lld samples per rank and step\n", r->world,
+               (long long)r->rank_batch);
     if (o->resume != NULL)
         printf("resuming %s after epoch %lld\n", o->resume, (long long)r->epoch);
     fflush(stdout);
@@ -622,34 +806,55 @@ static int train_epoch(run *r, bool tty)
         tg_ctx_reset(s);
         tg_gather_rows(r->p, r->bx, r->train.x, idx, m);
         tg_gather_rows(r->p, r->by, r->train.y, idx, m);
-        bool full = m == r->o.batch_size;
+        bool full = m == r->rank_batch;
         tg_tensor *x = full ? r->bx : tg_slice(s, r->bx, 0, 0, m, 1);
         tg_tensor *y = full ? r->by : tg_slice(s, r->by, 0, 0, m, 1);
         tg_tensor *logits = fmnist_forward(s, &r->net, x);
         tg_tensor *loss = tg_cross_entropy(s, logits, y);
         tg_optim_zero_grad(r->optim);
-        if (tg_ctx_status(r->p) != TG_OK || tg_backward(s, loss) != TG_OK) {
+        /* this rank's share of the global batch: 0 for a rank given a
+         * sample only to keep step (its loss and sample count nothing) */
+        double w = tg_batcher_weight(r->batcher);
+        bool ok = tg_ctx_status(r->p) == TG_OK && tg_backward(s, loss) == TG_OK;
+        if (!ok) {
             cli_error(CMD, "step %lld: %s", (long long)done + 1,
                       tg_ctx_status(r->p) ? tg_ctx_errmsg(r->p) : tg_ctx_errmsg(s));
-            return EXIT_RUNTIME;
         }
+        double lv = ok ? tg_item(loss) : NAN;
+        if (ok && w > 0 && !isfinite(lv)) {
+            if (tty) printf("\n");
+            cli_error(CMD, "epoch %lld step %lld: the loss is %g; try a lower --lr",
+                      (long long)r->epoch + 1, (long long)done + 1, lv);
+            ok = false;
+        }
+        if (r->dist != NULL) {
+            /* A rank that failed records it on p, which fails the
+             * all-reduce on every rank (with a message naming it). */
+            if (!ok && tg_ctx_status(r->p) == TG_OK)
+                tg_ctx_set_error(r->p, TG_ERR_NUMERIC, "rank %d failed its step", r->rank);
+            double t1 = cli_now();
+            tg_status st = tg_dist_allreduce_grads(r->dist, tg_model_params(r->net.model),
+                                                   tg_model_nparams(r->net.model), w);
+            r->reduce_seconds += cli_now() - t1;
+            if (st != TG_OK) {
+                if (ok && r->rank == 0) cli_error(CMD, "step %lld: %s", (long long)done + 1,
+                                                  tg_ctx_errmsg(r->p));
+                return EXIT_RUNTIME;
+            }
+        }
+        if (!ok) return EXIT_RUNTIME;
         if (tg_optim_apply_schedule(r->optim, &r->sched) != TG_OK ||
             tg_optim_step(r->optim) != TG_OK) {
             cli_error(CMD, "step %lld: %s", (long long)done + 1, tg_ctx_errmsg(r->p));
             return EXIT_RUNTIME;
         }
-        double lv = tg_item(loss);
-        if (!isfinite(lv)) {
-            if (tty) printf("\n");
-            cli_error(CMD, "epoch %lld step %lld: the loss is %g; try a lower --lr",
-                      (long long)r->epoch + 1, (long long)done + 1, lv);
-            return EXIT_RUNTIME;
+        if (w > 0) {
+            tg_tensor *pred = tg_argmax(s, logits, 1, false);
+            const int64_t *pv = tg_data(pred), *yv = tg_data(r->by);
+            for (int64_t k = 0; k < m; k++) correct += pv[k] == yv[k];
+            loss_sum += lv * (double)m;
+            seen += m;
         }
-        tg_tensor *pred = tg_argmax(s, logits, 1, false);
-        const int64_t *pv = tg_data(pred), *yv = tg_data(r->by);
-        for (int64_t k = 0; k < m; k++) correct += pv[k] == yv[k];
-        loss_sum += lv * (double)m;
-        seen += m;
         done++;
         if (done > 2) {
             r->steady_steps++;
@@ -662,6 +867,17 @@ static int train_epoch(run *r, bool tty)
                 last_draw = now;
             }
         }
+    }
+    if (r->dist != NULL) {
+        /* the epoch's sums over the ranks */
+        double v[3] = {loss_sum, (double)correct, (double)seen};
+        if (tg_dist_allreduce_sum(r->dist, v, 3) != TG_OK) {
+            cli_error(CMD, "%s", tg_ctx_errmsg(r->p));
+            return EXIT_RUNTIME;
+        }
+        loss_sum = v[0];
+        correct = (int64_t)v[1];
+        seen = (int64_t)v[2];
     }
     double secs = cli_now() - t0;
     r->train_seconds += secs;
@@ -685,7 +901,7 @@ static int train_loop(run *r, bool tty)
                    (long long)r->epoch + 1, (long long)r->o.epochs, (long long)r->test.n);
             fflush(stdout);
         }
-        if (!fmnist_evaluate(r->s, &r->net, &r->test, EVAL_BATCH, CMD, &r->last)) return EXIT_RUNTIME;
+        if (!evaluate(r, &r->last)) return EXIT_RUNTIME;
         r->have_last = true;
         epoch_stats *h = &r->history[r->epoch];
         h->test_loss = r->last.loss;
@@ -699,15 +915,16 @@ static int train_loop(run *r, bool tty)
                h->train_loss, h->train_acc, h->test_loss, h->test_acc, tg_optim_lr(r->optim),
                rate, cli_now() - t0);
         fflush(stdout);
-        if (r->o.save != NULL && !save_checkpoint(r)) return EXIT_RUNTIME;
+        /* rank 0 writes the checkpoints (every rank holds the same state) */
+        if (r->o.save != NULL && !all_ok(r, r->rank != 0 || save_checkpoint(r)))
+            return EXIT_RUNTIME;
     }
     return EXIT_OK;
 }
 
 static int finish(run *r)
 {
-    if (!r->have_last && !fmnist_evaluate(r->s, &r->net, &r->test, EVAL_BATCH, CMD, &r->last))
-        return EXIT_RUNTIME;
+    if (!r->have_last && !evaluate(r, &r->last)) return EXIT_RUNTIME;
     if (r->epoch < r->o.epochs) {
         printf("stopped after epoch %lld of %lld (--stop-after)%s%s\n", (long long)r->epoch,
                (long long)r->o.epochs, r->o.save ? "; continue with --resume " : "",
@@ -718,8 +935,11 @@ static int finish(run *r)
                "steady-state steps: %ld\n",
                (long long)r->train_samples, r->train_seconds,
                (double)r->train_samples / r->train_seconds, r->steady_steps, r->steady_allocs);
+        if (r->dist != NULL)
+            printf("%d ranks; rank 0 spent %.1f s (%.1f%%) in the gradient all-reduce\n",
+                   r->world, r->reduce_seconds, 100.0 * r->reduce_seconds / r->train_seconds);
     }
-    if (r->o.svg != NULL && r->o.svg[0] != '\0' && r->epoch > 0) {
+    if (r->rank == 0 && r->o.svg != NULL && r->o.svg[0] != '\0' && r->epoch > 0) {
         char title[256];
         snprintf(title, sizeof title, "tapegrad train --model %s: %s lr %g, %s, batch %lld, "
                  "seed %lld; test accuracy %.4f",
@@ -748,12 +968,16 @@ int cmd_train(int argc, char **argv)
         free(r);
         return EXIT_OK;
     }
-    if (rc == EXIT_OK) rc = setup(r);
+    if (rc == EXIT_OK) rc = setup_all(r);
     if (rc == EXIT_OK) {
         print_header(r);
         rc = train_loop(r, isatty(STDOUT_FILENO) == 1);
     }
     if (rc == EXIT_OK) rc = finish(r);
+    if (r->dist != NULL && tg_dist_finalize(r->dist) != TG_OK) {
+        cli_error(CMD, "%s", tg_ctx_errmsg(r->p));
+        if (rc == EXIT_OK) rc = EXIT_RUNTIME;
+    }
     tg_ctx_free(r->s);
     tg_ctx_free(r->p);
     free(r->history);

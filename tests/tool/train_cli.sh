@@ -11,7 +11,9 @@
 #     checkpoint byte-identical to the uninterrupted run's and prints the
 #     same numbers (MLP, and the CNN, whose dropout draws from the RNG);
 #   - eval of the checkpoint agrees with train's last line; inspect lists it;
-#   - usage errors exit 2, runtime errors exit 1, each with a message.
+#   - usage errors exit 2, runtime errors exit 1, each with a message
+#     (--dist in a build without MPI among them; the data-parallel runs
+#     themselves are in train_mpi.sh).
 #
 # TG_TOOL_WRAP (e.g. "valgrind --error-exitcode=99 ...") runs every tool
 # invocation under a wrapper, and TG_TEST_VALGRIND=1 (set by meson's
@@ -149,6 +151,15 @@ expect 2 "--lr: 'nan' is not a finite number" "nan lr" -- train --lr nan
 expect 2 "--model: unknown value 'rnn'" "unknown model" -- train --model rnn
 expect 2 "--batch-size needs a value" "missing value" -- train --batch-size
 expect 2 "unknown command" "unknown command" -- frobnicate
+expect 2 "--dist takes no value" "flag with a value" -- train --dist=yes
+# Without MPI (TG_EXPECT_MPI=0 from tools/meson.build), --dist is refused;
+# the MPI build's runs are in train_mpi.sh (suite mpi).
+if [[ "${TG_EXPECT_MPI:-1}" == 0 ]]; then
+    expect 1 "--dist asks for data-parallel training, but this tapegrad was built without MPI" \
+        "--dist without MPI" -- train --dist --epochs 1 --limit 64 --test-limit 64 --svg ''
+    OMPI_COMM_WORLD_SIZE=2 expect 1 "started by mpirun with several processes, but this tapegrad was built without MPI" \
+        "mpirun without MPI" -- train --epochs 1 --limit 64 --test-limit 64 --svg ''
+fi
 expect 2 "--model PATH is required" "eval without model" -- eval
 expect 2 "expected one safetensors file" "inspect without path" -- inspect
 expect 1 "cannot read the Fashion-MNIST images" "missing data" -- train --data "$TMP/nowhere" --epochs 1
