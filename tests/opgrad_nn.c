@@ -1,6 +1,7 @@
 /*
  * opgrad_nn.c - the nn family's entries of the table-driven gradient
- * check (see tests/opgrad.h): normalisation, dropout, embedding.
+ * check (see tests/opgrad.h): normalisation, dropout, embedding, the
+ * LSTM cell.
  *
  * Optional inputs are trailing: a variant with fewer inputs passes NULL
  * for the missing ones. Arguments: f[0] = eps (norms) or p (dropout),
@@ -33,6 +34,7 @@ static tg_tensor *b_batch_norm(tg_ctx *c, tg_tensor **in, int n, void *user)
 BUILD(b_dropout, tg_dropout(c, in[0], a->f[0], a->flag))
 BUILD(b_embedding, tg_embedding(c, in[0], in[1]))
 BUILD(b_embedding_backward, tg_embedding_backward(c, in[0], in[1], a->index_hi))
+BUILD(b_lstm_cell, tg_lstm_cell(c, in[0], in[1]))
 
 static const op_entry nn_table[] = {
     [TG_OP_LAYER_NORM] = {b_layer_norm, {
@@ -82,6 +84,9 @@ static const op_entry nn_table[] = {
          .dom = {D_NORMAL, D_INDEX}, .index_hi = 5},
         {.what = "[7,2] into 3 rows by [7] indices", .n_in = 2, .in = {S(7, 2), S(7)},
          .dom = {D_NORMAL, D_INDEX}, .index_hi = 3}}},
+    [TG_OP_LSTM_CELL] = {b_lstm_cell, {
+        {.what = "[3,8] gates, [3,2] cell", .n_in = 2, .in = {S(3, 8), S(3, 2)}},
+        {.what = "[1,12] gates, [1,3] cell", .n_in = 2, .in = {S(1, 12), S(1, 3)}}}},
 };
 /* clang-format on */
 

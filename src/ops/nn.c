@@ -15,6 +15,7 @@
  * Node arguments: DROPOUT: f[0] = p, saved[0] = the scaled mask.
  * EMBEDDING_BACKWARD: iv[0] = number of rows.
  */
+#include "fastmath.h"
 #include "ops_impl.h"
 
 #include <math.h>
@@ -412,4 +413,144 @@ tg_tensor *tg_sdpa(tg_ctx *c, tg_tensor *q, tg_tensor *k, tg_tensor *v, tg_tenso
     /* causal alone never empties a row (query i always sees key 0) */
     if (mask && !check_rows(c, s)) return NULL;
     return tg_matmul(c, tg_softmax(c, s, -1), v);
+}
+
+/* ====================================================================== */
+/* lstm_cell                                                              */
+/* ====================================================================== */
+
+/* Row b of the fused cell; A holds the activations i, f, g, o and tanh(c')
+ * ([B, 5H]) that backward reads. f32 uses the vectorisable fastmath.h
+ * functions, f64 libm. */
+#define LSTM_FWD(T, SIG, TANH)                                                          \
+    for (int64_t b = 0; b < B; b++) {                                                   \
+        const T *restrict gr = (const T *)pg + b * 4 * H;                               \
+        const T *restrict cr = (const T *)pc + b * H;                                   \
+        T *restrict ar = (T *)pa + b * 5 * H;                                           \
+        T *restrict hr = (T *)py + b * H, *restrict nr = (T *)py + (B + b) * H;         \
+        for (int64_t j = 0; j < 2 * H; j++) ar[j] = SIG(gr[j]);                         \
+        for (int64_t j = 2 * H; j < 3 * H; j++) ar[j] = TANH(gr[j]);                    \
+        for (int64_t j = 3 * H; j < 4 * H; j++) ar[j] = SIG(gr[j]);                     \
+        for (int64_t j = 0; j < H; j++) nr[j] = ar[H + j] * cr[j] + ar[j] * ar[2 * H + j]; \
+        for (int64_t j = 0; j < H; j++) {                                               \
+            ar[4 * H + j] = TANH(nr[j]);                                                \
+            hr[j] = ar[3 * H + j] * ar[4 * H + j];                                      \
+        }                                                                               \
+    }
+
+static inline double sigmoid_d(double x)
+{
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+
+/* gates is (B, 4H) in PyTorch's order i, f, g, o; cell is (B, H); y is (2, B, H) */
+/* y[0] = h' = o tanh(c'), y[1] = c' = f cell + i g, i f o sigmoids, g tanh */
+tg_tensor *tg_lstm_cell(tg_ctx *c, tg_tensor *gates, tg_tensor *cell)
+{
+    const char *fn = "tg_lstm_cell";
+    tg_tensor *in[2] = {gates, cell};
+    if (!tg__check_inputs(c, fn, 2, in) || !tg__check_same_dtype(c, fn, gates, cell))
+        return NULL;
+    if (gates->ndim != 2 || cell->ndim != 2 || gates->shape[0] != cell->shape[0] ||
+        gates->shape[1] != 4 * cell->shape[1]) {
+        char a[128], b[128];
+        tg__fail(c, TG_ERR_SHAPE, "%s: gates %s, cell %s: need gates [B, 4H] and cell [B, H]",
+                 fn, tg__fmt_shape(a, sizeof a, gates->ndim, gates->shape),
+                 tg__fmt_shape(b, sizeof b, cell->ndim, cell->shape));
+        return NULL;
+    }
+    int64_t B = cell->shape[0], H = cell->shape[1];
+    tg_tensor *gd = dense(c, fn, gates), *cd = dense(c, fn, cell);
+    tg_tensor *y = tg__empty(c, fn, cell->dtype, 3, (const int64_t[]){2, B, H});
+    tg_tensor *act = tg__empty(c, fn, cell->dtype, 2, (const int64_t[]){B, 5 * H});
+    if (!tg__ok(c)) return NULL;
+    const char *pg = tg__ptr(gd), *pc = tg__ptr(cd);
+    char *py = tg__ptr(y), *pa = tg__ptr(act);
+    if (cell->dtype == TG_F32) {
+        LSTM_FWD(float, tg__sigmoidf, tg__tanhf)
+    } else {
+        LSTM_FWD(double, sigmoid_d, tanh)
+    }
+    tg__node *n;
+    if (tg__record(c, TG_OP_LSTM_CELL, y, 2, in, &n)) return NULL;
+    if (n) tg__save(n, 0, act);
+    return y;
+}
+
+/* The backward with ops (differentiable again): the cell rebuilt from the
+ * inputs, then the chain rule of the forward's formula. */
+static void lstm_cell_backward_ops(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
+{
+    tg_tensor *G = n->in[0], *cp = n->in[1];
+    int64_t H = cp->shape[1];
+    tg_tensor *i = tg_sigmoid(c, tg_slice(c, G, 1, 0, H, 1));
+    tg_tensor *f = tg_sigmoid(c, tg_slice(c, G, 1, H, 2 * H, 1));
+    tg_tensor *g = tg_tanh(c, tg_slice(c, G, 1, 2 * H, 3 * H, 1));
+    tg_tensor *o = tg_sigmoid(c, tg_slice(c, G, 1, 3 * H, 4 * H, 1));
+    tg_tensor *tc = tg_tanh(c, tg_add(c, tg_mul(c, f, cp), tg_mul(c, i, g)));
+    tg_tensor *dh = tg_squeeze(c, tg_slice(c, dout, 0, 0, 1, 1), 0);
+    tg_tensor *dc = tg_squeeze(c, tg_slice(c, dout, 0, 1, 2, 1), 0);
+    /* 1 - t^2 and s (1 - s), the derivatives of tanh and sigmoid */
+#define DTANH(t) tg_add_scalar(c, tg_neg(c, tg_square(c, t)), 1.0)
+#define DSIG(s) tg_mul(c, s, tg_add_scalar(c, tg_neg(c, s), 1.0))
+    tg_tensor *dct = tg_add(c, dc, tg_mul(c, tg_mul(c, dh, o), DTANH(tc)));
+    if (NEED(0)) {
+        tg_tensor *parts[4] = {tg_mul(c, tg_mul(c, dct, g), DSIG(i)),
+                               tg_mul(c, tg_mul(c, dct, cp), DSIG(f)),
+                               tg_mul(c, tg_mul(c, dct, i), DTANH(g)),
+                               tg_mul(c, tg_mul(c, dh, tc), DSIG(o))};
+        dx[0] = tg_concat(c, parts, 4, 1);
+    }
+#undef DTANH
+#undef DSIG
+    if (NEED(1)) dx[1] = tg_mul(c, dct, f);
+}
+
+#define LSTM_BWD(T)                                                                     \
+    for (int64_t b = 0; b < B; b++) {                                                   \
+        const T *restrict ar = (const T *)pa + b * 5 * H;                               \
+        const T *restrict cr = (const T *)pc + b * H;                                   \
+        const T *restrict dh = (const T *)pd + b * H, *restrict dc = (const T *)pd + (B + b) * H; \
+        T *restrict dg = pdg ? (T *)pdg + b * 4 * H : NULL;                             \
+        T *restrict dcp = pdc ? (T *)pdc + b * H : NULL;                                \
+        for (int64_t j = 0; j < H; j++) {                                               \
+            T i = ar[j], f = ar[H + j], g = ar[2 * H + j], o = ar[3 * H + j];           \
+            T tc = ar[4 * H + j];                                                       \
+            T dct = dc[j] + dh[j] * o * (1 - tc * tc);                                  \
+            if (dg) {                                                                   \
+                dg[j] = dct * g * i * (1 - i);                                          \
+                dg[H + j] = dct * cr[j] * f * (1 - f);                                  \
+                dg[2 * H + j] = dct * i * (1 - g * g);                                  \
+                dg[3 * H + j] = dh[j] * tc * o * (1 - o);                               \
+            }                                                                           \
+            if (dcp) dcp[j] = dct * f;                                                  \
+        }                                                                               \
+    }
+
+/* dout is (2, B, H): d gates (B, 4H) and d cell (B, H) in one pass over the
+ * saved activations */
+void tg__lstm_cell_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
+{
+    if (c->grad_enabled) {
+        lstm_cell_backward_ops(c, n, dout, dx);
+        return;
+    }
+    const char *fn = "tg_lstm_cell";
+    tg_tensor *cp = n->in[1];
+    int64_t B = cp->shape[0], H = cp->shape[1];
+    tg_tensor *dd = dense(c, fn, dout), *cd = dense(c, fn, cp);
+    tg_tensor *dg = NEED(0) ? tg__empty(c, fn, cp->dtype, 2, (const int64_t[]){B, 4 * H}) : NULL;
+    tg_tensor *dc = NEED(1) ? tg__empty(c, fn, cp->dtype, 2, (const int64_t[]){B, H}) : NULL;
+    if (!tg__ok(c)) return;
+    const char *pa = tg__ptr(n->saved[0]), *pc = tg__ptr(cd), *pd = tg__ptr(dd);
+    char *pdg = dg ? tg__ptr(dg) : NULL, *pdc = dc ? tg__ptr(dc) : NULL;
+    if (cp->dtype == TG_F32) {
+        LSTM_BWD(float)
+    } else {
+        LSTM_BWD(double)
+    }
+    dx[0] = dg;
+    dx[1] = dc;
 }
