@@ -220,17 +220,23 @@ MAXP_KERNEL(double, f64)
 
 /* Without padding every window lies inside the input: no tap tables, and
  * the common 2x2 window unrolled. Same scan order and tie / NaN rule as
- * MAXP_KERNEL (the first maximum wins, a NaN replaces anything). */
-#define MAXP_TAKE(T, V, I)                 \
-    do {                                 \
-        const T v_ = (V);                \
-        if (v_ > best || v_ != v_) {     \
-            best = v_;                   \
-            bi = (I);                    \
-        }                                \
+ * MAXP_KERNEL (the first maximum wins, a NaN replaces anything), without
+ * branches (selects by bit masks; U is T's unsigned twin): on real data the
+ * comparisons are coin flips. */
+#define MAXP_TAKE(T, U, V, I)                                       \
+    do {                                                            \
+        const T v_ = (V);                                           \
+        const U m_ = -(U)((v_ > best) | (v_ != v_));                \
+        U vb_, bb_;                                                 \
+        memcpy(&vb_, &v_, sizeof vb_);                              \
+        memcpy(&bb_, &best, sizeof bb_);                            \
+        bb_ = (vb_ & m_) | (bb_ & ~m_);                             \
+        memcpy(&best, &bb_, sizeof best);                           \
+        bi = (int64_t)(((uint64_t)(I) & (uint64_t)(int64_t)-(int64_t)(m_ & 1)) | \
+                       ((uint64_t)bi & ~(uint64_t)(int64_t)-(int64_t)(m_ & 1)));  \
     } while (0)
 
-#define MAXP_NOPAD_KERNEL(T, SFX)                                                      \
+#define MAXP_NOPAD_KERNEL(T, U, SFX)                                                      \
     static void maxp_nopad_##SFX(void *arg, int64_t p0, int64_t p1)                    \
     {                                                                                  \
         const maxp_args *p = arg;                                                      \
@@ -252,13 +258,13 @@ MAXP_KERNEL(double, f64)
                     T best = r0[iw * xs3];                                             \
                     int64_t bi = o;                                                    \
                     if (k22) {                                                         \
-                        MAXP_TAKE(T, r0[(iw + dw) * xs3], o + dw);                        \
-                        MAXP_TAKE(T, r1[iw * xs3], o + dh * W);                           \
-                        MAXP_TAKE(T, r1[(iw + dw) * xs3], o + dh * W + dw);               \
+                        MAXP_TAKE(T, U, r0[(iw + dw) * xs3], o + dw);                        \
+                        MAXP_TAKE(T, U, r1[iw * xs3], o + dh * W);                           \
+                        MAXP_TAKE(T, U, r1[(iw + dw) * xs3], o + dh * W + dw);               \
                     } else {                                                           \
                         for (int64_t i = 0; i < KH; i++)                               \
                             for (int64_t j = i ? 0 : 1; j < KW; j++)                   \
-                                MAXP_TAKE(T, r0[i * dh * xs2 + (iw + j * dw) * xs3],      \
+                                MAXP_TAKE(T, U, r0[i * dh * xs2 + (iw + j * dw) * xs3],      \
                                           o + i * dh * W + j * dw);                    \
                     }                                                                  \
                     y[oh * OW + ow] = best;                                            \
@@ -268,8 +274,8 @@ MAXP_KERNEL(double, f64)
         }                                                                              \
     }
 
-MAXP_NOPAD_KERNEL(float, f32)
-MAXP_NOPAD_KERNEL(double, f64)
+MAXP_NOPAD_KERNEL(float, uint32_t, f32)
+MAXP_NOPAD_KERNEL(double, uint64_t, f64)
 
 /* x is (N, C, H, W); y and indices are (N, C, OH, OW) */
 tg_tensor *tg_max_pool2d_with_indices(tg_ctx *c, tg_tensor *x, const tg_pool2d_opts *o,
