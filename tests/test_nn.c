@@ -3,7 +3,7 @@
  * group_norm, batch_norm (with running statistics over two steps) and
  * sdpa in f32 and f64 against NumPy; dropout's determinism, statistics
  * and eval identity; embedding with repeated indices; thread invariance;
- * error paths; the fast f32 exp / sigmoid / tanh / gelu accuracy and the
+ * error paths; the fast f32 exp / sigmoid / tanh within 3 ulp and the
  * fused LSTM cell against its composite. (Gradients to second order are checked by the opgrad
  * table; sdpa, a composite with no op entry, is gradient-checked here.)
  *
@@ -656,9 +656,7 @@ static double ulps(float got, double want)
     return fabs((double)got - want) / u;
 }
 
-/* exp, sigmoid and tanh of fastmath.h within 3 ulp of the double results
- * (gelu within 6 where its value is above 1e-30, gelu' within 4 units of
- * 2^-24 max(1, |gelu'|)),
+/* exp, sigmoid and tanh of fastmath.h within 3 ulp of the double results,
  * over a sweep of every 4099th float bit pattern (NaNs, infinities,
  * subnormals, the overflow edge included) plus chosen points */
 START_TEST(test_fastmath_ulps)
@@ -666,7 +664,7 @@ START_TEST(test_fastmath_ulps)
     static const float pts[] = {0.0f,     -0.0f,   1e-30f,   0.625f,   -0.625f, 0.6249f,
                                 88.72f,   88.73f,  -87.3f,   -103.9f,  -104.1f, 9.0f,
                                 -9.0f,    20.0f,   INFINITY, -INFINITY, NAN};
-    double worst[4] = {0, 0, 0, 0}, worst_grad = 0;
+    double worst[3] = {0, 0, 0};
     for (uint64_t i = 0; i < (1ull << 32) / 4099 + sizeof pts / sizeof pts[0]; i++) {
         float x;
         if (i < sizeof pts / sizeof pts[0]) {
@@ -676,29 +674,15 @@ START_TEST(test_fastmath_ulps)
             memcpy(&x, &b, sizeof x);
         }
         double xd = x;
-        double phi = 0.5 * erfc(-xd * 0.70710678118654752440), gelu = xd * phi;
-        double e[4] = {ulps(tg__expf(x), exp(xd)), ulps(tg__sigmoidf(x), 1.0 / (1.0 + exp(-xd))),
-                       ulps(tg__tanhf(x), tanh(xd)),
-                       fabs(gelu) < 1e-30 && gelu != 0 ? 0 : ulps(tg__geluf(x), gelu)};
-        for (int k = 0; k < 4; k++) {
-            ck_assert_msg(e[k] <= (k == 3 ? 6.0 : 3.0), "function %d at %a: %g ulp", k,
-                          (double)x, e[k]);
+        double e[3] = {ulps(tg__expf(x), exp(xd)), ulps(tg__sigmoidf(x), 1.0 / (1.0 + exp(-xd))),
+                       ulps(tg__tanhf(x), tanh(xd))};
+        for (int k = 0; k < 3; k++) {
+            ck_assert_msg(e[k] <= 3.0, "function %d at %a: %g ulp", k, (double)x, e[k]);
             if (e[k] > worst[k]) worst[k] = e[k];
-        }
-        /* gelu' cancels near its zero (x = -0.75): absolute error against
-         * max(1, |gelu'|), in units of 2^-24 */
-        double d = phi + xd * exp(-0.5 * xd * xd) * 0.39894228040143267794;
-        float gd = tg__gelu_gradf(x);
-        if (isnan(d)) {
-            ck_assert_msg(isnan(gd), "gelu' at %a: %g, not NaN", (double)x, (double)gd);
-        } else {
-            double eg = fabs(gd - d) / fmax(1.0, fabs(d)) * 0x1p24;
-            ck_assert_msg(eg <= 4.0, "gelu' at %a: %g units", (double)x, eg);
-            if (eg > worst_grad) worst_grad = eg;
         }
     }
     /* the sweep does reach the rounding error (the check can fail) */
-    ck_assert(worst[0] > 0 && worst[1] > 0 && worst[2] > 0 && worst[3] > 0 && worst_grad > 0);
+    ck_assert(worst[0] > 0 && worst[1] > 0 && worst[2] > 0);
 }
 END_TEST
 

@@ -1,7 +1,7 @@
 /*
- * fastmath.h - branch-free f32 exp, sigmoid, tanh and gelu that a compiler
- * can vectorise (glibc's expf / tanhf / erfcf are calls that cannot be),
- * for the fused kernels (the LSTM cell, gelu). Library-internal.
+ * fastmath.h - branch-free f32 exp, sigmoid and tanh that a compiler can
+ * vectorise (glibc's expf / tanhf are calls that cannot be), for the fused
+ * kernels (the LSTM cell). Library-internal.
  *
  * Accuracy: within 3 ulp of the correctly rounded result over every finite
  * float (tests/test_nn.c checks a dense sweep against the double functions),
@@ -93,97 +93,6 @@ static inline float tg__tanhf(float x)
     float big = 1.0f - 2.0f / (tg__expf(a + a) + 1.0f);
     big = tg__f32_from_bits(tg__f32_bits(big) | (tg__f32_bits(x) & INT32_MIN));
     return tg__f32_sel(-(int32_t)(a < 0.625f), s, big);
-}
-
-/* e^(-x^2 / 2) without the error of rounding x^2 (which would cost up to
- * x^2 ulp): x = xh + xl with xh of 12 significant bits, so xh^2 is exact
- * and x^2 = xh^2 + xl (xh + x) */
-static inline float tg__exp_half_sqf(float x)
-{
-    float xh = tg__f32_from_bits(tg__f32_bits(x) & (int32_t)-4096);
-    float xl = x - xh;
-    float r = tg__expf(-0.5f * (xh * xh)) * tg__expf(-0.5f * (xl * (xh + x)));
-    /* 0 beyond |x| = 1e19 (x^2 / 2 > 2^127), where inf - inf made xl NaN */
-    float a = tg__f32_from_bits(tg__f32_bits(x) & 0x7fffffff);
-    return tg__f32_sel(-(int32_t)(a > 1e19f), 0.0f, r);
-}
-
-/* The standard normal cdf Phi(x) = erfc(-x / sqrt 2) / 2, and e = its
- * density times sqrt(2 pi), e^(-x^2/2), through *e. Below |x| = sqrt 2,
- * (1 + erf(x / sqrt 2)) / 2 with erf(w) = w P(w^2); above (and below
- * x = -0.5), erfc(z) = e^(-z^2) t G(t), t = 1 / z, G a polynomial on t in
- * [0, 0.5], [0.5, 1] and [1, 2.83] (least-squares fits in double of
- * erfc(z) e^(z^2) z, relative fit error under 6e-8). */
-static inline float tg__phif(float x, float *e)
-{
-    const float w = x * 0.70710678118654752f;
-    const float az = tg__f32_from_bits(tg__f32_bits(w) & 0x7fffffff);
-    const float s = w * w;
-    float p = 7.847259258e-05f;
-    p = p * s - 8.008189034e-04f;
-    p = p * s + 5.188099109e-03f;
-    p = p * s - 2.685369179e-02f;
-    p = p * s + 1.128358245e-01f;
-    p = p * s - 3.761262596e-01f;
-    p = p * s + 1.128379107e+00f;
-    const float small = 0.5f + 0.5f * (w * p);
-    /* the erfc form from |z| = 1 up, and already from x = -0.5 down, where
-     * 1/2 + erf / 2 would cancel (Phi(-sqrt 2) = 0.08 = 0.5 - 0.42); t =
-     * 1/|z| is kept finite where unused, for the select */
-    const int32_t tail = -(int32_t)((az >= 1.0f) | (x < -0.5f));
-    const float t = 1.0f / tg__f32_sel(tail, az, 1.0f);
-    const float u1 = t - 0.29f, u2 = t - 0.75f;
-    float g1 = -3.764528334e-01f, g2 = 1.347411796e-02f;
-    g1 = g1 * u1 - 1.511531919e-01f;
-    g2 = g2 * u2 - 1.874801703e-03f;
-    g1 = g1 * u1 + 3.631515205e-01f;
-    g2 = g2 * u2 - 1.823242009e-02f;
-    g1 = g1 * u1 - 1.826764941e-01f;
-    g2 = g2 * u2 + 3.780523688e-02f;
-    g1 = g1 * u1 - 7.315355539e-02f;
-    g2 = g2 * u2 - 5.046356469e-02f;
-    g1 = g1 * u1 + 2.112079114e-01f;
-    g2 = g2 * u2 + 4.029115662e-02f;
-    g1 = g1 * u1 - 1.418730766e-01f;
-    g2 = g2 * u2 + 1.934785955e-02f;
-    g1 = g1 * u1 - 1.318267286e-01f;
-    g2 = g2 * u2 - 1.690809727e-01f;
-    g1 = g1 * u1 + 5.429654717e-01f;
-    g2 = g2 * u2 + 4.681795835e-01f;
-    const float u3 = t - 1.9f;
-    float g3 = 4.621685002e-05f;
-    g3 = g3 * u3 - 1.216201927e-04f;
-    g3 = g3 * u3 + 1.734966791e-04f;
-    g3 = g3 * u3 - 2.706316009e-04f;
-    g3 = g3 * u3 + 2.757070470e-04f;
-    g3 = g3 * u3 + 7.079921779e-04f;
-    g3 = g3 * u3 - 5.834140349e-03f;
-    g3 = g3 * u3 + 2.581063844e-02f;
-    g3 = g3 * u3 - 9.482643008e-02f;
-    g3 = g3 * u3 + 3.170754611e-01f;
-    float g = tg__f32_sel(-(int32_t)(t < 0.5f), g1, g2);
-    g = tg__f32_sel(-(int32_t)(t > 1.0f), g3, g);
-    const float ex = tg__exp_half_sqf(x);
-    const float half_erfc = 0.5f * (ex * (t * g)); /* erfc(|z|) / 2 */
-    const float big = tg__f32_sel(-(int32_t)(x < 0), half_erfc, 1.0f - half_erfc);
-    *e = ex;
-    /* NaN fails every comparison and lands in small */
-    return tg__f32_sel(tail, big, small);
-}
-
-/* gelu(x) = x Phi(x) */
-static inline float tg__geluf(float x)
-{
-    float e;
-    return x * tg__phif(x, &e);
-}
-
-/* gelu'(x) = Phi(x) + x e^(-x^2/2) / sqrt(2 pi) */
-static inline float tg__gelu_gradf(float x)
-{
-    float e;
-    float p = tg__phif(x, &e);
-    return p + x * (e * 0.39894228040143267794f);
 }
 
 #endif /* TG_OPS_FASTMATH_H */
