@@ -32,8 +32,9 @@ extern "C" {
     X(DROPOUT, dropout, 1, TG_OPF_RANDOM)         \
     X(EMBEDDING, embedding, 2, TG_OPF_INDEX)      \
     X(EMBEDDING_BACKWARD, embedding_backward, 2, TG_OPF_INDEX) \
-    /* recurrent cells, src/ops/nn.c */                      \
-    X(LSTM_CELL, lstm_cell, 2, 0)
+    /* recurrent cells, attention, src/ops/nn.c */           \
+    X(LSTM_CELL, lstm_cell, 2, 0)                            \
+    X(SDPA, sdpa, 4, TG_OPF_OPTIONAL)
 
 /* ====================================================================== */
 /* Normalisation                                                          */
@@ -157,12 +158,12 @@ tg_tensor *tg_embedding_backward(tg_ctx *c, tg_tensor *dout, tg_tensor *indices,
  * (a gradient flows to mask if it requires grad). causal adds -inf above
  * the diagonal of the top-left aligned (Lq, Lk) matrix: query i sees keys
  * j <= i, like torch.tril(ones(Lq, Lk)), also when Lq != Lk.
- * A composite: the result is recorded as matmul, transpose, scale, add,
- * softmax and matmul nodes, each with its own backward (so second order
- * works). A query row whose scores are all -inf after masking (nothing to
- * attend to) is an error, TG_ERR_NUMERIC naming the row, instead of a
- * silent NaN (checked when a mask is given; causal alone never empties a
- * row). A large finite negative mask value (-1e9) is not -inf: a row that
+ * One fused op (node sdpa): two GEMMs and a softmax per batch forward,
+ * five GEMMs backward, the probabilities (..., Lq, Lk) kept for backward;
+ * when the gradient is itself recorded the backward is built from ops, so
+ * second order works. A query row whose scores are all -inf after masking
+ * (nothing to attend to) is an error, TG_ERR_NUMERIC naming the row,
+ * instead of a silent NaN (causal alone never empties a row). A large finite negative mask value (-1e9) is not -inf: a row that
  * has it on every key attends as if unmasked, since a constant shift
  * cancels in the softmax (as in PyTorch). Errors: TG_ERR_SHAPE (fewer
  * than 2 dims, D or Lk mismatch, batch dims or mask not broadcasting),
