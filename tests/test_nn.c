@@ -5,7 +5,7 @@
  * and eval identity; embedding with repeated indices; thread invariance;
  * error paths; the fast f32 exp / sigmoid / tanh within 3 ulp and the
  * fused LSTM cell against its composite. (Gradients to second order are checked by the opgrad
- * table; sdpa, a composite with no op entry, is gradient-checked here.)
+ * table; sdpa is also gradient-checked here, with a mask that requires grad.)
  *
  * Inputs are seq(n, a, b, s)[i] = s * sin(a * i + b). The reference values
  * come from NumPy (numpy 2.x, float64) with the same inputs:
@@ -579,7 +579,7 @@ static tg_tensor *f_sdpa(tg_ctx *c, tg_tensor **in, int n, void *user)
     return tg_sdpa(c, in[0], in[1], in[2], n > 3 ? in[3] : NULL, a->causal, 0.0);
 }
 
-/* First and second order through the composite, with a mask that requires
+/* First and second order through the fused op, with a mask that requires
  * grad and with broadcast batch dims. */
 START_TEST(test_sdpa_gradcheck)
 {
