@@ -49,6 +49,7 @@ static inline float tg__expf(float x)
      * or inf exactly as the true value does */
     float xc = tg__f32_sel(-(int32_t)(x < -104.0f), -104.0f, x);
     xc = tg__f32_sel(-(int32_t)(xc > 89.0f), 89.0f, xc);
+    xc = tg__f32_sel(-(int32_t)(x != x), 0.0f, xc); /* NaN: no float-to-int of NaN below */
     /* n = round(x / ln2) by the 1.5 * 2^23 trick (round to nearest even) */
     float t = xc * 1.44269504088896341f + 12582912.0f;
     float fn = t - 12582912.0f;
@@ -63,7 +64,8 @@ static inline float tg__expf(float x)
     p = p * r + 5.0000001201e-1f;
     p = p * r2 + r + 1.0f;
     int32_t n = (int32_t)fn, n1 = n / 2, n2 = n - n1;
-    float y = p * tg__f32_from_bits((n1 + 127) << 23) * tg__f32_from_bits((n2 + 127) << 23);
+    float y = p * tg__f32_from_bits((int32_t)((uint32_t)(n1 + 127) << 23)) *
+              tg__f32_from_bits((int32_t)((uint32_t)(n2 + 127) << 23));
     return tg__f32_sel(-(int32_t)(x != x), x, y);
 }
 
