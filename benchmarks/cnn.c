@@ -50,20 +50,20 @@ static double step(void *st, tg_ctx *sc)
     return tg_item(loss);
 }
 
-/* im2col + GEMM: the forwards per image (conv1, conv2), the gradients in
- * one GEMM for the whole batch (conv1's weight; conv2's input and weight;
- * the images need no gradient); then the linear layer. */
+/* im2col + GEMM per image: conv1 forward and weight gradient (the images
+ * need no gradient), conv2 forward, input and weight gradients; then the
+ * linear layer. */
 static int gemms(void *st, int64_t batch, bench_gemm *g, int max)
 {
     (void)st;
-    int ng = 0, b = (int)batch;
+    int ng = 0;
     for (int64_t i = 0; i < batch; i++) {
         bench_add_gemm(g, &ng, max, 32, 784, 9, 0, 0, 0.0f);
+        bench_add_gemm(g, &ng, max, 32, 9, 784, 0, 1, 0.0f);
         bench_add_gemm(g, &ng, max, 64, 196, 288, 0, 0, 0.0f);
+        bench_add_gemm(g, &ng, max, 288, 196, 64, 1, 0, 0.0f);
+        bench_add_gemm(g, &ng, max, 64, 288, 196, 0, 1, 0.0f);
     }
-    bench_add_gemm(g, &ng, max, 32, 9, b * 784, 0, 1, 0.0f);
-    bench_add_gemm(g, &ng, max, 288, b * 196, 64, 1, 0, 0.0f);
-    bench_add_gemm(g, &ng, max, 64, 288, b * 196, 0, 1, 0.0f);
     bench_linear_gemms(g, &ng, max, (int)batch, 3136, 10, true);
     return ng;
 }

@@ -169,20 +169,9 @@ typedef struct {
     const geom *g;
     const char *x;  /* im2col: x's first element; strides below */
     int64_t xs[4];
-    char *cols;     /* [N, C, KH, KW] rows by [OH, OW] columns, or with bm
-                     * [C, KH, KW] rows by [N, OH, OW] columns */
+    char *cols;     /* [N, C, KH, KW] rows by [OH, OW] columns */
     char *dx;       /* col2im: contiguous [N, C, H, W] */
-    bool bm;        /* batch-major columns (one GEMM for the whole batch) */
 } cols_args;
-
-/* Where the OH*OW columns of image nn and row (ch, k) of the kernel start:
- * row-major (nn, ch, k) blocks, or with bm the images side by side. */
-static inline int64_t cols_at(const cols_args *p, int64_t nn, int64_t ch, int64_t k)
-{
-    const geom *g = p->g;
-    int64_t KK = g->KH * g->KW, OHW = g->OH * g->OW;
-    return p->bm ? ((ch * KK + k) * g->N + nn) * OHW : ((nn * g->C + ch) * KK + k) * OHW;
-}
 
 /* The steps k in [*lo, *hi) of b + k*s (k < cnt) that land inside [0, n):
  * inner loops then run without bounds checks. */
@@ -200,14 +189,14 @@ static inline void span(int64_t b, int64_t s, int64_t n, int64_t cnt, int64_t *l
     {                                                                                  \
         const cols_args *p = arg;                                                      \
         const geom *g = p->g;                                                          \
-        const int64_t xs3 = p->xs[3];                                                  \
+        const int64_t OHW = g->OH * g->OW, xs3 = p->xs[3];                             \
         for (int64_t r = r0; r < r1; r++) {                                            \
             int64_t kw = r % g->KW, t = r / g->KW;                                     \
             int64_t kh = t % g->KH;                                                    \
             t /= g->KH;                                                                \
             int64_t ch = t % g->C, nn = t / g->C;                                      \
             const T *xp = (const T *)p->x + nn * p->xs[0] + ch * p->xs[1];             \
-            T *col = (T *)p->cols + cols_at(p, nn, ch, r % (g->KH * g->KW));           \
+            T *col = (T *)p->cols + r * OHW;                                           \
             int64_t bw = kw * g->dw - g->pw, o0, o1;                                   \
             span(bw, g->sw, g->W, g->OW, &o0, &o1);                                    \
             for (int64_t oh = 0; oh < g->OH; oh++) {                                   \
@@ -231,13 +220,13 @@ static inline void span(int64_t b, int64_t s, int64_t n, int64_t cnt, int64_t *l
     {                                                                                  \
         const cols_args *p = arg;                                                      \
         const geom *g = p->g;                                                          \
+        const int64_t OHW = g->OH * g->OW, KK = g->KH * g->KW;                         \
         for (int64_t pl = p0; pl < p1; pl++) {                                         \
             T *d = (T *)p->dx + pl * g->H * g->W;                                      \
             memset(d, 0, (size_t)(g->H * g->W) * sizeof(T));                           \
             for (int64_t kh = 0; kh < g->KH; kh++)                                     \
                 for (int64_t kw = 0; kw < g->KW; kw++) {                               \
-                    const T *col =                                                     \
-                        (const T *)p->cols + cols_at(p, pl / g->C, pl % g->C, kh * g->KW + kw); \
+                    const T *col = (const T *)p->cols + (pl * KK + kh * g->KW + kw) * OHW; \
                     int64_t bw = kw * g->dw - g->pw, o0, o1;                           \
                     span(bw, g->sw, g->W, g->OW, &o0, &o1);                            \
                     for (int64_t oh = 0; oh < g->OH; oh++) {                           \
@@ -272,46 +261,23 @@ static char *cols_alloc(tg_ctx *c, int64_t rows, int64_t cols, int64_t es)
     return tg__arena_alloc(c, (size_t)(rows * cols * es) + 1);
 }
 
-/* The columns of x (any strides) for g, in c's arena, batch-major with bm
- * (x's own data for a 1x1 kernel that needs no copy, without bm; read
- * only); NULL on OOM. */
-static char *im2col(tg_ctx *c, const tg_tensor *x, const geom *g, bool bm)
+/* The columns of x (any strides) for g, in c's arena (x's own data for a
+ * 1x1 kernel that needs no copy; read only); NULL on OOM. */
+static char *im2col(tg_ctx *c, const tg_tensor *x, const geom *g)
 {
     int64_t rows = g->N * g->C * g->KH * g->KW, OHW = g->OH * g->OW;
     /* a 1x1 kernel at stride 1 without padding: a contiguous x already is
      * its own columns matrix */
-    if (!bm && g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 &&
-        g->pw == 0 && tg_is_contiguous(x))
+    if (g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 &&
+        tg_is_contiguous(x))
         return tg__ptr(x);
     char *cols = cols_alloc(c, rows, OHW, (int64_t)tg__esize(x->dtype));
     if (!cols) return NULL;
     cols_args p = {g, tg__ptr(x), {x->stride[0], x->stride[1], x->stride[2], x->stride[3]},
-                   cols, NULL, bm};
+                   cols, NULL};
     tg__parallel_for(c, rows, grain_for(OHW), x->dtype == TG_F64 ? im2col_f64 : im2col_f32,
                      &p);
     return cols;
-}
-
-/* Batched gradients: the whole batch in one GEMM per group when there is
- * more than one image (one GEMM with K = N*OH*OW beats N with K = OH*OW,
- * measured ~25% on the CNN benchmark's shapes), at the price of dout
- * transposed to [OC, N*OH*OW]. */
-static bool batched(const geom *g) { return g->N > 1 && g->N * g->OH * g->OW <= INT_MAX; }
-
-/* dout (N, OC, OH, OW), any strides, as a contiguous [OC, N, OH*OW] buffer
- * in c's arena; NULL on OOM. */
-static char *dout_rows(tg_ctx *c, const char *fn, tg_tensor *dout, const geom *g)
-{
-    tg_tensor *dc = contig(c, fn, dout);
-    int64_t es = (int64_t)tg__esize(dout->dtype), OHW = g->OH * g->OW;
-    char *d = dc ? cols_alloc(c, g->OC, g->N * OHW, es) : NULL;
-    if (!d) return NULL;
-    const char *src = tg__ptr(dc);
-    for (int64_t o = 0; o < g->OC; o++)
-        for (int64_t nn = 0; nn < g->N; nn++)
-            memcpy(d + (o * g->N + nn) * OHW * es, src + (nn * g->OC + o) * OHW * es,
-                   (size_t)(OHW * es));
-    return d;
 }
 
 /* ====================================================================== */
@@ -330,7 +296,7 @@ static tg_tensor *conv2d_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_tensor 
     bool f64 = x->dtype == TG_F64;
     int64_t es = (int64_t)tg__esize(x->dtype);
     tg_tensor *wc = contig(c, fn, w);
-    char *cols = wc ? im2col(c, x, g, false) : NULL;
+    char *cols = wc ? im2col(c, x, g) : NULL;
     if (!cols) return NULL;
     char *py = tg__ptr(y);
     if (b) {
@@ -367,28 +333,17 @@ static tg_tensor *input_grad_run(tg_ctx *c, const char *fn, tg_tensor *dout, tg_
     if (g->N == 0 || g->C == 0 || g->H * g->W == 0) return dx;
     bool f64 = dout->dtype == TG_F64;
     int64_t es = (int64_t)tg__esize(dout->dtype);
+    tg_tensor *wc = contig(c, fn, w), *dc = wc ? contig(c, fn, dout) : NULL;
     int64_t rows = g->N * g->C * KK;
-    bool bm = batched(g);
-    tg_tensor *wc = contig(c, fn, w), *dc = wc && !bm ? contig(c, fn, dout) : NULL;
-    char *dr = wc && bm ? dout_rows(c, fn, dout, g) : NULL;
-    char *cols = dc || dr ? cols_alloc(c, rows, OHW, es) : NULL;
+    char *cols = dc ? cols_alloc(c, rows, OHW, es) : NULL;
     if (!cols) return NULL;
-    const char *pw = tg__ptr(wc);
-    if (bm) {
-        /* cols_g [ckk, N*OHW] = w_g^T dout_g */
-        int64_t NP = g->N * OHW;
+    const char *pw = tg__ptr(wc), *pd = tg__ptr(dc);
+    for (int64_t nn = 0; nn < g->N; nn++)
         for (int64_t gi = 0; gi < g->G; gi++)
-            tg__gemm(f64, true, false, ckk, NP, ocg, 1.0, pw + gi * ocg * ckk * es, ckk,
-                     dr + gi * ocg * NP * es, NP, 0.0, cols + gi * ckk * NP * es, NP);
-    } else {
-        const char *pd = tg__ptr(dc);
-        for (int64_t nn = 0; nn < g->N; nn++)
-            for (int64_t gi = 0; gi < g->G; gi++)
-                tg__gemm(f64, true, false, ckk, OHW, ocg, 1.0, pw + gi * ocg * ckk * es, ckk,
-                         pd + (nn * g->OC + gi * ocg) * OHW * es, OHW, 0.0,
-                         cols + (nn * g->C * KK + gi * ckk) * OHW * es, OHW);
-    }
-    cols_args p = {g, NULL, {0, 0, 0, 0}, cols, tg__ptr(dx), bm};
+            tg__gemm(f64, true, false, ckk, OHW, ocg, 1.0, pw + gi * ocg * ckk * es, ckk,
+                     pd + (nn * g->OC + gi * ocg) * OHW * es, OHW, 0.0,
+                     cols + (nn * g->C * KK + gi * ckk) * OHW * es, OHW);
+    cols_args p = {g, NULL, {0, 0, 0, 0}, cols, tg__ptr(dx)};
     tg__parallel_for(c, g->N * g->C, grain_for(KK * OHW), f64 ? col2im_f64 : col2im_f32, &p);
     return dx;
 }
@@ -408,20 +363,9 @@ static tg_tensor *weight_grad_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_te
         memset(pdw, 0, (size_t)(g->OC * ckk * es));
         return dw;
     }
-    bool f64 = x->dtype == TG_F64, bm = batched(g);
-    if (bm) {
-        /* dw_g [ocg, ckk] = dout_g [ocg, N*OHW] cols_g^T */
-        int64_t NP = g->N * OHW;
-        char *dr = dout_rows(c, fn, dout, g);
-        char *cols = dr ? im2col(c, x, g, true) : NULL;
-        if (!cols) return NULL;
-        for (int64_t gi = 0; gi < g->G; gi++)
-            tg__gemm(f64, false, true, ocg, ckk, NP, 1.0, dr + gi * ocg * NP * es, NP,
-                     cols + gi * ckk * NP * es, NP, 0.0, pdw + gi * ocg * ckk * es, ckk);
-        return dw;
-    }
+    bool f64 = x->dtype == TG_F64;
     tg_tensor *dc = contig(c, fn, dout);
-    char *cols = dc ? im2col(c, x, g, false) : NULL;
+    char *cols = dc ? im2col(c, x, g) : NULL;
     if (!cols) return NULL;
     const char *pd = tg__ptr(dc);
     for (int64_t gi = 0; gi < g->G; gi++)
