@@ -15,7 +15,9 @@
  * LSTM cell fuses a step's gates and cell update.
  *
  * Node arguments: DROPOUT: f[0] = p, saved[0] = the scaled mask.
- * EMBEDDING_BACKWARD: iv[0] = number of rows.
+ * EMBEDDING_BACKWARD: iv[0] = number of rows. SDPA: f[0] = scale, iv[0] =
+ * causal, saved[0] = the probabilities P. LSTM_CELL: saved[0] = the
+ * activations i, f, g, o and tanh(c') as (B, 5H).
  */
 #include "fastmath.h"
 #include "ops_impl.h"
