@@ -1,6 +1,7 @@
 /*
  * opgrad_nn.c - the nn family's entries of the table-driven gradient
- * check (see tests/opgrad.h): normalisation, dropout, embedding.
+ * check (see tests/opgrad.h): normalisation, dropout, embedding, the
+ * LSTM cell, attention (sdpa: flag = causal, f[0] = scale, 0 the default).
  *
  * Optional inputs are trailing: a variant with fewer inputs passes NULL
  * for the missing ones. Arguments: f[0] = eps (norms) or p (dropout),
@@ -33,6 +34,8 @@ static tg_tensor *b_batch_norm(tg_ctx *c, tg_tensor **in, int n, void *user)
 BUILD(b_dropout, tg_dropout(c, in[0], a->f[0], a->flag))
 BUILD(b_embedding, tg_embedding(c, in[0], in[1]))
 BUILD(b_embedding_backward, tg_embedding_backward(c, in[0], in[1], a->index_hi))
+BUILD(b_lstm_cell, tg_lstm_cell(c, in[0], in[1]))
+BUILD(b_sdpa, tg_sdpa(c, in[0], in[1], in[2], IN(3), a->flag, a->f[0]))
 
 static const op_entry nn_table[] = {
     [TG_OP_LAYER_NORM] = {b_layer_norm, {
@@ -82,6 +85,19 @@ static const op_entry nn_table[] = {
          .dom = {D_NORMAL, D_INDEX}, .index_hi = 5},
         {.what = "[7,2] into 3 rows by [7] indices", .n_in = 2, .in = {S(7, 2), S(7)},
          .dom = {D_NORMAL, D_INDEX}, .index_hi = 3}}},
+    [TG_OP_LSTM_CELL] = {b_lstm_cell, {
+        {.what = "[3,8] gates, [3,2] cell", .n_in = 2, .in = {S(3, 8), S(3, 2)}},
+        {.what = "[1,12] gates, [1,3] cell", .n_in = 2, .in = {S(1, 12), S(1, 3)}}}},
+    [TG_OP_SDPA] = {b_sdpa, {
+        {.what = "q [2,3,4], k [2,5,4], v [2,5,2]", .n_in = 3,
+         .in = {S(2, 3, 4), S(2, 5, 4), S(2, 5, 2)}, .has_bc = true,
+         .bc = {S(2, 3, 4), S(1, 5, 4), S(5, 2)}},
+        {.what = "causal, scale 0.7, q k [2,4,3], v [2,4,2]", .n_in = 3,
+         .in = {S(2, 4, 3), S(2, 4, 3), S(2, 4, 2)}, .f = {0.7}, .flag = true},
+        {.what = "mask [3,5] with grad, q [3,4], k [5,4], v [5,2]", .n_in = 4,
+         .in = {S(3, 4), S(5, 4), S(5, 2), S(3, 5)}},
+        {.what = "causal and mask [4], q [2,4,2], k [2,4,2], v [2,4,3]", .n_in = 4,
+         .in = {S(2, 4, 2), S(2, 4, 2), S(2, 4, 3), S(4)}, .flag = true}}},
 };
 /* clang-format on */
 

@@ -3,8 +3,9 @@
  * group_norm, batch_norm (with running statistics over two steps) and
  * sdpa in f32 and f64 against NumPy; dropout's determinism, statistics
  * and eval identity; embedding with repeated indices; thread invariance;
- * error paths. (Gradients to second order are checked by the opgrad
- * table; sdpa, a composite with no op entry, is gradient-checked here.)
+ * error paths; the fast f32 exp / sigmoid / tanh within 3 ulp and the
+ * fused LSTM cell against its composite. (Gradients to second order are checked by the opgrad
+ * table; sdpa is also gradient-checked here, with a mask that requires grad.)
  *
  * Inputs are seq(n, a, b, s)[i] = s * sin(a * i + b). The reference values
  * come from NumPy (numpy 2.x, float64) with the same inputs:
@@ -21,6 +22,7 @@
 
 #include "tapegrad.h"
 #include "autograd/tape.h"
+#include "ops/fastmath.h"
 #include "test_util.h"
 
 static const tg_dtype dts[2] = {TG_F64, TG_F32};
@@ -577,7 +579,7 @@ static tg_tensor *f_sdpa(tg_ctx *c, tg_tensor **in, int n, void *user)
     return tg_sdpa(c, in[0], in[1], in[2], n > 3 ? in[3] : NULL, a->causal, 0.0);
 }
 
-/* First and second order through the composite, with a mask that requires
+/* First and second order through the fused op, with a mask that requires
  * grad and with broadcast batch dims. */
 START_TEST(test_sdpa_gradcheck)
 {
@@ -641,6 +643,111 @@ START_TEST(test_sdpa_errors)
 }
 END_TEST
 
+/* ---- fast f32 math and the LSTM cell ----------------------------------- */
+
+/* |got - want| in units of the last place of want rounded to float; a NaN
+ * must meet a NaN, an infinity or a float overflow the same infinity. */
+static double ulps(float got, double want)
+{
+    if (isnan(want)) return isnan(got) ? 0 : INFINITY;
+    float w = (float)want;
+    if (isinf(w)) return got == w ? 0 : INFINITY;
+    float u = nextafterf(fabsf(w), INFINITY) - fabsf(w);
+    return fabs((double)got - want) / u;
+}
+
+/* exp, sigmoid and tanh of fastmath.h within 3 ulp of the double results,
+ * over a sweep of every 4099th float bit pattern (65537th under valgrind;
+ * NaNs, infinities,
+ * subnormals, the overflow edge included) plus chosen points */
+START_TEST(test_fastmath_ulps)
+{
+    static const float pts[] = {0.0f,     -0.0f,   1e-30f,   0.625f,   -0.625f, 0.6249f,
+                                88.72f,   88.73f,  -87.3f,   -103.9f,  -104.1f, 9.0f,
+                                -9.0f,    20.0f,   INFINITY, -INFINITY, NAN};
+    double worst[3] = {0, 0, 0};
+    const uint64_t stride = tu_under_valgrind() ? 65537 : 4099; /* odd: all bit patterns */
+    for (uint64_t i = 0; i < (1ull << 32) / stride + sizeof pts / sizeof pts[0]; i++) {
+        float x;
+        if (i < sizeof pts / sizeof pts[0]) {
+            x = pts[i];
+        } else {
+            uint32_t b = (uint32_t)((i - sizeof pts / sizeof pts[0]) * stride);
+            memcpy(&x, &b, sizeof x);
+        }
+        double xd = x;
+        double e[3] = {ulps(tg__expf(x), exp(xd)), ulps(tg__sigmoidf(x), 1.0 / (1.0 + exp(-xd))),
+                       ulps(tg__tanhf(x), tanh(xd))};
+        for (int k = 0; k < 3; k++) {
+            ck_assert_msg(e[k] <= 3.0, "function %d at %a: %g ulp", k, (double)x, e[k]);
+            if (e[k] > worst[k]) worst[k] = e[k];
+        }
+    }
+    /* the sweep does reach the rounding error (the check can fail) */
+    ck_assert(worst[0] > 0 && worst[1] > 0 && worst[2] > 0);
+}
+END_TEST
+
+/* tg_lstm_cell against the same step written with ops, f64 and f32, and
+ * the gradients of both inputs */
+START_TEST(test_lstm_cell_values)
+{
+    tg_dtype dt = dts[_i];
+    tg_ctx *c = tu_ctx();
+    const int64_t B = 3, H = 5;
+    tg_tensor *G = seq(c, dt, 2, (const int64_t[]){B, 4 * H}, 0.7, 0.1, 3.0);
+    tg_tensor *cp = seq(c, dt, 2, (const int64_t[]){B, H}, 1.3, 0.4, 2.0);
+    tg_set_requires_grad(G, true);
+    tg_set_requires_grad(cp, true);
+    tg_tensor *y = tg_lstm_cell(c, G, cp);
+    tg_tensor *i = tg_sigmoid(c, tg_slice(c, G, 1, 0, H, 1));
+    tg_tensor *f = tg_sigmoid(c, tg_slice(c, G, 1, H, 2 * H, 1));
+    tg_tensor *g = tg_tanh(c, tg_slice(c, G, 1, 2 * H, 3 * H, 1));
+    tg_tensor *o = tg_sigmoid(c, tg_slice(c, G, 1, 3 * H, 4 * H, 1));
+    tg_tensor *c2 = tg_add(c, tg_mul(c, f, cp), tg_mul(c, i, g));
+    tg_tensor *ref = tg_stack(c, (tg_tensor *[]){tg_mul(c, o, tg_tanh(c, c2)), c2}, 2, 0);
+    tu_assert_ok(c);
+    ck_assert_int_eq(tg_ndim(y), 3);
+    ck_assert_int_eq(tg_shape(y)[0], 2);
+    for (int64_t k = 0; k < 2 * B * H; k++) {
+        int64_t ix[3] = {k / (B * H), k / H % B, k % H};
+        ck_assert_close(tg_get(y, ix), tg_get(ref, ix), tol_of(dt));
+    }
+    /* gradients of a weighted sum: fused backward vs the ops' */
+    tg_tensor *w = seq(c, dt, 3, (const int64_t[]){2, B, H}, 0.9, 0.2, 1.0);
+    tg_tensor *gy[2], *gr[2];
+    tg_tensor *ins[2] = {G, cp};
+    tg_tensor *ly = tg_sum(c, tg_mul(c, y, w)), *lr = tg_sum(c, tg_mul(c, ref, w));
+    ck_assert_int_eq(tg_grad_of(c, 1, &ly, NULL, 2, ins, false, gy), TG_OK);
+    ck_assert_int_eq(tg_grad_of(c, 1, &lr, NULL, 2, ins, false, gr), TG_OK);
+    for (int k = 0; k < 2; k++)
+        for (int64_t e = 0; e < tg_numel(gy[k]); e++) {
+            int64_t n1 = tg_shape(gy[k])[1], ix[2] = {e / n1, e % n1};
+            ck_assert_close(tg_get(gy[k], ix), tg_get(gr[k], ix), tol_of(dt));
+        }
+    tg_ctx_free(c);
+}
+END_TEST
+
+START_TEST(test_lstm_cell_errors)
+{
+    tg_ctx *c = tu_ctx();
+    tg_tensor *G = tg_tensor_new(c, TG_F64, TG_SHAPE(3, 8));
+    tg_tensor *cp = tg_tensor_new(c, TG_F64, TG_SHAPE(3, 2));
+    ck_assert_ptr_null(tg_lstm_cell(c, G, tg_tensor_new(c, TG_F64, TG_SHAPE(3, 3))));
+    assert_error(c, TG_ERR_SHAPE, "tg_lstm_cell", "need gates [B, 4H] and cell [B, H]");
+    ck_assert_ptr_null(tg_lstm_cell(c, G, tg_tensor_new(c, TG_F64, TG_SHAPE(2, 2))));
+    assert_error(c, TG_ERR_SHAPE, "tg_lstm_cell", "gates [3,8], cell [2,2]");
+    ck_assert_ptr_null(tg_lstm_cell(c, tg_tensor_new(c, TG_F64, TG_SHAPE(24)), cp));
+    assert_error(c, TG_ERR_SHAPE, "tg_lstm_cell", NULL);
+    ck_assert_ptr_null(tg_lstm_cell(c, G, tg_tensor_new(c, TG_F32, TG_SHAPE(3, 2))));
+    assert_error(c, TG_ERR_DTYPE, "tg_lstm_cell", NULL);
+    ck_assert_ptr_null(tg_lstm_cell(c, NULL, cp));
+    assert_error(c, TG_ERR_INVALID, "tg_lstm_cell", NULL);
+    tg_ctx_free(c);
+}
+END_TEST
+
 Suite *nn_suite(void)
 {
     Suite *s = suite_create("nn");
@@ -675,5 +782,12 @@ Suite *nn_suite(void)
     tcase_add_test(att, test_sdpa_gradcheck);
     tcase_add_test(att, test_sdpa_errors);
     suite_add_tcase(s, att);
+
+    TCase *rnn = tu_tcase("lstm_cell");
+    tcase_set_timeout(rnn, 120);
+    tcase_add_test(rnn, test_fastmath_ulps);
+    tcase_add_loop_test(rnn, test_lstm_cell_values, 0, 2);
+    tcase_add_test(rnn, test_lstm_cell_errors);
+    suite_add_tcase(s, rnn);
     return s;
 }

@@ -207,6 +207,24 @@ def t_adaptive_avg_pool2d_input_grad(a, dout):
     return torch.autograd.grad(y, x, dout, create_graph=True)[0]
 
 
+def t_lstm_cell(a, gates, cell):
+    i, f, g, o = gates.chunk(4, 1)
+    c2 = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
+    return torch.stack([torch.sigmoid(o) * torch.tanh(c2), c2])
+
+
+def t_sdpa(a, q, k, v, *m):
+    scale = a.f[0] if a.f[0] != 0 else 1.0 / q.shape[-1] ** 0.5
+    s = q @ k.transpose(-2, -1) * scale
+    if m:
+        s = s + m[0]
+    if a.flag:
+        lq, lk = s.shape[-2], s.shape[-1]
+        cut = torch.ones(lq, lk, dtype=torch.bool).triu(1)
+        s = s.masked_fill(cut, float("-inf"))
+    return torch.softmax(s, -1) @ v
+
+
 def t_layer_norm(a, x, *wb):
     shape = list(a.iv[: a.niv])
     if a.flag:  # the second input is the bias
@@ -400,6 +418,8 @@ MIRRORS = {
     "embedding_backward": lambda a, dout, i: torch.zeros(
         (a.index_hi, dout.shape[-1]), dtype=dout.dtype
     ).index_add(0, i.reshape(-1), dout.reshape(-1, dout.shape[-1])),
+    "lstm_cell": t_lstm_cell,
+    "sdpa": t_sdpa,
     # loss (tests/opgrad_loss.c): iv[0] the reduction, iv[1] ignore_index
     "l1_loss": lambda a, x, t: F.l1_loss(x, t, reduction=red(a)),
     "smooth_l1_loss": lambda a, x, t: F.smooth_l1_loss(x, t, reduction=red(a), beta=a.f[0]),

@@ -31,7 +31,10 @@ extern "C" {
     /* dropout and embedding, src/ops/nn.c */     \
     X(DROPOUT, dropout, 1, TG_OPF_RANDOM)         \
     X(EMBEDDING, embedding, 2, TG_OPF_INDEX)      \
-    X(EMBEDDING_BACKWARD, embedding_backward, 2, TG_OPF_INDEX)
+    X(EMBEDDING_BACKWARD, embedding_backward, 2, TG_OPF_INDEX) \
+    /* recurrent cells, attention, src/ops/nn.c */           \
+    X(LSTM_CELL, lstm_cell, 2, 0)                            \
+    X(SDPA, sdpa, 4, TG_OPF_OPTIONAL)
 
 /* ====================================================================== */
 /* Normalisation                                                          */
@@ -155,12 +158,12 @@ tg_tensor *tg_embedding_backward(tg_ctx *c, tg_tensor *dout, tg_tensor *indices,
  * (a gradient flows to mask if it requires grad). causal adds -inf above
  * the diagonal of the top-left aligned (Lq, Lk) matrix: query i sees keys
  * j <= i, like torch.tril(ones(Lq, Lk)), also when Lq != Lk.
- * A composite: the result is recorded as matmul, transpose, scale, add,
- * softmax and matmul nodes, each with its own backward (so second order
- * works). A query row whose scores are all -inf after masking (nothing to
- * attend to) is an error, TG_ERR_NUMERIC naming the row, instead of a
- * silent NaN (checked when a mask is given; causal alone never empties a
- * row). A large finite negative mask value (-1e9) is not -inf: a row that
+ * One fused op (node sdpa): two GEMMs and a softmax per batch forward,
+ * five GEMMs backward, the probabilities (..., Lq, Lk) kept for backward;
+ * when the gradient is itself recorded the backward is built from ops, so
+ * second order works. A query row whose scores are all -inf after masking
+ * (nothing to attend to) is an error, TG_ERR_NUMERIC naming the row,
+ * instead of a silent NaN (causal alone never empties a row). A large finite negative mask value (-1e9) is not -inf: a row that
  * has it on every key attends as if unmasked, since a constant shift
  * cancels in the softmax (as in PyTorch). Errors: TG_ERR_SHAPE (fewer
  * than 2 dims, D or Lk mismatch, batch dims or mask not broadcasting),
@@ -168,6 +171,22 @@ tg_tensor *tg_embedding_backward(tg_ctx *c, tg_tensor *dout, tg_tensor *indices,
  */
 tg_tensor *tg_sdpa(tg_ctx *c, tg_tensor *q, tg_tensor *k, tg_tensor *v, tg_tensor *mask,
                    bool causal, double scale);
+
+/* ====================================================================== */
+/* Recurrent cells                                                        */
+/* ====================================================================== */
+
+/*
+ * One LSTM step after its two matrix products: gates is (B, 4H), the
+ * pre-activations x W_ih^T + b_ih + h W_hh^T + b_hh in PyTorch's order
+ * (input, forget, cell, output), cell is (B, H); y is (2, B, H) with
+ *   y[0] = h' = sigmoid(o) * tanh(c'),  y[1] = c' = sigmoid(f) * cell + sigmoid(i) * tanh(g).
+ * One fused kernel forward and one backward (f32 through vectorisable exp
+ * and tanh accurate to 3 ulp, f64 through libm); when the gradient is
+ * itself recorded the backward is built from ops, so second order works.
+ * Errors: TG_ERR_SHAPE (not [B, 4H] and [B, H]), TG_ERR_DTYPE.
+ */
+tg_tensor *tg_lstm_cell(tg_ctx *c, tg_tensor *gates, tg_tensor *cell);
 
 #ifdef __cplusplus
 }

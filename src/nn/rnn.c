@@ -5,7 +5,8 @@
  *
  * Per layer the input projection of every time step is one tg_linear over
  * the whole [B, T, I] sequence; each step then adds one [B, H] x [H, G*H]
- * GEMM of the hidden state and slices the gates out as views. The hidden
+ * GEMM of the hidden state; an LSTM step's gates and cell update are one
+ * fused op (tg_lstm_cell), a GRU's slice the gates out as views. The hidden
  * states of the steps are stacked into the output with one tg_stack. The
  * only scratch is an array of T tensor pointers in the step arena.
  */
@@ -171,13 +172,10 @@ static tg_tensor *run(tg_ctx *c, const char *fn, tg_module *mod, tg_tensor *x, t
             tg_tensor *xt = tg_squeeze(c, tg_slice(c, xw, 1, t, t + 1, 1), 1); /* [B, G*H] */
             tg_tensor *hw = tg_linear(c, h, w[1], w[3]);                       /* [B, G*H] */
             if (lstm) {
-                tg_tensor *pre = tg_add(c, xt, hw);
-                tg_tensor *i = tg_sigmoid(c, gate(c, pre, 0, H));
-                tg_tensor *f = tg_sigmoid(c, gate(c, pre, 1, H));
-                tg_tensor *g = tg_tanh(c, gate(c, pre, 2, H));
-                tg_tensor *og = tg_sigmoid(c, gate(c, pre, 3, H));
-                cell = tg_add(c, tg_mul(c, f, cell), tg_mul(c, i, g));
-                h = tg_mul(c, og, tg_tanh(c, cell));
+                /* the gates and the cell update in one fused op */
+                tg_tensor *hc = tg_lstm_cell(c, tg_add(c, xt, hw), cell); /* [2, B, H] */
+                h = tg_squeeze(c, tg_slice(c, hc, 0, 0, 1, 1), 0);
+                cell = tg_squeeze(c, tg_slice(c, hc, 0, 1, 2, 1), 0);
             } else if (gru) {
                 tg_tensor *r = tg_sigmoid(c, tg_add(c, gate(c, xt, 0, H), gate(c, hw, 0, H)));
                 tg_tensor *z = tg_sigmoid(c, tg_add(c, gate(c, xt, 1, H), gate(c, hw, 1, H)));

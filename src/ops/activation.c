@@ -5,11 +5,16 @@
  *
  * Forward kernels are fused and written for stability (no overflow for any
  * finite input); backward rules are compositions of public ops so that they
- * can be differentiated again. Branch masks are constant tensors, and a
+ * can be differentiated again (gelu's, when nothing records it, is one
+ * pass that reads Phi back from the forward's output, with no second erfc;
+ * the forward keeps glibc's erfcf: a branch-free vectorised erfc measured
+ * 2x slower on the |x| < 1 inputs that dominate in practice). Branch
+ * masks are constant tensors, and a
  * branch is selected with tg_where rather than multiplied by a 0/1 mask, so
  * that a value that is inf on the unselected side never turns into NaN.
  */
 #include "ew_kernels.h"
+#include "fastmath.h"
 
 #define TG__SQRT1_2 0.70710678118654752440      /* 1 / sqrt(2) */
 #define TG__SQRT_2_PI 0.79788456080286535588    /* sqrt(2 / pi) */
@@ -77,6 +82,49 @@ EW_UN_PAIR(k_softplus, softplusf_(X, P0, P1), softplus_(X, P0, P1))
 EW_UN_PAIR(k_hardtanh, X < P0 ? P0 : X > P1 ? P1 : X, X < P0 ? P0 : X > P1 ? P1 : X)
 EW_UN_PAIR(k_log_sigmoid, log_sigmoidf_(X), log_sigmoid_(X))
 
+/* t, or a contiguous copy of it in c (not recorded). */
+static tg_tensor *dense(tg_ctx *c, tg_tensor *t)
+{
+    if (tg_is_contiguous(t)) return t;
+    tg_tensor *d = tg__empty(c, "tg_gelu", t->dtype, t->ndim, t->shape);
+    if (d) tg__copy_strided(c, d, t);
+    return d;
+}
+
+/* gelu's gradient from the forward's output y, in one pass: Phi(x) = y / x
+ * (1/2 at |x| <= 1e-20, where y / x would lose it), so no erfc is
+ * evaluated again: dout * (y / x + x e^(-x^2/2) / sqrt(2 pi)); f32
+ * vectorised with tg__expf. Absolute error a few ulp of max(1, |gelu'|). */
+static tg_tensor *gelu_grad(tg_ctx *c, tg_tensor *x, tg_tensor *y, tg_tensor *dout)
+{
+    tg_tensor *xd = dense(c, x), *yd = xd ? dense(c, y) : NULL, *dd = yd ? dense(c, dout) : NULL;
+    tg_tensor *g = dd ? tg__empty(c, "tg_gelu", x->dtype, x->ndim, x->shape) : NULL;
+    if (!g) return NULL;
+    int64_t n = tg__numel(x->ndim, x->shape);
+    if (x->dtype == TG_F32) {
+        const float *restrict px = (const float *)tg__ptr(xd);
+        const float *restrict py = (const float *)tg__ptr(yd);
+        const float *restrict pd = (const float *)tg__ptr(dd);
+        float *restrict o = (float *)tg__ptr(g);
+        for (int64_t i = 0; i < n; i++) {
+            float v = px[i];
+            int32_t big = -(int32_t)(tg__f32_from_bits(tg__f32_bits(v) & 0x7fffffff) > 1e-20f);
+            /* the divisor kept nonzero where unused, for the branch-free select */
+            float phi = tg__f32_sel(big, py[i] / tg__f32_sel(big, v, 1.0f), 0.5f);
+            o[i] = pd[i] * (phi + v * (tg__expf(-0.5f * (v * v)) * (float)TG__INV_SQRT_2PI));
+        }
+    } else {
+        const double *px = (const double *)tg__ptr(xd), *py = (const double *)tg__ptr(yd);
+        const double *pd = (const double *)tg__ptr(dd);
+        double *o = (double *)tg__ptr(g);
+        for (int64_t i = 0; i < n; i++) {
+            double v = px[i], phi = fabs(v) > 1e-20 ? py[i] / v : 0.5;
+            o[i] = pd[i] * (phi + v * exp(-0.5 * v * v) * TG__INV_SQRT_2PI);
+        }
+    }
+    return g;
+}
+
 /* masks: 1 where the first argument is the active branch */
 EW_UN_PAIR(k_pos, X > 0 ? 1.0f : 0.0f, X > 0 ? 1.0 : 0.0)
 EW_UN_PAIR(k_over_threshold, P0 * X > P1 ? 1.0f : 0.0f, P0 * X > P1 ? 1.0 : 0.0)
@@ -131,6 +179,11 @@ void tg__gelu_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
 {
     if (!NEED(0)) return;
     tg_tensor *x = n->in[0];
+    if (!c->grad_enabled) {
+        /* nothing records this gradient: one fused pass instead of eleven ops */
+        dx[0] = gelu_grad(c, x, n->out, dout);
+        return;
+    }
     tg_tensor *cdf =
         tg_add_scalar(c, tg_scale(c, tg_erf(c, tg_scale(c, x, TG__SQRT1_2)), 0.5), 0.5);
     tg_tensor *pdf = tg_scale(c, tg_exp(c, tg_scale(c, tg_square(c, x), -0.5)), TG__INV_SQRT_2PI);

@@ -377,6 +377,21 @@ static tg_tensor *weight_grad_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_te
     return dw;
 }
 
+/* The gradient ops are given the size (what: "input" or "kernel", e0 x
+ * e1) the forward had; the output size g computed from it must be dout's. */
+static bool check_dout_size(tg_ctx *c, const char *fn, const char *an, const tg_tensor *a,
+                            const char *bn, const tg_tensor *b, const char *what, int64_t e0,
+                            int64_t e1, const geom *g, const tg_tensor *dout)
+{
+    if (g->OH == dout->shape[2] && g->OW == dout->shape[3]) return true;
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s %lldx%lld gives output %lldx%lld, not %lldx%lld", what,
+             (long long)e0, (long long)e1, (long long)g->OH, (long long)g->OW,
+             (long long)dout->shape[2], (long long)dout->shape[3]);
+    conv_fail(c, TG_ERR_SHAPE, fn, an, a, bn, b, msg);
+    return false;
+}
+
 static bool check_rank(tg_ctx *c, const char *fn, const char *an, const tg_tensor *a,
                        const char *bn, const tg_tensor *b, int ra, int rb)
 {
@@ -464,13 +479,7 @@ tg_tensor *tg_conv2d_input_grad(tg_ctx *c, tg_tensor *dout, tg_tensor *w, int64_
     if (!check_channels(c, fn, "dout", dout, "w", w, g.C, w->shape[1], g.OC, o->groups) ||
         !finish_geom(c, fn, "dout", dout, "w", w, o, &g))
         return NULL;
-    if (g.OH != dout->shape[2] || g.OW != dout->shape[3]) {
-        snprintf(msg, sizeof msg, "input %lldx%lld gives output %lldx%lld, not %lldx%lld",
-                 (long long)h, (long long)w_, (long long)g.OH, (long long)g.OW,
-                 (long long)dout->shape[2], (long long)dout->shape[3]);
-        conv_fail(c, TG_ERR_SHAPE, fn, "dout", dout, "w", w, msg);
-        return NULL;
-    }
+    if (!check_dout_size(c, fn, "dout", dout, "w", w, "input", h, w_, &g, dout)) return NULL;
     tg_tensor *y = input_grad_run(c, fn, dout, w, &g);
     if (!y) return NULL;
     tg__node *n;
@@ -526,13 +535,7 @@ tg_tensor *tg_conv2d_weight_grad(tg_ctx *c, tg_tensor *x, tg_tensor *dout, int64
     if (!check_channels(c, fn, "x", x, "dout", dout, g.C, g.C / o->groups, g.OC, o->groups) ||
         !finish_geom(c, fn, "x", x, "dout", dout, o, &g))
         return NULL;
-    if (g.OH != dout->shape[2] || g.OW != dout->shape[3]) {
-        snprintf(msg, sizeof msg, "kernel %lldx%lld gives output %lldx%lld, not %lldx%lld",
-                 (long long)kh, (long long)kw, (long long)g.OH, (long long)g.OW,
-                 (long long)dout->shape[2], (long long)dout->shape[3]);
-        conv_fail(c, TG_ERR_SHAPE, fn, "x", x, "dout", dout, msg);
-        return NULL;
-    }
+    if (!check_dout_size(c, fn, "x", x, "dout", dout, "kernel", kh, kw, &g, dout)) return NULL;
     tg_tensor *y = weight_grad_run(c, fn, x, dout, &g);
     if (!y) return NULL;
     tg__node *n;

@@ -9,7 +9,8 @@
  * blocks whose partials are added in block order, so the loss is
  * bit-identical whatever the thread count. Every backward is written with
  * ops (mul, sub, softmax) and constant tensors built from the labels, so
- * create_graph gives second derivatives.
+ * create_graph gives second derivatives; tg_cross_entropy's, when nothing
+ * records it, is one fused pass per row instead.
  */
 #include "ops_impl.h"
 
@@ -141,6 +142,60 @@ tg_tensor *tg_cross_entropy(tg_ctx *c, tg_tensor *logits, tg_tensor *labels)
     return y;
 }
 
+/* dlogits = (softmax(logits) - onehot(labels)) * dout / N in one pass per
+ * row (max, sum of exp in double, then the row), for a backward that
+ * nothing records. */
+typedef struct {
+    ce_plan pl;
+    double g; /* dout / N */
+    char *dx; /* contiguous (N, C) */
+} ceb_plan;
+
+#define CEB_ROW(T)                                                                    \
+    do {                                                                              \
+        const T *xr = (const T *)p->pl.x + r * p->pl.xs0;                             \
+        T *o = (T *)p->dx + r * p->pl.cls;                                            \
+        int64_t lab = ((const int64_t *)p->pl.lab)[r * p->pl.ls];                     \
+        double m = -INFINITY, s = 0.0;                                                \
+        for (int64_t j = 0; j < p->pl.cls; j++)                                       \
+            if ((double)xr[j * p->pl.xs1] > m) m = (double)xr[j * p->pl.xs1];         \
+        for (int64_t j = 0; j < p->pl.cls; j++) s += exp((double)xr[j * p->pl.xs1] - m); \
+        double k = p->g / s;                                                          \
+        for (int64_t j = 0; j < p->pl.cls; j++)                                       \
+            o[j] = (T)(exp((double)xr[j * p->pl.xs1] - m) * k - (j == lab ? p->g : 0.0)); \
+    } while (0)
+
+static void ceb_task(void *arg, int64_t r0, int64_t r1)
+{
+    const ceb_plan *p = arg;
+    for (int64_t r = r0; r < r1; r++) {
+        if (p->pl.dt == TG_F32) CEB_ROW(float);
+        else CEB_ROW(double);
+    }
+}
+
+static void ce_backward_fused(tg_ctx *c, tg_tensor *logits, tg_tensor *labels, tg_tensor *dout,
+                              tg_tensor **dx)
+{
+    tg_tensor *g = tg__empty(c, "tg_cross_entropy", logits->dtype, 2, logits->shape);
+    if (!g) return;
+    ceb_plan p;
+    p.pl.x = tg__ptr(logits);
+    p.pl.lab = tg__ptr(labels);
+    p.pl.dt = logits->dtype;
+    p.pl.n = logits->shape[0];
+    p.pl.cls = logits->shape[1];
+    p.pl.xs0 = logits->stride[0];
+    p.pl.xs1 = logits->stride[1];
+    p.pl.ls = labels->stride[0];
+    p.pl.part = NULL;
+    p.g = tg_item(dout) / (double)p.pl.n;
+    p.dx = tg__ptr(g);
+    int64_t grain = TG__PAR_GRAIN / p.pl.cls;
+    tg__parallel_for(c, p.pl.n, grain > 0 ? grain : 1, ceb_task, &p);
+    dx[0] = g;
+}
+
 /* dout is 0-d; dlogits is (N, C); labels get no gradient */
 /* dlogits = (softmax(logits, 1) - onehot(labels)) * dout / N */
 void tg__cross_entropy_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout,
@@ -152,6 +207,10 @@ void tg__cross_entropy_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout,
     int64_t row = bad_label(labels, cls); /* changed in place since the forward? */
     if (row >= 0) {
         label_fail(c, logits, labels, row);
+        return;
+    }
+    if (!c->grad_enabled) {
+        ce_backward_fused(c, logits, labels, dout, dx);
         return;
     }
     /* onehot: a constant of logits' shape and dtype, requiring no grad */

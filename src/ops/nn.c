@@ -10,11 +10,16 @@
  * bucketed per row by a stable counting sort, and each output row, owned by
  * one thread, adds its positions in row-major order, in double), whose own
  * backward is an embedding again: second order needs nothing else.
- * Attention (tg_sdpa) is a composite of recorded ops and has no node type.
+ * Attention (tg_sdpa) is one fused op, its backward five GEMMs per batch;
+ * when the gradient is itself recorded it is built from ops instead. The
+ * LSTM cell fuses a step's gates and cell update.
  *
  * Node arguments: DROPOUT: f[0] = p, saved[0] = the scaled mask.
- * EMBEDDING_BACKWARD: iv[0] = number of rows.
+ * EMBEDDING_BACKWARD: iv[0] = number of rows. SDPA: f[0] = scale, iv[0] =
+ * causal, saved[0] = the probabilities P. LSTM_CELL: saved[0] = the
+ * activations i, f, g, o and tanh(c') as (B, 5H).
  */
+#include "fastmath.h"
 #include "ops_impl.h"
 
 #include <math.h>
@@ -306,46 +311,141 @@ void tg__embedding_backward_backward(tg_ctx *c, const tg__node *n, tg_tensor *do
 /* scaled dot-product attention (a composite)                             */
 /* ====================================================================== */
 
-/* A constant (Lq, Lk) tensor: 0 where key j <= query i, -inf above. */
-static tg_tensor *causal_mask(tg_ctx *c, tg_dtype dt, int64_t Lq, int64_t Lk)
+/*
+ * The fused op: for each batch b of the broadcast batch shape, with the
+ * matrices read in place by BLAS (a copy only for strides it cannot take),
+ *   S = scale Q K^T (GEMM), + mask, causal entries skipped, P = softmax(S)
+ *   row by row (saved), Y = P V (GEMM).
+ * Backward, per batch: dV = P^T dY, dP = dY V^T, dS = P (dP - rowsum(dP P)),
+ * dQ = scale dS K, dK = scale dS^T Q, dmask = dS (five GEMMs). Gradients
+ * come out in the broadcast batch shape; the engine sums them back.
+ */
+typedef struct {
+    int nb;                       /* batch dims */
+    int64_t bs[TG_MAX_DIMS];      /* broadcast batch shape */
+    int64_t nbatch, Lq, Lk, D, Dv;
+} sdpa_geom;
+
+/* A tensor's batch strides aligned to g's batch dims (0 where broadcast),
+ * and its last two dims as a BLAS operand (*tr, *ld), or false when BLAS
+ * cannot read it in place. */
+typedef struct {
+    const tg_tensor *t;
+    int64_t bst[TG_MAX_DIMS];
+    bool tr;
+    int64_t ld;
+} sdpa_mat;
+
+static bool sdpa_mat_of(const tg_tensor *t, const sdpa_geom *g, sdpa_mat *m)
 {
-    int64_t shape[2] = {Lq, Lk};
-    tg_tensor *m = tg__empty(c, "tg_sdpa", dt, 2, shape);
-    if (!m) return NULL;
-    for (int64_t i = 0; i < Lq; i++)
-        for (int64_t j = 0; j < Lk; j++) {
-            double v = j <= i ? 0.0 : -INFINITY;
-            if (dt == TG_F32) ((float *)tg__ptr(m))[i * Lk + j] = (float)v;
-            else ((double *)tg__ptr(m))[i * Lk + j] = v;
-        }
-    return m;
+    int tb = t->ndim - 2;
+    m->t = t;
+    for (int d = 0; d < g->nb; d++) {
+        int td = d - (g->nb - tb);
+        m->bst[d] = td >= 0 && t->shape[td] != 1 ? t->stride[td] : 0;
+    }
+    return tg__mat_layout(t->shape[t->ndim - 2], t->shape[t->ndim - 1], t->stride[t->ndim - 2],
+                          t->stride[t->ndim - 1], &m->tr, &m->ld);
 }
 
-/* False (TG_ERR_NUMERIC on c) when some row of the contiguous scores s is
- * all -inf. */
-static bool check_rows(tg_ctx *c, const tg_tensor *s)
+/* Element offset of batch b (flat index into g->bs) for strides bst. */
+static int64_t sdpa_boff(const sdpa_geom *g, const int64_t *bst, int64_t b)
 {
-    int64_t Lq = s->shape[s->ndim - 2], Lk = s->shape[s->ndim - 1];
-    int64_t rows = tg__numel(s->ndim, s->shape) / (Lk > 0 ? Lk : 1);
-    if (Lk == 0) return true;
-    for (int64_t r = 0; r < rows; r++) {
-        bool dead = true;
-        for (int64_t j = 0; j < Lk && dead; j++) {
-            double v = s->dtype == TG_F32 ? (double)((const float *)tg__ptr(s))[r * Lk + j]
-                                          : ((const double *)tg__ptr(s))[r * Lk + j];
-            dead = v == -INFINITY;
-        }
-        if (dead) {
-            char a[128];
-            tg__fail(c, TG_ERR_NUMERIC,
-                     "tg_sdpa: scores %s: query %lld of batch %lld is fully masked (every key "
-                     "-inf): nothing to attend to",
-                     tg__fmt_shape(a, sizeof a, s->ndim, s->shape), (long long)(r % Lq),
-                     (long long)(r / Lq));
-            return false;
+    int64_t off = 0;
+    for (int d = g->nb - 1; d >= 0; d--) {
+        off += (b % g->bs[d]) * bst[d];
+        b /= g->bs[d];
+    }
+    return off;
+}
+
+static const char *sdpa_at(const sdpa_mat *m, const sdpa_geom *g, int64_t b)
+{
+    return (const char *)tg__ptr((tg_tensor *)m->t) +
+           sdpa_boff(g, m->bst, b) * (int64_t)tg__esize(m->t->dtype);
+}
+
+/* row i of P (Lk entries) from S: + mask row, causal cut, softmax; false
+ * when every entry is -inf */
+#define SDPA_SOFTMAX(T, EXP)                                                           \
+    do {                                                                               \
+        T *pr = (T *)prow;                                                             \
+        int64_t n = causal ? (i + 1 < Lk ? i + 1 : Lk) : Lk;                           \
+        if (mrow)                                                                      \
+            for (int64_t j = 0; j < n; j++) pr[j] += ((const T *)mrow)[j * ms1];        \
+        double mx = -INFINITY;                                                         \
+        for (int64_t j = 0; j < n; j++)                                                \
+            if ((double)pr[j] > mx || pr[j] != pr[j]) mx = (double)pr[j];              \
+        if (mx == -INFINITY) return false;                                             \
+        const T mt = (T)mx;                                                            \
+        for (int64_t j = 0; j < n; j++) pr[j] = EXP(pr[j] - mt); /* vectorised */      \
+        double sum = 0.0;                                                              \
+        for (int64_t j = 0; j < n; j++) sum += (double)pr[j];                          \
+        T inv = (T)(1.0 / sum);                                                        \
+        for (int64_t j = 0; j < n; j++) pr[j] *= inv;                                  \
+        for (int64_t j = n; j < Lk; j++) pr[j] = 0;                                    \
+    } while (0)
+
+static bool sdpa_softmax_row(char *prow, const char *mrow, int64_t ms1, int64_t i, int64_t Lk,
+                             bool causal, bool f64)
+{
+    if (f64) SDPA_SOFTMAX(double, exp);
+    else SDPA_SOFTMAX(float, tg__expf);
+    return true;
+}
+
+/* The forward: y and P (both contiguous, batch shape g->bs). */
+static bool sdpa_run(tg_ctx *c, const sdpa_geom *g, const sdpa_mat *q, const sdpa_mat *k,
+                     const sdpa_mat *v, const tg_tensor *mask, bool causal, double scale,
+                     tg_tensor *y, tg_tensor *P)
+{
+    bool f64 = y->dtype == TG_F64;
+    int64_t es = (int64_t)tg__esize(y->dtype);
+    int64_t mst[TG_MAX_DIMS + 2] = {0};
+    if (mask) { /* mask strides aligned to the scores' nb + 2 dims */
+        for (int d = 0; d < g->nb + 2; d++) {
+            int td = d - (g->nb + 2 - mask->ndim);
+            mst[d] = td >= 0 && mask->shape[td] != 1 ? mask->stride[td] : 0;
         }
     }
+    char *pp = tg__ptr(P), *py = tg__ptr(y);
+    for (int64_t b = 0; b < g->nbatch; b++) {
+        char *pb = pp + b * g->Lq * g->Lk * es;
+        /* S = scale Q K^T */
+        tg__gemm(f64, q->tr, !k->tr, g->Lq, g->Lk, g->D, scale, sdpa_at(q, g, b), q->ld,
+                 sdpa_at(k, g, b), k->ld, 0.0, pb, g->Lk);
+        const char *mb =
+            mask ? (const char *)tg__ptr((tg_tensor *)mask) + sdpa_boff(g, mst, b) * es : NULL;
+        for (int64_t i = 0; i < g->Lq; i++)
+            if (!sdpa_softmax_row(pb + i * g->Lk * es, mb ? mb + i * mst[g->nb] * es : NULL,
+                                  mst[g->nb + 1], i, g->Lk, causal, f64)) {
+                char a[128];
+                int64_t ss[TG_MAX_DIMS + 2];
+                memcpy(ss, g->bs, (size_t)g->nb * sizeof(int64_t));
+                ss[g->nb] = g->Lq;
+                ss[g->nb + 1] = g->Lk;
+                tg__fail(c, TG_ERR_NUMERIC,
+                         "tg_sdpa: scores %s: query %lld of batch %lld is fully masked (every "
+                         "key -inf): nothing to attend to",
+                         tg__fmt_shape(a, sizeof a, g->nb + 2, ss), (long long)i, (long long)b);
+                return false;
+            }
+        /* Y = P V */
+        tg__gemm(f64, false, v->tr, g->Lq, g->Dv, g->Lk, 1.0, pb, g->Lk, sdpa_at(v, g, b), v->ld,
+                 0.0, py + b * g->Lq * g->Dv * es, g->Dv);
+    }
     return true;
+}
+
+/* t, or a contiguous copy when BLAS cannot read its last two dims. */
+static tg_tensor *sdpa_operand(tg_ctx *c, tg_tensor *t, const sdpa_geom *g, sdpa_mat *m)
+{
+    if (sdpa_mat_of(t, g, m)) return t;
+    tg_tensor *d = tg__empty(c, "tg_sdpa", t->dtype, t->ndim, t->shape);
+    if (!d) return NULL;
+    tg__copy_strided(c, d, t);
+    sdpa_mat_of(d, g, m);
+    return d;
 }
 
 /* q is (..., Lq, D), k is (..., Lk, D), v is (..., Lk, Dv); y is (..., Lq, Dv) */
@@ -354,7 +454,7 @@ tg_tensor *tg_sdpa(tg_ctx *c, tg_tensor *q, tg_tensor *k, tg_tensor *v, tg_tenso
                    bool causal, double scale)
 {
     const char *fn = "tg_sdpa";
-    tg_tensor *in[3] = {q, k, v};
+    tg_tensor *in[4] = {q, k, v, mask};
     if (!tg__check_inputs(c, fn, 3, in) || !tg__check_same_dtype(c, fn, q, k) ||
         !tg__check_same_dtype(c, fn, q, v))
         return NULL;
@@ -389,27 +489,295 @@ tg_tensor *tg_sdpa(tg_ctx *c, tg_tensor *q, tg_tensor *k, tg_tensor *v, tg_tenso
         return NULL;
     }
     if (scale == 0) scale = D > 0 ? 1.0 / sqrt((double)D) : 1.0;
+    int64_t ss[TG_MAX_DIMS + 2];
+    memcpy(ss, b1, (size_t)nb1 * sizeof(int64_t));
+    ss[nb1] = Lq;
+    ss[nb1 + 1] = Lk;
     if (mask) {
-        int64_t ss[TG_MAX_DIMS], bs[TG_MAX_DIMS];
+        int64_t bs[TG_MAX_DIMS];
         int ns = nb1 + 2, nm;
-        memcpy(ss, b1, (size_t)nb1 * sizeof(int64_t));
-        ss[nb1] = Lq;
-        ss[nb1 + 1] = Lk;
         bool same = tg__broadcast_shape(ns, ss, mask->ndim, mask->shape, &nm, bs) && nm == ns;
         for (int i = 0; same && i < ns; i++) same = bs[i] == ss[i];
         if (!same) {
-            char m[128], s[128];
+            char m[128], sc[128];
             tg__fail(c, TG_ERR_SHAPE, "%s: mask %s does not broadcast to the scores %s", fn,
                      tg__fmt_shape(m, sizeof m, mask->ndim, mask->shape),
-                     tg__fmt_shape(s, sizeof s, ns, ss));
+                     tg__fmt_shape(sc, sizeof sc, ns, ss));
             return NULL;
         }
     }
+    /* the batch shape of everything: q, k and v's broadcast (the scores are
+     * repeated over batch dims that only v has) */
+    sdpa_geom g = {.nb = nb2, .Lq = Lq, .Lk = Lk, .D = D, .Dv = v->shape[v->ndim - 1]};
+    memcpy(g.bs, b2, (size_t)nb2 * sizeof(int64_t));
+    g.nbatch = tg__numel(nb2, b2);
+    memcpy(ss, b2, (size_t)nb2 * sizeof(int64_t));
+    ss[nb2] = Lq;
+    ss[nb2 + 1] = Lk;
+    sdpa_mat mq, mk, mv;
+    tg_tensor *qd = sdpa_operand(c, q, &g, &mq), *kd = qd ? sdpa_operand(c, k, &g, &mk) : NULL;
+    tg_tensor *vd = kd ? sdpa_operand(c, v, &g, &mv) : NULL;
+    int64_t ys[TG_MAX_DIMS + 2];
+    memcpy(ys, ss, sizeof ys);
+    ys[nb2 + 1] = g.Dv;
+    tg_tensor *y = vd ? tg__empty(c, fn, q->dtype, nb2 + 2, ys) : NULL;
+    tg_tensor *P = y ? tg__empty(c, fn, q->dtype, nb2 + 2, ss) : NULL;
+    if (!P || !sdpa_run(c, &g, &mq, &mk, &mv, mask, causal, scale, y, P)) return NULL;
+    tg__node *n;
+    if (tg__record(c, TG_OP_SDPA, y, 4, in, &n)) return NULL;
+    if (n) {
+        n->f[0] = scale;
+        n->iv[0] = causal;
+        n->n_iv = 1;
+        tg__save(n, 0, P);
+    }
+    return y;
+}
+
+/* A constant (Lq, Lk) tensor: 0 where key j <= query i, -inf above. */
+static tg_tensor *causal_mask(tg_ctx *c, tg_dtype dt, int64_t Lq, int64_t Lk)
+{
+    int64_t shape[2] = {Lq, Lk};
+    tg_tensor *m = tg__empty(c, "tg_sdpa", dt, 2, shape);
+    if (!m) return NULL;
+    for (int64_t i = 0; i < Lq; i++)
+        for (int64_t j = 0; j < Lk; j++) {
+            double v = j <= i ? 0.0 : -INFINITY;
+            if (dt == TG_F32) ((float *)tg__ptr(m))[i * Lk + j] = (float)v;
+            else ((double *)tg__ptr(m))[i * Lk + j] = v;
+        }
+    return m;
+}
+
+/* The backward with ops (differentiable again), from P rebuilt with ops. */
+static void sdpa_backward_ops(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
+{
+    tg_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2], *mask = n->in[3];
+    double scale = n->f[0];
+    int64_t Lq = q->shape[q->ndim - 2], Lk = k->shape[k->ndim - 2];
     tg_tensor *s = tg_scale(c, tg_matmul(c, q, tg_transpose(c, k, -2, -1)), scale);
     if (mask) s = tg_add(c, s, mask);
-    if (causal) s = tg_add(c, s, causal_mask(c, q->dtype, Lq, Lk));
-    if (!s) return NULL;
-    /* causal alone never empties a row (query i always sees key 0) */
-    if (mask && !check_rows(c, s)) return NULL;
-    return tg_matmul(c, tg_softmax(c, s, -1), v);
+    if (n->iv[0]) s = tg_add(c, s, causal_mask(c, q->dtype, Lq, Lk));
+    tg_tensor *P = tg_softmax(c, s, -1);
+    if (NEED(2)) dx[2] = tg_matmul(c, tg_transpose(c, P, -2, -1), dout);
+    if (!NEED(0) && !NEED(1) && !NEED(3)) return;
+    tg_tensor *dP = tg_matmul(c, dout, tg_transpose(c, v, -2, -1));
+    tg_tensor *dS = tg_mul(c, P, tg_sub(c, dP, tg_sum_axes(c, tg_mul(c, dP, P), 1,
+                                                            (const int[]){P->ndim - 1}, true)));
+    if (NEED(0)) dx[0] = tg_scale(c, tg_matmul(c, dS, k), scale);
+    if (NEED(1)) dx[1] = tg_scale(c, tg_matmul(c, tg_transpose(c, dS, -2, -1), q), scale);
+    if (NEED(3)) dx[3] = dS;
+}
+
+/* dS = P (dP - rowsum(dP P)) in place of dP, rows of Lk */
+#define SDPA_DS(T)                                                                     \
+    for (int64_t i = 0; i < Lq; i++) {                                                 \
+        const T *pr = (const T *)pb + i * Lk;                                          \
+        T *dr = (T *)ds + i * Lk;                                                      \
+        double dot = 0.0;                                                              \
+        for (int64_t j = 0; j < Lk; j++) dot += (double)dr[j] * (double)pr[j];         \
+        for (int64_t j = 0; j < Lk; j++) dr[j] = (T)((double)pr[j] * ((double)dr[j] - dot)); \
+    }
+
+/* dout is (..., Lq, Dv): dq, dk, dv, dmask in the broadcast batch shape */
+void tg__sdpa_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
+{
+    if (c->grad_enabled) {
+        sdpa_backward_ops(c, n, dout, dx);
+        return;
+    }
+    const char *fn = "tg_sdpa";
+    tg_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2], *P = n->saved[0];
+    double scale = n->f[0];
+    sdpa_geom g = {.nb = P->ndim - 2,
+                   .Lq = q->shape[q->ndim - 2],
+                   .Lk = k->shape[k->ndim - 2],
+                   .D = q->shape[q->ndim - 1],
+                   .Dv = v->shape[v->ndim - 1]};
+    memcpy(g.bs, P->shape, (size_t)g.nb * sizeof(int64_t));
+    g.nbatch = tg__numel(g.nb, g.bs);
+    int64_t Lq = g.Lq, Lk = g.Lk, es = (int64_t)tg__esize(q->dtype), sh[TG_MAX_DIMS + 2];
+    bool f64 = q->dtype == TG_F64;
+    sdpa_mat mq, mk, mv;
+    tg_tensor *qd = sdpa_operand(c, q, &g, &mq), *kd = qd ? sdpa_operand(c, k, &g, &mk) : NULL;
+    tg_tensor *vd = kd ? sdpa_operand(c, v, &g, &mv) : NULL, *dd = vd ? dense(c, fn, dout) : NULL;
+    if (!dd) return;
+    memcpy(sh, P->shape, (size_t)P->ndim * sizeof(int64_t));
+    tg_tensor *out[4] = {NULL, NULL, NULL, NULL};
+    const int64_t last[4] = {g.D, g.D, g.Dv, g.Lk};
+    const int64_t rows[4] = {Lq, Lk, Lk, Lq};
+    for (int i = 0; i < 4; i++) {
+        if (!NEED(i)) continue;
+        sh[g.nb] = rows[i];
+        sh[g.nb + 1] = last[i];
+        out[i] = tg__empty(c, fn, q->dtype, g.nb + 2, sh);
+        if (!out[i]) return;
+    }
+    bool need_ds = NEED(0) || NEED(1) || NEED(3);
+    char *ds = need_ds ? tg__arena_alloc(c, (size_t)((Lq * Lk > 0 ? Lq * Lk : 1) * es)) : NULL;
+    if (need_ds && !ds) return;
+    const char *pp = tg__ptr(P), *pd = tg__ptr(dd);
+    for (int64_t b = 0; b < g.nbatch; b++) {
+        const char *pb = pp + b * Lq * Lk * es, *db = pd + b * Lq * g.Dv * es;
+        if (out[2]) /* dV = P^T dY */
+            tg__gemm(f64, true, false, Lk, g.Dv, Lq, 1.0, pb, Lk, db, g.Dv, 0.0,
+                     (char *)tg__ptr(out[2]) + b * Lk * g.Dv * es, g.Dv);
+        if (!need_ds) continue;
+        /* dP = dY V^T, then dS in place */
+        tg__gemm(f64, false, !mv.tr, Lq, Lk, g.Dv, 1.0, db, g.Dv, sdpa_at(&mv, &g, b), mv.ld,
+                 0.0, ds, Lk);
+        if (f64) {
+            SDPA_DS(double)
+        } else {
+            SDPA_DS(float)
+        }
+        if (out[3]) memcpy((char *)tg__ptr(out[3]) + b * Lq * Lk * es, ds, (size_t)(Lq * Lk * es));
+        if (out[0]) /* dQ = scale dS K */
+            tg__gemm(f64, false, mk.tr, Lq, g.D, Lk, scale, ds, Lk, sdpa_at(&mk, &g, b), mk.ld,
+                     0.0, (char *)tg__ptr(out[0]) + b * Lq * g.D * es, g.D);
+        if (out[1]) /* dK = scale dS^T Q */
+            tg__gemm(f64, true, mq.tr, Lk, g.D, Lq, scale, ds, Lk, sdpa_at(&mq, &g, b), mq.ld,
+                     0.0, (char *)tg__ptr(out[1]) + b * Lk * g.D * es, g.D);
+    }
+    for (int i = 0; i < 4; i++) dx[i] = out[i];
+}
+
+/* ====================================================================== */
+/* lstm_cell                                                              */
+/* ====================================================================== */
+
+/* Row b of the fused cell; A holds the activations i, f, g, o and tanh(c')
+ * ([B, 5H]) that backward reads. f32 uses the vectorisable fastmath.h
+ * functions, f64 libm. */
+#define LSTM_FWD(T, SIG, TANH)                                                          \
+    for (int64_t b = 0; b < B; b++) {                                                   \
+        const T *restrict gr = (const T *)pg + b * 4 * H;                               \
+        const T *restrict cr = (const T *)pc + b * H;                                   \
+        T *restrict ar = (T *)pa + b * 5 * H;                                           \
+        T *restrict hr = (T *)py + b * H, *restrict nr = (T *)py + (B + b) * H;         \
+        for (int64_t j = 0; j < 2 * H; j++) ar[j] = SIG(gr[j]);                         \
+        for (int64_t j = 2 * H; j < 3 * H; j++) ar[j] = TANH(gr[j]);                    \
+        for (int64_t j = 3 * H; j < 4 * H; j++) ar[j] = SIG(gr[j]);                     \
+        for (int64_t j = 0; j < H; j++) nr[j] = ar[H + j] * cr[j] + ar[j] * ar[2 * H + j]; \
+        for (int64_t j = 0; j < H; j++) {                                               \
+            ar[4 * H + j] = TANH(nr[j]);                                                \
+            hr[j] = ar[3 * H + j] * ar[4 * H + j];                                      \
+        }                                                                               \
+    }
+
+static inline double sigmoid_d(double x)
+{
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+
+/* gates is (B, 4H) in PyTorch's order i, f, g, o; cell is (B, H); y is (2, B, H) */
+/* y[0] = h' = o tanh(c'), y[1] = c' = f cell + i g, i f o sigmoids, g tanh */
+tg_tensor *tg_lstm_cell(tg_ctx *c, tg_tensor *gates, tg_tensor *cell)
+{
+    const char *fn = "tg_lstm_cell";
+    tg_tensor *in[2] = {gates, cell};
+    if (!tg__check_inputs(c, fn, 2, in) || !tg__check_same_dtype(c, fn, gates, cell))
+        return NULL;
+    if (gates->ndim != 2 || cell->ndim != 2 || gates->shape[0] != cell->shape[0] ||
+        gates->shape[1] != 4 * cell->shape[1]) {
+        char a[128], b[128];
+        tg__fail(c, TG_ERR_SHAPE, "%s: gates %s, cell %s: need gates [B, 4H] and cell [B, H]",
+                 fn, tg__fmt_shape(a, sizeof a, gates->ndim, gates->shape),
+                 tg__fmt_shape(b, sizeof b, cell->ndim, cell->shape));
+        return NULL;
+    }
+    int64_t B = cell->shape[0], H = cell->shape[1];
+    tg_tensor *gd = dense(c, fn, gates), *cd = dense(c, fn, cell);
+    tg_tensor *y = tg__empty(c, fn, cell->dtype, 3, (const int64_t[]){2, B, H});
+    tg_tensor *act = tg__empty(c, fn, cell->dtype, 2, (const int64_t[]){B, 5 * H});
+    if (!tg__ok(c)) return NULL;
+    const char *pg = tg__ptr(gd), *pc = tg__ptr(cd);
+    char *py = tg__ptr(y), *pa = tg__ptr(act);
+    if (cell->dtype == TG_F32) {
+        LSTM_FWD(float, tg__sigmoidf, tg__tanhf)
+    } else {
+        LSTM_FWD(double, sigmoid_d, tanh)
+    }
+    tg__node *n;
+    if (tg__record(c, TG_OP_LSTM_CELL, y, 2, in, &n)) return NULL;
+    if (n) tg__save(n, 0, act);
+    return y;
+}
+
+/* The backward with ops (differentiable again): the cell rebuilt from the
+ * inputs, then the chain rule of the forward's formula. */
+static void lstm_cell_backward_ops(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
+{
+    tg_tensor *G = n->in[0], *cp = n->in[1];
+    int64_t H = cp->shape[1];
+    tg_tensor *i = tg_sigmoid(c, tg_slice(c, G, 1, 0, H, 1));
+    tg_tensor *f = tg_sigmoid(c, tg_slice(c, G, 1, H, 2 * H, 1));
+    tg_tensor *g = tg_tanh(c, tg_slice(c, G, 1, 2 * H, 3 * H, 1));
+    tg_tensor *o = tg_sigmoid(c, tg_slice(c, G, 1, 3 * H, 4 * H, 1));
+    tg_tensor *tc = tg_tanh(c, tg_add(c, tg_mul(c, f, cp), tg_mul(c, i, g)));
+    tg_tensor *dh = tg_squeeze(c, tg_slice(c, dout, 0, 0, 1, 1), 0);
+    tg_tensor *dc = tg_squeeze(c, tg_slice(c, dout, 0, 1, 2, 1), 0);
+    /* 1 - t^2 and s (1 - s), the derivatives of tanh and sigmoid */
+#define DTANH(t) tg_add_scalar(c, tg_neg(c, tg_square(c, t)), 1.0)
+#define DSIG(s) tg_mul(c, s, tg_add_scalar(c, tg_neg(c, s), 1.0))
+    tg_tensor *dct = tg_add(c, dc, tg_mul(c, tg_mul(c, dh, o), DTANH(tc)));
+    if (NEED(0)) {
+        tg_tensor *parts[4] = {tg_mul(c, tg_mul(c, dct, g), DSIG(i)),
+                               tg_mul(c, tg_mul(c, dct, cp), DSIG(f)),
+                               tg_mul(c, tg_mul(c, dct, i), DTANH(g)),
+                               tg_mul(c, tg_mul(c, dh, tc), DSIG(o))};
+        dx[0] = tg_concat(c, parts, 4, 1);
+    }
+#undef DTANH
+#undef DSIG
+    if (NEED(1)) dx[1] = tg_mul(c, dct, f);
+}
+
+#define LSTM_BWD(T)                                                                     \
+    for (int64_t b = 0; b < B; b++) {                                                   \
+        const T *restrict ar = (const T *)pa + b * 5 * H;                               \
+        const T *restrict cr = (const T *)pc + b * H;                                   \
+        const T *restrict dh = (const T *)pd + b * H, *restrict dc = (const T *)pd + (B + b) * H; \
+        T *restrict dg = pdg ? (T *)pdg + b * 4 * H : NULL;                             \
+        T *restrict dcp = pdc ? (T *)pdc + b * H : NULL;                                \
+        for (int64_t j = 0; j < H; j++) {                                               \
+            T i = ar[j], f = ar[H + j], g = ar[2 * H + j], o = ar[3 * H + j];           \
+            T tc = ar[4 * H + j];                                                       \
+            T dct = dc[j] + dh[j] * o * (1 - tc * tc);                                  \
+            if (dg) {                                                                   \
+                dg[j] = dct * g * i * (1 - i);                                          \
+                dg[H + j] = dct * cr[j] * f * (1 - f);                                  \
+                dg[2 * H + j] = dct * i * (1 - g * g);                                  \
+                dg[3 * H + j] = dh[j] * tc * o * (1 - o);                               \
+            }                                                                           \
+            if (dcp) dcp[j] = dct * f;                                                  \
+        }                                                                               \
+    }
+
+/* dout is (2, B, H): d gates (B, 4H) and d cell (B, H) in one pass over the
+ * saved activations */
+void tg__lstm_cell_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
+{
+    if (c->grad_enabled) {
+        lstm_cell_backward_ops(c, n, dout, dx);
+        return;
+    }
+    const char *fn = "tg_lstm_cell";
+    tg_tensor *cp = n->in[1];
+    int64_t B = cp->shape[0], H = cp->shape[1];
+    tg_tensor *dd = dense(c, fn, dout), *cd = dense(c, fn, cp);
+    tg_tensor *dg = NEED(0) ? tg__empty(c, fn, cp->dtype, 2, (const int64_t[]){B, 4 * H}) : NULL;
+    tg_tensor *dc = NEED(1) ? tg__empty(c, fn, cp->dtype, 2, (const int64_t[]){B, H}) : NULL;
+    if (!tg__ok(c)) return;
+    const char *pa = tg__ptr(n->saved[0]), *pc = tg__ptr(cd), *pd = tg__ptr(dd);
+    char *pdg = dg ? tg__ptr(dg) : NULL, *pdc = dc ? tg__ptr(dc) : NULL;
+    if (cp->dtype == TG_F32) {
+        LSTM_BWD(float)
+    } else {
+        LSTM_BWD(double)
+    }
+    dx[0] = dg;
+    dx[1] = dc;
 }

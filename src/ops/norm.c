@@ -17,7 +17,9 @@
  * When the gradient is itself being recorded (create_graph) and x requires
  * grad, mean and rstd depend on x, so xhat and rstd are rebuilt from x
  * with ops (mean_axes, sub, mul, pow_scalar) and the formula is
- * differentiable again; otherwise the saved statistics are used.
+ * differentiable again; otherwise the saved statistics are used. layer_norm
+ * and rms_norm, when nothing records the gradient at all, compute it in
+ * one fused pass per row instead (and dweight, dbias in one pass).
  *
  * Node arguments: f[0] = eps. LAYER_NORM, RMS_NORM: iv[0] = number of
  * normalised trailing dims. GROUP_NORM: iv[0] = groups. BATCH_NORM: iv[0]
@@ -240,10 +242,112 @@ static tg_tensor *last_dims_norm(tg_ctx *c, const char *fn, tg_op op, tg_tensor 
     return y;
 }
 
+/* The fused backward of layer_norm and rms_norm over rows of M: dx per row
+ * (one thread each, statistics in double); dweight and dbias summed over
+ * the rows in row order, in double, by one thread (deterministic). */
+typedef struct {
+    const char *x, *d, *w, *mean, *rstd; /* contiguous; w and mean may be NULL */
+    char *dx;
+    int64_t M;
+} lnb_plan;
+
+#define LNB_ROWS(T)                                                                   \
+    for (int64_t r = r0; r < r1; r++) {                                               \
+        const T *xr = (const T *)p->x + r * p->M, *dr = (const T *)p->d + r * p->M;   \
+        const T *w = (const T *)p->w;                                                 \
+        T *o = (T *)p->dx + r * p->M;                                                 \
+        double mu = p->mean ? (double)((const T *)p->mean)[r] : 0.0;                  \
+        double rs = (double)((const T *)p->rstd)[r], sg = 0.0, sgx = 0.0;             \
+        for (int64_t m = 0; m < p->M; m++) {                                          \
+            double g = w ? (double)dr[m] * (double)w[m] : (double)dr[m];              \
+            sg += g;                                                                  \
+            sgx += g * (((double)xr[m] - mu) * rs);                                   \
+        }                                                                             \
+        double mg = p->mean ? sg / (double)p->M : 0.0, mgx = sgx / (double)p->M;      \
+        for (int64_t m = 0; m < p->M; m++) {                                          \
+            double g = w ? (double)dr[m] * (double)w[m] : (double)dr[m];              \
+            o[m] = (T)(rs * (g - mg - ((double)xr[m] - mu) * rs * mgx));              \
+        }                                                                             \
+    }
+
+static void lnb_f32(void *arg, int64_t r0, int64_t r1)
+{
+    const lnb_plan *p = arg;
+    LNB_ROWS(float)
+}
+
+static void lnb_f64(void *arg, int64_t r0, int64_t r1)
+{
+    const lnb_plan *p = arg;
+    LNB_ROWS(double)
+}
+
+/* dweight[m] = sum_r dout xhat, dbias[m] = sum_r dout, rows in order */
+#define LNB_PARAMS(T)                                                                 \
+    for (int64_t r = 0; r < R; r++) {                                                 \
+        const T *xr = (const T *)p.x + r * M, *dr = (const T *)p.d + r * M;           \
+        double mu = p.mean ? (double)((const T *)p.mean)[r] : 0.0;                    \
+        double rs = (double)((const T *)p.rstd)[r];                                   \
+        for (int64_t m = 0; m < M; m++) {                                             \
+            acc[m] += (double)dr[m] * (((double)xr[m] - mu) * rs);                    \
+            acc[M + m] += (double)dr[m];                                              \
+        }                                                                             \
+    }
+
+/* Gradients of layer_norm / rms_norm without ops (nothing records them). */
+static void last_dims_backward_fused(tg_ctx *c, const tg__node *n, tg_tensor *dout,
+                                     tg_tensor **dx, bool rms)
+{
+    const char *fn = rms ? "tg_rms_norm" : "tg_layer_norm";
+    tg_tensor *x = n->in[0], *w = n->in[1], *b = rms ? NULL : n->in[2];
+    int k = (int)n->iv[0];
+    int64_t M = 1;
+    for (int d = x->ndim - k; d < x->ndim; d++) M *= x->shape[d];
+    int64_t R = M > 0 ? tg__numel(x->ndim, x->shape) / M : 0;
+    tg_tensor *xd = dense(c, fn, x), *dd = dense(c, fn, dout), *wd = dense(c, fn, w);
+    if (!tg__ok(c)) return;
+    lnb_plan p = {tg__ptr(xd), tg__ptr(dd), wd ? tg__ptr(wd) : NULL,
+                  n->saved[0] ? tg__ptr(n->saved[0]) : NULL, tg__ptr(n->saved[1]), NULL, M};
+    bool f32 = x->dtype == TG_F32;
+    if (NEED(0)) {
+        tg_tensor *g = tg__empty(c, fn, x->dtype, x->ndim, x->shape);
+        if (!g) return;
+        p.dx = tg__ptr(g);
+        if (R > 0 && M > 0) {
+            int64_t grain = TG__PAR_GRAIN / M;
+            tg__parallel_for(c, R, grain > 0 ? grain : 1, f32 ? lnb_f32 : lnb_f64, &p);
+        }
+        dx[0] = g;
+    }
+    bool nw = w && NEED(1), nb = b && NEED(2);
+    if (!nw && !nb) return;
+    double *acc = tg__arena_calloc(c, (size_t)(2 * M > 0 ? 2 * M : 1), sizeof(double));
+    if (!acc) return;
+    if (f32) {
+        LNB_PARAMS(float)
+    } else {
+        LNB_PARAMS(double)
+    }
+    for (int j = 0; j < 2; j++) {
+        if (j == 0 ? !nw : !nb) continue;
+        tg_tensor *t = tg__empty(c, fn, x->dtype, k, x->shape + x->ndim - k);
+        if (!t) return;
+        for (int64_t m = 0; m < M; m++) {
+            if (f32) ((float *)tg__ptr(t))[m] = (float)acc[j * M + m];
+            else ((double *)tg__ptr(t))[m] = acc[j * M + m];
+        }
+        dx[1 + j] = t;
+    }
+}
+
 /* Shared backward of layer_norm and rms_norm. */
 static void last_dims_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx,
                                bool rms)
 {
+    if (!c->grad_enabled) {
+        last_dims_backward_fused(c, n, dout, dx, rms);
+        return;
+    }
     tg_tensor *x = n->in[0], *w = n->in[1];
     int k = (int)n->iv[0], axes[TG_MAX_DIMS];
     for (int d = 0; d < k; d++) axes[d] = x->ndim - k + d;

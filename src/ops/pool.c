@@ -218,6 +218,65 @@ static bool tap_tab_make(tg_ctx *c, tap_tab *t, int64_t out, int64_t in, int64_t
 MAXP_KERNEL(float, f32)
 MAXP_KERNEL(double, f64)
 
+/* Without padding every window lies inside the input: no tap tables, and
+ * the common 2x2 window unrolled. Same scan order and tie / NaN rule as
+ * MAXP_KERNEL (the first maximum wins, a NaN replaces anything), without
+ * branches (selects by bit masks; U is T's unsigned twin): on real data the
+ * comparisons are coin flips. */
+#define MAXP_TAKE(T, U, V, I)                                       \
+    do {                                                            \
+        const T v_ = (V);                                           \
+        const U m_ = -(U)((v_ > best) | (v_ != v_));                \
+        U vb_, bb_;                                                 \
+        memcpy(&vb_, &v_, sizeof vb_);                              \
+        memcpy(&bb_, &best, sizeof bb_);                            \
+        bb_ = (vb_ & m_) | (bb_ & ~m_);                             \
+        memcpy(&best, &bb_, sizeof best);                           \
+        bi = (int64_t)(((uint64_t)(I) & (uint64_t)(int64_t)-(int64_t)(m_ & 1)) | \
+                       ((uint64_t)bi & ~(uint64_t)(int64_t)-(int64_t)(m_ & 1)));  \
+    } while (0)
+
+#define MAXP_NOPAD_KERNEL(T, U, SFX)                                                      \
+    static void maxp_nopad_##SFX(void *arg, int64_t p0, int64_t p1)                    \
+    {                                                                                  \
+        const maxp_args *p = arg;                                                      \
+        const int64_t C = p->C, W = p->W, OH = p->OH, OW = p->OW;                      \
+        const int64_t KH = p->r.kernel[0], KW = p->r.kernel[1];                        \
+        const int64_t sh = p->r.stride[0], sw = p->r.stride[1];                        \
+        const int64_t dh = p->r.dilation[0], dw = p->r.dilation[1];                    \
+        const int64_t xs2 = p->xs[2], xs3 = p->xs[3];                                  \
+        const bool k22 = KH == 2 && KW == 2;                                           \
+        for (int64_t pl = p0; pl < p1; pl++) {                                         \
+            const T *xp = (const T *)p->x + (pl / C) * p->xs[0] + (pl % C) * p->xs[1]; \
+            T *y = (T *)p->y + pl * OH * OW;                                           \
+            int64_t *ix = p->idx + pl * OH * OW;                                       \
+            for (int64_t oh = 0; oh < OH; oh++) {                                      \
+                const int64_t ih = oh * sh;                                            \
+                const T *r0 = xp + ih * xs2, *r1 = r0 + dh * xs2;                      \
+                for (int64_t ow = 0; ow < OW; ow++) {                                  \
+                    const int64_t iw = ow * sw, o = ih * W + iw;                       \
+                    T best = r0[iw * xs3];                                             \
+                    int64_t bi = o;                                                    \
+                    if (k22) {                                                         \
+                        MAXP_TAKE(T, U, r0[(iw + dw) * xs3], o + dw);                        \
+                        MAXP_TAKE(T, U, r1[iw * xs3], o + dh * W);                           \
+                        MAXP_TAKE(T, U, r1[(iw + dw) * xs3], o + dh * W + dw);               \
+                    } else {                                                           \
+                        for (int64_t i = 0; i < KH; i++)                               \
+                            for (int64_t j = i ? 0 : 1; j < KW; j++)                   \
+                                MAXP_TAKE(T, U, r0[i * dh * xs2 + (iw + j * dw) * xs3],      \
+                                          o + i * dh * W + j * dw);                    \
+                    }                                                                  \
+                    y[oh * OW + ow] = best;                                            \
+                    ix[oh * OW + ow] = bi;                                             \
+                }                                                                      \
+            }                                                                          \
+        }                                                                              \
+    }
+
+MAXP_NOPAD_KERNEL(float, uint32_t, f32)
+MAXP_NOPAD_KERNEL(double, uint64_t, f64)
+
 /* x is (N, C, H, W); y and indices are (N, C, OH, OW) */
 tg_tensor *tg_max_pool2d_with_indices(tg_ctx *c, tg_tensor *x, const tg_pool2d_opts *o,
                                       tg_tensor **indices)
@@ -243,8 +302,11 @@ tg_tensor *tg_max_pool2d_with_indices(tg_ctx *c, tg_tensor *x, const tg_pool2d_o
             !tap_tab_make(c, &p.tw, OW, W, r.kernel[1], r.stride[1], r.padding[1],
                           r.dilation[1]))
             return NULL;
+        bool nopad = r.padding[0] == 0 && r.padding[1] == 0;
         tg__parallel_for(c, N * C, grain_for(OH * OW * r.kernel[0] * r.kernel[1]),
-                         x->dtype == TG_F64 ? maxp_f64 : maxp_f32, &p);
+                         x->dtype == TG_F64 ? (nopad ? maxp_nopad_f64 : maxp_f64)
+                                            : (nopad ? maxp_nopad_f32 : maxp_f32),
+                         &p);
     }
     tg__node *n;
     if (tg__record(c, TG_OP_MAX_POOL2D, y, 1, &x, &n)) return NULL;

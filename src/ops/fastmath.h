@@ -1,0 +1,100 @@
+/*
+ * fastmath.h - branch-free f32 exp, sigmoid and tanh that a compiler can
+ * vectorise (glibc's expf / tanhf are calls that cannot be), for the fused
+ * kernels (the LSTM cell). Library-internal.
+ *
+ * Accuracy: within 3 ulp of the correctly rounded result over every finite
+ * float (tests/test_nn.c checks a dense sweep against the double functions),
+ * NaN in gives NaN out, exp overflows to +inf and underflows gradually.
+ * f64 keeps libm: these exist only for float.
+ *
+ * exp is Cephes' expf: x = n ln2 + r with |r| <= ln2 / 2 (Cody-Waite split
+ * of ln2 so n * ln2_hi is exact), a degree-7 polynomial for exp(r), and the
+ * scale 2^n applied as two factors 2^(n/2) 2^(n - n/2) built from their bits
+ * so that n from -150 to 128 needs no branch. No fmaf: without -mfma it is
+ * a library call.
+ */
+#ifndef TG_OPS_FASTMATH_H
+#define TG_OPS_FASTMATH_H
+
+#include <stdint.h>
+#include <string.h>
+
+static inline float tg__f32_from_bits(int32_t b)
+{
+    float f;
+    memcpy(&f, &b, sizeof f);
+    return f;
+}
+
+static inline int32_t tg__f32_bits(float f)
+{
+    int32_t b;
+    memcpy(&b, &f, sizeof b);
+    return b;
+}
+
+/* c ? a : b by bit masks (m = -(int32_t)c: all ones or zero). Every value
+ * is computed before it is chosen, so GCC vectorises the loops without
+ * -fno-trapping-math (it will not speculate a float op out of a branch). */
+static inline float tg__f32_sel(int32_t m, float a, float b)
+{
+    return tg__f32_from_bits((tg__f32_bits(a) & m) | (tg__f32_bits(b) & ~m));
+}
+
+/* e^x */
+static inline float tg__expf(float x)
+{
+    /* clamp so that n stays in [-150, 128]; the scale then saturates to 0
+     * or inf exactly as the true value does */
+    float xc = tg__f32_sel(-(int32_t)(x < -104.0f), -104.0f, x);
+    xc = tg__f32_sel(-(int32_t)(xc > 89.0f), 89.0f, xc);
+    xc = tg__f32_sel(-(int32_t)(x != x), 0.0f, xc); /* NaN: no float-to-int of NaN below */
+    /* n = round(x / ln2) by the 1.5 * 2^23 trick (round to nearest even) */
+    float t = xc * 1.44269504088896341f + 12582912.0f;
+    float fn = t - 12582912.0f;
+    float r = xc - fn * 0.693359375f;
+    r = r - fn * -2.12194440e-4f;
+    float r2 = r * r;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r2 + r + 1.0f;
+    int32_t n = (int32_t)fn, n1 = n / 2, n2 = n - n1;
+    float y = p * tg__f32_from_bits((int32_t)((uint32_t)(n1 + 127) << 23)) *
+              tg__f32_from_bits((int32_t)((uint32_t)(n2 + 127) << 23));
+    return tg__f32_sel(-(int32_t)(x != x), x, y);
+}
+
+/* 1 / (1 + e^-x), as e^x / (1 + e^x) for x < 0 so small results keep
+ * their relative accuracy */
+static inline float tg__sigmoidf(float x)
+{
+    float a = tg__f32_from_bits(tg__f32_bits(x) & 0x7fffffff);
+    float e = tg__expf(-a);
+    float q = 1.0f / (1.0f + e);
+    float eq = e * q;
+    return tg__f32_sel(-(int32_t)(tg__f32_bits(x) < 0), eq, q);
+}
+
+/* tanh x: Cephes' odd polynomial below |x| = 0.625, 1 - 2 / (e^2|x| + 1)
+ * above (no cancellation there: the result is at least 0.55) */
+static inline float tg__tanhf(float x)
+{
+    float a = tg__f32_from_bits(tg__f32_bits(x) & 0x7fffffff);
+    float z = x * x;
+    float s = -5.70498872745e-3f;
+    s = s * z + 2.06390887954e-2f;
+    s = s * z - 5.37397155531e-2f;
+    s = s * z + 1.33314422036e-1f;
+    s = s * z - 3.33332819422e-1f;
+    s = s * z * x + x;
+    float big = 1.0f - 2.0f / (tg__expf(a + a) + 1.0f);
+    big = tg__f32_from_bits(tg__f32_bits(big) | (tg__f32_bits(x) & INT32_MIN));
+    return tg__f32_sel(-(int32_t)(a < 0.625f), s, big);
+}
+
+#endif /* TG_OPS_FASTMATH_H */
