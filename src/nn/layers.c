@@ -60,6 +60,14 @@ static bool check_groups(tg_model *m, const char *fn, const char *name, int64_t 
     return false;
 }
 
+/* The convolution's own option checks, at construction, naming the layer. */
+static bool check_conv(tg_model *m, const char *fn, const char *name, const tg_conv2d_opts *o)
+{
+    char who[160];
+    snprintf(who, sizeof who, "%s: '%s'", fn, name ? name : "");
+    return tg__conv2d_check_opts(m->ctx, who, o);
+}
+
 tg_module *tg_nn_conv2d_new(tg_model *m, const char *name, int64_t in, int64_t out, int64_t kh,
                             int64_t kw, const tg_conv2d_opts *o, bool bias)
 {
@@ -68,7 +76,7 @@ tg_module *tg_nn_conv2d_new(tg_model *m, const char *name, int64_t in, int64_t o
     tg_conv2d_opts co = o ? *o : tg_conv2d_defaults();
     if (bad_size(m, fn, name, "in_channels", in) || bad_size(m, fn, name, "out_channels", out) ||
         bad_size(m, fn, name, "kernel height", kh) || bad_size(m, fn, name, "kernel width", kw) ||
-        !check_groups(m, fn, name, in, out, co.groups))
+        !check_groups(m, fn, name, in, out, co.groups) || !check_conv(m, fn, name, &co))
         return NULL;
     tg_module *mod = tg__nn_module(m, TG__NN_CONV2D, fn, name);
     if (!mod) return NULL;
@@ -92,6 +100,8 @@ tg_module *tg_nn_conv1d_new(tg_model *m, const char *name, int64_t in, int64_t o
     if (bad_size(m, fn, name, "in_channels", in) || bad_size(m, fn, name, "out_channels", out) ||
         bad_size(m, fn, name, "kernel size", k) || !check_groups(m, fn, name, in, out, co.groups))
         return NULL;
+    tg_conv2d_opts c2 = tg__conv1d_as_2d(&co);
+    if (!check_conv(m, fn, name, &c2)) return NULL;
     tg_module *mod = tg__nn_module(m, TG__NN_CONV1D, fn, name);
     if (!mod) return NULL;
     mod->in = in;
@@ -113,6 +123,11 @@ static tg_module *pool_new(tg_model *m, tg__nn_kind kind, const char *fn, const 
                  name ? name : "");
         return NULL;
     }
+    /* the pooling op's own checks (dilation for max pooling only) */
+    char who[160];
+    snprintf(who, sizeof who, "%s: '%s'", fn, name ? name : "");
+    tg_pool2d_opts r;
+    if (!tg__pool2d_resolve_opts(m->ctx, who, o, kind == TG__NN_MAX_POOL2D, &r)) return NULL;
     tg_module *mod = tg__nn_module(m, kind, fn, name);
     if (mod) mod->pool = *o;
     return mod;

@@ -48,7 +48,7 @@ tg_conv1d_opts tg_conv1d_defaults(void)
     return o;
 }
 
-static bool check_opts(tg_ctx *c, const char *fn, const tg_conv2d_opts *o)
+bool tg__conv2d_check_opts(tg_ctx *c, const char *fn, const tg_conv2d_opts *o)
 {
     const char *bad = NULL;
     int64_t v = 0;
@@ -417,7 +417,7 @@ tg_tensor *tg_conv2d(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b,
     tg_tensor *in[3] = {x, w, b};
     if (!tg__check_inputs(c, fn, 2, in) || !tg__check_same_dtype(c, fn, x, w) ||
         (b && (!tg__check_inputs(c, fn, 1, &in[2]) || !tg__check_same_dtype(c, fn, x, b))) ||
-        !check_opts(c, fn, o) || !check_rank(c, fn, "x", x, "w", w, 4, 4))
+        !tg__conv2d_check_opts(c, fn, o) || !check_rank(c, fn, "x", x, "w", w, 4, 4))
         return NULL;
     geom g = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[0], w->shape[2],
               w->shape[3], 0, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -460,7 +460,7 @@ tg_tensor *tg_conv2d_input_grad(tg_ctx *c, tg_tensor *dout, tg_tensor *w, int64_
     if (!o) o = &d;
     tg_tensor *in[2] = {dout, w};
     if (!tg__check_inputs(c, fn, 2, in) || !tg__check_same_dtype(c, fn, dout, w) ||
-        !check_opts(c, fn, o) || !check_rank(c, fn, "dout", dout, "w", w, 4, 4))
+        !tg__conv2d_check_opts(c, fn, o) || !check_rank(c, fn, "dout", dout, "w", w, 4, 4))
         return NULL;
     if (h < 1 || w_ < 1 || h >= PARAM_MAX || w_ >= PARAM_MAX) {
         tg__fail(c, TG_ERR_INVALID, "%s: input size %lldx%lld out of range", fn, (long long)h,
@@ -510,7 +510,7 @@ tg_tensor *tg_conv2d_weight_grad(tg_ctx *c, tg_tensor *x, tg_tensor *dout, int64
     if (!o) o = &d;
     tg_tensor *in[2] = {x, dout};
     if (!tg__check_inputs(c, fn, 2, in) || !tg__check_same_dtype(c, fn, x, dout) ||
-        !check_opts(c, fn, o) || !check_rank(c, fn, "x", x, "dout", dout, 4, 4))
+        !tg__conv2d_check_opts(c, fn, o) || !check_rank(c, fn, "x", x, "dout", dout, 4, 4))
         return NULL;
     if (kh < 1 || kw < 1 || kh >= PARAM_MAX || kw >= PARAM_MAX) {
         tg__fail(c, TG_ERR_INVALID, "%s: kernel size %lldx%lld out of range", fn,
@@ -558,7 +558,7 @@ void tg__conv2d_weight_grad_backward(tg_ctx *c, const tg__node *n, tg_tensor *v,
 /* conv1d                                                                 */
 /* ====================================================================== */
 
-static tg_conv2d_opts opts_1d(const tg_conv1d_opts *o)
+tg_conv2d_opts tg__conv1d_as_2d(const tg_conv1d_opts *o)
 {
     tg_conv2d_opts o2 = {{1, o->stride}, {0, o->padding}, {1, o->dilation}, o->groups};
     return o2;
@@ -579,11 +579,11 @@ tg_tensor *tg_conv1d(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b,
     const char *fn = "tg_conv1d";
     tg_conv1d_opts d = tg_conv1d_defaults();
     if (!o) o = &d;
-    tg_conv2d_opts o2 = opts_1d(o);
+    tg_conv2d_opts o2 = tg__conv1d_as_2d(o);
     tg_tensor *in[3] = {x, w, b};
     if (!tg__check_inputs(c, fn, 2, in) || !tg__check_same_dtype(c, fn, x, w) ||
         (b && (!tg__check_inputs(c, fn, 1, &in[2]) || !tg__check_same_dtype(c, fn, x, b))) ||
-        !check_opts(c, fn, &o2) || !check_rank(c, fn, "x", x, "w", w, 3, 3))
+        !tg__conv2d_check_opts(c, fn, &o2) || !check_rank(c, fn, "x", x, "w", w, 3, 3))
         return NULL;
     geom g = {x->shape[0], x->shape[1], 1, x->shape[2], w->shape[0], 1, w->shape[2],
               0, 0, 0, 0, 0, 0, 0, 0, 0};

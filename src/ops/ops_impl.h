@@ -106,4 +106,15 @@ extern const tg__backward_nograph_fn tg__ops_nograph[TG_OP_COUNT];
 void tg__linear_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx,
                                  tg__defer **defer);
 
+/* ---- convolution and pooling options (conv.c, pool.c), also checked by
+ * the layer constructors so a bad option fails at construction ---------- */
+/* TG_ERR_INVALID naming fn and the field unless every option is in range. */
+bool tg__conv2d_check_opts(tg_ctx *c, const char *fn, const tg_conv2d_opts *o);
+/* The 1-d options as the 2-d ones of a height-1 convolution. */
+tg_conv2d_opts tg__conv1d_as_2d(const tg_conv1d_opts *o);
+/* Validates o into r (stride 0 resolved to the kernel); dilation other than
+ * 1 only when dilation_ok (max pooling). */
+bool tg__pool2d_resolve_opts(tg_ctx *c, const char *fn, const tg_pool2d_opts *o,
+                             bool dilation_ok, tg_pool2d_opts *r);
+
 #endif /* TG_OPS_IMPL_H */

@@ -54,8 +54,8 @@ static bool check_4d(tg_ctx *c, const char *fn, const char *name, const tg_tenso
 }
 
 /* Validates o into r (stride 0 resolved to the kernel). */
-static bool resolve_opts(tg_ctx *c, const char *fn, const tg_pool2d_opts *o, bool dilation_ok,
-                         tg_pool2d_opts *r)
+bool tg__pool2d_resolve_opts(tg_ctx *c, const char *fn, const tg_pool2d_opts *o,
+                             bool dilation_ok, tg_pool2d_opts *r)
 {
     if (!o) {
         tg__fail(c, TG_ERR_INVALID, "%s: options are NULL (the kernel size must be set)", fn);
@@ -285,7 +285,7 @@ tg_tensor *tg_max_pool2d_with_indices(tg_ctx *c, tg_tensor *x, const tg_pool2d_o
     if (indices) *indices = NULL;
     tg_pool2d_opts r;
     if (!tg__check_inputs(c, fn, 1, &x) || !tg__check_float(c, fn, x) ||
-        !check_4d(c, fn, "x", x) || !resolve_opts(c, fn, o, true, &r))
+        !check_4d(c, fn, "x", x) || !tg__pool2d_resolve_opts(c, fn, o, true, &r))
         return NULL;
     int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3], OH, OW;
     if (!pool_out(c, fn, &r, H, W, &OH, &OW)) return NULL;
@@ -592,7 +592,7 @@ tg_tensor *tg_avg_pool2d(tg_ctx *c, tg_tensor *x, const tg_pool2d_opts *o)
     const char *fn = "tg_avg_pool2d";
     tg_pool2d_opts r;
     if (!tg__check_inputs(c, fn, 1, &x) || !tg__check_float(c, fn, x) ||
-        !check_4d(c, fn, "x", x) || !resolve_opts(c, fn, o, false, &r))
+        !check_4d(c, fn, "x", x) || !tg__pool2d_resolve_opts(c, fn, o, false, &r))
         return NULL;
     int64_t H = x->shape[2], W = x->shape[3], OH, OW;
     if (!pool_out(c, fn, &r, H, W, &OH, &OW)) return NULL;
@@ -622,7 +622,7 @@ tg_tensor *tg_avg_pool2d_input_grad(tg_ctx *c, tg_tensor *dout, int64_t h, int64
     const char *fn = "tg_avg_pool2d_input_grad";
     tg_pool2d_opts r;
     if (!tg__check_inputs(c, fn, 1, &dout) || !tg__check_float(c, fn, dout) ||
-        !check_4d(c, fn, "dout", dout) || !resolve_opts(c, fn, o, false, &r))
+        !check_4d(c, fn, "dout", dout) || !tg__pool2d_resolve_opts(c, fn, o, false, &r))
         return NULL;
     if (h < 1 || w_ < 1 || h >= PARAM_MAX || w_ >= PARAM_MAX) {
         tg__fail(c, TG_ERR_INVALID, "%s: input size %lldx%lld out of range", fn, (long long)h,
