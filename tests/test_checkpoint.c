@@ -272,20 +272,6 @@ static void write_bytes(const char *path, const unsigned char *p, size_t n)
     ck_assert_int_eq(fclose(f), 0);
 }
 
-static unsigned char *read_bytes(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *p = malloc(*n);
-    ck_assert_ptr_nonnull(p);
-    ck_assert_uint_eq(fread(p, 1, *n, f), *n);
-    fclose(f);
-    return p;
-}
-
 START_TEST(test_refusals_change_nothing)
 {
     run r;
@@ -298,7 +284,7 @@ START_TEST(test_refusals_change_nothing)
     assert_refused(&r, path_of("missing.safetensors"), TG_ERR_IO, "missing.safetensors");
 
     size_t n;
-    unsigned char *good = read_bytes(path_of("good.safetensors"), &n);
+    unsigned char *good = tu_slurp(path_of("good.safetensors"), &n);
     /* truncated at many points: never loads, never changes anything */
     for (size_t cut = 0; cut < n; cut += n / 13 + 1) {
         write_bytes(path_of("cut.safetensors"), good, cut);

@@ -92,23 +92,6 @@ static void scratch_free(scratch *s)
     rmdir(s->dir);
 }
 
-/* The whole file (malloc'd) and its length; NULL when it does not exist. */
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) return NULL;
-    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    ck_assert(n >= 0);
-    ck_assert_int_eq(fseek(f, 0, SEEK_SET), 0);
-    unsigned char *b = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(b);
-    ck_assert_uint_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
 typedef struct {
     unsigned char *bytes; /* NULL: the file must not exist */
     size_t len;
@@ -117,7 +100,7 @@ typedef struct {
 static void assert_file_is(const char *path, const blob *want, const char *what)
 {
     size_t len = 0;
-    unsigned char *got = slurp(path, &len);
+    unsigned char *got = tu_read_file(path, &len);
     if (want->bytes == NULL) {
         ck_assert_msg(got == NULL, "%s: %s exists, but must not", what, path);
         return;
@@ -374,7 +357,7 @@ static blob save_ref(const writer *w, tg_ctx *c, const char *path, int v, int64_
 {
     tu_assert_status(w->save(c, path, v, rows), TG_OK);
     blob b = {NULL, 0};
-    b.bytes = slurp(path, &b.len);
+    b.bytes = tu_read_file(path, &b.len);
     ck_assert_ptr_nonnull(b.bytes);
     ck_assert(w->holds(c, path, v, rows));
     tu_assert_ok(c);
@@ -595,7 +578,7 @@ static void check_leftover(const char *p, void *ud)
 {
     leftover_check *lc = ud;
     size_t len = 0;
-    unsigned char *b = slurp(p, &len);
+    unsigned char *b = tu_read_file(p, &len);
     ck_assert_ptr_nonnull(b);
     if (len == lc->newer->len && memcmp(b, lc->newer->bytes, len) == 0) {
         lc->complete++;
@@ -719,7 +702,7 @@ START_TEST(test_kill_at_random_moments)
         kill(pid, SIGKILL);
         ck_assert_int_eq(waitpid(pid, &status, 0), pid);
         size_t len = 0;
-        unsigned char *b = slurp(s.path, &len);
+        unsigned char *b = tu_read_file(s.path, &len);
         ck_assert_ptr_nonnull(b);
         bool is_old = len == old.len && memcmp(b, old.bytes, len) == 0;
         bool is_new = len == newer.len && memcmp(b, newer.bytes, len) == 0;

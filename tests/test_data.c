@@ -30,20 +30,6 @@ static const char *data_path(const char *rel)
     return p;
 }
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)n + 1);
-    ck_assert_int_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
 /* Asserts c holds status st with a message containing each of up to three
  * strings (NULL: skip), then clears the error. */
 static void expect_error(tg_ctx *c, tg_status st, const char *s1, const char *s2, const char *s3)
@@ -278,7 +264,7 @@ START_TEST(test_idx_truncated_and_flipped_everywhere)
     tg_ctx *c = tu_ctx();
     for (int k = 0; k < 4; k++) {
         size_t len;
-        unsigned char *b = slurp(data_path(files[k]), &len);
+        unsigned char *b = tu_slurp(data_path(files[k]), &len);
         for (size_t n = 0; n < len; n++) {
             /* a copy of exactly n bytes, so a read past the end is caught */
             unsigned char *p = malloc(n ? n : 1);
@@ -351,7 +337,7 @@ START_TEST(test_idx_hostile_headers)
     tg_idx_opts o = tg_idx_defaults();
     o.max_bytes = 17;
     size_t len;
-    unsigned char *img = slurp(data_path("tiny-images-idx3-ubyte"), &len);
+    unsigned char *img = tu_slurp(data_path("tiny-images-idx3-ubyte"), &len);
     ck_assert_ptr_null(tg_idx_parse(c, img, len, &o));
     expect_error(c, TG_ERR_FORMAT, "17-byte limit", NULL, NULL);
     o.max_bytes = 18;
@@ -419,7 +405,7 @@ END_TEST
 START_TEST(test_idx_alloc_failure)
 {
     size_t len;
-    unsigned char *g = slurp(data_path("tiny-images-idx3-ubyte.gz"), &len);
+    unsigned char *g = tu_slurp(data_path("tiny-images-idx3-ubyte.gz"), &len);
     for (long k = 1;; k++) {
         hook_state h = {0};
         tg_ctx *c = hooked_ctx(&h);
@@ -765,7 +751,7 @@ START_TEST(test_text_bytes)
 {
     tg_ctx *c = tu_ctx();
     size_t len;
-    unsigned char *raw = slurp(data_path("genesis.txt"), &len);
+    unsigned char *raw = tu_slurp(data_path("genesis.txt"), &len);
     tg_vocab *v = NULL;
     tg_tensor *ids = tg_text_read(c, data_path("genesis.txt"), TG_TEXT_BYTES, &v);
     tu_assert_ok(c);
@@ -818,7 +804,7 @@ START_TEST(test_text_utf8)
 {
     tg_ctx *c = tu_ctx();
     size_t len;
-    unsigned char *raw = slurp(data_path("utf8.txt"), &len);
+    unsigned char *raw = tu_slurp(data_path("utf8.txt"), &len);
     tg_vocab *v;
     tg_tensor *ids = tg_text_read(c, data_path("utf8.txt"), TG_TEXT_UTF8, &v);
     tu_assert_ok(c);

@@ -64,20 +64,6 @@ static const char *data_path(const char *rel)
     return p;
 }
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)n + 1);
-    ck_assert_int_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
 static void assert_same(const tg_tensor *a, const tg_tensor *b)
 {
     ck_assert_int_eq(tg_tensor_dtype(a), tg_tensor_dtype(b));
@@ -185,7 +171,7 @@ static unsigned char *valid_file(size_t *len)
     const char *path = tmp_path("valid.safetensors");
     ck_assert_int_eq(tg_safetensors_write(c, path, 2, t, names, 1, &k, &v), TG_OK);
     tg_ctx_free(c);
-    return slurp(path, len);
+    return tu_slurp(path, len);
 }
 
 START_TEST(test_safetensors_truncated_everywhere)
@@ -347,8 +333,8 @@ START_TEST(test_npy_round_trip_and_numpy_bytes)
     tg_tensor *w = tg_tensor_from(c, TG_F32, TG_SHAPE(2, 3), v);
     ck_assert_int_eq(tg_npy_write(c, tmp_path("w.npy"), w), TG_OK);
     size_t n1, n2;
-    unsigned char *mine = slurp(tmp_path("w.npy"), &n1);
-    unsigned char *theirs = slurp(data_path("safetensors/numpy_written.npy"), &n2);
+    unsigned char *mine = tu_slurp(tmp_path("w.npy"), &n1);
+    unsigned char *theirs = tu_slurp(data_path("safetensors/numpy_written.npy"), &n2);
     ck_assert_uint_eq(n1, n2);
     ck_assert(memcmp(mine, theirs, n1) == 0);
     /* and NumPy's file reads back */

@@ -8,6 +8,8 @@
  *   tu_assert_values(t, vals, tol)   t's elements (row-major) against a list
  *   tu_tcase(name)                   tcase_create + an explicit timeout
  *   tu_under_valgrind()              true under `meson test --setup valgrind`
+ *   tu_read_file(path, &len)         a file's bytes (malloc'd), NULL if absent
+ *   tu_slurp(path, &len)             the same for a file that must exist
  *   tu_alloc / tu_alloc_ctx(h, chunk) a counting, failing, leak-tracking
  *                                    allocator hook and a context on it;
  *   tu_alloc_assert_no_leak(h)       fail unless every block was freed
@@ -21,6 +23,7 @@
 
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -210,6 +213,33 @@ static inline void tu__alloc_assert_no_leak_at(const tu_alloc *h, const char *fi
                           h->live, h->live_blocks);
     if (h->bad_frees != 0)
         _ck_assert_failed(file, line, NULL, "%ld frees passed a wrong osize", h->bad_frees);
+}
+
+/* The whole file at path (malloc'd, one spare byte; free it) and its
+ * length in *len, or NULL when it cannot be opened (it does not exist).
+ * Read errors fail the test. */
+static inline unsigned char *tu_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return NULL;
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    long n = ftell(f);
+    ck_assert(n >= 0);
+    ck_assert_int_eq(fseek(f, 0, SEEK_SET), 0);
+    unsigned char *b = malloc((size_t)n + 1);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_uint_eq(fread(b, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+/* tu_read_file for a file that must exist: fails the test naming it. */
+static inline unsigned char *tu_slurp(const char *path, size_t *len)
+{
+    unsigned char *b = tu_read_file(path, len);
+    ck_assert_msg(b != NULL, "cannot open %s", path);
+    return b;
 }
 
 #endif /* TAPEGRAD_TEST_UTIL_H */
