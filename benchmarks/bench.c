@@ -74,8 +74,15 @@ void bench_fill_labels(int64_t *y, int64_t n, int64_t k, uint64_t seed)
 
 /* The median over reps of the time of every listed GEMM run once, each on
  * its own buffers (as in the step), in ms. */
-static double time_gemms(const bench_gemm *g, int ng, int reps)
+static double time_gemms(const bench_gemm *g, int ng, int reps, int threads)
 {
+#ifdef TG_HAVE_OPENBLAS_THREADS
+    /* tapegrad keeps OpenBLAS on one thread and runs GEMM blocks on its own
+     * threads; the raw reference gets OpenBLAS's own threads instead. */
+    openblas_set_num_threads(threads);
+#else
+    (void)threads;
+#endif
     float **a = calloc((size_t)ng, sizeof *a), **b = calloc((size_t)ng, sizeof *b),
           **cm = calloc((size_t)ng, sizeof *cm);
     double *t = calloc((size_t)reps, sizeof *t);
@@ -215,7 +222,7 @@ int bench_main(int argc, char **argv, const bench_workload *w)
     if (gemm && w->gemms) {
         static bench_gemm g[MAX_GEMMS];
         int ng = w->gemms(st, batch, g, MAX_GEMMS);
-        if (ng > 0) gemm_ms = time_gemms(g, ng, tiny ? 2 : (int)(steps < 50 ? 50 : steps));
+        if (ng > 0) gemm_ms = time_gemms(g, ng, tiny ? 2 : (int)(steps < 50 ? 50 : steps), (int)threads);
     }
     printf("{\"bench\": \"%s\", \"batch\": %ld, \"threads\": %ld, \"steps\": %ld, "
            "\"ms_median\": %.6g, \"ms_min\": %.6g, \"samples_per_s\": %.6g, ",

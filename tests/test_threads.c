@@ -129,6 +129,13 @@ BUILD1(matmul_T,
        tg_matmul(c, T(tg_slice(c, in->a, 1, 0, 300, 1)), T(tg_slice(c, in->b, 0, 0, 200, 1))))
 BUILD1(matmul_batched, tg_matmul(c, tg_reshape(c, in->a, TG_SHAPE(-1, 40, 100)),
                                  tg_reshape(c, in->b, TG_SHAPE(-1, 100, 40))))
+/* GEMMs big enough to be cut into blocks (src/core/blas.c): tall and
+ * skinny (cut by rows), short and wide (cut by columns), sizes that are
+ * not multiples of the block alignment, transposed operands. */
+BUILD1(matmul_skinny, tg_matmul(c, in->a, tg_slice(c, in->b, 1, 0, 10, 1)))
+BUILD1(matmul_wide, tg_matmul(c, tg_slice(c, in->a, 0, 0, 10, 1), in->b))
+BUILD1(matmul_odd_T, tg_matmul(c, T(tg_slice(c, in->a, 1, 0, 333, 1)),
+                               T(tg_slice(c, in->b, 0, 1, 258, 1))))
 
 /* A full backward of a small graph on big tensors: every kind of node,
  * broadcast gradients summed back, and gradient accumulation. */
@@ -150,6 +157,28 @@ static int build_backward(tg_ctx *c, const inputs *in, tg_tensor **out)
     out[0] = loss;
     out[1] = tg_grad(w);
     out[2] = tg_grad(bias);
+    return 3;
+}
+
+/* A linear layer's gradients: the weight's lands in .grad through a
+ * deferred GEMM at commit (beta = 0, then beta = 1 on the second
+ * backward), the input's through a GEMM in the walk. */
+static int build_linear_grads(tg_ctx *c, const inputs *in, tg_tensor **out)
+{
+    tg_tensor *x = tg_slice(c, in->a, 0, 0, 256, 1);  /* [256, R] */
+    tg_tensor *w = tg_slice(c, in->b, 0, 0, 384, 1);  /* [384, R] */
+    tg_tensor *bias = tg_slice(c, in->row, 0, 0, 384, 1);
+    tg_tensor *xl = tg_detach(c, x), *wl = tg_detach(c, w), *bl = tg_detach(c, bias);
+    tg_set_requires_grad(xl, true);
+    tg_set_requires_grad(wl, true);
+    tg_set_requires_grad(bl, true);
+    for (int i = 0; i < 2; i++) {
+        tg_tensor *y = tg_linear(c, xl, wl, bl);
+        tu_assert_status(tg_backward(c, tg_mean(c, tg_mul(c, y, y))), TG_OK);
+    }
+    out[0] = tg_grad(xl);
+    out[1] = tg_grad(wl);
+    out[2] = tg_grad(bl);
     return 3;
 }
 
@@ -204,7 +233,11 @@ static const thread_case cases[] = {
     CASE(matmul),
     CASE(matmul_T),
     CASE(matmul_batched),
+    CASE(matmul_skinny),
+    CASE(matmul_wide),
+    CASE(matmul_odd_T),
     CASE(backward),
+    CASE(linear_grads),
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -333,6 +366,7 @@ static const char *const parallel_cases[] = {
     "add_row",     "add_col",    "mul_T",        "exp",       "tanh_T",           "sigmoid",
     "relu",        "sum",        "sum_T",        "mean",      "sum_axis0",        "sum_axis_last",
     "sum_axis0_T", "mean_axis0", "softmax_last", "softmax_0", "log_softmax_last",
+    "matmul",      "matmul_skinny", "matmul_wide",
 };
 #define NPARALLEL ((int)(sizeof parallel_cases / sizeof parallel_cases[0]))
 

@@ -106,8 +106,10 @@ tg_status tg_ctx_set_error(tg_ctx *c, tg_status s, const char *fmt, ...)
 #endif
     ;
 
-/* Sets the number of threads kernels of this context may use (>= 1).
- * Results are bit-identical whatever the count. TG_ERR_INVALID if n < 1. */
+/* Sets the number of threads kernels of this context may use (>= 1), GEMM
+ * included: tapegrad keeps OpenBLAS itself on one thread (process-wide)
+ * and runs blocks of large products on these threads. Results are
+ * bit-identical whatever the count. TG_ERR_INVALID if n < 1. */
 tg_status tg_ctx_set_threads(tg_ctx *c, int n);
 
 /* The number of threads kernels of this context use. */

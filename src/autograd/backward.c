@@ -77,7 +77,7 @@ static bool materialize(walk *w, slot *s)
     tg_tensor *t = s->t;
     tg_tensor *buf = tg__empty_valid(w->c, t->dtype, t->ndim, t->shape);
     if (!buf) return false;
-    s->pend->run(s->pend, buf, false);
+    s->pend->run(w->c, s->pend, buf, false);
     s->g = buf;
     s->own = true;
     s->pend = NULL;
@@ -279,7 +279,7 @@ static tg_status commit_leaf_grads(walk *w)
         tg_tensor *t = s->t;
         if (s->pend) {
             if (fresh[i]) t->grad = fresh[i];
-            s->pend->run(s->pend, t->grad, !fresh[i]);
+            s->pend->run(c, s->pend, t->grad, !fresh[i]);
         } else if (fresh[i]) {
             tg__copy_strided(c, fresh[i], s->g);
             t->grad = fresh[i];

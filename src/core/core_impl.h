@@ -139,8 +139,9 @@ void tg__profile_mark(tg_ctx *c); /* later charges count from now */
  * NaN). A leading dimension of a one-row matrix is ignored; any other
  * illegal stride (0, negative, overlapping rows) is the caller's to avoid
  * by copying first, and sizes above INT_MAX are a TG_ASSERT. C must not
- * alias A or B. */
-void tg__gemm(bool f64, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+ * alias A or B. Large products run over c's threads (c may be NULL: one
+ * thread); the result is the same bits whatever the thread count. */
+void tg__gemm(tg_ctx *c, bool f64, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
               double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
               double beta, void *cmat, int64_t ldc);
 

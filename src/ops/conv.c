@@ -316,7 +316,7 @@ static tg_tensor *conv2d_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_tensor 
     const char *pw = tg__ptr(wc);
     for (int64_t nn = 0; nn < g->N; nn++)
         for (int64_t gi = 0; gi < g->G; gi++)
-            tg__gemm(f64, false, false, ocg, OHW, ckk, 1.0, pw + gi * ocg * ckk * es, ckk,
+            tg__gemm(c, f64, false, false, ocg, OHW, ckk, 1.0, pw + gi * ocg * ckk * es, ckk,
                      cols + (nn * g->C * KK + gi * ckk) * OHW * es, OHW, b ? 1.0 : 0.0,
                      py + (nn * g->OC + gi * ocg) * OHW * es, OHW);
     return y;
@@ -340,7 +340,7 @@ static tg_tensor *input_grad_run(tg_ctx *c, const char *fn, tg_tensor *dout, tg_
     const char *pw = tg__ptr(wc), *pd = tg__ptr(dc);
     for (int64_t nn = 0; nn < g->N; nn++)
         for (int64_t gi = 0; gi < g->G; gi++)
-            tg__gemm(f64, true, false, ckk, OHW, ocg, 1.0, pw + gi * ocg * ckk * es, ckk,
+            tg__gemm(c, f64, true, false, ckk, OHW, ocg, 1.0, pw + gi * ocg * ckk * es, ckk,
                      pd + (nn * g->OC + gi * ocg) * OHW * es, OHW, 0.0,
                      cols + (nn * g->C * KK + gi * ckk) * OHW * es, OHW);
     cols_args p = {g, NULL, {0, 0, 0, 0}, cols, tg__ptr(dx)};
@@ -370,7 +370,7 @@ static tg_tensor *weight_grad_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_te
     const char *pd = tg__ptr(dc);
     for (int64_t gi = 0; gi < g->G; gi++)
         for (int64_t nn = 0; nn < g->N; nn++)
-            tg__gemm(f64, false, true, ocg, ckk, OHW, 1.0,
+            tg__gemm(c, f64, false, true, ocg, ckk, OHW, 1.0,
                      pd + (nn * g->OC + gi * ocg) * OHW * es, OHW,
                      cols + (nn * g->C * KK + gi * ckk) * OHW * es, OHW, nn ? 1.0 : 0.0,
                      pdw + gi * ocg * ckk * es, ckk);

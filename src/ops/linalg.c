@@ -179,7 +179,7 @@ tg_tensor *tg_matmul(tg_ctx *c, tg_tensor *a, tg_tensor *b)
                     ta = A.trans;
                     lda = A.ld;
                 }
-                tg__gemm(f64, ta, B.trans, batches * M, N, K, 1.0, pa, lda, pb, B.ld, 0.0, py,
+                tg__gemm(c, f64, ta, B.trans, batches * M, N, K, 1.0, pa, lda, pb, B.ld, 0.0, py,
                          N);
             } else {
                 int64_t idx[TG_MAX_DIMS] = {0};
@@ -191,7 +191,7 @@ tg_tensor *tg_matmul(tg_ctx *c, tg_tensor *a, tg_tensor *b)
                         oa += idx[i] * A.bst[i];
                         ob += idx[i] * B.bst[i];
                     }
-                    tg__gemm(f64, A.trans, B.trans, M, N, K, 1.0, pa + oa * (int64_t)es, A.ld,
+                    tg__gemm(c, f64, A.trans, B.trans, M, N, K, 1.0, pa + oa * (int64_t)es, A.ld,
                              pb + ob * (int64_t)es, B.ld, 0.0, py + bi * M * N * (int64_t)es,
                              N);
                 }

@@ -202,7 +202,7 @@ tg_tensor *tg_linear(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b)
                 tb = true;
                 ldb = IN;
             }
-            tg__gemm(f64, ta, tb, R, OUT, IN, 1.0, tg__ptr(xa), lda, tg__ptr(wb), ldb,
+            tg__gemm(c, f64, ta, tb, R, OUT, IN, 1.0, tg__ptr(xa), lda, tg__ptr(wb), ldb,
                      b ? 1.0 : 0.0, py, OUT);
         }
     }
@@ -228,9 +228,9 @@ void tg__linear_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tenso
 /* ---- without a graph: direct kernels, leaf gradients deferred ---------- */
 
 /* dst (+)= op(A) op(B), the whole gradient as one GEMM (m x n, ldc = n). */
-static void run_gemm(const tg__defer *d, tg_tensor *dst, bool add)
+static void run_gemm(tg_ctx *c, const tg__defer *d, tg_tensor *dst, bool add)
 {
-    tg__gemm(d->f64, d->trans_a, d->trans_b, d->m, d->n, d->k, 1.0, d->a, d->lda, d->b, d->ldb,
+    tg__gemm(c, d->f64, d->trans_a, d->trans_b, d->m, d->n, d->k, 1.0, d->a, d->lda, d->b, d->ldb,
              add ? 1.0 : 0.0, tg__ptr(dst), d->n);
 }
 
@@ -254,8 +254,9 @@ static void run_gemm(const tg__defer *d, tg_tensor *dst, bool add)
 
 /* dst (+)= the column sums of the k x n matrix at a (row stride lda, column
  * stride ldb): each sum in double, rows in order, rounded once. */
-static void run_colsum(const tg__defer *d, tg_tensor *dst, bool add)
+static void run_colsum(tg_ctx *c, const tg__defer *d, tg_tensor *dst, bool add)
 {
+    (void)c; /* one pass over memory: not worth threads */
     double acc[COLSUM_BLOCK];
     if (d->f64) COLSUM(double);
     else COLSUM(float);
@@ -271,7 +272,7 @@ static tg_tensor *give(tg_ctx *c, const tg__defer *job, tg__defer *defer, tg_dty
         return NULL;
     }
     tg_tensor *t = tg__empty_valid(c, dt, ndim, shape);
-    if (t) job->run(job, t, false);
+    if (t) job->run(c, job, t, false);
     return t;
 }
 

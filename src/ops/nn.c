@@ -412,7 +412,7 @@ static bool sdpa_run(tg_ctx *c, const sdpa_geom *g, const sdpa_mat *q, const sdp
     for (int64_t b = 0; b < g->nbatch; b++) {
         char *pb = pp + b * g->Lq * g->Lk * es;
         /* S = scale Q K^T */
-        tg__gemm(f64, q->tr, !k->tr, g->Lq, g->Lk, g->D, scale, sdpa_at(q, g, b), q->ld,
+        tg__gemm(c, f64, q->tr, !k->tr, g->Lq, g->Lk, g->D, scale, sdpa_at(q, g, b), q->ld,
                  sdpa_at(k, g, b), k->ld, 0.0, pb, g->Lk);
         const char *mb =
             mask ? (const char *)tg__ptr((tg_tensor *)mask) + sdpa_boff(g, mst, b) * es : NULL;
@@ -431,7 +431,7 @@ static bool sdpa_run(tg_ctx *c, const sdpa_geom *g, const sdpa_mat *q, const sdp
                 return false;
             }
         /* Y = P V */
-        tg__gemm(f64, false, v->tr, g->Lq, g->Dv, g->Lk, 1.0, pb, g->Lk, sdpa_at(v, g, b), v->ld,
+        tg__gemm(c, f64, false, v->tr, g->Lq, g->Dv, g->Lk, 1.0, pb, g->Lk, sdpa_at(v, g, b), v->ld,
                  0.0, py + b * g->Lq * g->Dv * es, g->Dv);
     }
     return true;
@@ -620,11 +620,11 @@ void tg__sdpa_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
     for (int64_t b = 0; b < g.nbatch; b++) {
         const char *pb = pp + b * Lq * Lk * es, *db = pd + b * Lq * g.Dv * es;
         if (out[2]) /* dV = P^T dY */
-            tg__gemm(f64, true, false, Lk, g.Dv, Lq, 1.0, pb, Lk, db, g.Dv, 0.0,
+            tg__gemm(c, f64, true, false, Lk, g.Dv, Lq, 1.0, pb, Lk, db, g.Dv, 0.0,
                      (char *)tg__ptr(out[2]) + b * Lk * g.Dv * es, g.Dv);
         if (!need_ds) continue;
         /* dP = dY V^T, then dS in place */
-        tg__gemm(f64, false, !mv.tr, Lq, Lk, g.Dv, 1.0, db, g.Dv, sdpa_at(&mv, &g, b), mv.ld,
+        tg__gemm(c, f64, false, !mv.tr, Lq, Lk, g.Dv, 1.0, db, g.Dv, sdpa_at(&mv, &g, b), mv.ld,
                  0.0, ds, Lk);
         if (f64) {
             SDPA_DS(double)
@@ -633,10 +633,10 @@ void tg__sdpa_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
         }
         if (out[3]) memcpy((char *)tg__ptr(out[3]) + b * Lq * Lk * es, ds, (size_t)(Lq * Lk * es));
         if (out[0]) /* dQ = scale dS K */
-            tg__gemm(f64, false, mk.tr, Lq, g.D, Lk, scale, ds, Lk, sdpa_at(&mk, &g, b), mk.ld,
+            tg__gemm(c, f64, false, mk.tr, Lq, g.D, Lk, scale, ds, Lk, sdpa_at(&mk, &g, b), mk.ld,
                      0.0, (char *)tg__ptr(out[0]) + b * Lq * g.D * es, g.D);
         if (out[1]) /* dK = scale dS^T Q */
-            tg__gemm(f64, true, mq.tr, Lk, g.D, Lq, scale, ds, Lk, sdpa_at(&mq, &g, b), mq.ld,
+            tg__gemm(c, f64, true, mq.tr, Lk, g.D, Lq, scale, ds, Lk, sdpa_at(&mq, &g, b), mq.ld,
                      0.0, (char *)tg__ptr(out[1]) + b * Lk * g.D * es, g.D);
     }
     for (int i = 0; i < 4; i++) dx[i] = out[i];

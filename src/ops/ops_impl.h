@@ -77,16 +77,16 @@ bool tg__det_sum(tg_ctx *c, const double *v, int64_t n, double *out);
 bool tg__norm_axis(tg_ctx *c, const char *fn, int ndim, int axis, int *out);
 
 /*
- * A deferred gradient contribution: run(d, dst, add) writes (add false) or
+ * A deferred gradient contribution: run(c, d, dst, add) writes (add false) or
  * adds (add true) one input's whole gradient into dst, a contiguous tensor
  * of that input's shape and dtype. It must not fail or allocate: the
  * backward driver calls it when it commits leaf gradients, after every
  * node has succeeded, so a GEMM lands in the leaf's .grad with beta = 1
  * (or beta = 0 into a fresh one) instead of a temporary plus an add. The
- * fields are the run function's arguments.
+ * fields are the run function's arguments; c lends its threads.
  */
 typedef struct tg__defer {
-    void (*run)(const struct tg__defer *d, tg_tensor *dst, bool add);
+    void (*run)(tg_ctx *c, const struct tg__defer *d, tg_tensor *dst, bool add);
     bool f64, trans_a, trans_b;
     int64_t m, n, k, lda, ldb;
     const void *a, *b;
