@@ -67,21 +67,30 @@ static void scale_c(bool f64, int64_t m, int64_t n, double beta, void *cmat, int
 
 #define SMALL_GEMM 4096
 
-#define SMALL_GEMM_LOOP(T)                                                              \
+/* One instance per transpose pair, so the unit strides are constants the
+ * compiler can use (a contiguous dot product vectorises). */
+#define SMALL_GEMM_LOOP(T, AI, AP, BP, BJ)                                              \
     do {                                                                                \
         const T *A = a, *B = b;                                                         \
         T *C = cmat;                                                                    \
-        int64_t ai = trans_a ? 1 : lda, ap = trans_a ? lda : 1;                         \
-        int64_t bp = trans_b ? 1 : ldb, bj = trans_b ? ldb : 1;                         \
         for (int64_t i = 0; i < m; i++) {                                               \
+            const T *x = A + i * (AI);                                                  \
+            T *o = C + i * ldc;                                                         \
             for (int64_t j = 0; j < n; j++) {                                           \
+                const T *y = B + j * (BJ);                                              \
                 double acc = 0;                                                         \
-                const T *x = A + i * ai, *y = B + j * bj;                               \
-                for (int64_t p = 0; p < k; p++) acc += (double)x[p * ap] * (double)y[p * bp]; \
-                T *o = C + i * ldc + j;                                                 \
-                *o = beta == 0.0 ? (T)(alpha * acc) : (T)(alpha * acc + beta * (double)*o); \
+                for (int64_t p = 0; p < k; p++) acc += (double)x[p * (AP)] * (double)y[p * (BP)]; \
+                o[j] = beta == 0.0 ? (T)(alpha * acc) : (T)(alpha * acc + beta * (double)o[j]); \
             }                                                                           \
         }                                                                               \
+    } while (0)
+
+#define SMALL_GEMM_TRANS(T)                                                             \
+    do {                                                                                \
+        if (!trans_a && !trans_b) SMALL_GEMM_LOOP(T, lda, 1, ldb, 1);                   \
+        else if (!trans_a) SMALL_GEMM_LOOP(T, lda, 1, 1, ldb);                          \
+        else if (!trans_b) SMALL_GEMM_LOOP(T, 1, lda, ldb, 1);                          \
+        else SMALL_GEMM_LOOP(T, 1, lda, 1, ldb);                                        \
     } while (0)
 
 /* C = alpha op(A) op(B) + beta C by definition, for tiny sizes. */
@@ -89,8 +98,8 @@ static void small_gemm(bool f64, bool trans_a, bool trans_b, int64_t m, int64_t 
                        double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
                        double beta, void *cmat, int64_t ldc)
 {
-    if (f64) SMALL_GEMM_LOOP(double);
-    else SMALL_GEMM_LOOP(float);
+    if (f64) SMALL_GEMM_TRANS(double);
+    else SMALL_GEMM_TRANS(float);
 }
 
 /* ---- blocked, threaded GEMM ------------------------------------------ */
