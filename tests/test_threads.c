@@ -134,8 +134,11 @@ BUILD1(matmul_batched, tg_matmul(c, tg_reshape(c, in->a, TG_SHAPE(-1, 40, 100)),
  * not multiples of the block alignment, transposed operands. */
 BUILD1(matmul_skinny, tg_matmul(c, in->a, tg_slice(c, in->b, 1, 0, 10, 1)))
 BUILD1(matmul_wide, tg_matmul(c, tg_slice(c, in->a, 0, 0, 10, 1), in->b))
-BUILD1(matmul_odd_T, tg_matmul(c, T(tg_slice(c, in->a, 1, 0, 333, 1)),
-                               T(tg_slice(c, in->b, 0, 1, 258, 1))))
+BUILD1(matmul_odd_T, tg_matmul(c, T(tg_slice(c, in->a, 1, 1, 334, 1)),
+                               T(tg_slice(c, in->b, 0, 1, 778, 1))))
+/* tall enough for four blocks (two under valgrind, where R is 400) */
+BUILD1(matmul_tall, tg_matmul(c, tg_reshape(c, in->a, TG_SHAPE(-1, 250)),
+                              tg_slice(c, tg_reshape(c, in->b, TG_SHAPE(250, -1)), 1, 0, 64, 1)))
 
 /* A full backward of a small graph on big tensors: every kind of node,
  * broadcast gradients summed back, and gradient accumulation. */
@@ -236,6 +239,7 @@ static const thread_case cases[] = {
     CASE(matmul_skinny),
     CASE(matmul_wide),
     CASE(matmul_odd_T),
+    CASE(matmul_tall),
     CASE(backward),
     CASE(linear_grads),
 };
@@ -366,7 +370,7 @@ static const char *const parallel_cases[] = {
     "add_row",     "add_col",    "mul_T",        "exp",       "tanh_T",           "sigmoid",
     "relu",        "sum",        "sum_T",        "mean",      "sum_axis0",        "sum_axis_last",
     "sum_axis0_T", "mean_axis0", "softmax_last", "softmax_0", "log_softmax_last",
-    "matmul",      "matmul_skinny", "matmul_wide",
+    "matmul_skinny", "matmul_wide", "matmul_odd_T", "matmul_tall",
 };
 #define NPARALLEL ((int)(sizeof parallel_cases / sizeof parallel_cases[0]))
 

@@ -104,15 +104,17 @@ static void small_gemm(bool f64, bool trans_a, bool trans_b, int64_t m, int64_t 
 
 /* ---- blocked, threaded GEMM ------------------------------------------ */
 
-/* Products below GEMM_SPLIT_MACS multiply-adds are one call; above, two
- * blocks, and four from GEMM_SPLIT4_MACS. Blocks are whole multiples of
+/* A cut costs, on one thread, one more packing of the operand that is not
+ * cut: about ten multiply-adds' time per element, so a fraction of about
+ * 10 / (cut dimension) of the product per extra block. Two blocks need a
+ * cut dimension of GEMM_CUT2_DIM (2% at most) and 2^20 multiply-adds; four
+ * need GEMM_CUT4_DIM and 2^22. Blocks are whole multiples of
  * GEMM_BLOCK_ALIGN rows or columns (the last takes the rest), so every
- * block but the last runs BLAS's full-width kernels. Each extra block costs
- * one more packing of the operand that is not cut (measured: about 2-4% of
- * a 128 x 512 x 784 product per block on one thread), which is why the
- * counts stay small. */
-#define GEMM_SPLIT_MACS (INT64_C(1) << 22)
-#define GEMM_SPLIT4_MACS (INT64_C(1) << 25)
+ * block but the last runs BLAS's full-width kernels. */
+#define GEMM_CUT2_DIM 512
+#define GEMM_CUT2_MACS (INT64_C(1) << 20)
+#define GEMM_CUT4_DIM 1536
+#define GEMM_CUT4_MACS (INT64_C(1) << 22)
 #define GEMM_BLOCK_ALIGN 64
 
 typedef struct {
@@ -135,8 +137,9 @@ static int64_t gemm_plan(int64_t m, int64_t n, int64_t k, bool *cut_rows, int64_
     *cut_rows = m > n;
     int64_t dim = *cut_rows ? m : n;
     int64_t macs = m * n * k; /* each at most INT_MAX: no overflow */
-    int64_t blocks = macs < GEMM_SPLIT_MACS ? 1 : macs < GEMM_SPLIT4_MACS ? 2 : 4;
-    while (blocks > 1 && dim < blocks * GEMM_BLOCK_ALIGN) blocks /= 2;
+    int64_t blocks = 1;
+    if (dim >= GEMM_CUT4_DIM && macs >= GEMM_CUT4_MACS) blocks = 4;
+    else if (dim >= GEMM_CUT2_DIM && macs >= GEMM_CUT2_MACS) blocks = 2;
     int64_t p = (dim + blocks - 1) / blocks;
     p = (p + GEMM_BLOCK_ALIGN - 1) / GEMM_BLOCK_ALIGN * GEMM_BLOCK_ALIGN;
     if (p > dim) p = dim;
