@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #define MAX_GEMMS 4096
@@ -40,6 +39,27 @@ static double now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+/* A field of /proc/self/status in kB ("VmHWM", "VmRSS"), or -1 where
+ * there is no such file (not Linux) or no such field. VmHWM is this
+ * image's own peak RSS: unlike getrusage's ru_maxrss it does not include
+ * the peak of the process image that fork()ed and exec()ed us (the Python
+ * driver), which Linux carries over into ru_maxrss at exec. */
+static long status_kb(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    size_t n = strlen(key);
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, key, n) == 0 && line[n] == ':') {
+            kb = strtol(line + n + 1, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kb;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -179,6 +199,7 @@ int bench_main(int argc, char **argv, const bench_workload *w)
         warmup = 2;
     }
 
+    long rss_start = status_kb("VmRSS"); /* the binary and its libraries */
     counter k = {0, 0};
     tg_ctx_opts o = tg_ctx_defaults();
     o.alloc = counting_alloc;
@@ -196,6 +217,8 @@ int bench_main(int argc, char **argv, const bench_workload *w)
         fprintf(stderr, "%s: setup failed: %s\n", w->name, tg_ctx_errmsg(pc));
         goto out;
     }
+    long rss_setup = status_kb("VmRSS"); /* + parameters, optimizer state, data */
+    long hwm_first = -1;
     double loss = NAN;
     unsigned long long allocs0 = 0;
     for (long s = -warmup; s < steps; s++) {
@@ -210,14 +233,14 @@ int bench_main(int argc, char **argv, const bench_workload *w)
             goto out;
         }
         if (s >= 0) t[s] = dt;
+        if (s == -warmup) hwm_first = status_kb("VmHWM"); /* the first step, untimed */
     }
     double allocs = (double)(k.allocs - allocs0) / (double)steps;
     double ms_min = t[0];
     for (long s = 1; s < steps; s++) ms_min = t[s] < ms_min ? t[s] : ms_min;
     double ms = median(t, (int)steps);
 
-    struct rusage ru; /* before the GEMM replay, whose buffers are not the step's */
-    getrusage(RUSAGE_SELF, &ru);
+    long peak = status_kb("VmHWM"); /* before the GEMM replay, whose buffers are not the step's */
     double gemm_ms = NAN;
     if (gemm && w->gemms) {
         static bench_gemm g[MAX_GEMMS];
@@ -229,8 +252,13 @@ int bench_main(int argc, char **argv, const bench_workload *w)
            w->name, batch, threads, steps, ms, ms_min, (double)batch * 1e3 / ms);
     if (isnan(gemm_ms)) printf("\"gemm_ms\": null, ");
     else printf("\"gemm_ms\": %.6g, ", gemm_ms);
-    printf("\"peak_rss_kb\": %ld, \"allocs_per_step\": %.6g, \"loss\": %.6g}\n", ru.ru_maxrss,
-           allocs, loss);
+    printf("\"peak_rss_kb\": %ld, \"rss_start_kb\": %ld, \"rss_setup_kb\": %ld, "
+           "\"peak_rss_first_step_kb\": %ld, \"param_used_kb\": %zu, \"param_reserved_kb\": %zu, "
+           "\"step_used_kb\": %zu, \"step_reserved_kb\": %zu, ",
+           peak, rss_start, rss_setup, hwm_first, tg_ctx_bytes_used(pc) / 1024,
+           tg_ctx_bytes_reserved(pc) / 1024, tg_ctx_bytes_used(sc) / 1024,
+           tg_ctx_bytes_reserved(sc) / 1024);
+    printf("\"allocs_per_step\": %.6g, \"loss\": %.6g}\n", allocs, loss);
     rc = 0;
 out:
     free(t);

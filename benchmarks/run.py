@@ -12,8 +12,9 @@ step time. With 2 threads PyTorch runs in two settings (2 intra-op threads
 with 2 OpenBLAS threads, and 1 intra-op thread with 2 OpenBLAS threads) and
 its better one is the reference. tapegrad gets --threads N and
 TG_NUM_THREADS=N (one budget shared with OpenBLAS); OPENBLAS_NUM_THREADS=N
-is set for both. Peak memory is each process's peak RSS; PyTorch's is also
-shown minus the peak RSS of a process that only imports torch.
+is set for both. Peak memory is each process image's own peak RSS (VmHWM of
+/proc/self/status, see README.md); PyTorch's is also shown minus the same
+figure of a process that only imports torch.
 """
 import argparse
 import datetime
@@ -44,7 +45,9 @@ def run_json(cmd, env):
 
 
 def torch_import_rss():
-    code = 'import resource, torch; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)'
+    # VmHWM, as bench.c and torch_common.py measure: this image's own peak
+    code = ('import torch\n'
+            'print([l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:")][0])')
     return int(subprocess.run([PY, '-c', code], capture_output=True, text=True,
                               env=dict(os.environ, OPENBLAS_NUM_THREADS='1')).stdout)
 

@@ -9,7 +9,6 @@ the driver sets before the interpreter starts.
 """
 import argparse
 import json
-import resource
 import statistics
 import time
 
@@ -53,6 +52,17 @@ def labels(n, k, seed):
     return torch.tensor(out, dtype=torch.int64)
 
 
+def peak_rss_kb():
+    """This process image's own peak RSS in kB: VmHWM of /proc/self/status,
+    the same measure as bench.c (getrusage's ru_maxrss would also count the
+    peak of the driver process that started us, carried over at exec)."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1])
+    raise RuntimeError('no VmHWM in /proc/self/status')
+
+
 def run(name, args, step):
     """Times step() (returns the loss tensor) and prints the JSON line."""
     times = []
@@ -69,5 +79,5 @@ def run(name, args, step):
         'bench': name, 'batch': args.batch, 'threads': args.threads,
         'steps': args.steps, 'ms_median': ms, 'ms_min': min(times),
         'samples_per_s': args.batch * 1e3 / ms, 'gemm_ms': None,
-        'peak_rss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        'peak_rss_kb': peak_rss_kb(),
         'allocs_per_step': None, 'loss': loss}))

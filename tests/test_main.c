@@ -23,6 +23,7 @@
 
 #define TEST_SUITES(X) \
     X(ctx)             \
+    X(arena)           \
     X(tensor)          \
     X(ops)             \
     X(autograd)        \

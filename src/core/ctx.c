@@ -8,6 +8,7 @@
  * block it merges everything into one block of the total size, so a step
  * that needs the same memory as the last one allocates nothing.
  */
+#include "arena_mark.h"
 #include "core_impl.h"
 
 #include <string.h>
@@ -214,6 +215,22 @@ void *tg__arena_calloc(tg_ctx *c, size_t count, size_t size)
     void *p = tg__arena_alloc(c, count * size);
     if (p) memset(p, 0, count * size);
     return p;
+}
+
+tg__arena_pos tg__arena_mark(const tg_ctx *c)
+{
+    return (tg__arena_pos){c->cur, c->bump, c->used, c->tape.n, c->tape.cap};
+}
+
+/* Blocks after the mark's block hold only allocations made since the mark,
+ * so after the rewind all their space is free again, as the slow path
+ * expects of blocks after cur. */
+void tg__arena_rewind(tg_ctx *c, tg__arena_pos m)
+{
+    TG_ASSERT(m.used <= c->used && m.tape_n == c->tape.n && m.tape_cap == c->tape.cap);
+    use_chunk(c, m.chunk);
+    if (m.chunk) c->bump = m.bump;
+    c->used = m.used;
 }
 
 size_t tg_ctx_bytes_used(const tg_ctx *c) { return c ? c->used : 0; }

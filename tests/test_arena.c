@@ -1,0 +1,178 @@
+/*
+ * test_arena.c - the arena's marks and rewinds (src/core/arena_mark.h):
+ * scratch is reused, what came before the mark is intact, a steady step
+ * with scratch allocates nothing and holds less, and a rewind across a
+ * recorded node is caught as the library bug it would be.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tapegrad.h>
+
+#include "core/arena_mark.h"
+#include "test_util.h"
+
+typedef struct {
+    int allocs, frees;
+} counts;
+
+static void *counting(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    counts *k = ud;
+    (void)osize;
+    if (nsize == 0) {
+        if (ptr) k->frees++;
+        free(ptr);
+        return NULL;
+    }
+    k->allocs++;
+    return malloc(nsize);
+}
+
+static tg_ctx *counted_ctx(counts *k, size_t chunk)
+{
+    tg_ctx_opts o = tg_ctx_defaults();
+    o.alloc = counting;
+    o.alloc_ud = k;
+    o.arena_chunk = chunk;
+    tg_ctx *c = tg_ctx_new_opts(&o);
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+START_TEST(test_rewind_reuses_scratch)
+{
+    counts k = {0, 0};
+    tg_ctx *c = counted_ctx(&k, 4096);
+    unsigned char *keep = tg__arena_alloc(c, 1000);
+    ck_assert_ptr_nonnull(keep);
+    memset(keep, 0xab, 1000);
+    size_t used = tg_ctx_bytes_used(c);
+    tg__arena_pos m = tg__arena_mark(c);
+    /* bigger than the first block: the scratch takes a new one */
+    char *scratch = tg__arena_alloc(c, 10000);
+    ck_assert_ptr_nonnull(scratch);
+    memset(scratch, 0x11, 10000);
+    ck_assert_uint_gt(tg_ctx_bytes_used(c), used);
+    int allocs = k.allocs;
+    size_t reserved = tg_ctx_bytes_reserved(c);
+    tg__arena_rewind(c, m);
+    ck_assert_uint_eq(tg_ctx_bytes_used(c), used);
+    /* The same request again gets memory back without the allocator: the
+     * rest of the first block is too small, so the kept block is used. */
+    char *again = tg__arena_alloc(c, 10000);
+    ck_assert_ptr_eq(again, scratch);
+    ck_assert_int_eq(k.allocs, allocs);
+    ck_assert_uint_eq(tg_ctx_bytes_reserved(c), reserved);
+    /* a small one after a rewind lands where the first scratch started */
+    tg__arena_rewind(c, m);
+    char *small = tg__arena_alloc(c, 64);
+    ck_assert_ptr_nonnull(small);
+    ck_assert_uint_eq(tg_ctx_bytes_used(c), used + 64);
+    memset(small, 0x22, 64);
+    for (int i = 0; i < 1000; i++) ck_assert_uint_eq(keep[i], 0xab);
+    tu_assert_ok(c);
+    tg_ctx_free(c);
+    ck_assert_int_eq(k.allocs, k.frees);
+}
+END_TEST
+
+START_TEST(test_rewind_to_empty_arena)
+{
+    counts k = {0, 0};
+    tg_ctx *c = counted_ctx(&k, 0);
+    tg__arena_pos m = tg__arena_mark(c); /* before the first block exists */
+    ck_assert_ptr_nonnull(tg__arena_alloc(c, 100));
+    int allocs = k.allocs;
+    tg__arena_rewind(c, m);
+    ck_assert_uint_eq(tg_ctx_bytes_used(c), 0);
+    /* the block made after the mark is kept and reused */
+    ck_assert_ptr_nonnull(tg__arena_alloc(c, 100));
+    ck_assert_int_eq(k.allocs, allocs);
+    /* and a reset after it is an ordinary reset */
+    tg_ctx_reset(c);
+    ck_assert_uint_eq(tg_ctx_bytes_used(c), 0);
+    tg_ctx_free(c);
+    ck_assert_int_eq(k.allocs, k.frees);
+}
+END_TEST
+
+/* One "step" of the shape an op with scratch has: a result, then scratch
+ * larger than the result, rewound (or not), over several layers; the
+ * results must stay intact. Returns the step's arena bytes in use. */
+static size_t step(tg_ctx *c, bool rewind, int layers)
+{
+    float *res[8];
+    for (int l = 0; l < layers; l++) {
+        res[l] = tg__arena_alloc(c, 4000 * sizeof(float));
+        ck_assert_ptr_nonnull(res[l]);
+        tg__arena_pos m = tg__arena_mark(c);
+        float *scratch = tg__arena_alloc(c, 40000 * sizeof(float));
+        ck_assert_ptr_nonnull(scratch);
+        for (int i = 0; i < 40000; i++) scratch[i] = (float)(i + l);
+        for (int i = 0; i < 4000; i++) res[l][i] = scratch[10 * i] - (float)l;
+        if (rewind) tg__arena_rewind(c, m);
+    }
+    for (int l = 0; l < layers; l++)
+        for (int i = 0; i < 4000; i++) ck_assert_float_eq(res[l][i], (float)(10 * i));
+    return tg_ctx_bytes_used(c);
+}
+
+START_TEST(test_steady_step_with_scratch)
+{
+    enum { LAYERS = 6 };
+    counts k = {0, 0}, kn = {0, 0};
+    tg_ctx *c = counted_ctx(&k, 4096), *n = counted_ctx(&kn, 4096);
+    size_t used = 0, used_n = 0;
+    int allocs = 0;
+    for (int round = 0; round < 5; round++) {
+        tg_ctx_reset(c);
+        tg_ctx_reset(n);
+        if (round == 2) allocs = k.allocs;
+        used = step(c, true, LAYERS);
+        used_n = step(n, false, LAYERS);
+    }
+    /* from the third round on (the second reset merged the blocks) a step
+     * with rewinds allocates nothing, like any steady step */
+    ck_assert_int_eq(k.allocs, allocs);
+    /* it holds the results, not every layer's scratch */
+    ck_assert_uint_lt(used, used_n);
+    ck_assert_uint_le(used, LAYERS * (4000 * sizeof(float) + 64));
+    ck_assert_uint_lt(tg_ctx_bytes_reserved(c), tg_ctx_bytes_reserved(n));
+    tg_ctx_free(c);
+    tg_ctx_free(n);
+}
+END_TEST
+
+/* Rewinding past a recorded node would free the node: TG_ASSERT aborts. */
+START_TEST(test_rewind_across_node_aborts)
+{
+    tg_ctx *c = tu_ctx();
+    tg_tensor *x = tg_full(c, TG_F32, TG_SHAPE(4), 1.0);
+    tg_set_requires_grad(x, true);
+    tg__arena_pos m = tg__arena_mark(c);
+    ck_assert_ptr_nonnull(tg_tanh(c, x)); /* records a node */
+    tg__arena_rewind(c, m);
+    tg_ctx_free(c);
+}
+END_TEST
+
+Suite *arena_suite(void)
+{
+    Suite *s = suite_create("arena");
+    TCase *tc = tcase_create("rewind");
+    tcase_set_timeout(tc, TU_TIMEOUT);
+    tcase_add_test(tc, test_rewind_reuses_scratch);
+    tcase_add_test(tc, test_rewind_to_empty_arena);
+    tcase_add_test(tc, test_steady_step_with_scratch);
+    /* A test that aborts needs its own process: not under CK_FORK=no
+     * (valgrind), where it would end the whole run. */
+    const char *fork = getenv("CK_FORK");
+    if (!fork || strcmp(fork, "no") != 0)
+        tcase_add_test_raise_signal(tc, test_rewind_across_node_aborts, SIGABRT);
+    suite_add_tcase(s, tc);
+    return s;
+}
