@@ -235,9 +235,29 @@ cmd_install_check() {
     # shellcheck disable=SC2086  # pkg-config output is a list of words
     "$cc" "${strict[@]}" "$app" $cflags -o "$tmp/app-shared" $libs
     local ldpath="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    LD_LIBRARY_PATH="$ldpath" ldd "$tmp/app-shared" | grep -q "libtapegrad\.so.* => $libdir/" ||
+    # ldd's output is taken whole first: grep -q stopping early would make
+    # ldd die of SIGPIPE, which pipefail turns into a failure.
+    local deps
+    deps="$(LD_LIBRARY_PATH="$ldpath" ldd "$tmp/app-shared")"
+    grep -q "libtapegrad\.so.* => $libdir/" <<<"$deps" ||
         die "app-shared does not load libtapegrad.so from $libdir"
     LD_LIBRARY_PATH="$ldpath" "$tmp/app-shared"
+    # MPI is libtapegrad-dist's alone: the core library must not load it.
+    if grep -q 'libmpi' <<<"$deps"; then
+        die "app-shared loads libmpi: MPI belongs in libtapegrad-dist only"
+    fi
+
+    # dist.h through its own pkg-config name (tapegrad-dist).
+    pkg-config --exists tapegrad-dist || die "pkg-config does not find tapegrad-dist.pc"
+    log "building a dist.h program with pkg-config --cflags --libs tapegrad-dist"
+    printf '%s\n' '#include <tapegrad.h>' \
+        'int main(void) { tg_dist_opts o = tg_dist_defaults(); (void)o;' \
+        '    return tg_dist_world(NULL) == 1 && tg_dist_rank(NULL) == 0 ? 0 : 1; }' \
+        >"$tmp/dist_app.c"
+    # shellcheck disable=SC2046  # pkg-config output is a list of words
+    "$cc" "${strict[@]}" "$tmp/dist_app.c" $(pkg-config --cflags tapegrad-dist) \
+        -o "$tmp/dist-app" $(pkg-config --libs tapegrad-dist)
+    LD_LIBRARY_PATH="$ldpath" "$tmp/dist-app" || die "the dist.h program failed"
 
     # Static: libtapegrad.a plus pkg-config --static's private libraries.
     log "building $app against libtapegrad.a"

@@ -1,6 +1,10 @@
 /*
  * tapegrad/dist.h - data-parallel training over MPI.
  *
+ * These functions are in libtapegrad-dist, not libtapegrad: link with
+ * `pkg-config --libs tapegrad-dist`, so programs that do not use them do
+ * not load MPI.
+ *
  * N processes (ranks), started by mpirun on one machine or several, each
  * hold a full copy of the model and train on their own shard of every
  * batch (tg_batcher_opts.rank / .world in data.h). After each backward,
