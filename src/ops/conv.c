@@ -10,12 +10,16 @@
  * so second (and higher) order gradients need nothing else. conv1d is
  * conv2d on a height-1 view, with its backward through the 2-d kernels.
  *
- * Layout: the columns buffer lives in the context's arena, rows (n, c, kh,
- * kw) by columns (oh, ow), so the rows of one sample and group are one
- * contiguous GEMM operand. im2col and col2im are split over threads by
- * rows and by (n, c) planes (each output written by one thread in a fixed
- * order: bit-identical whatever the thread count); the GEMMs run outside
- * any parallel region, threaded by BLAS.
+ * Layout: the columns buffer lives in the context's arena and holds one
+ * image at a time, rows (c, kh, kw) by columns (oh, ow), so the rows of one
+ * group are one contiguous GEMM operand; an image's columns are made, used
+ * by its GEMMs and overwritten by the next image's while they are still in
+ * cache (a batch's columns are 9 times the input: 14 MB for a 64-image
+ * 32-channel 14x14 batch, written and read back from memory every call).
+ * im2col and col2im are split over threads by rows and by (c) planes
+ * (each output written by one thread in a fixed order: bit-identical
+ * whatever the thread count); the GEMMs run outside any parallel region,
+ * threaded by BLAS.
  */
 #include "ops_impl.h"
 
@@ -165,12 +169,13 @@ static tg_tensor *contig(tg_ctx *c, const char *fn, tg_tensor *t)
 /* im2col / col2im                                                        */
 /* ====================================================================== */
 
+/* One image: im2col's rows and col2im's planes are its channels'. */
 typedef struct {
     const geom *g;
-    const char *x;  /* im2col: x's first element; strides below */
-    int64_t xs[4];
-    char *cols;     /* [N, C, KH, KW] rows by [OH, OW] columns */
-    char *dx;       /* col2im: contiguous [N, C, H, W] */
+    const char *x;  /* im2col: the image's first element; strides below */
+    int64_t xs[4];  /* (unused, C, H, W) */
+    char *cols;     /* [C, KH, KW] rows by [OH, OW] columns */
+    char *dx;       /* col2im: the image's contiguous [C, H, W] */
 } cols_args;
 
 /* The steps k in [*lo, *hi) of b + k*s (k < cnt) that land inside [0, n):
@@ -192,10 +197,8 @@ static inline void span(int64_t b, int64_t s, int64_t n, int64_t cnt, int64_t *l
         const int64_t OHW = g->OH * g->OW, xs3 = p->xs[3];                             \
         for (int64_t r = r0; r < r1; r++) {                                            \
             int64_t kw = r % g->KW, t = r / g->KW;                                     \
-            int64_t kh = t % g->KH;                                                    \
-            t /= g->KH;                                                                \
-            int64_t ch = t % g->C, nn = t / g->C;                                      \
-            const T *xp = (const T *)p->x + nn * p->xs[0] + ch * p->xs[1];             \
+            int64_t kh = t % g->KH, ch = t / g->KH;                                    \
+            const T *xp = (const T *)p->x + ch * p->xs[1];                             \
             T *col = (T *)p->cols + r * OHW;                                           \
             int64_t bw = kw * g->dw - g->pw, o0, o1;                                   \
             span(bw, g->sw, g->W, g->OW, &o0, &o1);                                    \
@@ -261,23 +264,32 @@ static char *cols_alloc(tg_ctx *c, int64_t rows, int64_t cols, int64_t es)
     return tg__arena_alloc(c, (size_t)(rows * cols * es) + 1);
 }
 
-/* The columns of x (any strides) for g, in c's arena (x's own data for a
- * 1x1 kernel that needs no copy; read only); NULL on OOM. */
-static char *im2col(tg_ctx *c, const tg_tensor *x, const geom *g)
+/* A buffer for the columns of one image, in c's arena; NULL on OOM. */
+static char *cols_image_alloc(tg_ctx *c, const tg_tensor *t, const geom *g)
 {
-    int64_t rows = g->N * g->C * g->KH * g->KW, OHW = g->OH * g->OW;
-    /* a 1x1 kernel at stride 1 without padding: a contiguous x already is
-     * its own columns matrix */
-    if (g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 &&
-        tg_is_contiguous(x))
-        return tg__ptr(x);
-    char *cols = cols_alloc(c, rows, OHW, (int64_t)tg__esize(x->dtype));
-    if (!cols) return NULL;
-    cols_args p = {g, tg__ptr(x), {x->stride[0], x->stride[1], x->stride[2], x->stride[3]},
-                   cols, NULL};
-    tg__parallel_for(c, rows, grain_for(OHW), x->dtype == TG_F64 ? im2col_f64 : im2col_f32,
-                     &p);
-    return cols;
+    return cols_alloc(c, g->C * g->KH * g->KW, g->OH * g->OW, (int64_t)tg__esize(t->dtype));
+}
+
+/* True when x is its own columns matrix: a 1x1 kernel at stride 1 without
+ * padding over a contiguous x needs no copy. */
+static bool cols_are_x(const tg_tensor *x, const geom *g)
+{
+    return g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 &&
+           tg_is_contiguous(x);
+}
+
+/* The columns of image nn of x (any strides) for g: written into buf, or x's
+ * own data (read only) when cols_are_x. */
+static const char *im2col_image(tg_ctx *c, const tg_tensor *x, const geom *g, int64_t nn,
+                                char *buf)
+{
+    const int64_t es = (int64_t)tg__esize(x->dtype);
+    if (cols_are_x(x, g)) return tg__ptr(x) + nn * x->stride[0] * es;
+    cols_args p = {g, tg__ptr(x) + nn * x->stride[0] * es,
+                   {0, x->stride[1], x->stride[2], x->stride[3]}, buf, NULL};
+    tg__parallel_for(c, g->C * g->KH * g->KW, grain_for(g->OH * g->OW),
+                     x->dtype == TG_F64 ? im2col_f64 : im2col_f32, &p);
+    return buf;
 }
 
 /* ====================================================================== */
@@ -296,29 +308,27 @@ static tg_tensor *conv2d_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_tensor 
     bool f64 = x->dtype == TG_F64;
     int64_t es = (int64_t)tg__esize(x->dtype);
     tg_tensor *wc = contig(c, fn, w);
-    char *cols = wc ? im2col(c, x, g) : NULL;
-    if (!cols) return NULL;
-    char *py = tg__ptr(y);
-    if (b) {
-        const char *pb = tg__ptr(b);
-        for (int64_t nn = 0; nn < g->N; nn++)
-            for (int64_t o = 0; o < g->OC; o++) {
-                char *row = py + (nn * g->OC + o) * OHW * es;
-                if (f64) {
-                    double v = ((const double *)pb)[o * b->stride[0]];
-                    for (int64_t i = 0; i < OHW; i++) ((double *)row)[i] = v;
-                } else {
-                    float v = ((const float *)pb)[o * b->stride[0]];
-                    for (int64_t i = 0; i < OHW; i++) ((float *)row)[i] = v;
-                }
+    char *buf = !wc ? NULL : cols_are_x(x, g) ? tg__ptr(x) : cols_image_alloc(c, x, g);
+    if (!buf) return NULL;
+    const char *pw = tg__ptr(wc), *pb = b ? tg__ptr(b) : NULL;
+    for (int64_t nn = 0; nn < g->N; nn++) {
+        const char *cols = im2col_image(c, x, g, nn, buf);
+        char *py = tg__ptr(y) + nn * g->OC * OHW * es;
+        /* the bias first, then the GEMMs add to it (beta 1) */
+        for (int64_t o = 0; b && o < g->OC; o++) {
+            if (f64) {
+                double v = ((const double *)pb)[o * b->stride[0]], *row = (double *)py + o * OHW;
+                for (int64_t i = 0; i < OHW; i++) row[i] = v;
+            } else {
+                float v = ((const float *)pb)[o * b->stride[0]], *row = (float *)py + o * OHW;
+                for (int64_t i = 0; i < OHW; i++) row[i] = v;
             }
-    }
-    const char *pw = tg__ptr(wc);
-    for (int64_t nn = 0; nn < g->N; nn++)
+        }
         for (int64_t gi = 0; gi < g->G; gi++)
             tg__gemm(f64, false, false, ocg, OHW, ckk, 1.0, pw + gi * ocg * ckk * es, ckk,
-                     cols + (nn * g->C * KK + gi * ckk) * OHW * es, OHW, b ? 1.0 : 0.0,
-                     py + (nn * g->OC + gi * ocg) * OHW * es, OHW);
+                     cols + gi * ckk * OHW * es, OHW, b ? 1.0 : 0.0,
+                     py + gi * ocg * OHW * es, OHW);
+    }
     return y;
 }
 
@@ -334,17 +344,17 @@ static tg_tensor *input_grad_run(tg_ctx *c, const char *fn, tg_tensor *dout, tg_
     bool f64 = dout->dtype == TG_F64;
     int64_t es = (int64_t)tg__esize(dout->dtype);
     tg_tensor *wc = contig(c, fn, w), *dc = wc ? contig(c, fn, dout) : NULL;
-    int64_t rows = g->N * g->C * KK;
-    char *cols = dc ? cols_alloc(c, rows, OHW, es) : NULL;
+    char *cols = dc ? cols_image_alloc(c, dout, g) : NULL;
     if (!cols) return NULL;
     const char *pw = tg__ptr(wc), *pd = tg__ptr(dc);
-    for (int64_t nn = 0; nn < g->N; nn++)
+    for (int64_t nn = 0; nn < g->N; nn++) {
         for (int64_t gi = 0; gi < g->G; gi++)
             tg__gemm(f64, true, false, ckk, OHW, ocg, 1.0, pw + gi * ocg * ckk * es, ckk,
                      pd + (nn * g->OC + gi * ocg) * OHW * es, OHW, 0.0,
-                     cols + (nn * g->C * KK + gi * ckk) * OHW * es, OHW);
-    cols_args p = {g, NULL, {0, 0, 0, 0}, cols, tg__ptr(dx)};
-    tg__parallel_for(c, g->N * g->C, grain_for(KK * OHW), f64 ? col2im_f64 : col2im_f32, &p);
+                     cols + gi * ckk * OHW * es, OHW);
+        cols_args p = {g, NULL, {0, 0, 0, 0}, cols, tg__ptr(dx) + nn * g->C * g->H * g->W * es};
+        tg__parallel_for(c, g->C, grain_for(KK * OHW), f64 ? col2im_f64 : col2im_f32, &p);
+    }
     return dx;
 }
 
@@ -365,16 +375,87 @@ static tg_tensor *weight_grad_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_te
     }
     bool f64 = x->dtype == TG_F64;
     tg_tensor *dc = contig(c, fn, dout);
-    char *cols = dc ? im2col(c, x, g) : NULL;
-    if (!cols) return NULL;
+    char *buf = !dc ? NULL : cols_are_x(x, g) ? tg__ptr(x) : cols_image_alloc(c, x, g);
+    if (!buf) return NULL;
     const char *pd = tg__ptr(dc);
-    for (int64_t gi = 0; gi < g->G; gi++)
-        for (int64_t nn = 0; nn < g->N; nn++)
+    /* each group's dw sums the images in order: image 0 with beta 0 */
+    for (int64_t nn = 0; nn < g->N; nn++) {
+        const char *cols = im2col_image(c, x, g, nn, buf);
+        for (int64_t gi = 0; gi < g->G; gi++)
             tg__gemm(f64, false, true, ocg, ckk, OHW, 1.0,
                      pd + (nn * g->OC + gi * ocg) * OHW * es, OHW,
-                     cols + (nn * g->C * KK + gi * ckk) * OHW * es, OHW, nn ? 1.0 : 0.0,
+                     cols + gi * ckk * OHW * es, OHW, nn ? 1.0 : 0.0,
                      pdw + gi * ocg * ckk * es, ckk);
+    }
     return dw;
+}
+
+/* ---- the bias gradient ---------------------------------------------------- */
+
+/* db[o] = dout[:, o] summed over (N, OH, OW) in the order reduce.c's
+ * contract fixes for tg_sum_axes (row-major over the reduced axes, blocks of
+ * SUM_BLOCK summed in double from 0, the block sums added in order from 0),
+ * so the bits are tg_sum_axes's (tested); BIAS_CH channels at a time, so
+ * their chains of dependent adds overlap instead of each add waiting for
+ * the one before. */
+#define SUM_BLOCK 4096 /* reduce.c's RED_BLOCK */
+#define BIAS_CH 8
+
+typedef struct {
+    int64_t N, OC, OHW;
+    const char *d; /* contiguous (N, OC, OH, OW) */
+    char *out;     /* (OC) */
+} bias_args;
+
+#define BIAS_KERNEL(T, SFX)                                                            \
+    static void bias_grad_##SFX(void *arg, int64_t t0, int64_t t1)                     \
+    {                                                                                  \
+        const bias_args *p = arg;                                                      \
+        const int64_t OHW = p->OHW;                                                    \
+        for (int64_t t = t0; t < t1; t++) {                                            \
+            const int64_t o0 = t * BIAS_CH;                                            \
+            const int64_t w = p->OC - o0 < BIAS_CH ? p->OC - o0 : BIAS_CH;             \
+            double tot[BIAS_CH] = {0}, acc[BIAS_CH] = {0};                             \
+            int64_t left = SUM_BLOCK; /* of the current block */                       \
+            for (int64_t nn = 0; nn < p->N; nn++) {                                    \
+                const T *d = (const T *)p->d + (nn * p->OC + o0) * OHW;                \
+                for (int64_t i = 0; i < OHW;) {                                        \
+                    const int64_t e = i + (OHW - i < left ? OHW - i : left);           \
+                    if (w == BIAS_CH)                                                  \
+                        for (int64_t k = i; k < e; k++)                                \
+                            for (int j = 0; j < BIAS_CH; j++)                          \
+                                acc[j] += (double)d[j * OHW + k];                      \
+                    else                                                               \
+                        for (int64_t j = 0; j < w; j++)                                \
+                            for (int64_t k = i; k < e; k++) acc[j] += (double)d[j * OHW + k]; \
+                    left -= e - i;                                                     \
+                    i = e;                                                             \
+                    if (left == 0) {                                                   \
+                        for (int j = 0; j < BIAS_CH; j++) tot[j] += acc[j], acc[j] = 0; \
+                        left = SUM_BLOCK;                                              \
+                    }                                                                  \
+                }                                                                      \
+            }                                                                          \
+            if (left < SUM_BLOCK)                                                      \
+                for (int j = 0; j < BIAS_CH; j++) tot[j] += acc[j];                    \
+            for (int64_t j = 0; j < w; j++) ((T *)p->out)[o0 + j] = (T)tot[j];         \
+        }                                                                              \
+    }
+
+BIAS_KERNEL(float, f32)
+BIAS_KERNEL(double, f64)
+
+/* dout is (N, OC, OH, OW) any strides; db is (OC) */
+static tg_tensor *bias_grad_run(tg_ctx *c, const char *fn, tg_tensor *dout)
+{
+    tg_tensor *dc = contig(c, fn, dout);
+    tg_tensor *db = dc ? tg__empty(c, fn, dout->dtype, 1, &dout->shape[1]) : NULL;
+    if (!db) return NULL;
+    bias_args p = {dout->shape[0], dout->shape[1], dout->shape[2] * dout->shape[3],
+                   tg__ptr(dc), tg__ptr(db)};
+    tg__parallel_for(c, (p.OC + BIAS_CH - 1) / BIAS_CH, grain_for(BIAS_CH * p.N * p.OHW),
+                     dout->dtype == TG_F64 ? bias_grad_f64 : bias_grad_f32, &p);
+    return db;
 }
 
 /* The gradient ops are given the size (what: "input" or "kernel", e0 x
@@ -444,7 +525,11 @@ void tg__conv2d_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tenso
     tg_tensor *x = n->in[0], *w = n->in[1];
     if (NEED(0)) dx[0] = tg_conv2d_input_grad(c, dout, w, x->shape[2], x->shape[3], &o);
     if (NEED(1)) dx[1] = tg_conv2d_weight_grad(c, x, dout, w->shape[2], w->shape[3], &o);
-    if (NEED(2)) dx[2] = tg_sum_axes(c, dout, 3, (const int[]){0, 2, 3}, false);
+    if (!NEED(2)) return;
+    /* with no graph to record (grad mode and anomaly mode off), tg_sum_axes's
+     * bits by a kernel made for this shape */
+    if (!c->grad_enabled && !c->anomaly) dx[2] = bias_grad_run(c, "tg_conv2d", dout);
+    else dx[2] = tg_sum_axes(c, dout, 3, (const int[]){0, 2, 3}, false);
 }
 
 /* ====================================================================== */
