@@ -50,7 +50,8 @@
     X(crashsafe)       \
     X(determinism)     \
     X(hostile)         \
-    X(dist)
+    X(dist)            \
+    X(fastpaths)
 
 #define TEST_DECLARE(name) Suite *name##_suite(void);
 TEST_SUITES(TEST_DECLARE)

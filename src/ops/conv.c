@@ -10,12 +10,16 @@
  * so second (and higher) order gradients need nothing else. conv1d is
  * conv2d on a height-1 view, with its backward through the 2-d kernels.
  *
- * Layout: the columns buffer lives in the context's arena, rows (n, c, kh,
- * kw) by columns (oh, ow), so the rows of one sample and group are one
- * contiguous GEMM operand. im2col and col2im are split over threads by
- * rows and by (n, c) planes (each output written by one thread in a fixed
- * order: bit-identical whatever the thread count); the GEMMs run outside
- * any parallel region, threaded by BLAS.
+ * Layout: the columns buffer lives in the context's arena and holds one
+ * image at a time, rows (c, kh, kw) by columns (oh, ow), so the rows of one
+ * group are one contiguous GEMM operand; an image's columns are made, used
+ * by its GEMMs and overwritten by the next image's while they are still in
+ * cache (a batch's columns are 9 times the input: 14 MB for a 64-image
+ * 32-channel 14x14 batch, written and read back from memory every call).
+ * im2col and col2im are split over threads by rows and by (c) planes
+ * (each output written by one thread in a fixed order: bit-identical
+ * whatever the thread count); the GEMMs run outside any parallel region,
+ * threaded by BLAS.
  */
 #include "ops_impl.h"
 
@@ -165,12 +169,14 @@ static tg_tensor *contig(tg_ctx *c, const char *fn, tg_tensor *t)
 /* im2col / col2im                                                        */
 /* ====================================================================== */
 
+/* One image: im2col's rows and col2im's planes are its channels'. */
 typedef struct {
     const geom *g;
-    const char *x;  /* im2col: x's first element; strides below */
-    int64_t xs[4];
-    char *cols;     /* [N, C, KH, KW] rows by [OH, OW] columns */
-    char *dx;       /* col2im: contiguous [N, C, H, W] */
+    const char *x;  /* im2col: the image's first element; strides below */
+    int64_t xs[4];  /* (unused, C, H, W) */
+    bool flat;      /* unit strides and rows OW apart: IM2COL_FLAT, COL2IM_FLAT */
+    char *cols;     /* [C, KH, KW] rows by [OH, OW] columns */
+    char *dx;       /* col2im: the image's contiguous [C, H, W] */
 } cols_args;
 
 /* The steps k in [*lo, *hi) of b + k*s (k < cnt) that land inside [0, n):
@@ -184,6 +190,75 @@ static inline void span(int64_t b, int64_t s, int64_t n, int64_t cnt, int64_t *l
     if (*hi < *lo) *hi = *lo;
 }
 
+/* With unit strides and x's rows exactly OW apart (a "same" padding over a
+ * contiguous x), a row of the columns is x's plane shifted by (bh, bw):
+ * one copy of the span from the first to the last element inside, then
+ * zeros over the rows above and below and over the columns outside
+ * [o0, o1), which the copy filled with the neighbouring rows' ends. */
+/* Zeros the gaps between the columns [o0, o1) of consecutive rows h0..h1-1
+ * of a flat row of the columns; a gap of one or two (a "same" 3x3 or 5x5
+ * kernel) by plain stores, not a memset call each. */
+#define FLAT_GAPS(T, SFX)                                                              \
+    static inline void flat_gaps_##SFX(T *col, int64_t OW, int64_t h0, int64_t h1,     \
+                                       int64_t o0, int64_t o1)                         \
+    {                                                                                  \
+        const int64_t nz = OW - o1 + o0;                                               \
+        if (nz == 0) return;                                                           \
+        for (int64_t oh = h0; oh + 1 < h1; oh++) {                                     \
+            T *z = col + oh * OW + o1;                                                 \
+            if (nz <= 2) z[0] = z[nz - 1] = 0;                                         \
+            else memset(z, 0, (size_t)nz * sizeof(T));                                 \
+        }                                                                              \
+    }
+
+FLAT_GAPS(float, f32)
+FLAT_GAPS(double, f64)
+
+#define IM2COL_FLAT(T, SFX)                                                            \
+    static void im2col_flat_##SFX(const geom *g, const T *xp, T *col, int64_t bh,      \
+                                  int64_t bw, int64_t o0, int64_t o1)                  \
+    {                                                                                  \
+        const int64_t OW = g->OW, OHW = g->OH * OW;                                    \
+        int64_t h0, h1;                                                                \
+        span(bh, 1, g->H, g->OH, &h0, &h1);                                            \
+        if (h0 >= h1 || o0 >= o1) {                                                    \
+            memset(col, 0, (size_t)OHW * sizeof(T));                                   \
+            return;                                                                    \
+        }                                                                              \
+        const int64_t j0 = h0 * OW + o0, j1 = (h1 - 1) * OW + o1;                      \
+        memset(col, 0, (size_t)j0 * sizeof(T));                                        \
+        memcpy(col + j0, xp + j0 + bh * OW + bw, (size_t)(j1 - j0) * sizeof(T));       \
+        memset(col + j1, 0, (size_t)(OHW - j1) * sizeof(T));                           \
+        flat_gaps_##SFX(col, OW, h0, h1, o0, o1);                                      \
+    }
+
+IM2COL_FLAT(float, f32)
+IM2COL_FLAT(double, f64)
+
+/* The adjoint, for unit strides and W == OW: the gaps of the columns row
+ * (outside [o0, o1), so outside the input) are zeroed in the scratch
+ * columns, then the whole span is added in one loop. Adding those zeros
+ * changes no bit: d starts at +0 and a sum that starts at +0 is never -0
+ * (x + (+0) == x for every other x, NaN included), and each element still
+ * gets its taps in the same order. */
+#define COL2IM_FLAT(T, SFX)                                                            \
+    static void col2im_flat_##SFX(const geom *g, T *d, T *col, int64_t bh, int64_t bw, \
+                                  int64_t o0, int64_t o1)                              \
+    {                                                                                  \
+        const int64_t OW = g->OW;                                                      \
+        int64_t h0, h1;                                                                \
+        span(bh, 1, g->H, g->OH, &h0, &h1);                                            \
+        if (h0 >= h1 || o0 >= o1) return;                                              \
+        flat_gaps_##SFX(col, OW, h0, h1, o0, o1);                                      \
+        const int64_t j0 = h0 * OW + o0, j1 = (h1 - 1) * OW + o1;                      \
+        T *dd = d + (j0 + bh * OW + bw);                                               \
+        const T *cc = col + j0;                                                        \
+        for (int64_t j = 0; j < j1 - j0; j++) dd[j] += cc[j];                          \
+    }
+
+COL2IM_FLAT(float, f32)
+COL2IM_FLAT(double, f64)
+
 #define COLS_KERNELS(T, SFX)                                                           \
     static void im2col_##SFX(void *arg, int64_t r0, int64_t r1)                        \
     {                                                                                  \
@@ -192,13 +267,15 @@ static inline void span(int64_t b, int64_t s, int64_t n, int64_t cnt, int64_t *l
         const int64_t OHW = g->OH * g->OW, xs3 = p->xs[3];                             \
         for (int64_t r = r0; r < r1; r++) {                                            \
             int64_t kw = r % g->KW, t = r / g->KW;                                     \
-            int64_t kh = t % g->KH;                                                    \
-            t /= g->KH;                                                                \
-            int64_t ch = t % g->C, nn = t / g->C;                                      \
-            const T *xp = (const T *)p->x + nn * p->xs[0] + ch * p->xs[1];             \
+            int64_t kh = t % g->KH, ch = t / g->KH;                                    \
+            const T *xp = (const T *)p->x + ch * p->xs[1];                             \
             T *col = (T *)p->cols + r * OHW;                                           \
             int64_t bw = kw * g->dw - g->pw, o0, o1;                                   \
             span(bw, g->sw, g->W, g->OW, &o0, &o1);                                    \
+            if (p->flat) {                                                             \
+                im2col_flat_##SFX(g, xp, col, kh * g->dh - g->ph, bw, o0, o1);         \
+                continue;                                                              \
+            }                                                                          \
             for (int64_t oh = 0; oh < g->OH; oh++) {                                   \
                 int64_t ih = oh * g->sh - g->ph + kh * g->dh;                          \
                 T *crow = col + oh * g->OW;                                            \
@@ -226,15 +303,22 @@ static inline void span(int64_t b, int64_t s, int64_t n, int64_t cnt, int64_t *l
             memset(d, 0, (size_t)(g->H * g->W) * sizeof(T));                           \
             for (int64_t kh = 0; kh < g->KH; kh++)                                     \
                 for (int64_t kw = 0; kw < g->KW; kw++) {                               \
-                    const T *col = (const T *)p->cols + (pl * KK + kh * g->KW + kw) * OHW; \
+                    T *col = (T *)p->cols + (pl * KK + kh * g->KW + kw) * OHW;         \
                     int64_t bw = kw * g->dw - g->pw, o0, o1;                           \
                     span(bw, g->sw, g->W, g->OW, &o0, &o1);                            \
+                    if (p->flat) {                                                     \
+                        col2im_flat_##SFX(g, d, col, kh * g->dh - g->ph, bw, o0, o1);  \
+                        continue;                                                      \
+                    }                                                                  \
                     for (int64_t oh = 0; oh < g->OH; oh++) {                           \
                         int64_t ih = oh * g->sh - g->ph + kh * g->dh;                  \
                         if (ih < 0 || ih >= g->H) continue;                            \
                         const T *crow = col + oh * g->OW;                              \
                         T *drow = d + ih * g->W + bw;                                  \
-                        for (int64_t ow = o0; ow < o1; ow++) drow[ow * g->sw] += crow[ow]; \
+                        if (g->sw == 1) /* a loop that vectorises */                   \
+                            for (int64_t ow = o0; ow < o1; ow++) drow[ow] += crow[ow]; \
+                        else                                                           \
+                            for (int64_t ow = o0; ow < o1; ow++) drow[ow * g->sw] += crow[ow]; \
                     }                                                                  \
                 }                                                                      \
         }                                                                              \
@@ -261,23 +345,33 @@ static char *cols_alloc(tg_ctx *c, int64_t rows, int64_t cols, int64_t es)
     return tg__arena_alloc(c, (size_t)(rows * cols * es) + 1);
 }
 
-/* The columns of x (any strides) for g, in c's arena (x's own data for a
- * 1x1 kernel that needs no copy; read only); NULL on OOM. */
-static char *im2col(tg_ctx *c, const tg_tensor *x, const geom *g)
+/* A buffer for the columns of one image, in c's arena; NULL on OOM. */
+static char *cols_image_alloc(tg_ctx *c, const tg_tensor *t, const geom *g)
 {
-    int64_t rows = g->N * g->C * g->KH * g->KW, OHW = g->OH * g->OW;
-    /* a 1x1 kernel at stride 1 without padding: a contiguous x already is
-     * its own columns matrix */
-    if (g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 &&
-        tg_is_contiguous(x))
-        return tg__ptr(x);
-    char *cols = cols_alloc(c, rows, OHW, (int64_t)tg__esize(x->dtype));
-    if (!cols) return NULL;
-    cols_args p = {g, tg__ptr(x), {x->stride[0], x->stride[1], x->stride[2], x->stride[3]},
-                   cols, NULL};
-    tg__parallel_for(c, rows, grain_for(OHW), x->dtype == TG_F64 ? im2col_f64 : im2col_f32,
-                     &p);
-    return cols;
+    return cols_alloc(c, g->C * g->KH * g->KW, g->OH * g->OW, (int64_t)tg__esize(t->dtype));
+}
+
+/* True when x is its own columns matrix: a 1x1 kernel at stride 1 without
+ * padding over a contiguous x needs no copy. */
+static bool cols_are_x(const tg_tensor *x, const geom *g)
+{
+    return g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 &&
+           tg_is_contiguous(x);
+}
+
+/* The columns of image nn of x (any strides) for g: written into buf, or x's
+ * own data (read only) when cols_are_x. */
+static const char *im2col_image(tg_ctx *c, const tg_tensor *x, const geom *g, int64_t nn,
+                                char *buf)
+{
+    const int64_t es = (int64_t)tg__esize(x->dtype);
+    if (cols_are_x(x, g)) return tg__ptr(x) + nn * x->stride[0] * es;
+    bool flat = g->sh == 1 && g->sw == 1 && x->stride[3] == 1 && x->stride[2] == g->OW;
+    cols_args p = {g, tg__ptr(x) + nn * x->stride[0] * es,
+                   {0, x->stride[1], x->stride[2], x->stride[3]}, flat, buf, NULL};
+    tg__parallel_for(c, g->C * g->KH * g->KW, grain_for(g->OH * g->OW),
+                     x->dtype == TG_F64 ? im2col_f64 : im2col_f32, &p);
+    return buf;
 }
 
 /* ====================================================================== */
@@ -296,85 +390,226 @@ static tg_tensor *conv2d_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_tensor 
     bool f64 = x->dtype == TG_F64;
     int64_t es = (int64_t)tg__esize(x->dtype);
     tg_tensor *wc = contig(c, fn, w);
-    char *cols = wc ? im2col(c, x, g) : NULL;
-    if (!cols) return NULL;
-    char *py = tg__ptr(y);
-    if (b) {
-        const char *pb = tg__ptr(b);
-        for (int64_t nn = 0; nn < g->N; nn++)
-            for (int64_t o = 0; o < g->OC; o++) {
-                char *row = py + (nn * g->OC + o) * OHW * es;
-                if (f64) {
-                    double v = ((const double *)pb)[o * b->stride[0]];
-                    for (int64_t i = 0; i < OHW; i++) ((double *)row)[i] = v;
-                } else {
-                    float v = ((const float *)pb)[o * b->stride[0]];
-                    for (int64_t i = 0; i < OHW; i++) ((float *)row)[i] = v;
-                }
+    char *buf = !wc ? NULL : cols_are_x(x, g) ? tg__ptr(x) : cols_image_alloc(c, x, g);
+    if (!buf) return NULL;
+    const char *pw = tg__ptr(wc), *pb = b ? tg__ptr(b) : NULL;
+    for (int64_t nn = 0; nn < g->N; nn++) {
+        const char *cols = im2col_image(c, x, g, nn, buf);
+        char *py = tg__ptr(y) + nn * g->OC * OHW * es;
+        /* the bias first, then the GEMMs add to it (beta 1) */
+        for (int64_t o = 0; b && o < g->OC; o++) {
+            if (f64) {
+                double v = ((const double *)pb)[o * b->stride[0]], *row = (double *)py + o * OHW;
+                for (int64_t i = 0; i < OHW; i++) row[i] = v;
+            } else {
+                float v = ((const float *)pb)[o * b->stride[0]], *row = (float *)py + o * OHW;
+                for (int64_t i = 0; i < OHW; i++) row[i] = v;
             }
-    }
-    const char *pw = tg__ptr(wc);
-    for (int64_t nn = 0; nn < g->N; nn++)
+        }
         for (int64_t gi = 0; gi < g->G; gi++)
             tg__gemm(c, f64, false, false, ocg, OHW, ckk, 1.0, pw + gi * ocg * ckk * es, ckk,
-                     cols + (nn * g->C * KK + gi * ckk) * OHW * es, OHW, b ? 1.0 : 0.0,
-                     py + (nn * g->OC + gi * ocg) * OHW * es, OHW);
+                     cols + gi * ckk * OHW * es, OHW, b ? 1.0 : 0.0,
+                     py + gi * ocg * OHW * es, OHW);
+    }
     return y;
+}
+
+/* One image's part of each gradient, shared by the gradient ops and
+ * conv2d's own backward (which runs the three for an image in turn, while
+ * the image's dout is in cache). es-sized element pointers. */
+
+/* dout_n is (OC, OH, OW) contiguous; dx_n = its (C, H, W) input gradient,
+ * through the columns buffer cols */
+static void input_grad_image(tg_ctx *c, const geom *g, bool f64, const char *pw,
+                             const char *dout_n, char *cols, char *dx_n)
+{
+    const int64_t OHW = g->OH * g->OW, KK = g->KH * g->KW, es = f64 ? 8 : 4;
+    const int64_t cg = g->C / g->G, ocg = g->OC / g->G, ckk = cg * KK;
+    for (int64_t gi = 0; gi < g->G; gi++)
+        tg__gemm(c, f64, true, false, ckk, OHW, ocg, 1.0, pw + gi * ocg * ckk * es, ckk,
+                 dout_n + gi * ocg * OHW * es, OHW, 0.0, cols + gi * ckk * OHW * es, OHW);
+    cols_args p = {g, NULL, {0, 0, 0, 0}, g->sh == 1 && g->sw == 1 && g->W == g->OW, cols, dx_n};
+    tg__parallel_for(c, g->C, grain_for(KK * OHW), f64 ? col2im_f64 : col2im_f32, &p);
+}
+
+/* dw (OC, C/G, KH, KW) = (image 0) or += image nn's part: dout_n times the
+ * columns of x's image nn (made in buf) */
+static void weight_grad_image(tg_ctx *c, const geom *g, const tg_tensor *x, int64_t nn,
+                              const char *dout_n, char *buf, char *dw)
+{
+    const int64_t OHW = g->OH * g->OW, KK = g->KH * g->KW;
+    const int64_t cg = g->C / g->G, ocg = g->OC / g->G, ckk = cg * KK;
+    const bool f64 = x->dtype == TG_F64;
+    const int64_t es = f64 ? 8 : 4;
+    const char *cols = im2col_image(c, x, g, nn, buf);
+    for (int64_t gi = 0; gi < g->G; gi++)
+        tg__gemm(c, f64, false, true, ocg, ckk, OHW, 1.0, dout_n + gi * ocg * OHW * es, OHW,
+                 cols + gi * ckk * OHW * es, OHW, nn ? 1.0 : 0.0, dw + gi * ocg * ckk * es, ckk);
 }
 
 /* dout is (N, OC, OH, OW), w is (OC, C/G, KH, KW); dx is (N, C, H, W) */
 static tg_tensor *input_grad_run(tg_ctx *c, const char *fn, tg_tensor *dout, tg_tensor *w,
                                  const geom *g)
 {
-    const int64_t OHW = g->OH * g->OW, KK = g->KH * g->KW;
-    const int64_t cg = g->C / g->G, ocg = g->OC / g->G, ckk = cg * KK;
     tg_tensor *dx = tg__empty(c, fn, dout->dtype, 4, (const int64_t[]){g->N, g->C, g->H, g->W});
     if (!dx) return NULL;
     if (g->N == 0 || g->C == 0 || g->H * g->W == 0) return dx;
     bool f64 = dout->dtype == TG_F64;
     int64_t es = (int64_t)tg__esize(dout->dtype);
     tg_tensor *wc = contig(c, fn, w), *dc = wc ? contig(c, fn, dout) : NULL;
-    int64_t rows = g->N * g->C * KK;
-    char *cols = dc ? cols_alloc(c, rows, OHW, es) : NULL;
+    char *cols = dc ? cols_image_alloc(c, dout, g) : NULL;
     if (!cols) return NULL;
-    const char *pw = tg__ptr(wc), *pd = tg__ptr(dc);
     for (int64_t nn = 0; nn < g->N; nn++)
-        for (int64_t gi = 0; gi < g->G; gi++)
-            tg__gemm(c, f64, true, false, ckk, OHW, ocg, 1.0, pw + gi * ocg * ckk * es, ckk,
-                     pd + (nn * g->OC + gi * ocg) * OHW * es, OHW, 0.0,
-                     cols + (nn * g->C * KK + gi * ckk) * OHW * es, OHW);
-    cols_args p = {g, NULL, {0, 0, 0, 0}, cols, tg__ptr(dx)};
-    tg__parallel_for(c, g->N * g->C, grain_for(KK * OHW), f64 ? col2im_f64 : col2im_f32, &p);
+        input_grad_image(c, g, f64, tg__ptr(wc), tg__ptr(dc) + nn * g->OC * g->OH * g->OW * es,
+                         cols, tg__ptr(dx) + nn * g->C * g->H * g->W * es);
     return dx;
+}
+
+/* A (OC, C/G, KH, KW) weight gradient for g, zero when N is 0 (its images
+ * then add nothing); NULL on OOM. */
+static tg_tensor *weight_grad_new(tg_ctx *c, const char *fn, tg_dtype dt, const geom *g)
+{
+    tg_tensor *dw = tg__empty(c, fn, dt, 4, (const int64_t[]){g->OC, g->C / g->G, g->KH, g->KW});
+    if (dw && g->N == 0) memset(tg__ptr(dw), 0, (size_t)tg__numel(4, dw->shape) * tg__esize(dt));
+    return dw;
 }
 
 /* x is (N, C, H, W) any strides, dout is (N, OC, OH, OW); dw is (OC, C/G, KH, KW) */
 static tg_tensor *weight_grad_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_tensor *dout,
                                   const geom *g)
 {
-    const int64_t OHW = g->OH * g->OW, KK = g->KH * g->KW;
-    const int64_t cg = g->C / g->G, ocg = g->OC / g->G, ckk = cg * KK;
-    tg_tensor *dw = tg__empty(c, fn, x->dtype, 4, (const int64_t[]){g->OC, cg, g->KH, g->KW});
-    if (!dw) return NULL;
+    tg_tensor *dw = weight_grad_new(c, fn, x->dtype, g);
+    if (!dw || g->N == 0 || tg__numel(4, dw->shape) == 0) return dw;
     int64_t es = (int64_t)tg__esize(x->dtype);
-    if (g->OC * ckk == 0) return dw;
-    char *pdw = tg__ptr(dw);
-    if (g->N == 0) {
-        memset(pdw, 0, (size_t)(g->OC * ckk * es));
-        return dw;
-    }
-    bool f64 = x->dtype == TG_F64;
     tg_tensor *dc = contig(c, fn, dout);
-    char *cols = dc ? im2col(c, x, g) : NULL;
-    if (!cols) return NULL;
-    const char *pd = tg__ptr(dc);
-    for (int64_t gi = 0; gi < g->G; gi++)
-        for (int64_t nn = 0; nn < g->N; nn++)
-            tg__gemm(c, f64, false, true, ocg, ckk, OHW, 1.0,
-                     pd + (nn * g->OC + gi * ocg) * OHW * es, OHW,
-                     cols + (nn * g->C * KK + gi * ckk) * OHW * es, OHW, nn ? 1.0 : 0.0,
-                     pdw + gi * ocg * ckk * es, ckk);
+    char *buf = !dc ? NULL : cols_are_x(x, g) ? tg__ptr(x) : cols_image_alloc(c, x, g);
+    if (!buf) return NULL;
+    for (int64_t nn = 0; nn < g->N; nn++)
+        weight_grad_image(c, g, x, nn, tg__ptr(dc) + nn * g->OC * g->OH * g->OW * es, buf,
+                          tg__ptr(dw));
     return dw;
+}
+
+/* ---- the bias gradient ---------------------------------------------------- */
+
+/* db[o] = dout[:, o] summed over (N, OH, OW) in the order reduce.c's
+ * contract fixes for tg_sum_axes (row-major over the reduced axes, blocks of
+ * SUM_BLOCK summed in double from 0, the block sums added in order from 0),
+ * so the bits are tg_sum_axes's (tested). One image at a time, its running
+ * block sums and totals kept per channel, and BIAS_CH channels at once, so
+ * their chains of dependent adds overlap instead of each add waiting for
+ * the one before. */
+#define SUM_BLOCK 4096 /* reduce.c's RED_BLOCK */
+#define BIAS_CH 8
+
+typedef struct {
+    int64_t OC, OHW;
+    int64_t left;     /* elements left in the current block, the same for all channels */
+    const char *d;    /* one image's contiguous (OC, OH, OW) */
+    double *acc, *tot; /* (OC) each: the current block's sums, the finished blocks' */
+} bias_args;
+
+#define BIAS_KERNEL(T, SFX)                                                            \
+    static void bias_image_##SFX(void *arg, int64_t t0, int64_t t1)                    \
+    {                                                                                  \
+        const bias_args *p = arg;                                                      \
+        const int64_t OHW = p->OHW;                                                    \
+        for (int64_t t = t0; t < t1; t++) {                                            \
+            const int64_t o0 = t * BIAS_CH;                                            \
+            const int64_t w = p->OC - o0 < BIAS_CH ? p->OC - o0 : BIAS_CH;             \
+            double acc[BIAS_CH] = {0}, tot[BIAS_CH] = {0};                             \
+            for (int64_t j = 0; j < w; j++) acc[j] = p->acc[o0 + j], tot[j] = p->tot[o0 + j]; \
+            const T *d = (const T *)p->d + o0 * OHW;                                   \
+            int64_t left = p->left;                                                    \
+            for (int64_t i = 0; i < OHW;) {                                            \
+                const int64_t e = i + (OHW - i < left ? OHW - i : left);               \
+                if (w == BIAS_CH)                                                      \
+                    for (int64_t k = i; k < e; k++)                                    \
+                        for (int j = 0; j < BIAS_CH; j++) acc[j] += (double)d[j * OHW + k]; \
+                else                                                                   \
+                    for (int64_t j = 0; j < w; j++)                                    \
+                        for (int64_t k = i; k < e; k++) acc[j] += (double)d[j * OHW + k]; \
+                left -= e - i;                                                         \
+                i = e;                                                                 \
+                if (left == 0) {                                                       \
+                    for (int j = 0; j < BIAS_CH; j++) tot[j] += acc[j], acc[j] = 0;    \
+                    left = SUM_BLOCK;                                                  \
+                }                                                                      \
+            }                                                                          \
+            for (int64_t j = 0; j < w; j++) p->acc[o0 + j] = acc[j], p->tot[o0 + j] = tot[j]; \
+        }                                                                              \
+    }
+
+BIAS_KERNEL(float, f32)
+BIAS_KERNEL(double, f64)
+
+/* Adds image dout_n ((OC, OH, OW) contiguous) to the running sums of p. */
+static void bias_grad_image(tg_ctx *c, bias_args *p, bool f64, const char *dout_n)
+{
+    p->d = dout_n;
+    tg__parallel_for(c, (p->OC + BIAS_CH - 1) / BIAS_CH, grain_for(BIAS_CH * p->OHW),
+                     f64 ? bias_image_f64 : bias_image_f32, p);
+    int64_t used = (SUM_BLOCK - p->left + p->OHW) % SUM_BLOCK;
+    p->left = SUM_BLOCK - used;
+}
+
+/* db (OC) = the sums of p: the last, unfinished block added. */
+static void bias_grad_finish(const bias_args *p, bool f64, tg_tensor *db)
+{
+    for (int64_t o = 0; o < p->OC; o++) {
+        double v = p->left < SUM_BLOCK ? p->tot[o] + p->acc[o] : p->tot[o];
+        if (f64) ((double *)tg__ptr(db))[o] = v;
+        else ((float *)tg__ptr(db))[o] = (float)v;
+    }
+}
+
+/* ---- conv2d's backward without a graph ------------------------------------ */
+
+/* x is (N, C, H, W), w is (OC, C/G, KH, KW), dout is (N, OC, OH, OW): the
+ * gradients conv2d's plain rule gives (input_grad, weight_grad, dout summed
+ * over (N, OH, OW)), with their bits, computed one image at a time: the
+ * image's dout is read by its two GEMMs and its bias sums while in cache. */
+static void conv2d_backward_direct(tg_ctx *c, const tg__node *n, tg_tensor *dout,
+                                   tg_tensor **dx)
+{
+    const char *fn = "tg_conv2d";
+    tg_tensor *x = n->in[0], *w = n->in[1];
+    geom g = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[0], w->shape[2],
+              w->shape[3], 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    tg_conv2d_opts o = opts_of(n);
+    if (!finish_geom(c, fn, "x", x, "w", w, &o, &g)) return;
+    const bool f64 = x->dtype == TG_F64;
+    const int64_t es = (int64_t)tg__esize(x->dtype);
+    const int64_t per_out = g.OC * g.OH * g.OW, per_in = g.C * g.H * g.W;
+    tg_tensor *dc = contig(c, fn, dout), *wc = NULL, *gx = NULL, *gw = NULL, *gb = NULL;
+    char *cx = NULL, *cw = NULL;
+    bias_args bp = {g.OC, g.OH * g.OW, SUM_BLOCK, NULL, NULL, NULL};
+    if (!dc) return;
+    if (NEED(0) && (!(wc = contig(c, fn, w)) || !(gx = tg__empty(c, fn, x->dtype, 4, x->shape)) ||
+                    !(cx = cols_image_alloc(c, x, &g))))
+        return;
+    if (NEED(1) && (!(gw = weight_grad_new(c, fn, x->dtype, &g)) ||
+                    !(cw = cols_are_x(x, &g) ? tg__ptr(x) : cols_image_alloc(c, x, &g))))
+        return;
+    if (NEED(2)) {
+        if (!(gb = tg__empty(c, fn, x->dtype, 1, &g.OC)) ||
+            !(bp.acc = tg__arena_alloc(c, (size_t)(2 * g.OC) * sizeof(double) + 1)))
+            return;
+        bp.tot = bp.acc + g.OC;
+        for (int64_t i = 0; i < 2 * g.OC; i++) bp.acc[i] = 0;
+    }
+    bool gw_empty = gw && tg__numel(4, gw->shape) == 0;
+    for (int64_t nn = 0; nn < g.N; nn++) {
+        const char *dn = tg__ptr(dc) + nn * per_out * es;
+        if (gw && !gw_empty) weight_grad_image(c, &g, x, nn, dn, cw, tg__ptr(gw));
+        if (gx && per_in > 0)
+            input_grad_image(c, &g, f64, tg__ptr(wc), dn, cx, tg__ptr(gx) + nn * per_in * es);
+        if (gb) bias_grad_image(c, &bp, f64, dn);
+    }
+    if (gb) bias_grad_finish(&bp, f64, gb);
+    dx[0] = gx;
+    dx[1] = gw;
+    dx[2] = gb;
 }
 
 /* The gradient ops are given the size (what: "input" or "kernel", e0 x
@@ -440,6 +675,11 @@ tg_tensor *tg_conv2d(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b,
 /* dx = input_grad(dout, w), dw = weight_grad(x, dout), db = dout summed over (N, OH, OW) */
 void tg__conv2d_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
+    /* with no graph to record (grad mode and anomaly mode off) */
+    if (!c->grad_enabled && !c->anomaly) {
+        conv2d_backward_direct(c, n, dout, dx);
+        return;
+    }
     tg_conv2d_opts o = opts_of(n);
     tg_tensor *x = n->in[0], *w = n->in[1];
     if (NEED(0)) dx[0] = tg_conv2d_input_grad(c, dout, w, x->shape[2], x->shape[3], &o);

@@ -11,6 +11,7 @@
 #include "fastmath.h"
 
 #include <math.h>
+#include <string.h>
 
 /* ====================================================================== */
 /* Kernels (macros and drivers from ew_kernels.h, shared with math.c)     */
@@ -46,7 +47,25 @@ EW_UN_PAIR(k_positive, X > 0 ? 1.0f : 0.0f, X > 0 ? 1.0 : 0.0)
 EW_BIN_PAIR(k_sqrt_bw, A / (B * 2.0f), A / (B * 2.0))
 EW_BIN_PAIR(k_tanh_bw, A * (B * B * -1.0f + 1.0f), A * (B * B * -1.0 + 1.0))
 EW_BIN_PAIR(k_sigmoid_bw, A * (B * (-B + 1.0f)), A * (B * (-B + 1.0)))
-EW_BIN_PAIR(k_relu_bw, A * (B > 0 ? 1.0f : 0.0f), A * (B > 0 ? 1.0 : 0.0))
+/* relu's mask [x > 0] as 1.0 or 0.0 made from the comparison's bits: the
+ * same value as (x > 0 ? 1 : 0), but GCC turns that ternary times dout into
+ * a branch (dout * 0 may trap, so it will not if-convert it), which
+ * mispredicts on every other element of real data and blocks vectorising. */
+static inline float pos_onef(float x)
+{
+    uint32_t u = -(uint32_t)(x > 0) & UINT32_C(0x3f800000);
+    float m;
+    memcpy(&m, &u, sizeof m);
+    return m;
+}
+static inline double pos_one(double x)
+{
+    uint64_t u = -(uint64_t)(x > 0) & UINT64_C(0x3ff0000000000000);
+    double m;
+    memcpy(&m, &u, sizeof m);
+    return m;
+}
+EW_BIN_PAIR(k_relu_bw, A * pos_onef(B), A * pos_one(B))
 
 /* A constant (no grad, not recorded) 0/1 mask of x > 0. */
 static tg_tensor *positive_mask(tg_ctx *c, tg_tensor *x)

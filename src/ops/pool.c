@@ -277,6 +277,53 @@ MAXP_KERNEL(double, f64)
 MAXP_NOPAD_KERNEL(float, uint32_t, f32)
 MAXP_NOPAD_KERNEL(double, uint64_t, f64)
 
+/* The common case, 2x2 windows at stride 2 without dilation over rows of
+ * unit stride, in two passes per chunk of a row so that both vectorise:
+ * the maximum and a 2-bit code of its place (same scan order and tie / NaN
+ * rule as above), then the codes turned into plane indices. */
+#define MAXP22_CHUNK 64
+#define MAXP22_KERNEL(T, SFX)                                                          \
+    static void maxp22_##SFX(void *arg, int64_t p0, int64_t p1)                        \
+    {                                                                                  \
+        const maxp_args *p = arg;                                                      \
+        const int64_t C = p->C, W = p->W, OH = p->OH, OW = p->OW, xs2 = p->xs[2];      \
+        const int64_t off[4] = {0, 1, W, W + 1};                                       \
+        int32_t code[MAXP22_CHUNK];                                                    \
+        for (int64_t pl = p0; pl < p1; pl++) {                                         \
+            const T *xp = (const T *)p->x + (pl / C) * p->xs[0] + (pl % C) * p->xs[1]; \
+            for (int64_t oh = 0; oh < OH; oh++) {                                      \
+                const T *r0 = xp + 2 * oh * xs2, *r1 = r0 + xs2;                       \
+                T *y = (T *)p->y + (pl * OH + oh) * OW;                                \
+                int64_t *ix = p->idx + (pl * OH + oh) * OW;                            \
+                for (int64_t c0 = 0; c0 < OW; c0 += MAXP22_CHUNK) {                    \
+                    const int64_t m = OW - c0 < MAXP22_CHUNK ? OW - c0 : MAXP22_CHUNK; \
+                    const T *a0 = r0 + 2 * c0, *a1 = r1 + 2 * c0;                      \
+                    for (int64_t j = 0; j < m; j++) {                                  \
+                        T best = a0[2 * j], v = a0[2 * j + 1];                         \
+                        int32_t k = 0, t = (v > best) | (v != v);                      \
+                        best = t ? v : best;                                           \
+                        k = t ? 1 : k;                                                 \
+                        v = a1[2 * j];                                                 \
+                        t = (v > best) | (v != v);                                     \
+                        best = t ? v : best;                                           \
+                        k = t ? 2 : k;                                                 \
+                        v = a1[2 * j + 1];                                             \
+                        t = (v > best) | (v != v);                                     \
+                        best = t ? v : best;                                           \
+                        k = t ? 3 : k;                                                 \
+                        y[c0 + j] = best;                                              \
+                        code[j] = k;                                                   \
+                    }                                                                  \
+                    const int64_t o = 2 * oh * W + 2 * c0;                             \
+                    for (int64_t j = 0; j < m; j++) ix[c0 + j] = o + 2 * j + off[code[j]]; \
+                }                                                                      \
+            }                                                                          \
+        }                                                                              \
+    }
+
+MAXP22_KERNEL(float, f32)
+MAXP22_KERNEL(double, f64)
+
 /* x is (N, C, H, W); y and indices are (N, C, OH, OW) */
 tg_tensor *tg_max_pool2d_with_indices(tg_ctx *c, tg_tensor *x, const tg_pool2d_opts *o,
                                       tg_tensor **indices)
@@ -303,9 +350,14 @@ tg_tensor *tg_max_pool2d_with_indices(tg_ctx *c, tg_tensor *x, const tg_pool2d_o
                           r.dilation[1]))
             return NULL;
         bool nopad = r.padding[0] == 0 && r.padding[1] == 0;
+        bool k22 = nopad && r.kernel[0] == 2 && r.kernel[1] == 2 && r.stride[0] == 2 &&
+                   r.stride[1] == 2 && r.dilation[0] == 1 && r.dilation[1] == 1 &&
+                   x->stride[3] == 1;
+        bool f64 = x->dtype == TG_F64;
         tg__parallel_for(c, N * C, grain_for(OH * OW * r.kernel[0] * r.kernel[1]),
-                         x->dtype == TG_F64 ? (nopad ? maxp_nopad_f64 : maxp_f64)
-                                            : (nopad ? maxp_nopad_f32 : maxp_f32),
+                         k22     ? (f64 ? maxp22_f64 : maxp22_f32)
+                         : nopad ? (f64 ? maxp_nopad_f64 : maxp_nopad_f32)
+                                 : (f64 ? maxp_f64 : maxp_f32),
                          &p);
     }
     tg__node *n;
@@ -323,10 +375,20 @@ tg_tensor *tg_max_pool2d(tg_ctx *c, tg_tensor *x, const tg_pool2d_opts *o)
     return tg_max_pool2d_with_indices(c, x, o, NULL);
 }
 
-/* dx = max_unpool2d(dout, idx): each gradient to its window's arg max */
+static tg_tensor *unpool_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_tensor *ic, int64_t h,
+                             int64_t w_);
+
+/* dx = max_unpool2d(dout, idx): each gradient to its window's arg max.
+ * With no graph to record (grad mode and anomaly mode off) the same kernel
+ * runs without max_unpool2d's checks: the forward made the indices (in
+ * range, contiguous) and the in-place check guards them since. */
 void tg__max_pool2d_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
-    if (NEED(0)) dx[0] = tg_max_unpool2d(c, dout, n->saved[0], n->iv[9], n->iv[10]);
+    if (!NEED(0)) return;
+    if (!c->grad_enabled && !c->anomaly)
+        dx[0] = unpool_run(c, "tg_max_unpool2d", dout, n->saved[0], n->iv[9], n->iv[10]);
+    else
+        dx[0] = tg_max_unpool2d(c, dout, n->saved[0], n->iv[9], n->iv[10]);
 }
 
 /* ====================================================================== */
@@ -388,6 +450,25 @@ static tg_tensor *check_index(tg_ctx *c, const char *fn, tg_tensor *idx, int64_t
     return ic;
 }
 
+/* x is (N, C, OH, OW) any strides, ic its contiguous checked indices; y is
+ * (N, C, h, w_) */
+static tg_tensor *unpool_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_tensor *ic, int64_t h,
+                             int64_t w_)
+{
+    tg_tensor *xc = contig(c, fn, x);
+    if (!xc) return NULL;
+    int64_t N = x->shape[0], C = x->shape[1];
+    tg_tensor *y = tg__empty(c, fn, x->dtype, 4, (const int64_t[]){N, C, h, w_});
+    if (!y) return NULL;
+    if (N * C > 0) {
+        plane_args p = {x->shape[2] * x->shape[3], h * w_, tg__ptr(xc),
+                        (const int64_t *)tg__ptr(ic), tg__ptr(y)};
+        tg__parallel_for(c, N * C, grain_for(p.per_in + p.per_out),
+                         x->dtype == TG_F64 ? unpool_f64 : unpool_f32, &p);
+    }
+    return y;
+}
+
 /* x, idx are (N, C, OH, OW); y is (N, C, h, w_) */
 tg_tensor *tg_max_unpool2d(tg_ctx *c, tg_tensor *x, tg_tensor *idx, int64_t h, int64_t w_)
 {
@@ -409,17 +490,8 @@ tg_tensor *tg_max_unpool2d(tg_ctx *c, tg_tensor *x, tg_tensor *idx, int64_t h, i
         return NULL;
     }
     tg_tensor *ic = check_index(c, fn, idx, h * w_);
-    tg_tensor *xc = ic ? contig(c, fn, x) : NULL;
-    if (!xc) return NULL;
-    int64_t N = x->shape[0], C = x->shape[1];
-    tg_tensor *y = tg__empty(c, fn, x->dtype, 4, (const int64_t[]){N, C, h, w_});
+    tg_tensor *y = ic ? unpool_run(c, fn, x, ic, h, w_) : NULL;
     if (!y) return NULL;
-    if (N * C > 0) {
-        plane_args p = {x->shape[2] * x->shape[3], h * w_, tg__ptr(xc),
-                        (const int64_t *)tg__ptr(ic), tg__ptr(y)};
-        tg__parallel_for(c, N * C, grain_for(p.per_in + p.per_out),
-                         x->dtype == TG_F64 ? unpool_f64 : unpool_f32, &p);
-    }
     tg__node *n;
     if (tg__record(c, TG_OP_MAX_UNPOOL2D, y, 2, in, &n)) return NULL;
     return y;
