@@ -163,6 +163,63 @@ static int build_backward(tg_ctx *c, const inputs *in, tg_tensor **out)
     return 3;
 }
 
+/* Convolutions over a batch of 10 images, which run in image groups side
+ * by side: the forward, the no-graph backward (input, weight and bias
+ * gradients), and the two gradient ops. */
+static tg_tensor *conv_x(tg_ctx *c, const inputs *in)
+{
+    return tg_reshape(c, tg_slice(c, in->a, 0, 0, 40, 1), TG_SHAPE(10, 4, 20, -1));
+}
+
+static tg_tensor *conv_w(tg_ctx *c, const inputs *in)
+{
+    return tg_reshape(c, tg_slice(c, tg_reshape(c, in->b, TG_SHAPE(-1)), 0, 0, 288, 1),
+                      TG_SHAPE(8, 4, 3, 3));
+}
+
+static tg_conv2d_opts conv_opts(void)
+{
+    tg_conv2d_opts o = tg_conv2d_defaults();
+    o.padding[0] = o.padding[1] = 1;
+    return o;
+}
+
+static const tg_conv2d_opts *conv_opts_p(void)
+{
+    static tg_conv2d_opts o;
+    o = conv_opts();
+    return &o;
+}
+
+BUILD1(conv2d, tg_conv2d(c, conv_x(c, in), conv_w(c, in), NULL, conv_opts_p()))
+
+static int build_conv2d_backward(tg_ctx *c, const inputs *in, tg_tensor **out)
+{
+    tg_tensor *x = tg_detach(c, conv_x(c, in)), *w = tg_detach(c, conv_w(c, in));
+    tg_tensor *b = tg_detach(c, tg_slice(c, in->row, 0, 0, 8, 1));
+    tg_set_requires_grad(x, true);
+    tg_set_requires_grad(w, true);
+    tg_set_requires_grad(b, true);
+    tg_conv2d_opts o = conv_opts();
+    tg_tensor *y = tg_conv2d(c, x, w, b, &o);
+    tu_assert_status(tg_backward(c, tg_sum(c, tg_mul(c, y, y))), TG_OK);
+    out[0] = y;
+    out[1] = tg_grad(x);
+    out[2] = tg_grad(w);
+    out[3] = tg_grad(b);
+    return 4;
+}
+
+static int build_conv2d_grad_ops(tg_ctx *c, const inputs *in, tg_tensor **out)
+{
+    tg_tensor *x = conv_x(c, in), *w = conv_w(c, in);
+    tg_conv2d_opts o = conv_opts();
+    tg_tensor *y = tg_conv2d(c, x, w, NULL, &o);
+    out[0] = tg_conv2d_weight_grad(c, x, y, 3, 3, &o);
+    out[1] = tg_conv2d_input_grad(c, y, w, tg_shape(x)[2], tg_shape(x)[3], &o);
+    return 2;
+}
+
 /* A linear layer's gradients: the weight's lands in .grad through a
  * deferred GEMM at commit (beta = 0, then beta = 1 on the second
  * backward), the input's through a GEMM in the walk. */
@@ -242,6 +299,9 @@ static const thread_case cases[] = {
     CASE(matmul_tall),
     CASE(backward),
     CASE(linear_grads),
+    CASE(conv2d),
+    CASE(conv2d_backward),
+    CASE(conv2d_grad_ops),
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -370,7 +430,7 @@ static const char *const parallel_cases[] = {
     "add_row",     "add_col",    "mul_T",        "exp",       "tanh_T",           "sigmoid",
     "relu",        "sum",        "sum_T",        "mean",      "sum_axis0",        "sum_axis_last",
     "sum_axis0_T", "mean_axis0", "softmax_last", "softmax_0", "log_softmax_last",
-    "matmul_skinny", "matmul_wide", "matmul_odd_T", "matmul_tall",
+    "matmul_skinny", "matmul_wide", "matmul_odd_T", "matmul_tall", "conv2d",
 };
 #define NPARALLEL ((int)(sizeof parallel_cases / sizeof parallel_cases[0]))
 

@@ -16,14 +16,20 @@
  * by its GEMMs and overwritten by the next image's while they are still in
  * cache (a batch's columns are 9 times the input: 14 MB for a 64-image
  * 32-channel 14x14 batch, written and read back from memory every call).
- * im2col and col2im are split over threads by rows and by (c) planes
- * (each output written by one thread in a fixed order: bit-identical
- * whatever the thread count); the GEMMs run outside any parallel region,
- * threaded by BLAS.
+ * Threads: a batch's images are cut into at most IMAGE_GROUPS groups, a
+ * number that depends on the batch size alone, and the groups run side by
+ * side, each thread with its own columns buffer. Outputs of an image
+ * (forward, input gradient) are its own; the weight gradient is summed per
+ * group (images in order, the first with GEMM beta 0, then beta 1) and the
+ * groups' sums added in group order, so its bits do not follow the thread
+ * count either. With one image (or inside another parallel region) the
+ * group runs alone and im2col / col2im (by rows and by (c) planes) and the
+ * GEMMs use the threads instead.
  */
 #include "ops_impl.h"
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #define NEED(i) (n->in[i] && n->in[i]->requires_grad)
@@ -345,12 +351,6 @@ static char *cols_alloc(tg_ctx *c, int64_t rows, int64_t cols, int64_t es)
     return tg__arena_alloc(c, (size_t)(rows * cols * es) + 1);
 }
 
-/* A buffer for the columns of one image, in c's arena; NULL on OOM. */
-static char *cols_image_alloc(tg_ctx *c, const tg_tensor *t, const geom *g)
-{
-    return cols_alloc(c, g->C * g->KH * g->KW, g->OH * g->OW, (int64_t)tg__esize(t->dtype));
-}
-
 /* True when x is its own columns matrix: a 1x1 kernel at stride 1 without
  * padding over a contiguous x needs no copy. */
 static bool cols_are_x(const tg_tensor *x, const geom *g)
@@ -378,40 +378,123 @@ static const char *im2col_image(tg_ctx *c, const tg_tensor *x, const geom *g, in
 /* Kernels without recording                                              */
 /* ====================================================================== */
 
+/* ---- images over threads ------------------------------------------------- */
+
+#define IMAGE_GROUPS 8 /* at most; fixed by the batch size, never by threads */
+
+typedef struct images images;
+/* One image's work: nn, whether it is the first of its group, the thread's
+ * columns buffer and the group's weight-gradient target (or NULL). */
+typedef void (*image_fn)(const images *j, int64_t nn, bool first, char *buf, char *dw);
+
+struct images {
+    tg_ctx *c;
+    const geom *g;
+    image_fn fn;
+    bool f64;
+    int64_t es;
+    const tg_tensor *x;     /* the input, any strides */
+    const tg_tensor *b;     /* the bias (forward) or NULL */
+    const char *pw, *dout;  /* contiguous weights and dout */
+    char *y, *dx;           /* outputs: forward y, input gradient */
+    int64_t P;              /* groups */
+    char **bufs;            /* one columns buffer per running thread */
+    char **dws;             /* P weight-gradient targets, dws[0] the result; or NULL */
+    _Atomic int next;       /* the next unused buffer */
+};
+
+static void images_task(void *arg, int64_t g0, int64_t g1)
+{
+    images *j = arg;
+    char *buf = j->bufs[atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)];
+    for (int64_t gi = g0; gi < g1; gi++) {
+        /* group gi: images [gi * N / P, (gi + 1) * N / P) */
+        int64_t b = gi * j->g->N / j->P, e = (gi + 1) * j->g->N / j->P;
+        for (int64_t nn = b; nn < e; nn++) j->fn(j, nn, nn == b, buf, j->dws ? j->dws[gi] : NULL);
+    }
+}
+
+/* Runs j->fn over every image of the batch, groups side by side. bufs: a
+ * columns buffer per thread (none when cols_buf is false); weight: each
+ * group gets a weight-gradient target, the first being dw, and the others'
+ * sums are added to dw in group order afterwards. False (error on c) on
+ * OOM. */
+static bool images_run(images *j, bool cols_buf, char *dw)
+{
+    tg_ctx *c = j->c;
+    const geom *g = j->g;
+    j->P = g->N < IMAGE_GROUPS ? g->N : IMAGE_GROUPS;
+    int64_t nbuf = tg_ctx_threads(c) < j->P ? tg_ctx_threads(c) : j->P;
+    j->bufs = tg__arena_alloc(c, (size_t)nbuf * sizeof(char *));
+    if (!j->bufs) return false;
+    for (int64_t i = 0; i < nbuf; i++) {
+        j->bufs[i] = cols_buf ? cols_alloc(c, g->C * g->KH * g->KW, g->OH * g->OW, j->es) : NULL;
+        if (cols_buf && !j->bufs[i]) return false;
+    }
+    const int64_t nw = g->OC * (g->C / g->G) * g->KH * g->KW;
+    j->dws = NULL;
+    if (dw) {
+        j->dws = tg__arena_alloc(c, (size_t)j->P * sizeof(char *));
+        if (!j->dws) return false;
+        j->dws[0] = dw;
+        for (int64_t i = 1; i < j->P; i++)
+            if (!(j->dws[i] = cols_alloc(c, nw, 1, j->es))) return false;
+    }
+    atomic_init(&j->next, 0);
+    tg__parallel_for(c, j->P, 1, images_task, j);
+    for (int64_t i = 1; dw && i < j->P; i++) {
+        if (j->f64) {
+            double *d = (double *)(void *)dw;
+            const double *s = (const double *)(const void *)j->dws[i];
+            for (int64_t k = 0; k < nw; k++) d[k] += s[k];
+        } else {
+            float *d = (float *)(void *)dw;
+            const float *s = (const float *)(const void *)j->dws[i];
+            for (int64_t k = 0; k < nw; k++) d[k] += s[k];
+        }
+    }
+    return true;
+}
+
+/* y's image nn = the bias, then the GEMMs add to it (beta 1) */
+static void forward_image(const images *j, int64_t nn, bool first, char *buf, char *dw)
+{
+    (void)first, (void)dw;
+    const geom *g = j->g;
+    const int64_t OHW = g->OH * g->OW, KK = g->KH * g->KW, es = j->es;
+    const int64_t cg = g->C / g->G, ocg = g->OC / g->G, ckk = cg * KK;
+    const char *cols = im2col_image(j->c, j->x, g, nn, buf);
+    char *py = j->y + nn * g->OC * OHW * es;
+    const tg_tensor *b = j->b;
+    for (int64_t o = 0; b && o < g->OC; o++) {
+        if (j->f64) {
+            double v = ((const double *)tg__ptr(b))[o * b->stride[0]],
+                   *row = (double *)(void *)py + o * OHW;
+            for (int64_t i = 0; i < OHW; i++) row[i] = v;
+        } else {
+            float v = ((const float *)tg__ptr(b))[o * b->stride[0]],
+                  *row = (float *)(void *)py + o * OHW;
+            for (int64_t i = 0; i < OHW; i++) row[i] = v;
+        }
+    }
+    for (int64_t gi = 0; gi < g->G; gi++)
+        tg__gemm(j->c, j->f64, false, false, ocg, OHW, ckk, 1.0, j->pw + gi * ocg * ckk * es, ckk,
+                 cols + gi * ckk * OHW * es, OHW, b ? 1.0 : 0.0, py + gi * ocg * OHW * es, OHW);
+}
+
 /* x is (N, C, H, W) any strides, w is (OC, C/G, KH, KW), b is (OC) or NULL; y is (N, OC, OH, OW) */
 static tg_tensor *conv2d_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_tensor *w,
                              tg_tensor *b, const geom *g)
 {
-    const int64_t OHW = g->OH * g->OW, KK = g->KH * g->KW;
-    const int64_t cg = g->C / g->G, ocg = g->OC / g->G, ckk = cg * KK;
     tg_tensor *y = tg__empty(c, fn, x->dtype, 4, (const int64_t[]){g->N, g->OC, g->OH, g->OW});
     if (!y) return NULL;
     if (g->N == 0 || g->OC == 0) return y;
-    bool f64 = x->dtype == TG_F64;
-    int64_t es = (int64_t)tg__esize(x->dtype);
     tg_tensor *wc = contig(c, fn, w);
-    char *buf = !wc ? NULL : cols_are_x(x, g) ? tg__ptr(x) : cols_image_alloc(c, x, g);
-    if (!buf) return NULL;
-    const char *pw = tg__ptr(wc), *pb = b ? tg__ptr(b) : NULL;
-    for (int64_t nn = 0; nn < g->N; nn++) {
-        const char *cols = im2col_image(c, x, g, nn, buf);
-        char *py = tg__ptr(y) + nn * g->OC * OHW * es;
-        /* the bias first, then the GEMMs add to it (beta 1) */
-        for (int64_t o = 0; b && o < g->OC; o++) {
-            if (f64) {
-                double v = ((const double *)pb)[o * b->stride[0]], *row = (double *)py + o * OHW;
-                for (int64_t i = 0; i < OHW; i++) row[i] = v;
-            } else {
-                float v = ((const float *)pb)[o * b->stride[0]], *row = (float *)py + o * OHW;
-                for (int64_t i = 0; i < OHW; i++) row[i] = v;
-            }
-        }
-        for (int64_t gi = 0; gi < g->G; gi++)
-            tg__gemm(c, f64, false, false, ocg, OHW, ckk, 1.0, pw + gi * ocg * ckk * es, ckk,
-                     cols + gi * ckk * OHW * es, OHW, b ? 1.0 : 0.0,
-                     py + gi * ocg * OHW * es, OHW);
-    }
-    return y;
+    if (!wc) return NULL;
+    images j = {.c = c, .g = g, .fn = forward_image, .f64 = x->dtype == TG_F64,
+                .es = (int64_t)tg__esize(x->dtype), .x = x, .b = b, .pw = tg__ptr(wc),
+                .y = tg__ptr(y)};
+    return images_run(&j, !cols_are_x(x, g), NULL) ? y : NULL;
 }
 
 /* One image's part of each gradient, shared by the gradient ops and
@@ -432,10 +515,10 @@ static void input_grad_image(tg_ctx *c, const geom *g, bool f64, const char *pw,
     tg__parallel_for(c, g->C, grain_for(KK * OHW), f64 ? col2im_f64 : col2im_f32, &p);
 }
 
-/* dw (OC, C/G, KH, KW) = (image 0) or += image nn's part: dout_n times the
+/* dw (OC, C/G, KH, KW) = (first) or += image nn's part: dout_n times the
  * columns of x's image nn (made in buf) */
 static void weight_grad_image(tg_ctx *c, const geom *g, const tg_tensor *x, int64_t nn,
-                              const char *dout_n, char *buf, char *dw)
+                              const char *dout_n, char *buf, char *dw, bool first)
 {
     const int64_t OHW = g->OH * g->OW, KK = g->KH * g->KW;
     const int64_t cg = g->C / g->G, ocg = g->OC / g->G, ckk = cg * KK;
@@ -444,7 +527,21 @@ static void weight_grad_image(tg_ctx *c, const geom *g, const tg_tensor *x, int6
     const char *cols = im2col_image(c, x, g, nn, buf);
     for (int64_t gi = 0; gi < g->G; gi++)
         tg__gemm(c, f64, false, true, ocg, ckk, OHW, 1.0, dout_n + gi * ocg * OHW * es, OHW,
-                 cols + gi * ckk * OHW * es, OHW, nn ? 1.0 : 0.0, dw + gi * ocg * ckk * es, ckk);
+                 cols + gi * ckk * OHW * es, OHW, first ? 0.0 : 1.0, dw + gi * ocg * ckk * es,
+                 ckk);
+}
+
+/* The gradients of image nn: the weight's (into the group's dw) when
+ * wanted, then the input's (into j->dx) when wanted; buf serves both in
+ * turn. */
+static void backward_image(const images *j, int64_t nn, bool first, char *buf, char *dw)
+{
+    const geom *g = j->g;
+    const char *dn = j->dout + nn * g->OC * g->OH * g->OW * j->es;
+    if (dw) weight_grad_image(j->c, g, j->x, nn, dn, buf, dw, first);
+    if (j->dx)
+        input_grad_image(j->c, g, j->f64, j->pw, dn, buf,
+                         j->dx + nn * g->C * g->H * g->W * j->es);
 }
 
 /* dout is (N, OC, OH, OW), w is (OC, C/G, KH, KW); dx is (N, C, H, W) */
@@ -454,15 +551,12 @@ static tg_tensor *input_grad_run(tg_ctx *c, const char *fn, tg_tensor *dout, tg_
     tg_tensor *dx = tg__empty(c, fn, dout->dtype, 4, (const int64_t[]){g->N, g->C, g->H, g->W});
     if (!dx) return NULL;
     if (g->N == 0 || g->C == 0 || g->H * g->W == 0) return dx;
-    bool f64 = dout->dtype == TG_F64;
-    int64_t es = (int64_t)tg__esize(dout->dtype);
     tg_tensor *wc = contig(c, fn, w), *dc = wc ? contig(c, fn, dout) : NULL;
-    char *cols = dc ? cols_image_alloc(c, dout, g) : NULL;
-    if (!cols) return NULL;
-    for (int64_t nn = 0; nn < g->N; nn++)
-        input_grad_image(c, g, f64, tg__ptr(wc), tg__ptr(dc) + nn * g->OC * g->OH * g->OW * es,
-                         cols, tg__ptr(dx) + nn * g->C * g->H * g->W * es);
-    return dx;
+    if (!dc) return NULL;
+    images j = {.c = c, .g = g, .fn = backward_image, .f64 = dout->dtype == TG_F64,
+                .es = (int64_t)tg__esize(dout->dtype), .pw = tg__ptr(wc), .dout = tg__ptr(dc),
+                .dx = tg__ptr(dx)};
+    return images_run(&j, true, NULL) ? dx : NULL;
 }
 
 /* A (OC, C/G, KH, KW) weight gradient for g, zero when N is 0 (its images
@@ -480,14 +574,11 @@ static tg_tensor *weight_grad_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_te
 {
     tg_tensor *dw = weight_grad_new(c, fn, x->dtype, g);
     if (!dw || g->N == 0 || tg__numel(4, dw->shape) == 0) return dw;
-    int64_t es = (int64_t)tg__esize(x->dtype);
     tg_tensor *dc = contig(c, fn, dout);
-    char *buf = !dc ? NULL : cols_are_x(x, g) ? tg__ptr(x) : cols_image_alloc(c, x, g);
-    if (!buf) return NULL;
-    for (int64_t nn = 0; nn < g->N; nn++)
-        weight_grad_image(c, g, x, nn, tg__ptr(dc) + nn * g->OC * g->OH * g->OW * es, buf,
-                          tg__ptr(dw));
-    return dw;
+    if (!dc) return NULL;
+    images j = {.c = c, .g = g, .fn = backward_image, .f64 = x->dtype == TG_F64,
+                .es = (int64_t)tg__esize(x->dtype), .x = x, .dout = tg__ptr(dc)};
+    return images_run(&j, !cols_are_x(x, g), tg__ptr(dw)) ? dw : NULL;
 }
 
 /* ---- the bias gradient ---------------------------------------------------- */
@@ -582,15 +673,11 @@ static void conv2d_backward_direct(tg_ctx *c, const tg__node *n, tg_tensor *dout
     const int64_t es = (int64_t)tg__esize(x->dtype);
     const int64_t per_out = g.OC * g.OH * g.OW, per_in = g.C * g.H * g.W;
     tg_tensor *dc = contig(c, fn, dout), *wc = NULL, *gx = NULL, *gw = NULL, *gb = NULL;
-    char *cx = NULL, *cw = NULL;
     bias_args bp = {g.OC, g.OH * g.OW, SUM_BLOCK, NULL, NULL, NULL};
     if (!dc) return;
-    if (NEED(0) && (!(wc = contig(c, fn, w)) || !(gx = tg__empty(c, fn, x->dtype, 4, x->shape)) ||
-                    !(cx = cols_image_alloc(c, x, &g))))
+    if (NEED(0) && (!(wc = contig(c, fn, w)) || !(gx = tg__empty(c, fn, x->dtype, 4, x->shape))))
         return;
-    if (NEED(1) && (!(gw = weight_grad_new(c, fn, x->dtype, &g)) ||
-                    !(cw = cols_are_x(x, &g) ? tg__ptr(x) : cols_image_alloc(c, x, &g))))
-        return;
+    if (NEED(1) && !(gw = weight_grad_new(c, fn, x->dtype, &g))) return;
     if (NEED(2)) {
         if (!(gb = tg__empty(c, fn, x->dtype, 1, &g.OC)) ||
             !(bp.acc = tg__arena_alloc(c, (size_t)(2 * g.OC) * sizeof(double) + 1)))
@@ -598,14 +685,16 @@ static void conv2d_backward_direct(tg_ctx *c, const tg__node *n, tg_tensor *dout
         bp.tot = bp.acc + g.OC;
         for (int64_t i = 0; i < 2 * g.OC; i++) bp.acc[i] = 0;
     }
-    bool gw_empty = gw && tg__numel(4, gw->shape) == 0;
-    for (int64_t nn = 0; nn < g.N; nn++) {
-        const char *dn = tg__ptr(dc) + nn * per_out * es;
-        if (gw && !gw_empty) weight_grad_image(c, &g, x, nn, dn, cw, tg__ptr(gw));
-        if (gx && per_in > 0)
-            input_grad_image(c, &g, f64, tg__ptr(wc), dn, cx, tg__ptr(gx) + nn * per_in * es);
-        if (gb) bias_grad_image(c, &bp, f64, dn);
+    bool want_w = gw && tg__numel(4, gw->shape) > 0, want_x = gx && per_in > 0;
+    if (g.N > 0 && (want_w || want_x)) {
+        images j = {.c = c, .g = &g, .fn = backward_image, .f64 = f64, .es = es, .x = x,
+                    .pw = wc ? tg__ptr(wc) : NULL, .dout = tg__ptr(dc),
+                    .dx = want_x ? tg__ptr(gx) : NULL};
+        if (!images_run(&j, want_x || !cols_are_x(x, &g), want_w ? tg__ptr(gw) : NULL)) return;
     }
+    /* the bias sums over every image in order (tg_sum_axes's bits) */
+    for (int64_t nn = 0; gb && nn < g.N; nn++)
+        bias_grad_image(c, &bp, f64, tg__ptr(dc) + nn * per_out * es);
     if (gb) bias_grad_finish(&bp, f64, gb);
     dx[0] = gx;
     dx[1] = gw;
