@@ -27,6 +27,7 @@
     X(tensor)          \
     X(ops)             \
     X(autograd)        \
+    X(accum)           \
     X(gradcheck)       \
     X(opgrad)          \
     X(errors)          \

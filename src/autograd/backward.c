@@ -295,32 +295,71 @@ static tg_status commit_leaf_grads(walk *w)
 /* ---- the walk ----------------------------------------------------------- */
 
 
-/* Runs n's no-graph backward. With defer (tg_backward), a leaf input whose
- * gradient nothing has touched yet is offered a deferral: its contribution
- * then runs at commit, straight into .grad. False on error (on c). */
+/* Whether g, an own buffer of x's gradient, can take a contribution in
+ * place: contiguous, of x's shape and dtype (own buffers are made so). */
+static bool fits(const tg_tensor *g, const tg_tensor *x)
+{
+    return g->dtype == x->dtype && tg__contig(g) && same_shape(g, x);
+}
+
+/*
+ * Lands d, an op's description of its whole contribution to x's gradient:
+ * with defer (tg_backward), a leaf nothing has touched keeps it for the
+ * commit, which runs it straight into .grad; an own buffer of the walk
+ * takes it in place (a GEMM with beta = 1, so a weight shared by T
+ * timesteps costs one buffer, not T products and adds); otherwise it runs
+ * into a fresh buffer, which takes the gradient so far (if any) and becomes
+ * the walk's own. False on error (on c).
+ */
+static bool land(walk *w, tg_tensor *x, const tg__defer *d, bool defer)
+{
+    tg_ctx *c = w->c;
+    if (defer && !on_walk_tape(w, x)) {
+        slot *s = lookup(w, x);
+        if (!s) return false;
+        if (!s->g && !s->pend) {
+            if (!(s->pend = tg__arena_alloc(c, sizeof *s->pend))) return false;
+            *s->pend = *d;
+            return true;
+        }
+    }
+    bool *own;
+    tg_tensor **s = grad_slot2(w, x, &own); /* a deferred one is materialised */
+    if (!s) return false;
+    if (*s && *own && fits(*s, x)) {
+        d->run(c, d, *s, true);
+        return true;
+    }
+    tg_tensor *buf = tg__empty_valid(c, x->dtype, x->ndim, x->shape);
+    if (!buf) return false;
+    d->run(c, d, buf, false);
+    if (*s) tg__acc_into(c, buf, *s); /* the same bits as *s + buf */
+    *s = buf;
+    *own = true;
+    return true;
+}
+
+/* Runs n's no-graph backward, offering every input that requires grad to
+ * describe its contribution instead of returning it (see land). False on
+ * error (on c). */
 static bool nograph_backward(walk *w, const tg__node *n, tg_tensor *g, tg_tensor **dx, bool defer)
 {
     tg_ctx *c = w->c;
-    tg__defer *d_local[8] = {NULL}, **d = d_local;
-    if (n->n_in > 8 && !(d = tg__arena_calloc(c, (size_t)n->n_in, sizeof *d))) return false;
-    for (int j = 0; defer && j < n->n_in; j++) {
-        tg_tensor *x = n->in[j];
-        if (!x || !x->requires_grad || on_walk_tape(w, x)) continue;
-        bool twice = false; /* one deferral per tensor */
-        for (int k = 0; k < j && !twice; k++) twice = n->in[k] == x;
-        slot *s = twice ? NULL : lookup(w, x);
-        if (!twice && !s) return false;
-        if (twice || s->g || s->pend) continue;
-        d[j] = tg__arena_calloc(c, 1, sizeof *d[j]);
-        if (!d[j]) return false;
+    tg__defer jobs_local[4], *jobs = jobs_local;
+    tg__defer *d_local[4] = {NULL}, **d = d_local;
+    if (n->n_in > 4 && (!(jobs = tg__arena_calloc(c, (size_t)n->n_in, sizeof *jobs)) ||
+                        !(d = tg__arena_calloc(c, (size_t)n->n_in, sizeof *d))))
+        return false;
+    for (int j = 0; j < n->n_in; j++) {
+        bool need = n->in[j] && n->in[j]->requires_grad;
+        jobs[j].run = NULL;
+        d[j] = need ? &jobs[j] : NULL;
     }
     tg__ops_nograph[n->op](c, n, g, dx, d);
     if (c->status != TG_OK) return false;
-    for (int j = 0; j < n->n_in; j++) {
-        if (!d[j] || !d[j]->run) continue;
-        slot *s = lookup(w, n->in[j]); /* present: the table may have moved */
-        s->pend = d[j];
-    }
+    /* in input order; an input used twice lands twice */
+    for (int j = 0; j < n->n_in; j++)
+        if (d[j] && d[j]->run && !land(w, n->in[j], d[j], defer)) return false;
     return true;
 }
 

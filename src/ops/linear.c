@@ -262,8 +262,8 @@ static void run_colsum(tg_ctx *c, const tg__defer *d, tg_tensor *dst, bool add)
     else COLSUM(float);
 }
 
-/* A ready deferral, or (defer NULL) the gradient computed now into a new
- * tensor of c with the given shape. */
+/* The job handed to the driver (defer non-NULL), or the gradient computed
+ * now into a new tensor of c with the given shape. */
 static tg_tensor *give(tg_ctx *c, const tg__defer *job, tg__defer *defer, tg_dtype dt, int ndim,
                        const int64_t *shape)
 {
@@ -277,8 +277,10 @@ static tg_tensor *give(tg_ctx *c, const tg__defer *job, tg__defer *defer, tg_dty
 }
 
 /* dout is (..., out) viewed as (R, out); x as (R, in); W is (out, in) */
-/* dx = dout W, dW = dout^T x, db = sum of dout over rows; dW and db deferred
- * when the driver asks (leaves), so they land in .grad with beta = 1. */
+/* dx = dout W, dW = dout^T x, db = sum of dout over rows, each described as
+ * a job when the driver asks: it runs it at commit straight into a leaf's
+ * .grad, or adds it into the gradient it holds (GEMM with beta = 1, column
+ * sums added), so a weight shared by T timesteps needs no dW per step. */
 void tg__linear_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx,
                                  tg__defer **defer)
 {
@@ -316,7 +318,8 @@ void tg__linear_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout, 
             ldw = IN;
         }
         tg__defer job = {run_gemm, f64, td, tw, R, IN, OUT, ldd, ldw, pd, tg__ptr(wb)};
-        if (!(dx[0] = give(c, &job, NULL, x->dtype, x->ndim, x->shape))) return;
+        dx[0] = give(c, &job, defer[0], x->dtype, x->ndim, x->shape);
+        if (!dx[0] && !defer[0]) return;
     }
     if (NEED(1)) {
         /* A = dout^T as (out, R), B = x as (R, in) */

@@ -77,13 +77,17 @@ bool tg__det_sum(tg_ctx *c, const double *v, int64_t n, double *out);
 bool tg__norm_axis(tg_ctx *c, const char *fn, int ndim, int axis, int *out);
 
 /*
- * A deferred gradient contribution: run(c, d, dst, add) writes (add false) or
- * adds (add true) one input's whole gradient into dst, a contiguous tensor
- * of that input's shape and dtype. It must not fail or allocate: the
- * backward driver calls it when it commits leaf gradients, after every
- * node has succeeded, so a GEMM lands in the leaf's .grad with beta = 1
- * (or beta = 0 into a fresh one) instead of a temporary plus an add. The
- * fields are the run function's arguments; c lends its threads.
+ * A described gradient contribution (a job): run(c, d, dst, add) writes
+ * (add false) or adds (add true) one input's whole gradient into dst, a
+ * contiguous tensor of that input's shape and dtype. It must not fail or
+ * allocate. The backward driver decides where it lands: at commit, after
+ * every node has succeeded, straight into a leaf's .grad (beta = 1, or
+ * beta = 0 into a fresh one); or right away into the gradient buffer the
+ * walk owns for that input (beta = 1: a weight shared by T timesteps
+ * costs one buffer, not T products plus adds); or into a fresh buffer
+ * that becomes the walk's. The data it reads (dout, the op's inputs)
+ * must stay unchanged until the commit. The fields are the run
+ * function's arguments; c lends its threads.
  */
 typedef struct tg__defer {
     void (*run)(tg_ctx *c, const struct tg__defer *d, tg_tensor *dst, bool add);
@@ -96,9 +100,9 @@ typedef struct tg__defer {
  * Optional backward of an op for when no graph is recorded (grad mode and
  * anomaly mode off): sets dx[j] like the plain backward, computed by direct
  * kernels instead of recorded ops, except that for an input j with
- * defer[j] non-NULL (a leaf whose gradient nothing else has touched yet) it
- * may instead fill *defer[j], including run, and leave dx[j] NULL. The
- * driver offers deferral only from tg_backward. Errors are recorded on c.
+ * defer[j] non-NULL (every input that requires grad) it may instead fill
+ * *defer[j], including run, and leave dx[j] NULL; the driver then lands
+ * that job (see tg__defer). Errors are recorded on c.
  */
 typedef void (*tg__backward_nograph_fn)(tg_ctx *c, const tg__node *n, tg_tensor *dout,
                                         tg_tensor **dx, tg__defer **defer);
