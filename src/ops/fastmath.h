@@ -38,13 +38,22 @@ static inline int32_t tg__f32_bits(float f)
 /* Put before a static kernel whose loop vectorises: GCC compiles it for
  * AVX-512, AVX2 and the baseline and picks one at load time (an ifunc).
  * The copies give the same bits: C11 mode keeps GCC from contracting
- * a * b + c into an fma, and nothing here calls libm. Other compilers and
- * targets get the baseline only. */
+ * a * b + c into an fma, and a libm call is the same function from every
+ * copy. Other compilers and targets get the baseline only. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define TG__VEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define TG__VEC_CLONES
 #endif
+
+/* A row sum in double as TG__NSUM partial sums over interleaved elements
+ * (a[k] += x[m + k]), a loop GCC vectorises, added up here in a fixed
+ * order: the same bits whatever the thread count. */
+#define TG__NSUM 8
+static inline double tg__sum_parts(const double *a)
+{
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+}
 
 /* c ? a : b by bit masks (m = -(int32_t)c: all ones or zero). Every value
  * is computed before it is chosen, so GCC vectorises the loops without
