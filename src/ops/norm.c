@@ -339,6 +339,17 @@ TG__VEC_CLONES static void lnb_f64(void *arg, int64_t r0, int64_t r1)
         }                                                                             \
     }
 
+TG__VEC_CLONES static void lnb_params(const lnb_plan *pp, bool f32, int64_t R, int64_t M,
+                                     double *restrict acc)
+{
+    const lnb_plan p = *pp;
+    if (f32) {
+        LNB_PARAMS(float)
+    } else {
+        LNB_PARAMS(double)
+    }
+}
+
 /* Gradients of layer_norm / rms_norm without ops (nothing records them). */
 static void last_dims_backward_fused(tg_ctx *c, const tg__node *n, tg_tensor *dout,
                                      tg_tensor **dx, bool rms)
@@ -368,11 +379,7 @@ static void last_dims_backward_fused(tg_ctx *c, const tg__node *n, tg_tensor *do
     if (!nw && !nb) return;
     double *acc = tg__arena_calloc(c, (size_t)(2 * M > 0 ? 2 * M : 1), sizeof(double));
     if (!acc) return;
-    if (f32) {
-        LNB_PARAMS(float)
-    } else {
-        LNB_PARAMS(double)
-    }
+    lnb_params(&p, f32, R, M, acc);
     for (int j = 0; j < 2; j++) {
         if (j == 0 ? !nw : !nb) continue;
         tg_tensor *t = tg__empty(c, fn, x->dtype, k, x->shape + x->ndim - k);
