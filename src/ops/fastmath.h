@@ -4,8 +4,9 @@
  * calls that cannot be), for the fused kernels (the LSTM cell, attention's
  * softmax, gelu). Library-internal.
  *
- * Accuracy: within 3 ulp of the correctly rounded result over every finite
- * float (tests/test_nn.c checks a dense sweep against the double functions),
+ * Accuracy: exp, sigmoid and tanh within 3 ulp of the correctly rounded
+ * result over every finite float, the normal tail within 8 ulp (tests/
+ * test_nn.c checks dense sweeps against the double functions),
  * NaN in gives NaN out, exp overflows to +inf and underflows gradually.
  * f64 keeps libm: these exist only for float.
  *

@@ -52,27 +52,27 @@ typedef struct {
  * max (NaN ignored, as the double path does) and the sum run over
  * TG__NSUM interleaved partials so they vectorise, the partial sums added
  * in a fixed order. */
-#define CE_ROW_F32(X)                                                                \
-    do {                                                                             \
-        float mk[TG__NSUM];                                                          \
-        double sk[TG__NSUM] = {0}, s = 0.0;                                          \
-        for (int k = 0; k < TG__NSUM; k++) mk[k] = -INFINITY;                        \
-        int64_t j = 0;                                                               \
-        for (; j + TG__NSUM <= n; j += TG__NSUM)                                     \
+#define CE_ROW_F32(X)                                                                       \
+    do {                                                                                    \
+        float mk[TG__NSUM];                                                                 \
+        double sk[TG__NSUM] = {0}, s = 0.0;                                                 \
+        for (int k = 0; k < TG__NSUM; k++) mk[k] = -INFINITY;                               \
+        int64_t j = 0;                                                                      \
+        for (; j + TG__NSUM <= n; j += TG__NSUM)                                            \
             for (int k = 0; k < TG__NSUM; k++) mk[k] = X(j + k) > mk[k] ? X(j + k) : mk[k]; \
-        for (; j < n; j++) mk[0] = X(j) > mk[0] ? X(j) : mk[0];                      \
-        float m = mk[0];                                                             \
-        for (int k = 1; k < TG__NSUM; k++) m = mk[k] > m ? mk[k] : m;                \
-        for (j = 0; j + TG__NSUM <= n; j += TG__NSUM)                                \
-            for (int k = 0; k < TG__NSUM; k++) sk[k] += (double)tg__expf(X(j + k) - m); \
-        for (; j < n; j++) s += (double)tg__expf(X(j) - m);                          \
-        s += tg__sum_parts(sk);                                                      \
-        if (o) {                                                                     \
-            double q = g / s;                                                        \
-            for (j = 0; j < n; j++)                                                  \
-                o[j] = (float)((double)tg__expf(X(j) - m) * q - (j == lab ? g : 0.0)); \
-        }                                                                            \
-        return log(s) - ((double)X(lab) - (double)m);                                \
+        for (; j < n; j++) mk[0] = X(j) > mk[0] ? X(j) : mk[0];                             \
+        float m = mk[0];                                                                    \
+        for (int k = 1; k < TG__NSUM; k++) m = mk[k] > m ? mk[k] : m;                       \
+        for (j = 0; j + TG__NSUM <= n; j += TG__NSUM)                                       \
+            for (int k = 0; k < TG__NSUM; k++) sk[k] += (double)tg__expf(X(j + k) - m);     \
+        for (; j < n; j++) s += (double)tg__expf(X(j) - m);                                 \
+        s += tg__sum_parts(sk);                                                             \
+        if (o) {                                                                            \
+            double q = g / s;                                                               \
+            for (j = 0; j < n; j++)                                                         \
+                o[j] = (float)((double)tg__expf(X(j) - m) * q - (j == lab ? g : 0.0));      \
+        }                                                                                   \
+        return log(s) - ((double)X(lab) - (double)m);                                       \
     } while (0)
 #define CE_AT1(j) x[j]
 #define CE_ATS(j) x[(j) * xs]

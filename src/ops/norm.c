@@ -20,7 +20,7 @@
  * differentiable again; otherwise the saved statistics are used. layer_norm
  * and rms_norm, when nothing records the gradient at all, compute it in
  * one fused pass per row instead (and dweight, dbias in one pass).
- * A row's sums run as NSUM interleaved partial sums added in a fixed order
+ * A row's sums run as TG__NSUM interleaved partial sums added in a fixed order
  * (so GCC vectorises them, and the bits still do not depend on threads),
  * and the row kernels are also compiled for AVX-512 and AVX2
  * (TG__VEC_CLONES).
@@ -101,31 +101,28 @@ typedef struct {
     bool rms;
 } rows_plan;
 
-#define NSUM TG__NSUM
-#define sum_parts tg__sum_parts
-
 /* sum of x, and of (x - mu)^2 */
-#define ROW_SUMS(T)                                                                 \
-    static inline double sum_##T(const T *x, int64_t n)                             \
-    {                                                                               \
-        double a[NSUM] = {0}, t = 0.0;                                              \
-        int64_t m = 0;                                                              \
-        for (; m + NSUM <= n; m += NSUM)                                            \
-            for (int k = 0; k < NSUM; k++) a[k] += (double)x[m + k];                \
-        for (; m < n; m++) t += (double)x[m];                                       \
-        return sum_parts(a) + t;                                                    \
-    }                                                                               \
-    static inline double sumsq_##T(const T *x, int64_t n, double mu)                \
-    {                                                                               \
-        double a[NSUM] = {0}, t = 0.0;                                              \
-        int64_t m = 0;                                                              \
-        for (; m + NSUM <= n; m += NSUM)                                            \
-            for (int k = 0; k < NSUM; k++) {                                        \
-                double d = (double)x[m + k] - mu;                                   \
-                a[k] += d * d;                                                      \
-            }                                                                       \
-        for (; m < n; m++) t += ((double)x[m] - mu) * ((double)x[m] - mu);         \
-        return sum_parts(a) + t;                                                    \
+#define ROW_SUMS(T)                                                        \
+    static inline double sum_##T(const T *x, int64_t n)                    \
+    {                                                                      \
+        double a[TG__NSUM] = {0}, t = 0.0;                                 \
+        int64_t m = 0;                                                     \
+        for (; m + TG__NSUM <= n; m += TG__NSUM)                           \
+            for (int k = 0; k < TG__NSUM; k++) a[k] += (double)x[m + k];   \
+        for (; m < n; m++) t += (double)x[m];                              \
+        return tg__sum_parts(a) + t;                                       \
+    }                                                                      \
+    static inline double sumsq_##T(const T *x, int64_t n, double mu)       \
+    {                                                                      \
+        double a[TG__NSUM] = {0}, t = 0.0;                                 \
+        int64_t m = 0;                                                     \
+        for (; m + TG__NSUM <= n; m += TG__NSUM)                           \
+            for (int k = 0; k < TG__NSUM; k++) {                           \
+                double d = (double)x[m + k] - mu;                          \
+                a[k] += d * d;                                             \
+            }                                                              \
+        for (; m < n; m++) t += ((double)x[m] - mu) * ((double)x[m] - mu); \
+        return tg__sum_parts(a) + t;                                       \
     }
 ROW_SUMS(float)
 ROW_SUMS(double)
@@ -286,33 +283,33 @@ typedef struct {
     int64_t M;
 } lnb_plan;
 
-#define LNB_ROWS(T)                                                                   \
-    for (int64_t r = r0; r < r1; r++) {                                               \
-        const T *xr = (const T *)p->x + r * p->M, *dr = (const T *)p->d + r * p->M;   \
-        const T *w = (const T *)p->w;                                                 \
-        T *o = (T *)p->dx + r * p->M;                                                 \
-        double mu = p->mean ? (double)((const T *)p->mean)[r] : 0.0;                  \
-        double rs = (double)((const T *)p->rstd)[r], sg = 0.0, sgx = 0.0;             \
-        double ag[NSUM] = {0}, agx[NSUM] = {0};                                       \
-        int64_t m = 0;                                                                \
-        for (; m + NSUM <= p->M; m += NSUM)                                           \
-            for (int k = 0; k < NSUM; k++) {                                          \
+#define LNB_ROWS(T)                                                                      \
+    for (int64_t r = r0; r < r1; r++) {                                                  \
+        const T *xr = (const T *)p->x + r * p->M, *dr = (const T *)p->d + r * p->M;      \
+        const T *w = (const T *)p->w;                                                    \
+        T *o = (T *)p->dx + r * p->M;                                                    \
+        double mu = p->mean ? (double)((const T *)p->mean)[r] : 0.0;                     \
+        double rs = (double)((const T *)p->rstd)[r], sg = 0.0, sgx = 0.0;                \
+        double ag[TG__NSUM] = {0}, agx[TG__NSUM] = {0};                                  \
+        int64_t m = 0;                                                                   \
+        for (; m + TG__NSUM <= p->M; m += TG__NSUM)                                      \
+            for (int k = 0; k < TG__NSUM; k++) {                                         \
                 double g = w ? (double)dr[m + k] * (double)w[m + k] : (double)dr[m + k]; \
-                ag[k] += g;                                                           \
-                agx[k] += g * (((double)xr[m + k] - mu) * rs);                        \
-            }                                                                         \
-        for (; m < p->M; m++) {                                                       \
-            double g = w ? (double)dr[m] * (double)w[m] : (double)dr[m];              \
-            sg += g;                                                                  \
-            sgx += g * (((double)xr[m] - mu) * rs);                                   \
-        }                                                                             \
-        sg += sum_parts(ag);                                                          \
-        sgx += sum_parts(agx);                                                        \
-        double mg = p->mean ? sg / (double)p->M : 0.0, mgx = sgx / (double)p->M;      \
-        for (m = 0; m < p->M; m++) {                                                  \
-            double g = w ? (double)dr[m] * (double)w[m] : (double)dr[m];              \
-            o[m] = (T)(rs * (g - mg - ((double)xr[m] - mu) * rs * mgx));              \
-        }                                                                             \
+                ag[k] += g;                                                              \
+                agx[k] += g * (((double)xr[m + k] - mu) * rs);                           \
+            }                                                                            \
+        for (; m < p->M; m++) {                                                          \
+            double g = w ? (double)dr[m] * (double)w[m] : (double)dr[m];                 \
+            sg += g;                                                                     \
+            sgx += g * (((double)xr[m] - mu) * rs);                                      \
+        }                                                                                \
+        sg += tg__sum_parts(ag);                                                         \
+        sgx += tg__sum_parts(agx);                                                       \
+        double mg = p->mean ? sg / (double)p->M : 0.0, mgx = sgx / (double)p->M;         \
+        for (m = 0; m < p->M; m++) {                                                     \
+            double g = w ? (double)dr[m] * (double)w[m] : (double)dr[m];                 \
+            o[m] = (T)(rs * (g - mg - ((double)xr[m] - mu) * rs * mgx));                 \
+        }                                                                                \
     }
 
 TG__VEC_CLONES static void lnb_f32(void *arg, int64_t r0, int64_t r1)
