@@ -3,8 +3,8 @@
  * group_norm, batch_norm (with running statistics over two steps) and
  * sdpa in f32 and f64 against NumPy; dropout's determinism, statistics
  * and eval identity; embedding with repeated indices; thread invariance;
- * error paths; the fast f32 exp / sigmoid / tanh within 3 ulp and the
- * fused LSTM cell against its composite. (Gradients to second order are checked by the opgrad
+ * error paths; the fast f32 exp / sigmoid / tanh within 3 ulp, the normal
+ * tail and f32 gelu within 8 ulp, and the fused LSTM cell against its composite. (Gradients to second order are checked by the opgrad
  * table; sdpa is also gradient-checked here, with a mask that requires grad.)
  *
  * Inputs are seq(n, a, b, s)[i] = s * sin(a * i + b). The reference values
@@ -18,6 +18,7 @@
  */
 #include <check.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tapegrad.h"
@@ -688,6 +689,59 @@ START_TEST(test_fastmath_ulps)
 }
 END_TEST
 
+/* fastmath.h's tail k Phi(-|x|) and f32 tg_gelu (its kernel, whichever
+ * copy the CPU runs) against double erfc over every 4099th float bit
+ * pattern with |x| <= 16 (65537th under valgrind) plus chosen points:
+ * within 8 ulp where the exact result is a normal float, within 4 units of
+ * 2^-149 below; specials as x / 2 erfc(-x / sqrt 2) gives them (-inf is
+ * -inf * 0 = NaN, -0 stays -0). */
+START_TEST(test_fastmath_gelu_ulps)
+{
+    static const float pts[] = {0.0f,  -0.0f,   1e-30f,  -1e-30f,   1e-45f,    -1e-45f,  0.5f,
+                                -0.5f, -13.1f,  -13.2f,  -14.3f,    -16.0f,    16.0f,    -20.0f,
+                                30.0f, -1e30f,  1e30f,   INFINITY,  -INFINITY, NAN,      3.4e38f};
+    const size_t np = sizeof pts / sizeof pts[0];
+    const uint64_t stride = tu_under_valgrind() ? 65537 : 4099;
+    const int64_t cap = (int64_t)np + (int64_t)(((1ull << 32) / stride) / 2 + 1);
+    float *xs = malloc((size_t)cap * sizeof *xs);
+    ck_assert_ptr_nonnull(xs);
+    int64_t n = 0;
+    for (size_t i = 0; i < np; i++) xs[n++] = pts[i];
+    for (uint64_t b = 0; b < (1ull << 32); b += stride) {
+        uint32_t u = (uint32_t)b;
+        float x;
+        memcpy(&x, &u, sizeof x);
+        if (fabsf(x) <= 16.0f && n < cap) xs[n++] = x;
+    }
+    tg_ctx *c = tu_ctx();
+    tg_tensor *t = tg_tensor_from(c, TG_F32, 1, &n, xs);
+    tg_tensor *g = tg_gelu(c, t);
+    ck_assert_ptr_nonnull(g);
+    const float *gv = tg_data(g);
+    double worst[2] = {0, 0};
+    for (int64_t i = 0; i < n; i++) {
+        float x = xs[i];
+        double xd = x, want[2] = {0.5 * erfc(fabs(xd) * 0.70710678118654752440), 0.5 * xd * erfc(-xd * 0.70710678118654752440)};
+        float got[2] = {tg__phi_lowerf(x, 1.0f), gv[i]};
+        for (int k = 0; k < 2; k++) {
+            if (isnan(want[k]) || isinf(want[k]) || fabs(want[k]) >= 0x1p-126) {
+                double e = ulps(got[k], want[k]);
+                ck_assert_msg(e <= 8.0, "%s at %a: %g ulp", k ? "gelu" : "phi", (double)x, e);
+                if (e > worst[k]) worst[k] = e;
+            } else {
+                ck_assert_msg(fabs(got[k] - want[k]) <= 0x1p-147, "%s at %a: %a, want %a",
+                              k ? "gelu" : "phi", (double)x, (double)got[k], want[k]);
+            }
+        }
+    }
+    /* -inf: NaN as x / 2 erfc(-x / sqrt 2); -0 keeps its sign */
+    ck_assert(isnan(gv[18]) && signbit(gv[1]) && gv[17] == INFINITY);
+    ck_assert(worst[0] > 1 && worst[1] > 1); /* the sweep reaches the error */
+    free(xs);
+    tg_ctx_free(c);
+}
+END_TEST
+
 /* tg_lstm_cell against the same step written with ops, f64 and f32, and
  * the gradients of both inputs */
 START_TEST(test_lstm_cell_values)
@@ -786,6 +840,7 @@ Suite *nn_suite(void)
     TCase *rnn = tu_tcase("lstm_cell");
     tcase_set_timeout(rnn, 120);
     tcase_add_test(rnn, test_fastmath_ulps);
+    tcase_add_test(rnn, test_fastmath_gelu_ulps);
     tcase_add_loop_test(rnn, test_lstm_cell_values, 0, 2);
     tcase_add_test(rnn, test_lstm_cell_errors);
     suite_add_tcase(s, rnn);

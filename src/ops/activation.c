@@ -6,10 +6,10 @@
  * Forward kernels are fused and written for stability (no overflow for any
  * finite input); backward rules are compositions of public ops so that they
  * can be differentiated again (gelu's, when nothing records it, is one
- * pass that reads Phi back from the forward's output, with no second erfc;
- * the forward keeps glibc's erfcf: a branch-free vectorised erfc measured
- * 2x slower on the |x| < 1 inputs that dominate in practice). Branch
- * masks are constant tensors, and a
+ * pass that reads Phi back from the forward's output, with no second erfc).
+ * f32 gelu runs on fastmath.h's one-form Phi tail (no erfcf call, no
+ * branch), compiled for AVX-512 and AVX2 as well as the baseline, chosen at
+ * load time; f64 keeps libm. Branch masks are constant tensors, and a
  * branch is selected with tg_where rather than multiplied by a 0/1 mask, so
  * that a value that is inf on the unselected side never turns into NaN.
  */
@@ -75,12 +75,37 @@ static inline double log_sigmoid_(double x) { return fmin(x, 0.0) - log1p(exp(-f
 EW_UN_PAIR(k_leaky_relu, X > 0 ? X : P0 * X, X > 0 ? X : P0 * X)
 EW_UN_PAIR(k_leaky_slope, X > 0 ? 1.0f : P0, X > 0 ? 1.0 : P0)
 EW_UN_PAIR(k_elu, X > 0 ? X : P0 * expm1f(X), X > 0 ? X : P0 * expm1(X))
-EW_UN_PAIR(k_gelu, 0.5f * X * erfcf(-X * (float)TG__SQRT1_2), 0.5 * X * erfc(-X * TG__SQRT1_2))
+EW_UN_KERNEL(k_gelu_f64, double, 0.5 * X * erfc(-X * TG__SQRT1_2))
 EW_UN_PAIR(k_gelu_tanh, gelu_tanhf_(X), gelu_tanh_(X))
 EW_UN_PAIR(k_silu, X * sigmoidf_(X), X * sigmoid_(X))
 EW_UN_PAIR(k_softplus, softplusf_(X, P0, P1), softplus_(X, P0, P1))
 EW_UN_PAIR(k_hardtanh, X < P0 ? P0 : X > P1 ? P1 : X, X < P0 ? P0 : X > P1 ? P1 : X)
 EW_UN_PAIR(k_log_sigmoid, log_sigmoidf_(X), log_sigmoid_(X))
+
+/* gelu(x) = x Phi(x): x Phi(-|x|) for x <= 0, x - x Phi(-|x|) above (no
+ * cancellation: x Phi(-x) <= x / 2), x itself above 16 (where the tail
+ * would be inf * 0 at +inf). -inf gives NaN, as x / 2 erfc(-x / sqrt 2)
+ * does. Within 8 ulp of the double result where that is a normal float
+ * (tests/test_nn.c). */
+static inline float geluf_(float x)
+{
+    float h = tg__phi_lowerf(x, x);
+    float y = tg__f32_sel(-(int32_t)(x > 0), x - h, h);
+    return tg__f32_sel(-(int32_t)(x > 16.0f), x, y);
+}
+
+/* k_gelu's f32 run (the EW_UN_KERNEL shape, by hand for the clones) */
+TG__VEC_CLONES static void k_gelu_f32(int64_t n, char **p, const int64_t *s, void *aux)
+{
+    (void)aux;
+    float *restrict o = (float *)p[0];
+    if (s[1] == (int64_t)sizeof(float)) {
+        const float *restrict x = (const float *)p[1];
+        for (int64_t i = 0; i < n; i++) o[i] = geluf_(x[i]);
+    } else {
+        for (int64_t i = 0; i < n; i++) o[i] = geluf_(*(const float *)(p[1] + i * s[1]));
+    }
+}
 
 /* t, or a contiguous copy of it in c (not recorded). */
 static tg_tensor *dense(tg_ctx *c, tg_tensor *t)
@@ -91,10 +116,25 @@ static tg_tensor *dense(tg_ctx *c, tg_tensor *t)
     return d;
 }
 
-/* gelu's gradient from the forward's output y, in one pass: Phi(x) = y / x
- * (1/2 at |x| <= 1e-20, where y / x would lose it), so no erfc is
- * evaluated again: dout * (y / x + x e^(-x^2/2) / sqrt(2 pi)); f32
- * vectorised with tg__expf. Absolute error a few ulp of max(1, |gelu'|). */
+/* gelu's f32 gradient over n dense elements: Phi(x) = y / x (1/2 at
+ * |x| <= 1e-20, where y / x would lose it), so no erfc is evaluated again:
+ * dout * (y / x + x e^(-x^2/2) / sqrt(2 pi)). Absolute error a few ulp of
+ * max(1, |gelu'|). */
+TG__VEC_CLONES static void gelu_grad_f32(int64_t n, const float *restrict px,
+                                         const float *restrict py, const float *restrict pd,
+                                         float *restrict o)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float v = px[i];
+        int32_t big = -(int32_t)(tg__f32_from_bits(tg__f32_bits(v) & 0x7fffffff) > 1e-20f);
+        /* the divisor kept nonzero where unused, for the branch-free select */
+        float phi = tg__f32_sel(big, py[i] / tg__f32_sel(big, v, 1.0f), 0.5f);
+        o[i] = pd[i] * (phi + v * (tg__expf(-0.5f * (v * v)) * (float)TG__INV_SQRT_2PI));
+    }
+}
+
+/* gelu's gradient from the forward's output y, in one pass (f64 with
+ * libm's exp) */
 static tg_tensor *gelu_grad(tg_ctx *c, tg_tensor *x, tg_tensor *y, tg_tensor *dout)
 {
     tg_tensor *xd = dense(c, x), *yd = xd ? dense(c, y) : NULL, *dd = yd ? dense(c, dout) : NULL;
@@ -102,17 +142,8 @@ static tg_tensor *gelu_grad(tg_ctx *c, tg_tensor *x, tg_tensor *y, tg_tensor *do
     if (!g) return NULL;
     int64_t n = tg__numel(x->ndim, x->shape);
     if (x->dtype == TG_F32) {
-        const float *restrict px = (const float *)tg__ptr(xd);
-        const float *restrict py = (const float *)tg__ptr(yd);
-        const float *restrict pd = (const float *)tg__ptr(dd);
-        float *restrict o = (float *)tg__ptr(g);
-        for (int64_t i = 0; i < n; i++) {
-            float v = px[i];
-            int32_t big = -(int32_t)(tg__f32_from_bits(tg__f32_bits(v) & 0x7fffffff) > 1e-20f);
-            /* the divisor kept nonzero where unused, for the branch-free select */
-            float phi = tg__f32_sel(big, py[i] / tg__f32_sel(big, v, 1.0f), 0.5f);
-            o[i] = pd[i] * (phi + v * (tg__expf(-0.5f * (v * v)) * (float)TG__INV_SQRT_2PI));
-        }
+        gelu_grad_f32(n, (const float *)tg__ptr(xd), (const float *)tg__ptr(yd),
+                      (const float *)tg__ptr(dd), (float *)tg__ptr(g));
     } else {
         const double *px = (const double *)tg__ptr(xd), *py = (const double *)tg__ptr(yd);
         const double *pd = (const double *)tg__ptr(dd);

@@ -1,10 +1,12 @@
 /*
- * fastmath.h - branch-free f32 exp, sigmoid and tanh that a compiler can
- * vectorise (glibc's expf / tanhf are calls that cannot be), for the fused
- * kernels (the LSTM cell). Library-internal.
+ * fastmath.h - branch-free f32 exp, sigmoid, tanh and the normal tail
+ * Phi(-|x|) that a compiler can vectorise (glibc's expf / tanhf / erfcf are
+ * calls that cannot be), for the fused kernels (the LSTM cell, attention's
+ * softmax, gelu). Library-internal.
  *
- * Accuracy: within 3 ulp of the correctly rounded result over every finite
- * float (tests/test_nn.c checks a dense sweep against the double functions),
+ * Accuracy: exp, sigmoid and tanh within 3 ulp of the correctly rounded
+ * result over every finite float, the normal tail within 8 ulp (tests/
+ * test_nn.c checks dense sweeps against the double functions),
  * NaN in gives NaN out, exp overflows to +inf and underflows gradually.
  * f64 keeps libm: these exist only for float.
  *
@@ -32,6 +34,26 @@ static inline int32_t tg__f32_bits(float f)
     int32_t b;
     memcpy(&b, &f, sizeof b);
     return b;
+}
+
+/* Put before a static kernel whose loop vectorises: GCC compiles it for
+ * AVX-512, AVX2 and the baseline and picks one at load time (an ifunc).
+ * The copies give the same bits: C11 mode keeps GCC from contracting
+ * a * b + c into an fma, and a libm call is the same function from every
+ * copy. Other compilers and targets get the baseline only. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define TG__VEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define TG__VEC_CLONES
+#endif
+
+/* A row sum in double as TG__NSUM partial sums over interleaved elements
+ * (a[k] += x[m + k]), a loop GCC vectorises, added up here in a fixed
+ * order: the same bits whatever the thread count. */
+#define TG__NSUM 8
+static inline double tg__sum_parts(const double *a)
+{
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
 }
 
 /* c ? a : b by bit masks (m = -(int32_t)c: all ones or zero). Every value
@@ -95,6 +117,48 @@ static inline float tg__tanhf(float x)
     float big = 1.0f - 2.0f / (tg__expf(a + a) + 1.0f);
     big = tg__f32_from_bits(tg__f32_bits(big) | (tg__f32_bits(x) & INT32_MIN));
     return tg__f32_sel(-(int32_t)(a < 0.625f), s, big);
+}
+
+/* k Phi(-|x|) = k erfc(|x| / sqrt 2) / 2: the lower tail of the standard
+ * normal distribution, times k (gelu passes k = x), within 4 ulp where the
+ * result is a normal float (tests/test_nn.c sweeps it against double
+ * erfc); NaN gives NaN, |x| = inf gives k * 0.
+ *
+ * One form for the whole line, so there is nothing to select: with
+ * t = 1 / (1 + |x| / 4), erfc(|x| / sqrt 2) = t e^(P(t) - x^2 / 2), P a
+ * degree-10 polynomial in t - 0.61 (a weighted least-squares fit of
+ * log(erfc(|x| / sqrt 2) e^(x^2 / 2) / t) for |x| in [0, 15], float
+ * coefficients, fit error 2.1e-8; Numerical Recipes' erfcc has this
+ * shape). t takes two roundings, x / 4 none. The exponent keeps the low
+ * bits of x^2 / 2, whose rounding would cost up to x^2 / 2 ulp: x = xh + xl
+ * with xh of 12 significant bits, so xh^2 / 2 is exact, x^2 / 2 = xh^2 / 2
+ * + xl (xh + x) / 2, and the rounding error e of P - x^2 / 2 (Knuth's
+ * TwoSum) multiplies the result as 1 + e. k multiplies before the
+ * exponential, so a result near the underflow threshold is rounded once.
+ * |x| is clamped at 16, where the result has long underflowed. */
+static inline float tg__phi_lowerf(float x, float k)
+{
+    float a = tg__f32_from_bits(tg__f32_bits(x) & 0x7fffffff);
+    a = tg__f32_sel(-(int32_t)(a > 16.0f), 16.0f, a); /* NaN passes through */
+    const float t = 1.0f / (1.0f + 0.25f * a);
+    const float u = t - 0.61f;
+    float p = 1.717668027e-01f;
+    p = p * u - 1.897090822e-01f;
+    p = p * u - 2.970757186e-01f;
+    p = p * u + 2.153260559e-01f;
+    p = p * u + 3.763998449e-01f;
+    p = p * u - 1.203971207e-01f;
+    p = p * u - 4.905351698e-01f;
+    p = p * u - 1.269308329e-01f;
+    p = p * u + 7.460786104e-01f;
+    p = p * u + 1.775968790e+00f;
+    p = p * u - 7.875778079e-01f;
+    const float ah = tg__f32_from_bits(tg__f32_bits(a) & (int32_t)0xfffff000);
+    const float hi = 0.5f * (ah * ah), lo = 0.5f * ((a - ah) * (ah + a));
+    /* s + e = (p - lo) - hi exactly */
+    const float b = p - lo, s = b - hi, bb = s - b;
+    const float e = (b - (s - bb)) + (-hi - bb);
+    return ((0.5f * k) * t) * (tg__expf(s) * (1.0f + e));
 }
 
 #endif /* TG_OPS_FASTMATH_H */

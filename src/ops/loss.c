@@ -10,8 +10,11 @@
  * bit-identical whatever the thread count. Every backward is written with
  * ops (mul, sub, softmax) and constant tensors built from the labels, so
  * create_graph gives second derivatives; tg_cross_entropy's, when nothing
- * records it, is one fused pass per row instead.
+ * records it, is one fused pass per row instead. For f32 logits those two
+ * tg_cross_entropy kernels take e^(x - max) from fastmath.h's tg__expf
+ * (within 3 ulp, vectorised; the sums stay in double), f64 from libm.
  */
+#include "fastmath.h"
 #include "ops_impl.h"
 
 #include <math.h>
@@ -43,6 +46,50 @@ typedef struct {
         acc += log(s) - ((double)xr[lab * pl->xs1] - m);                       \
     } while (0)
 
+/* One f32 row x of n logits (element stride xs): returns its loss
+ * log(sum_j e^(x_j - m)) - (x_lab - m), m = max_j x_j; with o, also writes
+ * the row's gradient o_j = e^(x_j - m) g / sum - (j == lab ? g : 0). The
+ * max (NaN ignored, as the double path does) and the sum run over
+ * TG__NSUM interleaved partials so they vectorise, the partial sums added
+ * in a fixed order. */
+#define CE_ROW_F32(X)                                                                       \
+    do {                                                                                    \
+        float mk[TG__NSUM];                                                                 \
+        double sk[TG__NSUM] = {0}, s = 0.0;                                                 \
+        for (int k = 0; k < TG__NSUM; k++) mk[k] = -INFINITY;                               \
+        int64_t j = 0;                                                                      \
+        for (; j + TG__NSUM <= n; j += TG__NSUM)                                            \
+            for (int k = 0; k < TG__NSUM; k++) mk[k] = X(j + k) > mk[k] ? X(j + k) : mk[k]; \
+        for (; j < n; j++) mk[0] = X(j) > mk[0] ? X(j) : mk[0];                             \
+        float m = mk[0];                                                                    \
+        for (int k = 1; k < TG__NSUM; k++) m = mk[k] > m ? mk[k] : m;                       \
+        for (j = 0; j + TG__NSUM <= n; j += TG__NSUM)                                       \
+            for (int k = 0; k < TG__NSUM; k++) sk[k] += (double)tg__expf(X(j + k) - m);     \
+        for (; j < n; j++) s += (double)tg__expf(X(j) - m);                                 \
+        s += tg__sum_parts(sk);                                                             \
+        if (o) {                                                                            \
+            double q = g / s;                                                               \
+            for (j = 0; j < n; j++)                                                         \
+                o[j] = (float)((double)tg__expf(X(j) - m) * q - (j == lab ? g : 0.0));      \
+        }                                                                                   \
+        return log(s) - ((double)X(lab) - (double)m);                                       \
+    } while (0)
+#define CE_AT1(j) x[j]
+#define CE_ATS(j) x[(j) * xs]
+
+/* One f32 row x of n logits (element stride xs): returns its loss
+ * log(sum_j e^(x_j - m)) - (x_lab - m), m = max_j x_j; with o, also writes
+ * the row's gradient o_j = e^(x_j - m) g / sum - (j == lab ? g : 0). The
+ * max (NaN ignored, as the double path does) and the sum run over
+ * TG__NSUM interleaved partials so they vectorise, the partial sums added
+ * in a fixed order. */
+TG__VEC_CLONES static double ce_row_f32(const float *x, int64_t xs, int64_t n, int64_t lab,
+                                        float *restrict o, double g)
+{
+    if (xs == 1) CE_ROW_F32(CE_AT1);
+    else CE_ROW_F32(CE_ATS);
+}
+
 /* Block b: sum of the losses of rows [b*CE_BLOCK, ...), in row order. */
 static void ce_task(void *arg, int64_t b0, int64_t b1)
 {
@@ -51,7 +98,9 @@ static void ce_task(void *arg, int64_t b0, int64_t b1)
         int64_t r = b * CE_BLOCK, end = r + CE_BLOCK < pl->n ? r + CE_BLOCK : pl->n;
         double acc = 0.0;
         for (; r < end; r++) {
-            if (pl->dt == TG_F32) CE_ROW(float);
+            if (pl->dt == TG_F32)
+                acc += ce_row_f32((const float *)pl->x + r * pl->xs0, pl->xs1, pl->cls,
+                                  ((const int64_t *)pl->lab)[r * pl->ls], NULL, 0.0);
             else CE_ROW(double);
         }
         pl->part[b] = acc;
@@ -169,7 +218,10 @@ static void ceb_task(void *arg, int64_t r0, int64_t r1)
 {
     const ceb_plan *p = arg;
     for (int64_t r = r0; r < r1; r++) {
-        if (p->pl.dt == TG_F32) CEB_ROW(float);
+        if (p->pl.dt == TG_F32)
+            ce_row_f32((const float *)p->pl.x + r * p->pl.xs0, p->pl.xs1, p->pl.cls,
+                       ((const int64_t *)p->pl.lab)[r * p->pl.ls], (float *)p->dx + r * p->pl.cls,
+                       p->g);
         else CEB_ROW(double);
     }
 }

@@ -366,28 +366,36 @@ static const char *sdpa_at(const sdpa_mat *m, const sdpa_geom *g, int64_t b)
 }
 
 /* row i of P (Lk entries) from S: + mask row, causal cut, softmax; false
- * when every entry is -inf */
-#define SDPA_SOFTMAX(T, EXP)                                                           \
-    do {                                                                               \
-        T *pr = (T *)prow;                                                             \
-        int64_t n = causal ? (i + 1 < Lk ? i + 1 : Lk) : Lk;                           \
-        if (mrow)                                                                      \
-            for (int64_t j = 0; j < n; j++) pr[j] += ((const T *)mrow)[j * ms1];        \
-        double mx = -INFINITY;                                                         \
-        for (int64_t j = 0; j < n; j++)                                                \
-            if ((double)pr[j] > mx || pr[j] != pr[j]) mx = (double)pr[j];              \
-        if (mx == -INFINITY) return false;                                             \
-        const T mt = (T)mx;                                                            \
-        for (int64_t j = 0; j < n; j++) pr[j] = EXP(pr[j] - mt); /* vectorised */      \
-        double sum = 0.0;                                                              \
-        for (int64_t j = 0; j < n; j++) sum += (double)pr[j];                          \
-        T inv = (T)(1.0 / sum);                                                        \
-        for (int64_t j = 0; j < n; j++) pr[j] *= inv;                                  \
-        for (int64_t j = n; j < Lk; j++) pr[j] = 0;                                    \
+ * when every entry is -inf. The max (exact; NaN wins) and the sum (double)
+ * run over TG__NSUM interleaved partials, so they vectorise; the partial
+ * sums are added in a fixed order. */
+#define SDPA_SOFTMAX(T, EXP)                                                               \
+    do {                                                                                   \
+        T *pr = (T *)prow;                                                                 \
+        int64_t n = causal ? (i + 1 < Lk ? i + 1 : Lk) : Lk, j = 0;                        \
+        if (mrow)                                                                          \
+            for (j = 0; j < n; j++) pr[j] += ((const T *)mrow)[j * ms1];                   \
+        T mk[TG__NSUM];                                                                    \
+        double sk[TG__NSUM] = {0}, sum = 0.0;                                              \
+        for (int k = 0; k < TG__NSUM; k++) mk[k] = -INFINITY;                              \
+        for (j = 0; j + TG__NSUM <= n; j += TG__NSUM)                                      \
+            for (int k = 0; k < TG__NSUM; k++)                                             \
+                mk[k] = pr[j + k] > mk[k] || pr[j + k] != pr[j + k] ? pr[j + k] : mk[k];   \
+        for (; j < n; j++) mk[0] = pr[j] > mk[0] || pr[j] != pr[j] ? pr[j] : mk[0];        \
+        T mt = mk[0];                                                                      \
+        for (int k = 1; k < TG__NSUM; k++) mt = mk[k] > mt || mk[k] != mk[k] ? mk[k] : mt; \
+        if (mt == -INFINITY) return false;                                                 \
+        for (j = 0; j < n; j++) pr[j] = EXP(pr[j] - mt); /* vectorised */                  \
+        for (j = 0; j + TG__NSUM <= n; j += TG__NSUM)                                      \
+            for (int k = 0; k < TG__NSUM; k++) sk[k] += (double)pr[j + k];                 \
+        for (; j < n; j++) sum += (double)pr[j];                                           \
+        T inv = (T)(1.0 / (tg__sum_parts(sk) + sum));                                      \
+        for (j = 0; j < n; j++) pr[j] *= inv;                                              \
+        for (j = n; j < Lk; j++) pr[j] = 0;                                                \
     } while (0)
 
-static bool sdpa_softmax_row(char *prow, const char *mrow, int64_t ms1, int64_t i, int64_t Lk,
-                             bool causal, bool f64)
+TG__VEC_CLONES static bool sdpa_softmax_row(char *prow, const char *mrow, int64_t ms1, int64_t i,
+                                            int64_t Lk, bool causal, bool f64)
 {
     if (f64) SDPA_SOFTMAX(double, exp);
     else SDPA_SOFTMAX(float, tg__expf);
@@ -570,14 +578,28 @@ static void sdpa_backward_ops(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_
 }
 
 /* dS = P (dP - rowsum(dP P)) in place of dP, rows of Lk */
-#define SDPA_DS(T)                                                                     \
-    for (int64_t i = 0; i < Lq; i++) {                                                 \
-        const T *pr = (const T *)pb + i * Lk;                                          \
-        T *dr = (T *)ds + i * Lk;                                                      \
-        double dot = 0.0;                                                              \
-        for (int64_t j = 0; j < Lk; j++) dot += (double)dr[j] * (double)pr[j];         \
-        for (int64_t j = 0; j < Lk; j++) dr[j] = (T)((double)pr[j] * ((double)dr[j] - dot)); \
+#define SDPA_DS(T)                                                                             \
+    for (int64_t i = 0; i < Lq; i++) {                                                         \
+        const T *pr = (const T *)pb + i * Lk;                                                  \
+        T *dr = (T *)ds + i * Lk;                                                              \
+        double dk[TG__NSUM] = {0}, dot = 0.0;                                                  \
+        int64_t j = 0;                                                                         \
+        for (; j + TG__NSUM <= Lk; j += TG__NSUM)                                              \
+            for (int k = 0; k < TG__NSUM; k++) dk[k] += (double)dr[j + k] * (double)pr[j + k]; \
+        for (; j < Lk; j++) dot += (double)dr[j] * (double)pr[j];                              \
+        dot += tg__sum_parts(dk);                                                              \
+        for (j = 0; j < Lk; j++) dr[j] = (T)((double)pr[j] * ((double)dr[j] - dot));           \
     }
+
+/* dS = P * (dP - rowsum(dP * P)) in place of dP (ds), rows of Lk */
+TG__VEC_CLONES static void sdpa_ds(bool f64, const char *pb, char *ds, int64_t Lq, int64_t Lk)
+{
+    if (f64) {
+        SDPA_DS(double)
+    } else {
+        SDPA_DS(float)
+    }
+}
 
 /* dout is (..., Lq, Dv): dq, dk, dv, dmask in the broadcast batch shape */
 void tg__sdpa_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
@@ -626,11 +648,7 @@ void tg__sdpa_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
         /* dP = dY V^T, then dS in place */
         tg__gemm(c, f64, false, !mv.tr, Lq, Lk, g.Dv, 1.0, db, g.Dv, sdpa_at(&mv, &g, b), mv.ld,
                  0.0, ds, Lk);
-        if (f64) {
-            SDPA_DS(double)
-        } else {
-            SDPA_DS(float)
-        }
+        sdpa_ds(f64, pb, ds, Lq, Lk);
         if (out[3]) memcpy((char *)tg__ptr(out[3]) + b * Lq * Lk * es, ds, (size_t)(Lq * Lk * es));
         if (out[0]) /* dQ = scale dS K */
             tg__gemm(c, f64, false, mk.tr, Lq, g.D, Lk, scale, ds, Lk, sdpa_at(&mk, &g, b), mk.ld,

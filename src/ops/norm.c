@@ -20,12 +20,17 @@
  * differentiable again; otherwise the saved statistics are used. layer_norm
  * and rms_norm, when nothing records the gradient at all, compute it in
  * one fused pass per row instead (and dweight, dbias in one pass).
+ * A row's sums run as TG__NSUM interleaved partial sums added in a fixed order
+ * (so GCC vectorises them, and the bits still do not depend on threads),
+ * and the row kernels are also compiled for AVX-512 and AVX2
+ * (TG__VEC_CLONES).
  *
  * Node arguments: f[0] = eps. LAYER_NORM, RMS_NORM: iv[0] = number of
  * normalised trailing dims. GROUP_NORM: iv[0] = groups. BATCH_NORM: iv[0]
  * = training; saved[0], saved[1] = batch mean and rstd (training) or the
  * caller's running_mean and running_var (eval, constants).
  */
+#include "fastmath.h"
 #include "ops_impl.h"
 
 #include <math.h>
@@ -96,23 +101,50 @@ typedef struct {
     bool rms;
 } rows_plan;
 
+/* sum of x, and of (x - mu)^2 */
+#define ROW_SUMS(T)                                                        \
+    static inline double sum_##T(const T *x, int64_t n)                    \
+    {                                                                      \
+        double a[TG__NSUM] = {0}, t = 0.0;                                 \
+        int64_t m = 0;                                                     \
+        for (; m + TG__NSUM <= n; m += TG__NSUM)                           \
+            for (int k = 0; k < TG__NSUM; k++) a[k] += (double)x[m + k];   \
+        for (; m < n; m++) t += (double)x[m];                              \
+        return tg__sum_parts(a) + t;                                       \
+    }                                                                      \
+    static inline double sumsq_##T(const T *x, int64_t n, double mu)       \
+    {                                                                      \
+        double a[TG__NSUM] = {0}, t = 0.0;                                 \
+        int64_t m = 0;                                                     \
+        for (; m + TG__NSUM <= n; m += TG__NSUM)                           \
+            for (int k = 0; k < TG__NSUM; k++) {                           \
+                double d = (double)x[m + k] - mu;                          \
+                a[k] += d * d;                                             \
+            }                                                              \
+        for (; m < n; m++) t += ((double)x[m] - mu) * ((double)x[m] - mu); \
+        return tg__sum_parts(a) + t;                                       \
+    }
+ROW_SUMS(float)
+ROW_SUMS(double)
+
 #define ROWS(T)                                                                        \
     for (int64_t r = r0; r < r1; r++) {                                                \
         const T *xr = (const T *)p->x + r * p->M;                                      \
         T *yr = (T *)p->y + r * p->M;                                                  \
         const T *w = (const T *)p->w, *b = (const T *)p->b;                            \
-        double mu = 0.0, ss = 0.0;                                                     \
-        if (!p->rms) {                                                                 \
-            for (int64_t m = 0; m < p->M; m++) mu += (double)xr[m];                    \
-            mu /= (double)p->M;                                                        \
-        }                                                                              \
-        for (int64_t m = 0; m < p->M; m++) {                                           \
-            double d = (double)xr[m] - mu;                                             \
-            ss += d * d;                                                               \
-        }                                                                              \
-        double rs = 1.0 / sqrt(ss / (double)p->M + p->eps);                            \
+        double mu = p->rms ? 0.0 : sum_##T(xr, p->M) / (double)p->M;                   \
+        double rs = 1.0 / sqrt(sumsq_##T(xr, p->M, mu) / (double)p->M + p->eps);       \
         if (p->mean) ((T *)p->mean)[r] = (T)mu;                                        \
         ((T *)p->rstd)[r] = (T)rs;                                                     \
+        if (p->S == 1 && p->G == 1) { /* layer and rms norm: channel = element */      \
+            for (int64_t m = 0; m < p->M; m++) {                                       \
+                double v = ((double)xr[m] - mu) * rs;                                  \
+                if (w) v *= (double)w[m];                                              \
+                if (b) v += (double)b[m];                                              \
+                yr[m] = (T)v;                                                          \
+            }                                                                          \
+            continue;                                                                  \
+        }                                                                              \
         int64_t c0 = (r % p->G) * p->Cg, nj = p->M / p->S;                             \
         for (int64_t j = 0; j < nj; j++) {                                             \
             double wv = w ? (double)w[c0 + j] : 1.0, bv = b ? (double)b[c0 + j] : 0.0; \
@@ -126,7 +158,7 @@ typedef struct {
         }                                                                              \
     }
 
-static void rows_task(void *arg, int64_t r0, int64_t r1)
+TG__VEC_CLONES static void rows_task(void *arg, int64_t r0, int64_t r1)
 {
     const rows_plan *p = arg;
     if (p->dt == TG_F32) {
@@ -251,32 +283,42 @@ typedef struct {
     int64_t M;
 } lnb_plan;
 
-#define LNB_ROWS(T)                                                                   \
-    for (int64_t r = r0; r < r1; r++) {                                               \
-        const T *xr = (const T *)p->x + r * p->M, *dr = (const T *)p->d + r * p->M;   \
-        const T *w = (const T *)p->w;                                                 \
-        T *o = (T *)p->dx + r * p->M;                                                 \
-        double mu = p->mean ? (double)((const T *)p->mean)[r] : 0.0;                  \
-        double rs = (double)((const T *)p->rstd)[r], sg = 0.0, sgx = 0.0;             \
-        for (int64_t m = 0; m < p->M; m++) {                                          \
-            double g = w ? (double)dr[m] * (double)w[m] : (double)dr[m];              \
-            sg += g;                                                                  \
-            sgx += g * (((double)xr[m] - mu) * rs);                                   \
-        }                                                                             \
-        double mg = p->mean ? sg / (double)p->M : 0.0, mgx = sgx / (double)p->M;      \
-        for (int64_t m = 0; m < p->M; m++) {                                          \
-            double g = w ? (double)dr[m] * (double)w[m] : (double)dr[m];              \
-            o[m] = (T)(rs * (g - mg - ((double)xr[m] - mu) * rs * mgx));              \
-        }                                                                             \
+#define LNB_ROWS(T)                                                                      \
+    for (int64_t r = r0; r < r1; r++) {                                                  \
+        const T *xr = (const T *)p->x + r * p->M, *dr = (const T *)p->d + r * p->M;      \
+        const T *w = (const T *)p->w;                                                    \
+        T *o = (T *)p->dx + r * p->M;                                                    \
+        double mu = p->mean ? (double)((const T *)p->mean)[r] : 0.0;                     \
+        double rs = (double)((const T *)p->rstd)[r], sg = 0.0, sgx = 0.0;                \
+        double ag[TG__NSUM] = {0}, agx[TG__NSUM] = {0};                                  \
+        int64_t m = 0;                                                                   \
+        for (; m + TG__NSUM <= p->M; m += TG__NSUM)                                      \
+            for (int k = 0; k < TG__NSUM; k++) {                                         \
+                double g = w ? (double)dr[m + k] * (double)w[m + k] : (double)dr[m + k]; \
+                ag[k] += g;                                                              \
+                agx[k] += g * (((double)xr[m + k] - mu) * rs);                           \
+            }                                                                            \
+        for (; m < p->M; m++) {                                                          \
+            double g = w ? (double)dr[m] * (double)w[m] : (double)dr[m];                 \
+            sg += g;                                                                     \
+            sgx += g * (((double)xr[m] - mu) * rs);                                      \
+        }                                                                                \
+        sg += tg__sum_parts(ag);                                                         \
+        sgx += tg__sum_parts(agx);                                                       \
+        double mg = p->mean ? sg / (double)p->M : 0.0, mgx = sgx / (double)p->M;         \
+        for (m = 0; m < p->M; m++) {                                                     \
+            double g = w ? (double)dr[m] * (double)w[m] : (double)dr[m];                 \
+            o[m] = (T)(rs * (g - mg - ((double)xr[m] - mu) * rs * mgx));                 \
+        }                                                                                \
     }
 
-static void lnb_f32(void *arg, int64_t r0, int64_t r1)
+TG__VEC_CLONES static void lnb_f32(void *arg, int64_t r0, int64_t r1)
 {
     const lnb_plan *p = arg;
     LNB_ROWS(float)
 }
 
-static void lnb_f64(void *arg, int64_t r0, int64_t r1)
+TG__VEC_CLONES static void lnb_f64(void *arg, int64_t r0, int64_t r1)
 {
     const lnb_plan *p = arg;
     LNB_ROWS(double)
@@ -293,6 +335,17 @@ static void lnb_f64(void *arg, int64_t r0, int64_t r1)
             acc[M + m] += (double)dr[m];                                              \
         }                                                                             \
     }
+
+TG__VEC_CLONES static void lnb_params(const lnb_plan *pp, bool f32, int64_t R, int64_t M,
+                                     double *restrict acc)
+{
+    const lnb_plan p = *pp;
+    if (f32) {
+        LNB_PARAMS(float)
+    } else {
+        LNB_PARAMS(double)
+    }
+}
 
 /* Gradients of layer_norm / rms_norm without ops (nothing records them). */
 static void last_dims_backward_fused(tg_ctx *c, const tg__node *n, tg_tensor *dout,
@@ -323,11 +376,7 @@ static void last_dims_backward_fused(tg_ctx *c, const tg__node *n, tg_tensor *do
     if (!nw && !nb) return;
     double *acc = tg__arena_calloc(c, (size_t)(2 * M > 0 ? 2 * M : 1), sizeof(double));
     if (!acc) return;
-    if (f32) {
-        LNB_PARAMS(float)
-    } else {
-        LNB_PARAMS(double)
-    }
+    lnb_params(&p, f32, R, M, acc);
     for (int j = 0; j < 2; j++) {
         if (j == 0 ? !nw : !nb) continue;
         tg_tensor *t = tg__empty(c, fn, x->dtype, k, x->shape + x->ndim - k);
