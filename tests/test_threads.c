@@ -220,6 +220,26 @@ static int build_conv2d_grad_ops(tg_ctx *c, const inputs *in, tg_tensor **out)
     return 2;
 }
 
+/* Attention over 2 x 8 heads of 64 queries, causal: batches run side by
+ * side, forward and the no-graph backward. */
+#define HEADS TG_SHAPE(2, 8, 64, -1)
+static int build_sdpa_backward(tg_ctx *c, const inputs *in, tg_tensor **out)
+{
+    tg_tensor *q = tg_detach(c, tg_reshape(c, tg_slice(c, in->a, 0, 0, 128, 1), HEADS));
+    tg_tensor *k = tg_detach(c, tg_reshape(c, tg_slice(c, in->b, 0, 0, 128, 1), HEADS));
+    tg_tensor *v = tg_detach(c, tg_reshape(c, tg_slice(c, in->a, 0, 128, 256, 1), HEADS));
+    tg_set_requires_grad(q, true);
+    tg_set_requires_grad(k, true);
+    tg_set_requires_grad(v, true);
+    tg_tensor *y = tg_sdpa(c, q, k, v, NULL, true, 0.05);
+    tu_assert_status(tg_backward(c, tg_sum(c, tg_mul(c, y, y))), TG_OK);
+    out[0] = y;
+    out[1] = tg_grad(q);
+    out[2] = tg_grad(k);
+    out[3] = tg_grad(v);
+    return 4;
+}
+
 /* A linear layer's gradients: the weight's lands in .grad through a
  * deferred GEMM at commit (beta = 0, then beta = 1 on the second
  * backward), the input's through a GEMM in the walk. */
@@ -302,6 +322,7 @@ static const thread_case cases[] = {
     CASE(conv2d),
     CASE(conv2d_backward),
     CASE(conv2d_grad_ops),
+    CASE(sdpa_backward),
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 

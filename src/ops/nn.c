@@ -23,6 +23,7 @@
 #include "ops_impl.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #define NEED(i) (n->in[i] && n->in[i]->requires_grad)
@@ -402,13 +403,52 @@ TG__VEC_CLONES static bool sdpa_softmax_row(char *prow, const char *mrow, int64_
     return true;
 }
 
+/* The forward over batches [b0, b1): S = scale Q K^T, P = softmax(S), Y =
+ * P V. Batches are independent (their own P and y), so they run side by
+ * side on the context's threads; the GEMMs inside then run single. */
+typedef struct {
+    tg_ctx *c;
+    const sdpa_geom *g;
+    const sdpa_mat *q, *k, *v;
+    const tg_tensor *mask;
+    const int64_t *mst;
+    bool causal, f64;
+    double scale;
+    int64_t es;
+    char *pp, *py;
+    int64_t *bad; /* per batch: the first fully masked query, or -1 */
+} sdpa_fwd_job;
+
+static void sdpa_fwd_task(void *arg, int64_t b0, int64_t b1)
+{
+    const sdpa_fwd_job *j = arg;
+    const sdpa_geom *g = j->g;
+    const int64_t es = j->es, *mst = j->mst;
+    for (int64_t b = b0; b < b1; b++) {
+        char *pb = j->pp + b * g->Lq * g->Lk * es;
+        tg__gemm(j->c, j->f64, j->q->tr, !j->k->tr, g->Lq, g->Lk, g->D, j->scale,
+                 sdpa_at(j->q, g, b), j->q->ld, sdpa_at(j->k, g, b), j->k->ld, 0.0, pb, g->Lk);
+        const char *mb = j->mask ? (const char *)tg__ptr((tg_tensor *)j->mask) +
+                                       sdpa_boff(g, mst, b) * es
+                                 : NULL;
+        j->bad[b] = -1;
+        for (int64_t i = 0; i < g->Lq; i++)
+            if (!sdpa_softmax_row(pb + i * g->Lk * es, mb ? mb + i * mst[g->nb] * es : NULL,
+                                  mst[g->nb + 1], i, g->Lk, j->causal, j->f64)) {
+                j->bad[b] = i;
+                break;
+            }
+        if (j->bad[b] >= 0) continue;
+        tg__gemm(j->c, j->f64, false, j->v->tr, g->Lq, g->Dv, g->Lk, 1.0, pb, g->Lk,
+                 sdpa_at(j->v, g, b), j->v->ld, 0.0, j->py + b * g->Lq * g->Dv * es, g->Dv);
+    }
+}
+
 /* The forward: y and P (both contiguous, batch shape g->bs). */
 static bool sdpa_run(tg_ctx *c, const sdpa_geom *g, const sdpa_mat *q, const sdpa_mat *k,
                      const sdpa_mat *v, const tg_tensor *mask, bool causal, double scale,
                      tg_tensor *y, tg_tensor *P)
 {
-    bool f64 = y->dtype == TG_F64;
-    int64_t es = (int64_t)tg__esize(y->dtype);
     int64_t mst[TG_MAX_DIMS + 2] = {0};
     if (mask) { /* mask strides aligned to the scores' nb + 2 dims */
         for (int d = 0; d < g->nb + 2; d++) {
@@ -416,31 +456,23 @@ static bool sdpa_run(tg_ctx *c, const sdpa_geom *g, const sdpa_mat *q, const sdp
             mst[d] = td >= 0 && mask->shape[td] != 1 ? mask->stride[td] : 0;
         }
     }
-    char *pp = tg__ptr(P), *py = tg__ptr(y);
+    int64_t *bad = tg__arena_alloc(c, (size_t)(g->nbatch > 0 ? g->nbatch : 1) * sizeof(int64_t));
+    if (!bad) return false;
+    sdpa_fwd_job j = {c, g, q, k, v, mask, mst, causal, y->dtype == TG_F64, scale,
+                      (int64_t)tg__esize(y->dtype), tg__ptr(P), tg__ptr(y), bad};
+    tg__parallel_for(c, g->nbatch, 1, sdpa_fwd_task, &j);
     for (int64_t b = 0; b < g->nbatch; b++) {
-        char *pb = pp + b * g->Lq * g->Lk * es;
-        /* S = scale Q K^T */
-        tg__gemm(c, f64, q->tr, !k->tr, g->Lq, g->Lk, g->D, scale, sdpa_at(q, g, b), q->ld,
-                 sdpa_at(k, g, b), k->ld, 0.0, pb, g->Lk);
-        const char *mb =
-            mask ? (const char *)tg__ptr((tg_tensor *)mask) + sdpa_boff(g, mst, b) * es : NULL;
-        for (int64_t i = 0; i < g->Lq; i++)
-            if (!sdpa_softmax_row(pb + i * g->Lk * es, mb ? mb + i * mst[g->nb] * es : NULL,
-                                  mst[g->nb + 1], i, g->Lk, causal, f64)) {
-                char a[128];
-                int64_t ss[TG_MAX_DIMS + 2];
-                memcpy(ss, g->bs, (size_t)g->nb * sizeof(int64_t));
-                ss[g->nb] = g->Lq;
-                ss[g->nb + 1] = g->Lk;
-                tg__fail(c, TG_ERR_NUMERIC,
-                         "tg_sdpa: scores %s: query %lld of batch %lld is fully masked (every "
-                         "key -inf): nothing to attend to",
-                         tg__fmt_shape(a, sizeof a, g->nb + 2, ss), (long long)i, (long long)b);
-                return false;
-            }
-        /* Y = P V */
-        tg__gemm(c, f64, false, v->tr, g->Lq, g->Dv, g->Lk, 1.0, pb, g->Lk, sdpa_at(v, g, b), v->ld,
-                 0.0, py + b * g->Lq * g->Dv * es, g->Dv);
+        if (bad[b] < 0) continue;
+        char a[128];
+        int64_t ss[TG_MAX_DIMS + 2];
+        memcpy(ss, g->bs, (size_t)g->nb * sizeof(int64_t));
+        ss[g->nb] = g->Lq;
+        ss[g->nb + 1] = g->Lk;
+        tg__fail(c, TG_ERR_NUMERIC,
+                 "tg_sdpa: scores %s: query %lld of batch %lld is fully masked (every "
+                 "key -inf): nothing to attend to",
+                 tg__fmt_shape(a, sizeof a, g->nb + 2, ss), (long long)bad[b], (long long)b);
+        return false;
     }
     return true;
 }
@@ -601,6 +633,54 @@ TG__VEC_CLONES static void sdpa_ds(bool f64, const char *pb, char *ds, int64_t L
     }
 }
 
+/* The plain backward over batches [b0, b1), each with its own outputs;
+ * each running thread has its own dS scratch. */
+typedef struct {
+    tg_ctx *c;
+    const sdpa_geom *g;
+    const sdpa_mat *mq, *mk, *mv;
+    bool f64;
+    double scale;
+    int64_t es;
+    const char *pp, *pd;
+    tg_tensor *out[4];
+    bool need_ds;
+    char **ds;
+    _Atomic int next;
+} sdpa_bwd_job;
+
+static void sdpa_bwd_task(void *arg, int64_t b0, int64_t b1)
+{
+    sdpa_bwd_job *j = arg;
+    const sdpa_geom *g = j->g;
+    const int64_t Lq = g->Lq, Lk = g->Lk, es = j->es;
+    const bool f64 = j->f64;
+    tg_ctx *c = j->c;
+    tg_tensor *const *out = j->out;
+    char *ds = j->need_ds ? j->ds[atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)]
+                          : NULL;
+    for (int64_t b = b0; b < b1; b++) {
+        const char *pb = j->pp + b * Lq * Lk * es, *db = j->pd + b * Lq * g->Dv * es;
+        if (out[2]) /* dV = P^T dY */
+            tg__gemm(c, f64, true, false, Lk, g->Dv, Lq, 1.0, pb, Lk, db, g->Dv, 0.0,
+                     (char *)tg__ptr(out[2]) + b * Lk * g->Dv * es, g->Dv);
+        if (!ds) continue;
+        /* dP = dY V^T, then dS in place */
+        tg__gemm(c, f64, false, !j->mv->tr, Lq, Lk, g->Dv, 1.0, db, g->Dv, sdpa_at(j->mv, g, b),
+                 j->mv->ld, 0.0, ds, Lk);
+        sdpa_ds(f64, pb, ds, Lq, Lk);
+        if (out[3]) memcpy((char *)tg__ptr(out[3]) + b * Lq * Lk * es, ds, (size_t)(Lq * Lk * es));
+        if (out[0]) /* dQ = scale dS K */
+            tg__gemm(c, f64, false, j->mk->tr, Lq, g->D, Lk, j->scale, ds, Lk,
+                     sdpa_at(j->mk, g, b), j->mk->ld, 0.0,
+                     (char *)tg__ptr(out[0]) + b * Lq * g->D * es, g->D);
+        if (out[1]) /* dK = scale dS^T Q */
+            tg__gemm(c, f64, true, j->mq->tr, Lk, g->D, Lq, j->scale, ds, Lk,
+                     sdpa_at(j->mq, g, b), j->mq->ld, 0.0,
+                     (char *)tg__ptr(out[1]) + b * Lk * g->D * es, g->D);
+    }
+}
+
 /* dout is (..., Lq, Dv): dq, dk, dv, dmask in the broadcast batch shape */
 void tg__sdpa_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
@@ -636,27 +716,15 @@ void tg__sdpa_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
         if (!out[i]) return;
     }
     bool need_ds = NEED(0) || NEED(1) || NEED(3);
-    char *ds = need_ds ? tg__arena_alloc(c, (size_t)((Lq * Lk > 0 ? Lq * Lk : 1) * es)) : NULL;
-    if (need_ds && !ds) return;
-    const char *pp = tg__ptr(P), *pd = tg__ptr(dd);
-    for (int64_t b = 0; b < g.nbatch; b++) {
-        const char *pb = pp + b * Lq * Lk * es, *db = pd + b * Lq * g.Dv * es;
-        if (out[2]) /* dV = P^T dY */
-            tg__gemm(c, f64, true, false, Lk, g.Dv, Lq, 1.0, pb, Lk, db, g.Dv, 0.0,
-                     (char *)tg__ptr(out[2]) + b * Lk * g.Dv * es, g.Dv);
-        if (!need_ds) continue;
-        /* dP = dY V^T, then dS in place */
-        tg__gemm(c, f64, false, !mv.tr, Lq, Lk, g.Dv, 1.0, db, g.Dv, sdpa_at(&mv, &g, b), mv.ld,
-                 0.0, ds, Lk);
-        sdpa_ds(f64, pb, ds, Lq, Lk);
-        if (out[3]) memcpy((char *)tg__ptr(out[3]) + b * Lq * Lk * es, ds, (size_t)(Lq * Lk * es));
-        if (out[0]) /* dQ = scale dS K */
-            tg__gemm(c, f64, false, mk.tr, Lq, g.D, Lk, scale, ds, Lk, sdpa_at(&mk, &g, b), mk.ld,
-                     0.0, (char *)tg__ptr(out[0]) + b * Lq * g.D * es, g.D);
-        if (out[1]) /* dK = scale dS^T Q */
-            tg__gemm(c, f64, true, mq.tr, Lk, g.D, Lq, scale, ds, Lk, sdpa_at(&mq, &g, b), mq.ld,
-                     0.0, (char *)tg__ptr(out[1]) + b * Lk * g.D * es, g.D);
-    }
+    int64_t nds = tg_ctx_threads(c) < g.nbatch ? tg_ctx_threads(c) : g.nbatch;
+    char **ds = need_ds && nds > 0 ? tg__arena_alloc(c, (size_t)nds * sizeof(char *)) : NULL;
+    if (need_ds && nds > 0 && !ds) return;
+    for (int64_t i = 0; ds && i < nds; i++)
+        if (!(ds[i] = tg__arena_alloc(c, (size_t)((Lq * Lk > 0 ? Lq * Lk : 1) * es)))) return;
+    sdpa_bwd_job j = {c, &g, &mq, &mk, &mv, f64, scale, es, tg__ptr(P), tg__ptr(dd),
+                      {out[0], out[1], out[2], out[3]}, need_ds, ds, 0};
+    atomic_init(&j.next, 0);
+    tg__parallel_for(c, g.nbatch, 1, sdpa_bwd_task, &j);
     for (int i = 0; i < 4; i++) dx[i] = out[i];
 }
 
