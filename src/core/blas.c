@@ -136,7 +136,9 @@ static int64_t gemm_plan(int64_t m, int64_t n, int64_t k, bool *cut_rows, int64_
 {
     *cut_rows = m > n;
     int64_t dim = *cut_rows ? m : n;
-    int64_t macs = m * n * k; /* each at most INT_MAX: no overflow */
+    /* A, B and C each hold under 2^40 elements (they are in memory), so
+     * (m n k)^2 = |A| |B| |C| < 2^120: no overflow */
+    int64_t macs = m * n * k;
     int64_t blocks = 1;
     if (dim >= GEMM_CUT4_DIM && macs >= GEMM_CUT4_MACS) blocks = 4;
     else if (dim >= GEMM_CUT2_DIM && macs >= GEMM_CUT2_MACS) blocks = 2;
