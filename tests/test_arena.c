@@ -15,37 +15,17 @@
 #include "core/arena_mark.h"
 #include "test_util.h"
 
-typedef struct {
-    int allocs, frees;
-} counts;
-
-static void *counting(void *ud, void *ptr, size_t osize, size_t nsize)
+/* A context on test_util.h's counting allocator hook. */
+static tg_ctx *counted_ctx(tu_alloc *k, size_t chunk)
 {
-    counts *k = ud;
-    (void)osize;
-    if (nsize == 0) {
-        if (ptr) k->frees++;
-        free(ptr);
-        return NULL;
-    }
-    k->allocs++;
-    return malloc(nsize);
-}
-
-static tg_ctx *counted_ctx(counts *k, size_t chunk)
-{
-    tg_ctx_opts o = tg_ctx_defaults();
-    o.alloc = counting;
-    o.alloc_ud = k;
-    o.arena_chunk = chunk;
-    tg_ctx *c = tg_ctx_new_opts(&o);
+    tg_ctx *c = tu_alloc_ctx(k, chunk);
     ck_assert_ptr_nonnull(c);
     return c;
 }
 
 START_TEST(test_rewind_reuses_scratch)
 {
-    counts k = {0, 0};
+    tu_alloc k = {0};
     tg_ctx *c = counted_ctx(&k, 4096);
     unsigned char *keep = tg__arena_alloc(c, 1000);
     ck_assert_ptr_nonnull(keep);
@@ -57,7 +37,7 @@ START_TEST(test_rewind_reuses_scratch)
     ck_assert_ptr_nonnull(scratch);
     memset(scratch, 0x11, 10000);
     ck_assert_uint_gt(tg_ctx_bytes_used(c), used);
-    int allocs = k.allocs;
+    long allocs = k.allocs;
     size_t reserved = tg_ctx_bytes_reserved(c);
     tg__arena_rewind(c, m);
     ck_assert_uint_eq(tg_ctx_bytes_used(c), used);
@@ -76,17 +56,17 @@ START_TEST(test_rewind_reuses_scratch)
     for (int i = 0; i < 1000; i++) ck_assert_uint_eq(keep[i], 0xab);
     tu_assert_ok(c);
     tg_ctx_free(c);
-    ck_assert_int_eq(k.allocs, k.frees);
+    tu_alloc_assert_no_leak(&k);
 }
 END_TEST
 
 START_TEST(test_rewind_to_empty_arena)
 {
-    counts k = {0, 0};
+    tu_alloc k = {0};
     tg_ctx *c = counted_ctx(&k, 0);
     tg__arena_pos m = tg__arena_mark(c); /* before the first block exists */
     ck_assert_ptr_nonnull(tg__arena_alloc(c, 100));
-    int allocs = k.allocs;
+    long allocs = k.allocs;
     tg__arena_rewind(c, m);
     ck_assert_uint_eq(tg_ctx_bytes_used(c), 0);
     /* the block made after the mark is kept and reused */
@@ -96,7 +76,7 @@ START_TEST(test_rewind_to_empty_arena)
     tg_ctx_reset(c);
     ck_assert_uint_eq(tg_ctx_bytes_used(c), 0);
     tg_ctx_free(c);
-    ck_assert_int_eq(k.allocs, k.frees);
+    tu_alloc_assert_no_leak(&k);
 }
 END_TEST
 
@@ -124,10 +104,10 @@ static size_t step(tg_ctx *c, bool rewind, int layers)
 START_TEST(test_steady_step_with_scratch)
 {
     enum { LAYERS = 6 };
-    counts k = {0, 0}, kn = {0, 0};
+    tu_alloc k = {0}, kn = {0};
     tg_ctx *c = counted_ctx(&k, 4096), *n = counted_ctx(&kn, 4096);
     size_t used = 0, used_n = 0;
-    int allocs = 0;
+    long allocs = 0;
     for (int round = 0; round < 5; round++) {
         tg_ctx_reset(c);
         tg_ctx_reset(n);
