@@ -63,6 +63,8 @@ static const tg_pool2d_opts *popts(const op_case *a)
 /* clang-format off */
 BUILD(b_outer, tg_outer(c, in[0], in[1]))
 BUILD(b_linear, tg_linear(c, in[0], in[1], n > 2 ? in[2] : NULL))
+/* four inputs: x, W, b, addend; three: x, W, addend (no bias) */
+BUILD(b_linear_add, tg_linear_add(c, in[0], in[1], n > 3 ? in[2] : NULL, in[n - 1]))
 BUILD(b_conv2d, tg_conv2d(c, in[0], in[1], n > 2 ? in[2] : NULL, copts(a)))
 BUILD(b_conv2d_input_grad,
       tg_conv2d_input_grad(c, in[0], in[1], a->iv[7], a->iv[8], copts(a)))
@@ -167,6 +169,15 @@ static const op_entry conv_table[] = {
               PV(0, 0, 0, 0, 0, 0, 0, 0, 5, 5, 0)},
              {.what = "dout [2,2,3,2] -> 5x7", .n_in = 1, .in = {S(2, 2, 3, 2)},
               PV(0, 0, 0, 0, 0, 0, 0, 0, 5, 7, 0)}}},
+    [13] = {b_linear_add,
+            {{.what = "x [2,3,4] W [5,4] b [5] addend [2,3,5]", .n_in = 4,
+              .in = {S(2, 3, 4), S(5, 4), S(5), S(2, 3, 5)}, .has_bc = true,
+              .bc = {S(2, 3, 4), S(5, 4), S(5), S(3, 1)}},
+             {.what = "x [3,4] W [2,4] addend [3,2], no bias", .n_in = 3,
+              .in = {S(3, 4), S(2, 4), S(3, 2)}, .has_bc = true,
+              .bc = {S(3, 4), S(2, 4), S(2)}},
+             {.what = "x [4] W [3,4] b [3] addend [3]", .n_in = 4,
+              .in = {S(4), S(3, 4), S(3), S(3)}}}},
 };
 /* clang-format on */
 
@@ -174,6 +185,7 @@ void opgrad_fill_conv(op_entry *table)
 {
     table[TG_OP_OUTER] = conv_table[0];
     table[TG_OP_LINEAR] = conv_table[1];
+    table[TG_OP_LINEAR_ADD] = conv_table[13];
     table[TG_OP_CONV2D] = conv_table[2];
     table[TG_OP_CONV2D_INPUT_GRAD] = conv_table[3];
     table[TG_OP_CONV2D_WEIGHT_GRAD] = conv_table[4];

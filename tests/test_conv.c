@@ -717,6 +717,96 @@ START_TEST(test_linear_errors)
 }
 END_TEST
 
+/* t's n elements, row-major, as doubles into out. */
+static void host_of(const tg_tensor *t, double *out, int64_t n)
+{
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(tg_numel(t), n);
+    if (tg_tensor_dtype(t) == TG_F64) {
+        ck_assert_int_eq(tg_copy_out(t, out, (size_t)n * sizeof *out), TG_OK);
+        return;
+    }
+    float f[128];
+    ck_assert_int_le(n, 128);
+    ck_assert_int_eq(tg_copy_out(t, f, (size_t)n * sizeof *f), TG_OK);
+    for (int64_t i = 0; i < n; i++) out[i] = f[i];
+}
+
+/* tg_linear_add against tg_linear + tg_add: values and every gradient, for
+ * an addend that is a strided time-step view (the RNN's use), a
+ * broadcast row, with and without bias, f32 and f64; then its errors. */
+START_TEST(test_linear_add)
+{
+    for (int t = 0; t < 8; t++) {
+        tg_dtype dt = (t & 1) ? TG_F64 : TG_F32;
+        bool bias = (t & 2) == 0, bcast = (t & 4) != 0;
+        tg_ctx *c = tu_ctx();
+        double *h;
+        tg_tensor *x = mk(c, dt, 2, (const int64_t[]){4, 3}, 1, &h);
+        free(h);
+        tg_tensor *w = mk(c, dt, 2, (const int64_t[]){6, 3}, 2, &h);
+        free(h);
+        tg_tensor *b = bias ? mk(c, dt, 1, (const int64_t[]){6}, 3, &h) : NULL;
+        if (b) free(h);
+        /* addend: step 2 of a [4, 5, 6] sequence (row stride 30), or [6] */
+        tg_tensor *seq = mk(c, dt, bcast ? 1 : 3, bcast ? (const int64_t[]){6}
+                                                        : (const int64_t[]){4, 5, 6}, 4, &h);
+        free(h);
+        tg_tensor *leaves[4] = {x, w, seq, b};
+        for (int i = 0; i < (bias ? 4 : 3); i++) tg_set_requires_grad(leaves[i], true);
+        tg_tensor *ad = bcast ? seq : tg_squeeze(c, tg_slice(c, seq, 1, 2, 3, 1), 1);
+        tg_tensor *y = tg_linear_add(c, x, w, b, ad);
+        tg_tensor *ref = tg_add(c, tg_linear(c, x, w, b), ad);
+        tu_assert_ok(c);
+        ck_assert_int_eq(tg_tensor_op(y), TG_OP_LINEAR_ADD);
+        double r[24];
+        ck_assert_int_eq(tg_numel(ref), 24);
+        host_of(ref, r, 24);
+        cmp(y, r, 24, tol_of(dt));
+        /* gradients of sum(y * y) (dout not constant) without a graph */
+        tg_tensor *gy[4], *gr[4];
+        tu_assert_status(tg_grad_of(c, 1, &(tg_tensor *){tg_sum(c, tg_mul(c, y, y))}, NULL,
+                                    bias ? 4 : 3, leaves, false, gy),
+                         TG_OK);
+        tu_assert_status(tg_grad_of(c, 1, &(tg_tensor *){tg_sum(c, tg_mul(c, ref, ref))}, NULL,
+                                    bias ? 4 : 3, leaves, false, gr),
+                         TG_OK);
+        for (int i = 0; i < (bias ? 4 : 3); i++) {
+            int64_t n = tg_numel(gr[i]);
+            double g[128];
+            ck_assert_int_le(n, 128);
+            host_of(gr[i], g, n);
+            cmp(gy[i], g, n, tol_of(dt));
+        }
+        /* tg_backward: the deferred leaf gradients land in .grad */
+        tu_assert_status(tg_backward(c, tg_sum(c, tg_mul(c, y, y))), TG_OK);
+        for (int i = 0; i < (bias ? 4 : 3); i++) {
+            int64_t n = tg_numel(gr[i]);
+            double g[128];
+            host_of(gr[i], g, n);
+            cmp(tg_grad(leaves[i]), g, n, tol_of(dt));
+        }
+        tg_ctx_free(c);
+    }
+
+    tg_ctx *c = tu_ctx();
+    tg_tensor *x = tg_tensor_new(c, TG_F32, 2, (const int64_t[]){3, 4});
+    tg_tensor *w = tg_tensor_new(c, TG_F32, 2, (const int64_t[]){5, 4});
+    tg_tensor *a35 = tg_tensor_new(c, TG_F32, 2, (const int64_t[]){3, 5});
+    expect_err(c, tg_linear_add(c, x, w, NULL, NULL), TG_ERR_INVALID, "tg_linear_add: input 0");
+    expect_err(c, tg_linear_add(c, x, w, NULL, tg_tensor_new(c, TG_F32, 2, (const int64_t[]){3, 4})),
+               TG_ERR_SHAPE, "tg_linear_add: addend [3,4] does not broadcast to the output [3,5]");
+    expect_err(c, tg_linear_add(c, x, w, NULL, tg_tensor_new(c, TG_F32, 3, (const int64_t[]){2, 3, 5})),
+               TG_ERR_SHAPE, "does not broadcast");
+    expect_err(c, tg_linear_add(c, x, w, NULL, tg_tensor_new(c, TG_F64, 2, (const int64_t[]){3, 5})),
+               TG_ERR_DTYPE, "tg_linear_add");
+    expect_err(c, tg_linear_add(c, x, tg_tensor_new(c, TG_F32, 2, (const int64_t[]){5, 3}), NULL, a35),
+               TG_ERR_SHAPE, "tg_linear_add: x [3,4] W [5,3] b none: in features 4 != W's 3");
+    ck_assert_ptr_nonnull(tg_linear_add(c, x, w, NULL, a35));
+    tg_ctx_free(c);
+}
+END_TEST
+
 START_TEST(test_pool_errors)
 {
     tg_ctx *c = tu_ctx();
@@ -825,6 +915,7 @@ Suite *conv_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_conv_errors);
     tcase_add_test(tc, test_linear_errors);
+    tcase_add_test(tc, test_linear_add);
     tcase_add_test(tc, test_pool_errors);
     suite_add_tcase(s, tc);
 

@@ -29,6 +29,7 @@ extern "C" {
     /* linear layers, src/ops/linear.c */                       \
     X(OUTER, outer, 2, 0)                                       \
     X(LINEAR, linear, 3, TG_OPF_OPTIONAL)                       \
+    X(LINEAR_ADD, linear_add, 4, TG_OPF_OPTIONAL)               \
     /* convolution, src/ops/conv.c */                           \
     X(CONV2D, conv2d, 3, TG_OPF_OPTIONAL)                       \
     X(CONV2D_INPUT_GRAD, conv2d_input_grad, 2, 0)               \
@@ -59,6 +60,18 @@ tg_tensor *tg_outer(tg_ctx *c, tg_tensor *a, tg_tensor *b);
  * when they do not fit.
  */
 tg_tensor *tg_linear(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b);
+
+/*
+ * y = x W^T + b + addend, fused: the output rows are pre-filled with the
+ * addend (and the bias) and the GEMM accumulates onto them, so the sum
+ * costs no second tensor (an RNN step's gates: the input projection of
+ * the step plus the hidden-state product). x, W and b as tg_linear (b may
+ * be NULL); addend broadcasts (NumPy rules) to y's shape [..., out]
+ * without enlarging it, and may be any strided view. Its gradient is dout,
+ * summed over broadcast dims. TG_ERR_SHAPE naming the shapes when they do
+ * not fit, TG_ERR_DTYPE unless all share one float dtype.
+ */
+tg_tensor *tg_linear_add(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b, tg_tensor *addend);
 
 /* ====================================================================== */
 /* Convolution                                                            */

@@ -5,8 +5,10 @@
  * tg_linear is one GEMM: x's rows (all leading dims folded into one when
  * their strides allow) times W passed as CblasTrans (W is [out, in], so
  * W^T needs no copy), accumulated with beta = 1 onto output rows that were
- * pre-filled with the bias. Backward rules are public ops (matmul on
- * transposed views, sum over rows, reshape), so they differentiate again.
+ * pre-filled with the bias. tg_linear_add pre-fills them with an addend
+ * plus the bias instead, so "projection + something" costs one tensor.
+ * Backward rules are public ops (matmul on transposed views, sum over rows,
+ * reshape), so they differentiate again.
  */
 #include "ops_impl.h"
 
@@ -119,69 +121,125 @@ static tg_tensor *contig(tg_ctx *c, const char *fn, tg_tensor *t)
     return cp;
 }
 
-static void linear_fail(tg_ctx *c, const tg_tensor *x, const tg_tensor *w, const tg_tensor *b,
-                        const char *what)
+static void linear_fail(tg_ctx *c, const char *fn, const tg_tensor *x, const tg_tensor *w,
+                        const tg_tensor *b, const char *what)
 {
     char sx[128], sw[128], sb[128] = "none";
     if (b) tg__fmt_shape(sb, sizeof sb, b->ndim, b->shape);
-    tg__fail(c, TG_ERR_SHAPE, "tg_linear: x %s W %s b %s: %s",
+    tg__fail(c, TG_ERR_SHAPE, "%s: x %s W %s b %s: %s", fn,
              tg__fmt_shape(sx, sizeof sx, x->ndim, x->shape),
              tg__fmt_shape(sw, sizeof sw, w->ndim, w->shape), sb, what);
 }
 
-/* x is (R, in) after folding leading dims, w is (out, in), b is (out); y is (R, out) */
-/* y = x W^T + b */
-tg_tensor *tg_linear(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b)
+/* The strides that broadcast a (NumPy rules) to y's shape, or false when
+ * it does not broadcast to exactly that shape. */
+static bool addend_strides(const tg_tensor *a, const tg_tensor *y, int64_t *st)
 {
-    tg_tensor *in[3] = {x, w, b};
-    if (!tg__check_inputs(c, "tg_linear", 2, in) ||
-        !tg__check_same_dtype(c, "tg_linear", x, w) ||
-        (b && (!tg__check_inputs(c, "tg_linear", 1, &in[2]) ||
-               !tg__check_same_dtype(c, "tg_linear", x, b))))
+    if (a->ndim > y->ndim) return false;
+    int lead = y->ndim - a->ndim;
+    for (int d = 0; d < y->ndim; d++) {
+        int j = d - lead;
+        if (j < 0 || a->shape[j] == 1) st[d] = 0;
+        else if (a->shape[j] == y->shape[d]) st[d] = a->stride[j];
+        else return false;
+    }
+    return true;
+}
+
+/* The rows of y before the GEMM adds onto them: the addend (broadcast) plus
+ * the bias, or the bias alone, or nothing (beta = 0). *beta says which. */
+#define ADD_BIAS(T)                                                                     \
+    for (int64_t r = 0; r < R; r++) {                                                   \
+        T *yr = (T *)(void *)py + r * OUT;                                              \
+        const T *bb = (const T *)pb;                                                    \
+        for (int64_t j = 0; j < OUT; j++) yr[j] += bb[j * sb];                          \
+    }
+
+static bool prefill(tg_ctx *c, tg_tensor *y, const tg_tensor *b, const tg_tensor *addend,
+                    int64_t R, int64_t OUT, double *beta)
+{
+    size_t es = tg__esize(y->dtype);
+    char *py = tg__ptr(y);
+    *beta = b || addend ? 1.0 : 0.0;
+    if (addend) {
+        int64_t st[TG_MAX_DIMS];
+        addend_strides(addend, y, st); /* checked by the caller */
+        tg_tensor *v = tg__view(c, addend, y->ndim, y->shape, st, addend->offset);
+        if (!v) return false;
+        tg__copy_strided(c, y, v);
+        if (b) {
+            const char *pb = tg__ptr(b);
+            int64_t sb = b->stride[0];
+            if (y->dtype == TG_F64) ADD_BIAS(double) else ADD_BIAS(float)
+        }
+    } else if (b) {
+        /* the bias, broadcast into every row: GEMM then adds onto it */
+        const char *pb = tg__ptr(b);
+        int64_t sb = b->stride[0];
+        for (int64_t j = 0; j < OUT; j++)
+            memcpy(py + j * (int64_t)es, pb + j * sb * (int64_t)es, es);
+        for (int64_t r = 1; r < R; r++) memcpy(py + r * OUT * (int64_t)es, py, (size_t)OUT * es);
+    }
+    return true;
+}
+#undef ADD_BIAS
+
+/* x is (R, in) after folding leading dims, w is (out, in), b is (out); y is (R, out) */
+/* y = x W^T + b (+ addend): the rows pre-filled, then one GEMM with beta = 1 */
+static tg_tensor *linear_forward(tg_ctx *c, const char *fn, tg_op op, tg_tensor *x, tg_tensor *w,
+                                 tg_tensor *b, tg_tensor *addend)
+{
+    tg_tensor *in[4] = {x, w, b, addend};
+    if (!tg__check_inputs(c, fn, 2, in) || !tg__check_same_dtype(c, fn, x, w) ||
+        (b && (!tg__check_inputs(c, fn, 1, &in[2]) || !tg__check_same_dtype(c, fn, x, b))))
+        return NULL;
+    if (op == TG_OP_LINEAR_ADD &&
+        (!tg__check_inputs(c, fn, 1, &in[3]) || !tg__check_same_dtype(c, fn, x, addend)))
         return NULL;
     char msg[128];
     if (x->ndim < 1 || w->ndim != 2) {
-        linear_fail(c, x, w, b, "x needs at least 1 dim and W exactly 2");
+        linear_fail(c, fn, x, w, b, "x needs at least 1 dim and W exactly 2");
         return NULL;
     }
     int64_t IN = x->shape[x->ndim - 1], OUT = w->shape[0];
     if (w->shape[1] != IN) {
         snprintf(msg, sizeof msg, "in features %lld != W's %lld", (long long)IN,
                  (long long)w->shape[1]);
-        linear_fail(c, x, w, b, msg);
+        linear_fail(c, fn, x, w, b, msg);
         return NULL;
     }
     if (b && (b->ndim != 1 || b->shape[0] != OUT)) {
         snprintf(msg, sizeof msg, "bias must be [%lld]", (long long)OUT);
-        linear_fail(c, x, w, b, msg);
+        linear_fail(c, fn, x, w, b, msg);
         return NULL;
     }
     int64_t R = tg__numel(x->ndim - 1, x->shape);
     if (R > INT_MAX || IN > INT_MAX || OUT > INT_MAX) {
-        tg__fail(c, TG_ERR_INVALID, "tg_linear: matrix dims exceed the int range of BLAS");
+        tg__fail(c, TG_ERR_INVALID, "%s: matrix dims exceed the int range of BLAS", fn);
         return NULL;
     }
     int64_t shape[TG_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = OUT;
-    tg_tensor *y = tg__empty(c, "tg_linear", x->dtype, x->ndim, shape);
+    tg_tensor *y = tg__empty(c, fn, x->dtype, x->ndim, shape);
     if (!y) return NULL;
+    int64_t ast[TG_MAX_DIMS];
+    if (addend && !addend_strides(addend, y, ast)) {
+        char sa[128], sy[128];
+        tg__fail(c, TG_ERR_SHAPE, "%s: addend %s does not broadcast to the output %s", fn,
+                 tg__fmt_shape(sa, sizeof sa, addend->ndim, addend->shape),
+                 tg__fmt_shape(sy, sizeof sy, y->ndim, y->shape));
+        return NULL;
+    }
     bool f64 = x->dtype == TG_F64;
     size_t es = tg__esize(x->dtype);
     char *py = tg__ptr(y);
 
+    double beta;
     if (R > 0 && OUT > 0) {
-        /* the bias, broadcast into every row: GEMM then adds onto it */
-        if (b) {
-            const char *pb = tg__ptr(b);
-            int64_t sb = b->stride[0];
-            for (int64_t j = 0; j < OUT; j++)
-                memcpy(py + j * (int64_t)es, pb + j * sb * (int64_t)es, es);
-            for (int64_t r = 1; r < R; r++)
-                memcpy(py + r * OUT * (int64_t)es, py, (size_t)OUT * es);
-        }
+        if (!prefill(c, y, b, addend, R, OUT, &beta)) return NULL;
         if (IN == 0) {
-            if (!b) memset(py, 0, (size_t)(R * OUT) * es);
+            if (beta == 0.0) memset(py, 0, (size_t)(R * OUT) * es);
         } else {
             /* A = x as (R, in) */
             bool ta = false, tb = false;
@@ -189,7 +247,7 @@ tg_tensor *tg_linear(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b)
             tg_tensor *xa = x;
             if (!fold_rows(x, &rs) ||
                 !tg__mat_layout(R, IN, rs, x->stride[x->ndim - 1], &ta, &lda)) {
-                xa = contig(c, "tg_linear", x);
+                xa = contig(c, fn, x);
                 if (!xa) return NULL;
                 ta = false;
                 lda = IN;
@@ -197,18 +255,30 @@ tg_tensor *tg_linear(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b)
             /* B = W^T as (in, out): strides (w's s1, w's s0) */
             tg_tensor *wb = w;
             if (!tg__mat_layout(IN, OUT, w->stride[1], w->stride[0], &tb, &ldb)) {
-                wb = contig(c, "tg_linear", w);
+                wb = contig(c, fn, w);
                 if (!wb) return NULL;
                 tb = true;
                 ldb = IN;
             }
-            tg__gemm(c, f64, ta, tb, R, OUT, IN, 1.0, tg__ptr(xa), lda, tg__ptr(wb), ldb,
-                     b ? 1.0 : 0.0, py, OUT);
+            tg__gemm(c, f64, ta, tb, R, OUT, IN, 1.0, tg__ptr(xa), lda, tg__ptr(wb), ldb, beta,
+                     py, OUT);
         }
     }
     tg__node *n;
-    if (tg__record(c, TG_OP_LINEAR, y, 3, in, &n)) return NULL;
+    if (tg__record(c, op, y, op == TG_OP_LINEAR_ADD ? 4 : 3, in, &n)) return NULL;
     return y;
+}
+
+/* y = x W^T + b */
+tg_tensor *tg_linear(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b)
+{
+    return linear_forward(c, "tg_linear", TG_OP_LINEAR, x, w, b, NULL);
+}
+
+/* y = x W^T + b + addend */
+tg_tensor *tg_linear_add(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b, tg_tensor *addend)
+{
+    return linear_forward(c, "tg_linear_add", TG_OP_LINEAR_ADD, x, w, b, addend);
 }
 
 /* dout is (..., out) viewed as (R, out); x as (R, in) */
@@ -339,4 +409,20 @@ void tg__linear_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout, 
         tg__defer job = {run_colsum, f64, false, false, 1, OUT, R, rs, cs, pd, NULL};
         dx[2] = give(c, &job, defer[2], b->dtype, 1, b->shape);
     }
+}
+
+/* ---- linear_add: linear's gradients, and dout itself for the addend ----- */
+
+/* dx, dW, db as linear's; d addend = dout (the engine sums broadcast dims) */
+void tg__linear_add_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
+{
+    tg__linear_backward(c, n, dout, dx);
+    if (NEED(3)) dx[3] = dout;
+}
+
+void tg__linear_add_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout,
+                                     tg_tensor **dx, tg__defer **defer)
+{
+    tg__linear_backward_nograph(c, n, dout, dx, defer);
+    if (NEED(3) && tg__ok(c)) dx[3] = dout;
 }

@@ -109,6 +109,8 @@ typedef void (*tg__backward_nograph_fn)(tg_ctx *c, const tg__node *n, tg_tensor 
 extern const tg__backward_nograph_fn tg__ops_nograph[TG_OP_COUNT];
 void tg__linear_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx,
                                  tg__defer **defer);
+void tg__linear_add_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout,
+                                     tg_tensor **dx, tg__defer **defer);
 
 /* ---- convolution and pooling options (conv.c, pool.c), also checked by
  * the layer constructors so a bad option fails at construction ---------- */

@@ -18,6 +18,7 @@ const tg__backward_acc_fn tg__ops_acc[TG_OP_COUNT] = {
 
 const tg__backward_nograph_fn tg__ops_nograph[TG_OP_COUNT] = {
     [TG_OP_LINEAR] = tg__linear_backward_nograph,
+    [TG_OP_LINEAR_ADD] = tg__linear_add_backward_nograph,
 };
 
 #define TG__OP_ONE(E, name, arity, flags) +1
