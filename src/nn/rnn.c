@@ -5,8 +5,10 @@
  *
  * Per layer the input projection of every time step is one tg_linear over
  * the whole [B, T, I] sequence; each step then adds one [B, H] x [H, G*H]
- * GEMM of the hidden state; an LSTM step's gates and cell update are one
- * fused op (tg_lstm_cell), a GRU's slice the gates out as views. The hidden
+ * GEMM of the hidden state, accumulated straight onto the step's slice of
+ * the projection (tg_linear_add) for an RNN or LSTM; an LSTM step's gates
+ * and cell update are one fused op (tg_lstm_cell), a GRU's slice the gates
+ * out as views. The hidden
  * states of the steps are stacked into the output with one tg_stack. The
  * only scratch is an array of T tensor pointers in the step arena.
  */
@@ -170,20 +172,21 @@ static tg_tensor *run(tg_ctx *c, const char *fn, tg_module *mod, tg_tensor *x, t
         tg_tensor *cell = lstm ? initial(c, c0, k, B, H, dt) : NULL;
         for (int64_t t = 0; t < T; t++) {
             tg_tensor *xt = tg_squeeze(c, tg_slice(c, xw, 1, t, t + 1, 1), 1); /* [B, G*H] */
-            tg_tensor *hw = tg_linear(c, h, w[1], w[3]);                       /* [B, G*H] */
             if (lstm) {
-                /* the gates and the cell update in one fused op */
-                tg_tensor *hc = tg_lstm_cell(c, tg_add(c, xt, hw), cell); /* [2, B, H] */
-                h = tg_squeeze(c, tg_slice(c, hc, 0, 0, 1, 1), 0);
+                /* pre-activations x_t W_ih^T + b_ih + h W_hh^T + b_hh as one
+                 * tensor, then the gates and the cell update in one fused op */
+                tg_tensor *hc = tg_lstm_cell(c, tg_linear_add(c, h, w[1], w[3], xt), cell);
+                h = tg_squeeze(c, tg_slice(c, hc, 0, 0, 1, 1), 0); /* hc is [2, B, H] */
                 cell = tg_squeeze(c, tg_slice(c, hc, 0, 1, 2, 1), 0);
             } else if (gru) {
+                tg_tensor *hw = tg_linear(c, h, w[1], w[3]); /* [B, G*H] */
                 tg_tensor *r = tg_sigmoid(c, tg_add(c, gate(c, xt, 0, H), gate(c, hw, 0, H)));
                 tg_tensor *z = tg_sigmoid(c, tg_add(c, gate(c, xt, 1, H), gate(c, hw, 1, H)));
                 tg_tensor *n =
                     tg_tanh(c, tg_add(c, gate(c, xt, 2, H), tg_mul(c, r, gate(c, hw, 2, H))));
                 h = tg_add(c, n, tg_mul(c, z, tg_sub(c, h, n))); /* (1 - z) n + z h */
             } else {
-                tg_tensor *pre = tg_add(c, xt, hw);
+                tg_tensor *pre = tg_linear_add(c, h, w[1], w[3], xt);
                 h = o->nonlin == TG_RNN_RELU ? tg_relu(c, pre) : tg_tanh(c, pre);
             }
             hs[t] = h;
