@@ -182,8 +182,10 @@ tg_tensor *tg_sdpa(tg_ctx *c, tg_tensor *q, tg_tensor *k, tg_tensor *v, tg_tenso
  * (input, forget, cell, output), cell is (B, H); y is (2, B, H) with
  *   y[0] = h' = sigmoid(o) * tanh(c'),  y[1] = c' = sigmoid(f) * cell + sigmoid(i) * tanh(g).
  * One fused kernel forward and one backward (f32 through vectorisable exp
- * and tanh accurate to 3 ulp, f64 through libm); when the gradient is
- * itself recorded the backward is built from ops, so second order works.
+ * and tanh accurate to 3 ulp, f64 through libm); the node keeps nothing
+ * but its inputs and y: backward recomputes the activations from the
+ * gates. When the gradient is itself recorded the backward is built from
+ * ops, so second order works.
  * Errors: TG_ERR_SHAPE (not [B, 4H] and [B, H]), TG_ERR_DTYPE.
  */
 tg_tensor *tg_lstm_cell(tg_ctx *c, tg_tensor *gates, tg_tensor *cell);

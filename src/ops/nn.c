@@ -19,6 +19,7 @@
  * causal, saved[0] = the probabilities P. LSTM_CELL: saved[0] = the
  * activations i, f, g, o and tanh(c') as (B, 5H).
  */
+#include "../core/arena_mark.h"
 #include "fastmath.h"
 #include "ops_impl.h"
 
@@ -732,18 +733,25 @@ void tg__sdpa_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
 /* lstm_cell                                                              */
 /* ====================================================================== */
 
-/* Row b of the fused cell; A holds the activations i, f, g, o and tanh(c')
- * ([B, 5H]) that backward reads. f32 uses the vectorisable fastmath.h
- * functions, f64 libm. */
+/* The activations i, f, g, o of gate row gr into ar[0, 4H), each gate a
+ * loop of its own (so each vectorises). */
+#define LSTM_ACT(T, SIG, TANH)                                                          \
+    for (int64_t j = 0; j < 2 * H; j++) ar[j] = SIG(gr[j]);                             \
+    for (int64_t j = 2 * H; j < 3 * H; j++) ar[j] = TANH(gr[j]);                        \
+    for (int64_t j = 3 * H; j < 4 * H; j++) ar[j] = SIG(gr[j]);
+
+/* The fused cell over B rows: gates (B, 4H) i, f, g, o and cell (B, H) to
+ * y = (h', c') (2, B, H). A row's activations and tanh(c') go to ar, one
+ * row of scratch (5H): backward recomputes them from the gates, so a step
+ * keeps only its gates and y. f32 uses the vectorisable fastmath.h
+ * functions (and AVX2/AVX-512 copies), f64 libm. */
 #define LSTM_FWD(T, SIG, TANH)                                                          \
     for (int64_t b = 0; b < B; b++) {                                                   \
         const T *restrict gr = (const T *)pg + b * 4 * H;                               \
         const T *restrict cr = (const T *)pc + b * H;                                   \
-        T *restrict ar = (T *)pa + b * 5 * H;                                           \
+        T *restrict ar = (T *)pa;                                                       \
         T *restrict hr = (T *)py + b * H, *restrict nr = (T *)py + (B + b) * H;         \
-        for (int64_t j = 0; j < 2 * H; j++) ar[j] = SIG(gr[j]);                         \
-        for (int64_t j = 2 * H; j < 3 * H; j++) ar[j] = TANH(gr[j]);                    \
-        for (int64_t j = 3 * H; j < 4 * H; j++) ar[j] = SIG(gr[j]);                     \
+        LSTM_ACT(T, SIG, TANH)                                                          \
         for (int64_t j = 0; j < H; j++) nr[j] = ar[H + j] * cr[j] + ar[j] * ar[2 * H + j]; \
         for (int64_t j = 0; j < H; j++) {                                               \
             ar[4 * H + j] = TANH(nr[j]);                                                \
@@ -756,6 +764,17 @@ static inline double sigmoid_d(double x)
     if (x >= 0) return 1.0 / (1.0 + exp(-x));
     double e = exp(x);
     return e / (1.0 + e);
+}
+
+TG__VEC_CLONES static void lstm_fwd_f32(int64_t B, int64_t H, const char *pg, const char *pc,
+                                        char *py, char *pa)
+{
+    LSTM_FWD(float, tg__sigmoidf, tg__tanhf)
+}
+
+static void lstm_fwd_f64(int64_t B, int64_t H, const char *pg, const char *pc, char *py, char *pa)
+{
+    LSTM_FWD(double, sigmoid_d, tanh)
 }
 
 /* gates is (B, 4H) in PyTorch's order i, f, g, o; cell is (B, H); y is (2, B, H) */
@@ -775,20 +794,17 @@ tg_tensor *tg_lstm_cell(tg_ctx *c, tg_tensor *gates, tg_tensor *cell)
         return NULL;
     }
     int64_t B = cell->shape[0], H = cell->shape[1];
-    tg_tensor *gd = dense(c, fn, gates), *cd = dense(c, fn, cell);
     tg_tensor *y = tg__empty(c, fn, cell->dtype, 3, (const int64_t[]){2, B, H});
-    tg_tensor *act = tg__empty(c, fn, cell->dtype, 2, (const int64_t[]){B, 5 * H});
+    if (!y) return NULL;
+    tg__arena_pos m = tg__arena_mark(c); /* dense copies of strided inputs are scratch */
+    tg_tensor *gd = dense(c, fn, gates), *cd = dense(c, fn, cell);
+    char *pa = tg__arena_alloc(c, (size_t)(5 * H) * tg__esize(cell->dtype));
     if (!tg__ok(c)) return NULL;
-    const char *pg = tg__ptr(gd), *pc = tg__ptr(cd);
-    char *py = tg__ptr(y), *pa = tg__ptr(act);
-    if (cell->dtype == TG_F32) {
-        LSTM_FWD(float, tg__sigmoidf, tg__tanhf)
-    } else {
-        LSTM_FWD(double, sigmoid_d, tanh)
-    }
+    if (cell->dtype == TG_F32) lstm_fwd_f32(B, H, tg__ptr(gd), tg__ptr(cd), tg__ptr(y), pa);
+    else lstm_fwd_f64(B, H, tg__ptr(gd), tg__ptr(cd), tg__ptr(y), pa);
+    tg__arena_rewind(c, m);
     tg__node *n;
     if (tg__record(c, TG_OP_LSTM_CELL, y, 2, in, &n)) return NULL;
-    if (n) tg__save(n, 0, act);
     return y;
 }
 
@@ -821,13 +837,19 @@ static void lstm_cell_backward_ops(tg_ctx *c, const tg__node *n, tg_tensor *dout
     if (NEED(1)) dx[1] = tg_mul(c, dct, f);
 }
 
-#define LSTM_BWD(T)                                                                     \
+/* Backward over B rows: a row's activations recomputed into ar as forward
+ * made them (the same bits), tanh(c') from y's c'. */
+#define LSTM_BWD(T, SIG, TANH)                                                          \
     for (int64_t b = 0; b < B; b++) {                                                   \
-        const T *restrict ar = (const T *)pa + b * 5 * H;                               \
+        const T *restrict gr = (const T *)pg + b * 4 * H;                               \
         const T *restrict cr = (const T *)pc + b * H;                                   \
+        const T *restrict nr = (const T *)py + (B + b) * H;                             \
         const T *restrict dh = (const T *)pd + b * H, *restrict dc = (const T *)pd + (B + b) * H; \
+        T *restrict ar = (T *)pa;                                                       \
         T *restrict dg = pdg ? (T *)pdg + b * 4 * H : NULL;                             \
         T *restrict dcp = pdc ? (T *)pdc + b * H : NULL;                                \
+        LSTM_ACT(T, SIG, TANH)                                                          \
+        for (int64_t j = 0; j < H; j++) ar[4 * H + j] = TANH(nr[j]);                    \
         for (int64_t j = 0; j < H; j++) {                                               \
             T i = ar[j], f = ar[H + j], g = ar[2 * H + j], o = ar[3 * H + j];           \
             T tc = ar[4 * H + j];                                                       \
@@ -842,6 +864,19 @@ static void lstm_cell_backward_ops(tg_ctx *c, const tg__node *n, tg_tensor *dout
         }                                                                               \
     }
 
+TG__VEC_CLONES static void lstm_bwd_f32(int64_t B, int64_t H, const char *pg, const char *pc,
+                                        const char *py, const char *pd, char *pdg, char *pdc,
+                                        char *pa)
+{
+    LSTM_BWD(float, tg__sigmoidf, tg__tanhf)
+}
+
+static void lstm_bwd_f64(int64_t B, int64_t H, const char *pg, const char *pc, const char *py,
+                         const char *pd, char *pdg, char *pdc, char *pa)
+{
+    LSTM_BWD(double, sigmoid_d, tanh)
+}
+
 /* dout is (2, B, H): d gates (B, 4H) and d cell (B, H) in one pass over the
  * saved activations */
 void tg__lstm_cell_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
@@ -853,17 +888,18 @@ void tg__lstm_cell_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_te
     const char *fn = "tg_lstm_cell";
     tg_tensor *cp = n->in[1];
     int64_t B = cp->shape[0], H = cp->shape[1];
-    tg_tensor *dd = dense(c, fn, dout), *cd = dense(c, fn, cp);
     tg_tensor *dg = NEED(0) ? tg__empty(c, fn, cp->dtype, 2, (const int64_t[]){B, 4 * H}) : NULL;
     tg_tensor *dc = NEED(1) ? tg__empty(c, fn, cp->dtype, 2, (const int64_t[]){B, H}) : NULL;
     if (!tg__ok(c)) return;
-    const char *pa = tg__ptr(n->saved[0]), *pc = tg__ptr(cd), *pd = tg__ptr(dd);
+    tg__arena_pos m = tg__arena_mark(c); /* dense copies of strided tensors are scratch */
+    tg_tensor *gd = dense(c, fn, n->in[0]), *cd = dense(c, fn, cp), *dd = dense(c, fn, dout);
+    char *pa = tg__arena_alloc(c, (size_t)(5 * H) * tg__esize(cp->dtype));
+    if (!tg__ok(c)) return;
+    const char *pg = tg__ptr(gd), *pc = tg__ptr(cd), *py = tg__ptr(n->out), *pd = tg__ptr(dd);
     char *pdg = dg ? tg__ptr(dg) : NULL, *pdc = dc ? tg__ptr(dc) : NULL;
-    if (cp->dtype == TG_F32) {
-        LSTM_BWD(float)
-    } else {
-        LSTM_BWD(double)
-    }
+    if (cp->dtype == TG_F32) lstm_bwd_f32(B, H, pg, pc, py, pd, pdg, pdc, pa);
+    else lstm_bwd_f64(B, H, pg, pc, py, pd, pdg, pdc, pa);
+    tg__arena_rewind(c, m);
     dx[0] = dg;
     dx[1] = dc;
 }
