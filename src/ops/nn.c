@@ -837,44 +837,66 @@ static void lstm_cell_backward_ops(tg_ctx *c, const tg__node *n, tg_tensor *dout
     if (NEED(1)) dx[1] = tg_mul(c, dct, f);
 }
 
-/* Backward over B rows: a row's activations recomputed into ar as forward
- * made them (the same bits), tanh(c') from y's c'. */
-#define LSTM_BWD(T, SIG, TANH)                                                          \
-    for (int64_t b = 0; b < B; b++) {                                                   \
-        const T *restrict gr = (const T *)pg + b * 4 * H;                               \
-        const T *restrict cr = (const T *)pc + b * H;                                   \
-        const T *restrict nr = (const T *)py + (B + b) * H;                             \
-        const T *restrict dh = (const T *)pd + b * H, *restrict dc = (const T *)pd + (B + b) * H; \
-        T *restrict ar = (T *)pa;                                                       \
-        T *restrict dg = pdg ? (T *)pdg + b * 4 * H : NULL;                             \
-        T *restrict dcp = pdc ? (T *)pdc + b * H : NULL;                                \
-        LSTM_ACT(T, SIG, TANH)                                                          \
-        for (int64_t j = 0; j < H; j++) ar[4 * H + j] = TANH(nr[j]);                    \
+/* One row's d gates and d cell from its activations ar (i, f, g, o,
+ * tanh(c')) and cell row cr; d c' = dc + dh o tanh'(c') in both. Functions
+ * with restrict parameters, so the loops vectorise. */
+#define LSTM_DROWS(T, SFX)                                                              \
+    static inline void lstm_dgates_##SFX(int64_t H, const T *restrict ar,               \
+                                         const T *restrict cr, const T *restrict dh,    \
+                                         const T *restrict dc, T *restrict di,          \
+                                         T *restrict df, T *restrict dgg, T *restrict dov) \
+    {                                                                                   \
         for (int64_t j = 0; j < H; j++) {                                               \
             T i = ar[j], f = ar[H + j], g = ar[2 * H + j], o = ar[3 * H + j];           \
             T tc = ar[4 * H + j];                                                       \
             T dct = dc[j] + dh[j] * o * (1 - tc * tc);                                  \
-            if (dg) {                                                                   \
-                dg[j] = dct * g * i * (1 - i);                                          \
-                dg[H + j] = dct * cr[j] * f * (1 - f);                                  \
-                dg[2 * H + j] = dct * i * (1 - g * g);                                  \
-                dg[3 * H + j] = dh[j] * tc * o * (1 - o);                               \
-            }                                                                           \
-            if (dcp) dcp[j] = dct * f;                                                  \
+            di[j] = dct * g * i * (1 - i);                                              \
+            df[j] = dct * cr[j] * f * (1 - f);                                          \
+            dgg[j] = dct * i * (1 - g * g);                                             \
+            dov[j] = dh[j] * tc * o * (1 - o);                                          \
         }                                                                               \
+    }                                                                                   \
+    static inline void lstm_dcell_##SFX(int64_t H, const T *restrict ar,                \
+                                        const T *restrict dh, const T *restrict dc,     \
+                                        T *restrict dcp)                                \
+    {                                                                                   \
+        for (int64_t j = 0; j < H; j++) {                                               \
+            T o = ar[3 * H + j], tc = ar[4 * H + j];                                    \
+            dcp[j] = (dc[j] + dh[j] * o * (1 - tc * tc)) * ar[H + j];                   \
+        }                                                                               \
+    }
+LSTM_DROWS(float, f32)
+LSTM_DROWS(double, f64)
+
+/* Backward over B rows: a row's activations recomputed into ar as forward
+ * made them (the same bits), tanh(c') from y's c'. */
+#define LSTM_BWD(T, SIG, TANH, SFX)                                                     \
+    for (int64_t b = 0; b < B; b++) {                                                   \
+        const T *restrict gr = (const T *)pg + b * 4 * H;                               \
+        const T *restrict cr = (const T *)pc + b * H;                                   \
+        const T *restrict nr = (const T *)py + (B + b) * H;                             \
+        const T *dh = (const T *)pd + b * H, *dc = (const T *)pd + (B + b) * H;         \
+        T *restrict ar = (T *)pa;                                                       \
+        LSTM_ACT(T, SIG, TANH)                                                          \
+        for (int64_t j = 0; j < H; j++) ar[4 * H + j] = TANH(nr[j]);                    \
+        if (pdg) {                                                                      \
+            T *dg = (T *)pdg + b * 4 * H;                                               \
+            lstm_dgates_##SFX(H, ar, cr, dh, dc, dg, dg + H, dg + 2 * H, dg + 3 * H);   \
+        }                                                                               \
+        if (pdc) lstm_dcell_##SFX(H, ar, dh, dc, (T *)pdc + b * H);                     \
     }
 
 TG__VEC_CLONES static void lstm_bwd_f32(int64_t B, int64_t H, const char *pg, const char *pc,
                                         const char *py, const char *pd, char *pdg, char *pdc,
                                         char *pa)
 {
-    LSTM_BWD(float, tg__sigmoidf, tg__tanhf)
+    LSTM_BWD(float, tg__sigmoidf, tg__tanhf, f32)
 }
 
 static void lstm_bwd_f64(int64_t B, int64_t H, const char *pg, const char *pc, const char *py,
                          const char *pd, char *pdg, char *pdc, char *pa)
 {
-    LSTM_BWD(double, sigmoid_d, tanh)
+    LSTM_BWD(double, sigmoid_d, tanh, f64)
 }
 
 /* dout is (2, B, H): d gates (B, 4H) and d cell (B, H) in one pass over the
