@@ -46,6 +46,7 @@
     X(optim)           \
     X(io)              \
     X(layers)          \
+    X(rnn)             \
     X(data)            \
     X(checkpoint)      \
     X(crashsafe)       \
