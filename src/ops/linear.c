@@ -152,7 +152,10 @@ static bool addend_strides(const tg_tensor *a, const tg_tensor *y, int64_t *st)
     for (int64_t r = 0; r < R; r++) {                                                   \
         T *yr = (T *)(void *)py + r * OUT;                                              \
         const T *bb = (const T *)pb;                                                    \
-        for (int64_t j = 0; j < OUT; j++) yr[j] += bb[j * sb];                          \
+        if (sb == 1) /* the usual case, a loop that vectorises */                      \
+            for (int64_t j = 0; j < OUT; j++) yr[j] += bb[j];                           \
+        else                                                                            \
+            for (int64_t j = 0; j < OUT; j++) yr[j] += bb[j * sb];                      \
     }
 
 static bool prefill(tg_ctx *c, tg_tensor *y, const tg_tensor *b, const tg_tensor *addend,
