@@ -734,7 +734,8 @@ static void host_of(const tg_tensor *t, double *out, int64_t n)
 
 /* tg_linear_add against tg_linear + tg_add: values and every gradient, for
  * an addend that is a strided time-step view (the RNN's use), a
- * broadcast row, with and without bias, f32 and f64; then its errors. */
+ * broadcast row, with and without bias (strided in f64), f32 and f64; then
+ * its errors. */
 START_TEST(test_linear_add)
 {
     for (int t = 0; t < 8; t++) {
@@ -746,14 +747,17 @@ START_TEST(test_linear_add)
         free(h);
         tg_tensor *w = mk(c, dt, 2, (const int64_t[]){6, 3}, 2, &h);
         free(h);
-        tg_tensor *b = bias ? mk(c, dt, 1, (const int64_t[]){6}, 3, &h) : NULL;
-        if (b) free(h);
+        /* f64's bias is every other element of a [12] leaf (stride 2) */
+        tg_tensor *bsrc = bias ? mk(c, dt, 1, (const int64_t[]){dt == TG_F64 ? 12 : 6}, 3, &h)
+                               : NULL;
+        if (bsrc) free(h);
         /* addend: step 2 of a [4, 5, 6] sequence (row stride 30), or [6] */
         tg_tensor *seq = mk(c, dt, bcast ? 1 : 3, bcast ? (const int64_t[]){6}
                                                         : (const int64_t[]){4, 5, 6}, 4, &h);
         free(h);
-        tg_tensor *leaves[4] = {x, w, seq, b};
+        tg_tensor *leaves[4] = {x, w, seq, bsrc};
         for (int i = 0; i < (bias ? 4 : 3); i++) tg_set_requires_grad(leaves[i], true);
+        tg_tensor *b = bsrc && dt == TG_F64 ? tg_slice(c, bsrc, 0, 0, 12, 2) : bsrc;
         tg_tensor *ad = bcast ? seq : tg_squeeze(c, tg_slice(c, seq, 1, 2, 3, 1), 1);
         tg_tensor *y = tg_linear_add(c, x, w, b, ad);
         tg_tensor *ref = tg_add(c, tg_linear(c, x, w, b), ad);
