@@ -11,6 +11,12 @@
  *     bias sums in reduce.c's order) against the graph rule (the gradient
  *     ops and tg_sum_axes), over geometries that take each im2col / col2im
  *     path and bias sums that cross reduce.c's 4096-element blocks.
+ *   - tiny products (src/core/blas.c's loops, not BLAS) against their
+ *     definition: each sum in double in order of k, rounded once (plus the
+ *     bias, for tg_linear), over shapes that take every loop (narrow and
+ *     wide rows of sums, both orientations, the scalar fallback), operands
+ *     transposed or not, and special values (NaN only as NaN: its sign and
+ *     payload are the hardware's).
  * The graph rule is what tg_grad_of(create_graph) runs; tg_backward runs
  * the fast one.
  */
@@ -271,6 +277,111 @@ START_TEST(test_conv2d_backward_direct_threads)
 }
 END_TEST
 
+/* ---- tiny GEMM ------------------------------------------------------------- */
+
+/* m, n, k of products small enough for blas.c's own loops (m n k <= 4096):
+ * rows of 1 to 4 sums and wider, more rows than columns (the transposed
+ * order) or not, and k n > 1024 (the scalar fallback). */
+static const int tiny_shapes[][3] = {
+    {32, 3, 2}, {32, 1, 3}, {32, 3, 1}, {1, 3, 32}, {3, 2, 32}, {4, 4, 4},  {2, 5, 7},
+    {7, 5, 2},  {1, 1, 1},  {5, 1, 9},  {1, 9, 5},  {16, 16, 16}, {3, 40, 30}, {1, 4, 600},
+    {4, 1, 600}, {2, 2, 900}, {64, 64, 1}, {1, 64, 64},
+};
+#define N_TINY (int)(sizeof tiny_shapes / sizeof tiny_shapes[0])
+
+/* values with exact repeats, zeros of both signs, infinities and NaN */
+static double tiny_val(double u, int64_t i)
+{
+    switch (i % 53) {
+    case 7: return -0.0;
+    case 19: return 0.0;
+    case 31: return i % 2 ? INFINITY : -INFINITY;
+    case 47: return NAN;
+    default: return u * 8;
+    }
+}
+
+/* x as T, read back as double */
+static double tiny_round(tg_dtype dt, double x) { return dt == TG_F32 ? (double)(float)x : x; }
+
+/* t's values (contiguous, row-major) as doubles, malloc'd */
+static double *as_doubles(const tg_tensor *t)
+{
+    size_t nb;
+    void *raw = bytes_of(t, &nb);
+    int64_t n = tg_numel(t);
+    double *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+    for (int64_t q = 0; q < n; q++)
+        v[q] = tg_tensor_dtype(t) == TG_F32 ? (double)((float *)raw)[q] : ((double *)raw)[q];
+    free(raw);
+    return v;
+}
+
+static bool same_value(double a, double b)
+{
+    return (isnan(a) && isnan(b)) || memcmp(&a, &b, sizeof a) == 0;
+}
+
+/* _i: shape (i / 8), dtype (bit 0), A stored transposed (bit 1), B stored
+ * transposed (bit 2). tg_matmul of the views, and tg_linear (x W^T + b) of
+ * the same numbers, against the definition. */
+START_TEST(test_tiny_gemm_definition)
+{
+    const int *sh = tiny_shapes[_i / 8];
+    int64_t m = sh[0], n = sh[1], k = sh[2];
+    tg_dtype dt = _i & 1 ? TG_F64 : TG_F32;
+    bool ta = _i & 2, tb = _i & 4;
+    double *u = pseudo(m * k + k * n + n, 17 + (uint64_t)_i, false);
+    double *av = malloc((size_t)(m * k) * sizeof *av), *bv = malloc((size_t)(k * n) * sizeof *bv);
+    double bias[64];
+    /* A(i, p) = av[i * k + p], B(p, j) = bv[p * n + j], as T */
+    for (int64_t q = 0; q < m * k; q++) av[q] = tiny_round(dt, tiny_val(u[q], q));
+    for (int64_t q = 0; q < k * n; q++) bv[q] = tiny_round(dt, tiny_val(u[m * k + q], q + 5));
+    for (int64_t j = 0; j < n; j++) bias[j] = tiny_round(dt, u[m * k + k * n + j]);
+
+    /* the operands as stored: A (m, k) or its transpose (k, m) made contiguous */
+    double *as = malloc((size_t)(m * k) * sizeof *as), *bs = malloc((size_t)(k * n) * sizeof *bs);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t p = 0; p < k; p++) as[ta ? p * m + i : i * k + p] = av[i * k + p];
+    for (int64_t p = 0; p < k; p++)
+        for (int64_t j = 0; j < n; j++) bs[tb ? j * k + p : p * n + j] = bv[p * n + j];
+    tg_ctx *c = tu_ctx();
+    tg_tensor *a = from_doubles(c, dt, 2, ta ? (const int64_t[]){k, m} : (const int64_t[]){m, k}, as);
+    tg_tensor *b = from_doubles(c, dt, 2, tb ? (const int64_t[]){n, k} : (const int64_t[]){k, n}, bs);
+    if (ta) a = tg_transpose(c, a, 0, 1);
+    if (tb) b = tg_transpose(c, b, 0, 1);
+    tg_tensor *y = tg_matmul(c, a, b);
+    /* tg_linear takes W as (n, k): B's transpose, a view when B is stored (k, n) */
+    tg_tensor *w = tg_transpose(c, b, 0, 1);
+    tg_tensor *yl = tg_linear(c, a, w, from_doubles(c, dt, 1, (const int64_t[]){n}, bias));
+    tu_assert_ok(c);
+
+    double *got = as_doubles(y), *gotl = as_doubles(yl);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0;
+            for (int64_t p = 0; p < k; p++) s += av[i * k + p] * bv[p * n + j];
+            double want = tiny_round(dt, s), wantl = tiny_round(dt, s + bias[j]);
+            ck_assert_msg(same_value(got[i * n + j], want),
+                          "matmul %lldx%lldx%lld ta %d tb %d dt %d: [%lld,%lld] %a != %a",
+                          (long long)m, (long long)n, (long long)k, ta, tb, dt, (long long)i,
+                          (long long)j, got[i * n + j], want);
+            ck_assert_msg(same_value(gotl[i * n + j], wantl),
+                          "linear %lldx%lldx%lld ta %d tb %d dt %d: [%lld,%lld] %a != %a",
+                          (long long)m, (long long)n, (long long)k, ta, tb, dt, (long long)i,
+                          (long long)j, gotl[i * n + j], wantl);
+        }
+    free(u);
+    free(av);
+    free(bv);
+    free(as);
+    free(bs);
+    free(got);
+    free(gotl);
+    tg_ctx_free(c);
+}
+END_TEST
+
 Suite *fastpaths_suite(void)
 {
     Suite *s = suite_create("fastpaths");
@@ -283,6 +394,9 @@ Suite *fastpaths_suite(void)
     tc = tu_tcase("conv2d");
     tcase_add_loop_test(tc, test_conv2d_backward_direct, 0, 2 * N_CONV_CASES);
     tcase_add_test(tc, test_conv2d_backward_direct_threads);
+    suite_add_tcase(s, tc);
+    tc = tu_tcase("tiny_gemm");
+    tcase_add_loop_test(tc, test_tiny_gemm_definition, 0, 8 * N_TINY);
     suite_add_tcase(s, tc);
     return s;
 }
