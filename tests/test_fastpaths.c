@@ -16,7 +16,11 @@
  *     bias, for tg_linear), over shapes that take every loop (narrow and
  *     wide rows of sums, both orientations, the scalar fallback), operands
  *     transposed or not, and special values (NaN only as NaN: its sign and
- *     payload are the hardware's).
+ *     payload are the hardware's);
+ *   - the pointwise losses' reduced forward on contiguous operands (summed
+ *     as evaluated, no scratch tensor) against the general path (the same
+ *     values through strided views), and mse's fused backward against its
+ *     composite rule, for every reduction it fuses, special values included.
  * The graph rule is what tg_grad_of(create_graph) runs; tg_backward runs
  * the fast one.
  */
@@ -382,6 +386,109 @@ START_TEST(test_tiny_gemm_definition)
 }
 END_TEST
 
+/* ---- pointwise losses ------------------------------------------------------- */
+
+/* x and t: n values with ties, and with zeros, infinities and NaN when
+ * special (bce needs [0, 1]: none there) */
+static void loss_values(double *x, double *t, int64_t n, uint64_t seed, bool unit, bool special)
+{
+    double *u = pseudo(2 * n, seed, false);
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = unit ? (u[i] + 1) / 2 : u[i] * 3;
+        t[i] = unit ? (u[n + i] + 1) / 2 : u[n + i] * 3;
+        if (!unit && i % 17 == 3) x[i] = t[i];
+        if (!unit && special && i % 29 == 5) x[i] = i % 2 ? INFINITY : -0.0;
+        if (!unit && special && i % 41 == 7) t[i] = NAN;
+    }
+    free(u);
+}
+
+typedef tg_tensor *(*loss_fn)(tg_ctx *c, tg_tensor *x, tg_tensor *t, tg_reduction r);
+static tg_tensor *l_mse(tg_ctx *c, tg_tensor *x, tg_tensor *t, tg_reduction r)
+{
+    return tg_mse_loss_ex(c, x, t, r);
+}
+static tg_tensor *l_l1(tg_ctx *c, tg_tensor *x, tg_tensor *t, tg_reduction r)
+{
+    return tg_l1_loss(c, x, t, r);
+}
+static tg_tensor *l_smooth(tg_ctx *c, tg_tensor *x, tg_tensor *t, tg_reduction r)
+{
+    return tg_smooth_l1_loss(c, x, t, 0.5, r);
+}
+static tg_tensor *l_huber(tg_ctx *c, tg_tensor *x, tg_tensor *t, tg_reduction r)
+{
+    return tg_huber_loss(c, x, t, 0.7, r);
+}
+static tg_tensor *l_bce(tg_ctx *c, tg_tensor *x, tg_tensor *t, tg_reduction r)
+{
+    return tg_bce_loss(c, x, t, r);
+}
+static tg_tensor *l_logits(tg_ctx *c, tg_tensor *x, tg_tensor *t, tg_reduction r)
+{
+    return tg_bce_with_logits(c, x, t, NULL, r);
+}
+static tg_tensor *l_kl(tg_ctx *c, tg_tensor *x, tg_tensor *t, tg_reduction r)
+{
+    return tg_kl_div(c, x, t, r, true);
+}
+static const loss_fn loss_fns[] = {l_mse, l_l1, l_smooth, l_huber, l_bce, l_logits, l_kl};
+#define N_LOSS_FNS (int)(sizeof loss_fns / sizeof loss_fns[0])
+
+/* _i: loss (i / 8), dtype (bit 0), sum or mean (bit 1), special values
+ * (bit 2); 70 x 130 elements (over one 4096-element block of the sum) */
+START_TEST(test_loss_flat_forward)
+{
+    enum { R = 70, C = 130, N = R * C };
+    tg_dtype dt = _i & 1 ? TG_F64 : TG_F32;
+    tg_reduction r = _i & 2 ? TG_REDUCE_MEAN : TG_REDUCE_SUM;
+    loss_fn f = loss_fns[_i / 8];
+    bool unit = f == l_bce;
+    double *x = malloc(N * sizeof *x), *t = malloc(N * sizeof *t);
+    loss_values(x, t, N, 31 + (uint64_t)_i, unit, _i & 4);
+    tg_ctx *c = tu_ctx();
+    tg_tensor *tx = from_doubles(c, dt, 2, (const int64_t[]){R, C}, x);
+    tg_tensor *tt = from_doubles(c, dt, 2, (const int64_t[]){R, C}, t);
+    /* the same values through views the flat path does not take */
+    tg_tensor *sx = tg_transpose(c, tg_contiguous(c, tg_transpose(c, tx, 0, 1)), 0, 1);
+    tg_tensor *st = tg_transpose(c, tg_contiguous(c, tg_transpose(c, tt, 0, 1)), 0, 1);
+    ck_assert(!tg_is_contiguous(sx) && !tg_is_contiguous(st));
+    assert_same_bits(f(c, tx, tt, r), f(c, sx, st, r), "reduced loss");
+    tu_assert_ok(c);
+    free(x);
+    free(t);
+    tg_ctx_free(c);
+}
+END_TEST
+
+/* _i: dtype (bit 0), reduction sum or mean (bit 1), target requires grad
+ * (bit 2), dout 1 or 0.3 (bit 3); a batch of 32 x 3 (0.3f / 96 in float
+ * differs from 0.3f / 96 in double rounded to float), values as above */
+START_TEST(test_mse_backward_fused)
+{
+    enum { R = 32, C = 3, N = R * C };
+    tg_dtype dt = _i & 1 ? TG_F64 : TG_F32;
+    tg_reduction r = _i & 2 ? TG_REDUCE_MEAN : TG_REDUCE_SUM;
+    bool both = _i & 4;
+    double x[N], t[N];
+    loss_values(x, t, N, 7 + (uint64_t)_i, false, true);
+    tg_ctx *c = tu_ctx();
+    tg_tensor *ins[2] = {from_doubles(c, dt, 2, (const int64_t[]){R, C}, x),
+                         from_doubles(c, dt, 2, (const int64_t[]){R, C}, t)};
+    tg_set_requires_grad(ins[0], true);
+    tg_set_requires_grad(ins[1], both);
+    tg_tensor *loss = tg_mse_loss_ex(c, ins[0], ins[1], r);
+    tg_tensor *d = from_doubles(c, dt, 0, NULL, (const double[]){_i & 8 ? 0.3 : 1.0});
+    tg_tensor *fast[2], *ref[2];
+    int n = both ? 2 : 1;
+    ck_assert_int_eq(tg_grad_of(c, 1, &loss, &d, n, ins, true, ref), TG_OK);
+    ck_assert_int_eq(tg_grad_of(c, 1, &loss, &d, n, ins, false, fast), TG_OK);
+    for (int k = 0; k < n; k++) assert_same_bits(fast[k], ref[k], "mse backward");
+    tu_assert_ok(c);
+    tg_ctx_free(c);
+}
+END_TEST
+
 Suite *fastpaths_suite(void)
 {
     Suite *s = suite_create("fastpaths");
@@ -397,6 +504,10 @@ Suite *fastpaths_suite(void)
     suite_add_tcase(s, tc);
     tc = tu_tcase("tiny_gemm");
     tcase_add_loop_test(tc, test_tiny_gemm_definition, 0, 8 * N_TINY);
+    suite_add_tcase(s, tc);
+    tc = tu_tcase("losses");
+    tcase_add_loop_test(tc, test_loss_flat_forward, 0, 8 * N_LOSS_FNS);
+    tcase_add_loop_test(tc, test_mse_backward_fused, 0, 16);
     suite_add_tcase(s, tc);
     return s;
 }
