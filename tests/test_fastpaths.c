@@ -16,7 +16,9 @@
  *     bias, for tg_linear), over shapes that take every loop (narrow and
  *     wide rows of sums, both orientations, the scalar fallback), operands
  *     transposed or not, and special values (NaN only as NaN: its sign and
- *     payload are the hardware's);
+ *     payload are the hardware's), and tg_linear's no-graph backward (GEMM
+ *     jobs, bias column sums of 1 to 4 columns in registers) against its
+ *     graph rule;
  *   - the pointwise losses' reduced forward on contiguous operands (summed
  *     as evaluated, no scratch tensor) against the general path (the same
  *     values through strided views), and mse's fused backward against its
@@ -386,6 +388,34 @@ START_TEST(test_tiny_gemm_definition)
 }
 END_TEST
 
+/* _i: dtype (bit 0), shape (i / 2): R x IN -> OUT. The gradients of
+ * sum(linear(x, W, b) * wt) by both rules. */
+START_TEST(test_linear_backward_direct)
+{
+    static const int shapes[][3] = {{32, 2, 3}, {32, 3, 1}, {7, 5, 2}, {9, 4, 4},
+                                    {3, 6, 5}, {40, 3, 9}, {1, 1, 1}};
+    const int *sh = shapes[_i / 2];
+    int64_t R = sh[0], IN = sh[1], OUT = sh[2];
+    tg_dtype dt = _i & 1 ? TG_F64 : TG_F32;
+    double *u = pseudo(R * IN + OUT * IN + OUT + R * OUT, 3 + (uint64_t)_i, false);
+    tg_ctx *c = tu_ctx();
+    tg_tensor *ins[3] = {from_doubles(c, dt, 2, (const int64_t[]){R, IN}, u),
+                         from_doubles(c, dt, 2, (const int64_t[]){OUT, IN}, u + R * IN),
+                         from_doubles(c, dt, 1, (const int64_t[]){OUT}, u + R * IN + OUT * IN)};
+    tg_tensor *wt = from_doubles(c, dt, 2, (const int64_t[]){R, OUT}, u + R * IN + OUT * IN + OUT);
+    for (int k = 0; k < 3; k++) tg_set_requires_grad(ins[k], true);
+    tg_tensor *loss = tg_sum(c, tg_mul(c, tg_linear(c, ins[0], ins[1], ins[2]), wt));
+    tg_tensor *fast[3], *ref[3];
+    both_grads(c, loss, 3, ins, fast, ref);
+    assert_same_bits(fast[0], ref[0], "linear dx");
+    assert_same_bits(fast[1], ref[1], "linear dW");
+    assert_same_bits(fast[2], ref[2], "linear db");
+    tu_assert_ok(c);
+    free(u);
+    tg_ctx_free(c);
+}
+END_TEST
+
 /* ---- pointwise losses ------------------------------------------------------- */
 
 /* x and t: n values with ties, and with zeros, infinities and NaN when
@@ -504,6 +534,7 @@ Suite *fastpaths_suite(void)
     suite_add_tcase(s, tc);
     tc = tu_tcase("tiny_gemm");
     tcase_add_loop_test(tc, test_tiny_gemm_definition, 0, 8 * N_TINY);
+    tcase_add_loop_test(tc, test_linear_backward_direct, 0, 14);
     suite_add_tcase(s, tc);
     tc = tu_tcase("losses");
     tcase_add_loop_test(tc, test_loss_flat_forward, 0, 8 * N_LOSS_FNS);
