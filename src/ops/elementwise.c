@@ -38,8 +38,11 @@ EW_UN_PAIR(k_log, logf(X), log(X))
 EW_UN_PAIR(k_sqrt, sqrtf(X), sqrt(X))
 /* f32 tanh and sigmoid are fastmath.h's branch-free forms (within 3 ulp of
  * the true value, tested there): they vectorise, and even on one element
- * cost half of glibc's tanhf. f64 keeps libm's. */
-EW_UN_PAIR(k_tanh, tg__tanhf(X), tanh(X))
+ * cost half of glibc's tanhf. f64 keeps libm's. tanh's f32 loop is also
+ * compiled for AVX-512 and AVX2 (TG__VEC_CLONES: the same bits), half the
+ * instructions of the 2-3-1 network's hidden layer. */
+TG__VEC_CLONES EW_UN_KERNEL(k_tanh_f32, float, tg__tanhf(X))
+EW_UN_KERNEL(k_tanh_f64, double, tanh(X))
 EW_UN_PAIR(k_sigmoid, tg__sigmoidf(X), sigmoid_(X))
 EW_UN_PAIR(k_relu, (X > 0 || X != X) ? X : 0.0f, (X > 0 || X != X) ? X : 0.0)
 EW_UN_PAIR(k_positive, X > 0 ? 1.0f : 0.0f, X > 0 ? 1.0 : 0.0)
