@@ -121,6 +121,23 @@ typedef struct {
         }                                                                               \
     }
 
+/* STMT for j = 0 .. n - 1, four at a time (a row of C is usually strided
+ * here: its loop overhead would be most of the cost) */
+#define SMALL_STORE_ROW(STMT)                                                           \
+    do {                                                                                \
+        int64_t j = 0;                                                                  \
+        for (; j + 4 <= n; j++) {                                                       \
+            STMT;                                                                       \
+            j++;                                                                        \
+            STMT;                                                                       \
+            j++;                                                                        \
+            STMT;                                                                       \
+            j++;                                                                        \
+            STMT;                                                                       \
+        }                                                                               \
+        for (; j < n; j++) STMT;                                                        \
+    } while (0)
+
 #define DEF_SMALL(T, SUF)                                                               \
     static void store_##SUF(const small_job *g, const double *restrict acc)             \
     {                                                                                   \
@@ -128,17 +145,13 @@ typedef struct {
         for (int64_t i = 0; i < g->m; i++, acc += n) {                                  \
             T *o = (T *)g->c + i * ci;                                                  \
             switch (g->mode) {                                                          \
-            case STORE_SET:                                                             \
-                for (int64_t j = 0; j < n; j++) o[j * cj] = (T)acc[j];                  \
-                break;                                                                  \
-            case STORE_ADD:                                                             \
-                for (int64_t j = 0; j < n; j++) o[j * cj] = (T)(acc[j] + (double)o[j * cj]); \
-                break;                                                                  \
+            case STORE_SET: SMALL_STORE_ROW(o[j * cj] = (T)acc[j]); break;              \
+            case STORE_ADD: SMALL_STORE_ROW(o[j * cj] = (T)(acc[j] + (double)o[j * cj])); break; \
             default:                                                                    \
-                for (int64_t j = 0; j < n; j++)                                         \
-                    o[j * cj] = g->beta == 0.0                                          \
-                                    ? (T)(g->alpha * acc[j])                            \
-                                    : (T)(g->alpha * acc[j] + g->beta * (double)o[j * cj]); \
+                SMALL_STORE_ROW(o[j * cj] = g->beta == 0.0                              \
+                                                ? (T)(g->alpha * acc[j])                \
+                                                : (T)(g->alpha * acc[j] +               \
+                                                      g->beta * (double)o[j * cj]));    \
             }                                                                           \
         }                                                                               \
     }                                                                                   \
