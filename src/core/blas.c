@@ -89,14 +89,16 @@ typedef struct {
  * C(i, j) = alpha sum_p A(i, p) B(p, j) + beta C(i, j), each sum in double
  * in order of p, rounded once.
  *
- * B is converted to double once (k rows of n), and all of C's sums are
- * kept in double at once (m rows of n, SMALL_ACC at most), so the loop
- * over p can be the outermost: for each p and row i the products
- * A(i, p) B(p, 0..n) are added into the row of sums, a contiguous loop that
- * GCC vectorises, while every sum still takes its terms one at a time in
- * order of p, as the scalar definition does. small_gemm puts the longer
- * side of C along these rows. The scalar loop (small_dots) serves the
- * shapes whose sums or B would not fit on the stack.
+ * The sums are made in double into acc (m rows of n, SMALL_ACC at most),
+ * then stored. Rows of up to four sums (SMALL_NARROW) keep a row's sums in
+ * registers over all of p. Wider rows: B is converted to double once (k
+ * rows of n) and the loop over p is the outermost, so for each p and row i
+ * the products A(i, p) B(p, 0..n) are added into the row of sums, a
+ * contiguous loop that GCC vectorises. Either way every sum takes its
+ * terms one at a time in order of p, as the scalar definition does.
+ * small_gemm puts the longer side of C along these rows. The scalar loop
+ * (small_dots) serves the shapes whose sums or B would not fit on the
+ * stack.
  */
 /* The loops are compiled for AVX2 and the baseline, chosen at load time,
  * as src/ops/fastmath.h's TG__VEC_CLONES does for the op kernels (core
@@ -108,17 +110,18 @@ typedef struct {
 #define SMALL_CLONES
 #endif
 
-/* The loops of small_f32 / small_f64 for C's rows of N <= 4 sums: B's row p
- * read once into registers for all the rows of C. */
+/* The loops of small_f32 / small_f64 for rows of N <= 4 sums (so m <= 4
+ * rows too): one row at a time, its N sums in registers over all of p. */
 #define SMALL_NARROW(T, N)                                                              \
-    for (int64_t p = 0; p < k; p++) {                                                   \
-        double y[N];                                                                    \
-        for (int q = 0; q < (N); q++) y[q] = (double)B[p * b_p + q * b_j];              \
-        double *s = acc;                                                                \
-        for (int64_t i = 0; i < m; i++, s += (N)) {                                     \
-            double av = (double)A[i * a_i + p * a_p];                                   \
-            for (int q = 0; q < (N); q++) s[q] += av * y[q];                            \
+    for (int64_t i = 0; i < m; i++) {                                                   \
+        const T *x = A + i * a_i;                                                       \
+        double s[N] = {0};                                                              \
+        for (int64_t p = 0; p < k; p++) {                                               \
+            double av = (double)x[p * a_p];                                             \
+            const T *y = B + p * b_p;                                                   \
+            for (int q = 0; q < (N); q++) s[q] += av * (double)y[q * b_j];              \
         }                                                                               \
+        for (int q = 0; q < (N); q++) acc[i * (N) + q] = s[q];                          \
     }
 
 /* STMT for j = 0 .. n - 1, four at a time (a row of C is usually strided
@@ -182,13 +185,13 @@ typedef struct {
         }                                                                               \
         const T *A = g->a, *B = g->b;                                                   \
         const int64_t a_i = g->a_i, a_p = g->a_p, b_p = g->b_p, b_j = g->b_j;          \
-        for (int64_t q = 0; q < m * n; q++) acc[q] = 0;                                 \
         switch (n) {                                                                    \
         case 1: SMALL_NARROW(T, 1); break;                                              \
         case 2: SMALL_NARROW(T, 2); break;                                              \
         case 3: SMALL_NARROW(T, 3); break;                                              \
         case 4: SMALL_NARROW(T, 4); break;                                              \
         default:                                                                        \
+            for (int64_t q = 0; q < m * n; q++) acc[q] = 0;                             \
             if (n >= k) { /* the copy with its longer side innermost */                 \
                 for (int64_t p = 0; p < k; p++)                                         \
                     for (int64_t j = 0; j < n; j++)                                     \
