@@ -48,7 +48,8 @@ EW_UN_PAIR(k_relu, (X > 0 || X != X) ? X : 0.0f, (X > 0 || X != X) ? X : 0.0)
 EW_UN_PAIR(k_positive, X > 0 ? 1.0f : 0.0f, X > 0 ? 1.0 : 0.0)
 /* fused backward rules (NO_GRAPH), the composite's operations in order */
 EW_BIN_PAIR(k_sqrt_bw, A / (B * 2.0f), A / (B * 2.0))
-EW_BIN_PAIR(k_tanh_bw, A * (B * B * -1.0f + 1.0f), A * (B * B * -1.0 + 1.0))
+TG__VEC_CLONES EW_BIN_KERNEL(k_tanh_bw_f32, float, A * (B * B * -1.0f + 1.0f))
+EW_BIN_KERNEL(k_tanh_bw_f64, double, A * (B * B * -1.0 + 1.0))
 EW_BIN_PAIR(k_sigmoid_bw, A * (B * (-B + 1.0f)), A * (B * (-B + 1.0)))
 /* relu's mask [x > 0] as 1.0 or 0.0 made from the comparison's bits: the
  * same value as (x > 0 ? 1 : 0), but GCC turns that ternary times dout into
