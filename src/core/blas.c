@@ -191,7 +191,6 @@ typedef struct {
         case 3: SMALL_NARROW(T, 3); break;                                              \
         case 4: SMALL_NARROW(T, 4); break;                                              \
         default:                                                                        \
-            for (int64_t q = 0; q < m * n; q++) acc[q] = 0;                             \
             if (n >= k) { /* the copy with its longer side innermost */                 \
                 for (int64_t p = 0; p < k; p++)                                         \
                     for (int64_t j = 0; j < n; j++)                                     \
@@ -201,7 +200,14 @@ typedef struct {
                     for (int64_t p = 0; p < k; p++)                                     \
                         bd[p * n + j] = (double)B[p * b_p + j * b_j];                   \
             }                                                                           \
-            for (int64_t p = 0; p < k; p++) {                                           \
+            /* p = 0 starts the sums (0 + its product, as the definition: a     \
+             * product of -0 gives +0), no separate pass of zeros */            \
+            for (int64_t i = 0; i < m; i++) {                                           \
+                double av = (double)A[i * a_i];                                         \
+                double *restrict s = acc + i * n;                                       \
+                for (int64_t j = 0; j < n; j++) s[j] = 0.0 + av * bd[j];                \
+            }                                                                           \
+            for (int64_t p = 1; p < k; p++) {                                           \
                 const double *restrict y = bd + p * n;                                  \
                 for (int64_t i = 0; i < m; i++) {                                       \
                     double av = (double)A[i * a_i + p * a_p];                           \
