@@ -192,6 +192,38 @@ START_TEST(test_values_match_grad_of)
 }
 END_TEST
 
+/* A chain of unary ops writes each gradient over the one it reads (nothing
+ * else reads it): the walk needs one activation-sized buffer, not two, and
+ * the values are those of tg_grad_of, which writes nothing in place. */
+START_TEST(test_unary_chain_in_place)
+{
+    enum { R = 64, C = 256 };
+    tg_ctx *c = tu_ctx();
+    tg_tensor *x = param(c, TG_F32, TG_SHAPE(R, C), 11, 2.0);
+    tg_tensor *y = x;
+    for (int i = 0; i < 12; i++)
+        y = i % 3 == 0 ? tg_tanh(c, y) : i % 3 == 1 ? tg_sigmoid(c, y) : tg_relu(c, y);
+    tg_tensor *loss = tg_sum(c, y);
+    tu_assert_ok(c);
+    tg_tensor *want;
+    ck_assert_int_eq(tg_grad_of(c, 1, &loss, NULL, 1, &x, false, &want), TG_OK);
+    ck_assert_int_eq(tg_backward(c, loss), TG_OK); /* makes .grad */
+    size_t before = tg_ctx_bytes_used(c), act = R * C * sizeof(float);
+    ck_assert_int_eq(tg_backward(c, loss), TG_OK);
+    size_t used = tg_ctx_bytes_used(c) - before;
+    ck_assert_msg(used < act + act / 2, "the walk took %zu bytes; one activation is %zu", used,
+                  act);
+    float *g = malloc(act), *w = malloc(act);
+    ck_assert(g && w);
+    ck_assert_int_eq(tg_copy_out(tg_grad(x), g, act), TG_OK);
+    ck_assert_int_eq(tg_copy_out(want, w, act), TG_OK);
+    for (int i = 0; i < R * C; i++) ck_assert_msg(g[i] == 2 * w[i], "element %d", i);
+    free(g);
+    free(w);
+    tg_ctx_free(c);
+}
+END_TEST
+
 /* ---- a custom op whose backward keeps what it sees -------------------- */
 
 typedef struct {
@@ -310,6 +342,7 @@ Suite *recycle_suite(void)
     TCase *tc = tu_tcase("recycle");
     tcase_add_test(tc, test_backward_flat_in_depth);
     tcase_add_test(tc, test_values_match_grad_of);
+    tcase_add_test(tc, test_unary_chain_in_place);
     tcase_add_test(tc, test_custom_keeps_dout);
     tcase_add_test(tc, test_fail_inside_walk);
     suite_add_tcase(s, tc);

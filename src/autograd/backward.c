@@ -540,6 +540,8 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
             g->st->block = 0;
             c->recycling = false;
         }
+        /* g may take the backward's result when only this node reads it */
+        c->spare_dout = g->st->block && g->st->refs == 1 ? g : NULL;
         if (!create_graph && tg__ops_acc[n->op] && !c->anomaly) {
             /* into own buffers: nothing left for the loop below */
             tg_tensor *acc_local[8] = {NULL}, **acc = acc_local;
@@ -549,6 +551,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
                     acc[j] = own_grad(&w, n->in[j]);
             if (c->status == TG_OK) tg__ops_acc[n->op](c, n, g, acc);
             c->backward_of = NULL;
+            c->spare_dout = NULL;
             done_with(&w, i);
             if (c->profile) tg__profile_backward(c, n->op);
             continue;
@@ -558,6 +561,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
         } else {
             tg__ops[n->op].backward(c, n, g, dx);
         }
+        c->spare_dout = NULL;
         for (int j = 0; j < n->n_in && c->status == TG_OK; j++) {
             tg_tensor *x = n->in[j];
             if (!x || !dx[j] || !x->requires_grad) continue;
@@ -595,6 +599,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
 done:
     c->grad_enabled = prev_mode;
     c->recycling = false;
+    c->spare_dout = NULL;
     c->free_blocks = NULL;
     if (c->status != TG_OK && grads)
         for (int i = 0; i < n_in; i++) grads[i] = NULL;
