@@ -28,6 +28,7 @@
     X(ops)             \
     X(autograd)        \
     X(accum)           \
+    X(recycle)         \
     X(gradcheck)       \
     X(opgrad)          \
     X(errors)          \

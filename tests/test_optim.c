@@ -822,41 +822,12 @@ END_TEST
 /* Memory: no allocation per steady-state step, a failing first step        */
 /* ====================================================================== */
 
-typedef struct {
-    long allocs;
-    long fail_at; /* fail the allocation numbered fail_at (1-based) and all later; 0: never */
-    long live_blocks;
-} hook_state;
-
-#define HDR 16
-
-static void *hook(void *ud, void *ptr, size_t osize, size_t nsize)
+/* test_util.h's counting allocator, failing every allocation from fail_at
+ * on. */
+static tg_ctx *hooked(tu_alloc *h, size_t chunk, int threads)
 {
-    hook_state *h = ud;
-    (void)osize;
-    if (nsize == 0) {
-        if (ptr) {
-            free((char *)ptr - HDR);
-            h->live_blocks--;
-        }
-        return NULL;
-    }
-    h->allocs++;
-    if (h->fail_at != 0 && h->allocs >= h->fail_at) return NULL;
-    char *b = malloc(nsize + HDR);
-    if (!b) return NULL;
-    h->live_blocks++;
-    return b + HDR;
-}
-
-static tg_ctx *hooked(hook_state *h, size_t chunk, int threads)
-{
-    tg_ctx_opts o = tg_ctx_defaults();
-    o.alloc = hook;
-    o.alloc_ud = h;
-    o.arena_chunk = chunk;
-    o.n_threads = threads;
-    tg_ctx *c = tg_ctx_new_opts(&o);
+    h->fail_rest = true;
+    tg_ctx *c = tu_alloc_ctx_threads(h, chunk, threads);
     ck_assert_ptr_nonnull(c);
     return c;
 }
@@ -866,7 +837,7 @@ static tg_ctx *hooked(hook_state *h, size_t chunk, int threads)
  * after a few warm-up steps, no call reaches either allocator. */
 START_TEST(test_no_alloc_steady_state)
 {
-    hook_state hp = {0}, hs = {0};
+    tu_alloc hp = {0}, hs = {0};
     tg_ctx *pc = hooked(&hp, 0, 2), *sc = hooked(&hs, 0, 2);
     layout l = big_layout(70000);
     tg_tensor *p[2];
@@ -893,8 +864,8 @@ START_TEST(test_no_alloc_steady_state)
                   refs[_i].name, hs.allocs - mark_s);
     tg_ctx_free(sc);
     tg_ctx_free(pc);
-    ck_assert_int_eq(hp.live_blocks, 0);
-    ck_assert_int_eq(hs.live_blocks, 0);
+    tu_alloc_assert_no_leak(&hp);
+    tu_alloc_assert_no_leak(&hs);
 }
 END_TEST
 
@@ -906,7 +877,7 @@ END_TEST
 START_TEST(test_first_step_oom)
 {
     layout l = big_layout(3000);
-    hook_state h = {0};
+    tu_alloc h = {0};
     tg_ctx *pc = hooked(&h, 4096, 1), *sc = tu_ctx();
     tg_tensor *p[2];
     make_params(pc, &l, p, false);
@@ -966,7 +937,7 @@ START_TEST(test_first_step_oom)
     tg_ctx_free(rc);
     tg_ctx_free(sc);
     tg_ctx_free(pc);
-    ck_assert_int_eq(h.live_blocks, 0);
+    tu_alloc_assert_no_leak(&h);
 }
 END_TEST
 

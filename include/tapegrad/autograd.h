@@ -43,7 +43,11 @@ void tg_zero_grad(tg_tensor *t);
  * live in c, whose tape must hold the loss's graph. Deterministic: two runs
  * give bit-identical gradients. Does not record (no create_graph; use
  * tg_grad_of for that). Leaf gradients change only when the whole walk
- * succeeds. Errors: TG_ERR_INVALID (NULLs), TG_ERR_SHAPE (loss with more
+ * succeeds. Memory: the gradient of an intermediate tensor is given back to
+ * c's arena as soon as the last node that reads it has run, so the walk's
+ * memory is that of the gradients alive at once, not of all of them (a
+ * custom op's backward may still keep the dout it was given and what it
+ * returns, until c is reset). Errors: TG_ERR_INVALID (NULLs), TG_ERR_SHAPE (loss with more
  * than one element), TG_ERR_MISUSE (loss does not require grad; or a
  * tensor a recorded op used, or saved for backward, was changed in place
  * since: tg_copy_in, tg_tensor_bump_version, an optimizer step; the message

@@ -18,6 +18,7 @@ typedef struct {
     tg_tensor *t;
     tg_tensor *g;
     tg__defer *pend; /* a deferred first contribution (then g is NULL) */
+    tg_tensor *keep; /* the gradient pend reads, held until pend runs */
     int target;      /* index in tg_grad_of's inputs, or -1 */
     bool own;        /* g is the walk's own buffer (see accumulate) */
 } slot;
@@ -31,6 +32,7 @@ typedef struct {
     slot *tab;       /* off-tape tensors; grows to stay at most half full */
     uint64_t mask;
     uint64_t used;   /* slots taken */
+    bool recycle;    /* this walk recycles gradient memory (see hold) */
 } walk;
 
 static slot *probe(slot *tab, uint64_t mask, const tg_tensor *t)
@@ -65,6 +67,52 @@ static slot *lookup(walk *w, tg_tensor *t)
     return s;
 }
 
+/* ---- recycling gradient memory -----------------------------------------
+ * With recycling on (tg_backward without a graph), the walk counts its
+ * references to recyclable storage (see tg__recycle_give): each gradient
+ * slot and each pending job holds one. A node's gradient slot is emptied
+ * once its backward has run, so a gradient's memory is reused as soon as
+ * the last node that reads it is done, and the walk's peak is the largest
+ * set of gradients alive at once instead of all of them. */
+static void hold(const tg_tensor *t)
+{
+    if (t && t->st->block) t->st->refs++;
+}
+
+static void drop(walk *w, const tg_tensor *t)
+{
+    if (!t || !t->st->block) return;
+    TG_ASSERT(t->st->refs > 0);
+    if (--t->st->refs == 0) tg__recycle_give(w->c, t->st);
+}
+
+/* *s = g, holding g and dropping what *s held (in that order: g may share
+ * its storage). */
+static void set_grad(walk *w, tg_tensor **s, tg_tensor *g)
+{
+    tg_tensor *old = *s;
+    hold(g);
+    *s = g;
+    drop(w, old);
+}
+
+/* t, a gradient a backward returned (or its sum to the input's shape),
+ * after it was accumulated: when no slot or job holds its recyclable
+ * storage it was added into a buffer and is dead. */
+static void unheld(walk *w, tg_tensor *t)
+{
+    if (w->recycle && t && t->st->block && !t->st->refs) tg__recycle_give(w->c, t->st);
+}
+
+/* Node i's backward has run: its output's gradient is no longer needed
+ * (tg_grad_of may still need it for an input on the tape). */
+static void done_with(walk *w, int64_t i)
+{
+    if (!w->recycle) return;
+    drop(w, w->gr[i]);
+    w->gr[i] = NULL;
+}
+
 static bool on_walk_tape(const walk *w, const tg_tensor *t)
 {
     return tg__on_tape(w->c, t) && t->node->seq < w->nt;
@@ -78,9 +126,11 @@ static bool materialize(walk *w, slot *s)
     tg_tensor *buf = tg__empty_valid(w->c, t->dtype, t->ndim, t->shape);
     if (!buf) return false;
     s->pend->run(w->c, s->pend, buf, false);
-    s->g = buf;
+    set_grad(w, &s->g, buf);
     s->own = true;
     s->pend = NULL;
+    drop(w, s->keep);
+    s->keep = NULL;
     return true;
 }
 
@@ -152,12 +202,12 @@ static void accumulate(walk *w, tg_tensor *x, tg_tensor *g)
     tg_tensor **s = grad_slot2(w, x, &own);
     if (!s) return;
     if (!*s) {
-        *s = g;
+        set_grad(w, s, g);
         *own = false;
     } else if (*own && !w->c->grad_enabled) {
         tg__acc_into(w->c, *s, g);
     } else {
-        *s = tg_add(w->c, *s, g);
+        set_grad(w, s, tg_add(w->c, *s, g));
         *own = !w->c->grad_enabled;
     }
 }
@@ -174,7 +224,7 @@ static tg_tensor *own_grad(walk *w, tg_tensor *x)
                         : tg_tensor_new(w->c, x->dtype, x->ndim, x->shape);
     if (!buf) return NULL;
     if (*s) tg__copy_strided(w->c, buf, *s);
-    *s = buf;
+    set_grad(w, s, buf);
     *own = true;
     return buf;
 }
@@ -309,17 +359,24 @@ static bool fits(const tg_tensor *g, const tg_tensor *x)
  * takes it in place (a GEMM with beta = 1, so a weight shared by T
  * timesteps costs one buffer, not T products and adds); otherwise it runs
  * into a fresh buffer, which takes the gradient so far (if any) and becomes
- * the walk's own. False on error (on c).
+ * the walk's own. A deferred job reads g, the node's output gradient, when
+ * it runs, so g stays alive until then; while recycling, a job is deferred
+ * only when g is no larger than x's gradient would be. False on error (on
+ * c).
  */
-static bool land(walk *w, tg_tensor *x, const tg__defer *d, bool defer)
+static bool land(walk *w, tg_tensor *x, const tg__defer *d, tg_tensor *g, bool defer)
 {
     tg_ctx *c = w->c;
-    if (defer && !on_walk_tape(w, x)) {
+    if (defer && !on_walk_tape(w, x) &&
+        (!c->recycling || !g->st->block ||
+         g->st->nbytes <= (size_t)tg__numel(x->ndim, x->shape) * tg__esize(x->dtype))) {
         slot *s = lookup(w, x);
         if (!s) return false;
         if (!s->g && !s->pend) {
             if (!(s->pend = tg__arena_alloc(c, sizeof *s->pend))) return false;
             *s->pend = *d;
+            s->keep = g;
+            hold(g);
             return true;
         }
     }
@@ -334,7 +391,7 @@ static bool land(walk *w, tg_tensor *x, const tg__defer *d, bool defer)
     if (!buf) return false;
     d->run(c, d, buf, false);
     if (*s) tg__acc_into(c, buf, *s); /* the same bits as *s + buf */
-    *s = buf;
+    set_grad(w, s, buf);
     *own = true;
     return true;
 }
@@ -359,7 +416,7 @@ static bool nograph_backward(walk *w, const tg__node *n, tg_tensor *g, tg_tensor
     if (c->status != TG_OK) return false;
     /* in input order; an input used twice lands twice */
     for (int j = 0; j < n->n_in; j++)
-        if (d[j] && d[j]->run && !land(w, n->in[j], d[j], defer)) return false;
+        if (d[j] && d[j]->run && !land(w, n->in[j], d[j], g, defer)) return false;
     return true;
 }
 
@@ -411,8 +468,12 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
     bool prev_mode = c->grad_enabled;
     c->grad_enabled = create_graph;
     c->api = fn;
+    /* tg_grad_of hands gradients back and a graph keeps them: recycle only
+     * in a plain tg_backward */
+    c->recycling = !grads && !create_graph;
+    c->free_blocks = NULL;
 
-    walk w = {.c = c, .fn = fn, .nt = c->tape.n};
+    walk w = {.c = c, .fn = fn, .nt = c->tape.n, .recycle = c->recycling};
     uint64_t cap = pow2_at_least(4 * ((uint64_t)n_out + (uint64_t)(grads ? n_in : 0)));
     w.mask = cap - 1;
     w.tab = tg__arena_calloc(c, (size_t)cap, sizeof *w.tab);
@@ -473,6 +534,14 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
         if (n->n_in > 8 && !(dx = tg__arena_calloc(c, (size_t)n->n_in, sizeof *dx))) break;
         if (check_versions(&w, n)) break;
         c->backward_of = n;
+        bool recycling = c->recycling;
+        if (n->op == TG_OP_CUSTOM) {
+            /* the user's code may keep g or return what it makes */
+            g->st->block = 0;
+            c->recycling = false;
+        }
+        /* g may take the backward's result when only this node reads it */
+        c->spare_dout = g->st->block && g->st->refs == 1 ? g : NULL;
         if (!create_graph && tg__ops_acc[n->op] && !c->anomaly) {
             /* into own buffers: nothing left for the loop below */
             tg_tensor *acc_local[8] = {NULL}, **acc = acc_local;
@@ -482,6 +551,8 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
                     acc[j] = own_grad(&w, n->in[j]);
             if (c->status == TG_OK) tg__ops_acc[n->op](c, n, g, acc);
             c->backward_of = NULL;
+            c->spare_dout = NULL;
+            done_with(&w, i);
             if (c->profile) tg__profile_backward(c, n->op);
             continue;
         }
@@ -490,17 +561,25 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
         } else {
             tg__ops[n->op].backward(c, n, g, dx);
         }
+        c->spare_dout = NULL;
         for (int j = 0; j < n->n_in && c->status == TG_OK; j++) {
             tg_tensor *x = n->in[j];
             if (!x || !dx[j] || !x->requires_grad) continue;
             tg_tensor *d = reduce_to(&w, dx[j], x, n);
             if (d && c->anomaly) check_grad(&w, n, j, d);
             if (d) accumulate(&w, x, d);
+            if (d != dx[j]) unheld(&w, d);
         }
+        for (int j = 0; j < n->n_in; j++) unheld(&w, dx[j]);
         c->backward_of = NULL;
+        c->recycling = recycling;
+        done_with(&w, i);
         if (c->profile) tg__profile_backward(c, n->op);
     }
     c->backward_of = NULL;
+    /* nothing made from here on may be recycled: leaf gradients escape */
+    c->recycling = false;
+    c->free_blocks = NULL;
     if (c->status != TG_OK) goto done;
 
     if (!grads) {
@@ -519,6 +598,9 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
 
 done:
     c->grad_enabled = prev_mode;
+    c->recycling = false;
+    c->spare_dout = NULL;
+    c->free_blocks = NULL;
     if (c->status != TG_OK && grads)
         for (int i = 0; i < n_in; i++) grads[i] = NULL;
     return c->status;

@@ -48,6 +48,10 @@ struct tg_ctx {
     bool grad_enabled;
     bool anomaly;                        /* check every output and gradient */
     const struct tg__node *backward_of;  /* node whose backward is running */
+    bool recycling;                      /* see tg__recycle_give (tensor_impl.h) */
+    struct tg__free_block *free_blocks;  /* arena blocks given back in this walk */
+    const void *spare_dout;              /* the running backward's dout when nothing
+                                            else reads it (tg__ew_grad) */
 
     tg_status status;
     char msg[512];

@@ -143,6 +143,7 @@ void tg_ctx_reset(tg_ctx *c)
     c->tape.n = 0;
     c->tape.cap = 0;
     c->used = 0;
+    c->free_blocks = NULL;
     if (c->head && c->head->next) {
         /* Merge all blocks into one so the next identical step fits. On
          * failure keep the old blocks: correctness does not depend on it. */

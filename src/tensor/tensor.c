@@ -127,10 +127,55 @@ static tg_tensor *tensor_struct(tg_ctx *c)
 #define HEAD_BYTES                                                                 \
     ((sizeof(tg_tensor) + sizeof(tg__storage) + TG__ALIGN - 1) & ~(size_t)(TG__ALIGN - 1))
 
+/* A block given back by a backward walk. It lives where the data began,
+ * so the block's tensor struct and storage header stay readable until the
+ * block is taken again. */
+typedef struct tg__free_block {
+    struct tg__free_block *next;
+    size_t size;
+} tg__free_block;
+
+_Static_assert(sizeof(tg__free_block) <= TG__RECYCLE_MIN, "a free block fits its data");
+
+void tg__recycle_give(tg_ctx *c, tg__storage *st)
+{
+    TG_ASSERT(!st->refs);
+    if (!st->block) return;
+    tg__free_block *b = (tg__free_block *)(void *)st->data;
+    b->size = st->block;
+    st->block = 0; /* a second give of the same storage does nothing */
+    b->next = c->free_blocks;
+    c->free_blocks = b;
+}
+
+/* The best-fitting free block of at least need bytes and at most twice as
+ * many, taken off the list, with its size in *size; NULL when none fits. */
+static char *recycle_take(tg_ctx *c, size_t need, size_t *size)
+{
+    tg__free_block **best = NULL;
+    for (tg__free_block **p = &c->free_blocks; *p; p = &(*p)->next) {
+        size_t sz = (*p)->size;
+        if (sz < need || sz / 2 > need || (best && sz >= (*best)->size)) continue;
+        best = p;
+        if (sz == need) break;
+    }
+    if (!best) return NULL;
+    tg__free_block *b = *best;
+    *best = b->next;
+    *size = b->size;
+    return (char *)b - HEAD_BYTES;
+}
+
 tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shape)
 {
     size_t nbytes = (size_t)tg__numel(ndim, shape) * tg__esize(dt);
-    char *mem = tg__arena_alloc(c, HEAD_BYTES + nbytes);
+    size_t need = HEAD_BYTES + nbytes, block = 0;
+    char *mem = NULL;
+    if (c->recycling && nbytes >= TG__RECYCLE_MIN) {
+        mem = recycle_take(c, need, &block);
+        if (!mem) block = (need + TG__ALIGN - 1) & ~(size_t)(TG__ALIGN - 1);
+    }
+    if (!mem) mem = tg__arena_alloc(c, need);
     if (!mem) return NULL;
     tg_tensor *t = (tg_tensor *)(void *)mem;
     tg__storage *st = (tg__storage *)(void *)(mem + sizeof(tg_tensor));
@@ -138,6 +183,8 @@ tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shap
     st->data = mem + HEAD_BYTES;
     st->nbytes = nbytes;
     st->version = 0;
+    st->block = block;
+    st->refs = 0;
     t->st = st;
     t->dtype = dt;
     t->ndim = ndim;

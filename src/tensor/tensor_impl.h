@@ -12,6 +12,10 @@ typedef struct {
     char *data;
     size_t nbytes;
     uint64_t version; /* bumped by every in-place change */
+    size_t block;     /* bytes of its arena block when a backward walk may
+                         give the block back for reuse (tg__recycle_give),
+                         else 0 */
+    uint32_t refs;    /* that walk's gradient slots and pending jobs using it */
 } tg__storage;
 
 struct tg__node;
@@ -76,6 +80,24 @@ tg_tensor *tg__empty(tg_ctx *c, const char *fn, tg_dtype dt, int ndim,
  * tensor): no validation, one arena allocation for the struct, the storage
  * and the data. NULL with TG_ERR_NOMEM on c. */
 tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shape);
+
+/*
+ * Recycling of gradient memory inside a backward walk (backward.c). While
+ * c->recycling is on, every tensor of at least TG__RECYCLE_MIN data bytes
+ * that tg__empty_valid makes has st->block set and takes its block from the
+ * free list first (best fit, at most twice the size). The walk counts its
+ * own references in st->refs and gives the block back when the last one
+ * goes; a block with refs never counted is never given back. Nothing made
+ * while recycling is on may reach the caller: the walk turns it off before
+ * anything it makes can escape (leaf gradients, a custom op's backward).
+ */
+#define TG__RECYCLE_MIN 2048
+
+/* Puts st's block (no reference left) on c's free list and clears
+ * st->block, so a second call does nothing until the next allocation; st
+ * and every tensor struct of the block are invalid once anything else is
+ * allocated. */
+void tg__recycle_give(tg_ctx *c, tg__storage *st);
 
 /* A new tensor struct in c sharing base's storage, with the given layout. */
 tg_tensor *tg__view(tg_ctx *c, const tg_tensor *base, int ndim, const int64_t *shape,
