@@ -160,6 +160,40 @@ START_TEST(test_backward_flat_in_depth)
 }
 END_TEST
 
+/* Bytes of one tg_backward (.grad exists) over L layers h += tanh(h) / s
+ * with s a leaf of h's shape: div's backward makes two full-size
+ * temporaries per layer for s's gradient, which the walk gives back once
+ * the layer's node is done. */
+static size_t div_chain_bytes(int L)
+{
+    enum { R = 64, C = 256 };
+    tg_ctx *c = tu_ctx();
+    tg_tensor *x = param(c, TG_F32, TG_SHAPE(R, C), 21, 1.0);
+    tg_tensor *s = tg_add_scalar(c, param(c, TG_F32, TG_SHAPE(R, C), 22, 0.5), 2.0);
+    tg_tensor *h = x;
+    for (int l = 0; l < L; l++) h = tg_add(c, h, tg_div(c, tg_tanh(c, h), s));
+    tg_tensor *loss = tg_sum(c, h);
+    tu_assert_ok(c);
+    ck_assert_int_eq(tg_backward(c, loss), TG_OK);
+    size_t before = tg_ctx_bytes_used(c);
+    ck_assert_int_eq(tg_backward(c, loss), TG_OK);
+    size_t used = tg_ctx_bytes_used(c) - before;
+    tg_ctx_free(c);
+    return used;
+}
+
+START_TEST(test_temporaries_given_back)
+{
+    enum { L1 = 8, L2 = 24 };
+    size_t short_run = div_chain_bytes(L1), long_run = div_chain_bytes(L2);
+    size_t act = 64 * 256 * sizeof(float);
+    size_t per_layer = long_run > short_run ? (long_run - short_run) / (L2 - L1) : 0;
+    ck_assert_msg(per_layer < act / 8,
+                  "backward grows by %zu bytes per layer (%zu for L=%d, %zu for L=%d); one "
+                  "activation is %zu", per_layer, short_run, L1, long_run, L2, act);
+}
+END_TEST
+
 /* tg_backward's .grad (recycling) against tg_grad_of (none), in f64, and a
  * second tg_backward adds exactly the same again. */
 START_TEST(test_values_match_grad_of)
@@ -341,6 +375,7 @@ Suite *recycle_suite(void)
     Suite *s = suite_create("recycle");
     TCase *tc = tu_tcase("recycle");
     tcase_add_test(tc, test_backward_flat_in_depth);
+    tcase_add_test(tc, test_temporaries_given_back);
     tcase_add_test(tc, test_values_match_grad_of);
     tcase_add_test(tc, test_unary_chain_in_place);
     tcase_add_test(tc, test_custom_keeps_dout);
