@@ -366,6 +366,39 @@ static const char *sdpa_at(const sdpa_mat *m, const sdpa_geom *g, int64_t b)
            sdpa_boff(g, m->bst, b) * (int64_t)tg__esize(m->t->dtype);
 }
 
+/*
+ * A new tensor of shape (nd dims) whose memory follows ref's order of dims
+ * (ref's dims but the last sorted by stride, largest first; the last dim
+ * stays innermost, so a GEMM writes its rows), like PyTorch's
+ * preserve_format. Multi-head attention's q is a permuted view of one
+ * [B, L, heads, D] projection, so y is a view of one [B, L, heads, Dv]
+ * block: merging the heads back is a view, not a copy, and so is each
+ * gradient's split in the backward. Contiguous when ref is, or when ref
+ * has another rank.
+ */
+static tg_tensor *sdpa_empty_like(tg_ctx *c, const tg_tensor *ref, tg_dtype dt, int nd,
+                                  const int64_t *shape)
+{
+    int ord[TG_MAX_DIMS];
+    bool perm = false;
+    for (int i = 0; i < nd; i++) ord[i] = i;
+    if (ref->ndim == nd)
+        for (int i = 1; i < nd - 1; i++) { /* stable insertion sort */
+            int d = ord[i], j = i;
+            for (; j > 0 && ref->stride[ord[j - 1]] < ref->stride[d]; j--) ord[j] = ord[j - 1];
+            ord[j] = d;
+            perm = perm || j != i;
+        }
+    if (!perm) return tg__empty(c, "tg_sdpa", dt, nd, shape);
+    int64_t ps[TG_MAX_DIMS], pst[TG_MAX_DIMS], st[TG_MAX_DIMS];
+    for (int i = 0; i < nd; i++) ps[i] = shape[ord[i]];
+    tg_tensor *base = tg__empty(c, "tg_sdpa", dt, nd, ps);
+    if (!base) return NULL;
+    tg__contig_strides(nd, ps, pst);
+    for (int i = 0; i < nd; i++) st[ord[i]] = pst[i];
+    return tg__view(c, base, nd, shape, st, 0);
+}
+
 /* row i of P (Lk entries) from S: + mask row, causal cut, softmax; false
  * when every entry is -inf. The max (exact; NaN wins) and the sum (double)
  * run over TG__NSUM interleaved partials, so they vectorise; the partial
@@ -409,13 +442,13 @@ TG__VEC_CLONES static bool sdpa_softmax_row(char *prow, const char *mrow, int64_
 typedef struct {
     tg_ctx *c;
     const sdpa_geom *g;
-    const sdpa_mat *q, *k, *v;
+    const sdpa_mat *q, *k, *v, *y;
     const tg_tensor *mask;
     const int64_t *mst;
     bool causal, f64;
     double scale;
     int64_t es;
-    char *pp, *py;
+    char *pp;
     int64_t *bad; /* per batch: the first fully masked query, or -1 */
 } sdpa_fwd_job;
 
@@ -440,11 +473,12 @@ static void sdpa_fwd_task(void *arg, int64_t b0, int64_t b1)
             }
         if (j->bad[b] >= 0) continue;
         tg__gemm(j->c, j->f64, false, j->v->tr, g->Lq, g->Dv, g->Lk, 1.0, pb, g->Lk,
-                 sdpa_at(j->v, g, b), j->v->ld, 0.0, j->py + b * g->Lq * g->Dv * es, g->Dv);
+                 sdpa_at(j->v, g, b), j->v->ld, 0.0, (char *)sdpa_at(j->y, g, b), j->y->ld);
     }
 }
 
-/* The forward: y and P (both contiguous, batch shape g->bs). */
+/* The forward: y (rows of unit stride, batch shape g->bs) and P
+ * (contiguous). */
 static bool sdpa_run(tg_ctx *c, const sdpa_geom *g, const sdpa_mat *q, const sdpa_mat *k,
                      const sdpa_mat *v, const tg_tensor *mask, bool causal, double scale,
                      tg_tensor *y, tg_tensor *P)
@@ -458,8 +492,11 @@ static bool sdpa_run(tg_ctx *c, const sdpa_geom *g, const sdpa_mat *q, const sdp
     }
     int64_t *bad = tg__arena_alloc(c, (size_t)(g->nbatch > 0 ? g->nbatch : 1) * sizeof(int64_t));
     if (!bad) return false;
-    sdpa_fwd_job j = {c, g, q, k, v, mask, mst, causal, y->dtype == TG_F64, scale,
-                      (int64_t)tg__esize(y->dtype), tg__ptr(P), tg__ptr(y), bad};
+    sdpa_mat my;
+    bool ok = sdpa_mat_of(y, g, &my);
+    TG_ASSERT(ok && !my.tr);
+    sdpa_fwd_job j = {c, g, q, k, v, &my, mask, mst, causal, y->dtype == TG_F64, scale,
+                      (int64_t)tg__esize(y->dtype), tg__ptr(P), bad};
     tg__parallel_for(c, g->nbatch, 1, sdpa_fwd_task, &j);
     for (int64_t b = 0; b < g->nbatch; b++) {
         if (bad[b] < 0) continue;
@@ -560,7 +597,7 @@ tg_tensor *tg_sdpa(tg_ctx *c, tg_tensor *q, tg_tensor *k, tg_tensor *v, tg_tenso
     int64_t ys[TG_MAX_DIMS + 2];
     memcpy(ys, ss, sizeof ys);
     ys[nb2 + 1] = g.Dv;
-    tg_tensor *y = vd ? tg__empty(c, fn, q->dtype, nb2 + 2, ys) : NULL;
+    tg_tensor *y = vd ? sdpa_empty_like(c, q, q->dtype, nb2 + 2, ys) : NULL;
     tg_tensor *P = y ? tg__empty(c, fn, q->dtype, nb2 + 2, ss) : NULL;
     if (!P || !sdpa_run(c, &g, &mq, &mk, &mv, mask, causal, scale, y, P)) return NULL;
     tg__node *n;
@@ -638,12 +675,12 @@ TG__VEC_CLONES static void sdpa_ds(bool f64, const char *pb, char *ds, int64_t L
 typedef struct {
     tg_ctx *c;
     const sdpa_geom *g;
-    const sdpa_mat *mq, *mk, *mv;
+    const sdpa_mat *mq, *mk, *mv, *md; /* md: dout */
     bool f64;
     double scale;
     int64_t es;
-    const char *pp, *pd;
-    tg_tensor *out[4];
+    const char *pp;
+    const sdpa_mat *out; /* dq, dk, dv, dmask (t NULL when not needed) */
     bool need_ds;
     char **ds;
     _Atomic int next;
@@ -656,39 +693,41 @@ static void sdpa_bwd_task(void *arg, int64_t b0, int64_t b1)
     const int64_t Lq = g->Lq, Lk = g->Lk, es = j->es;
     const bool f64 = j->f64;
     tg_ctx *c = j->c;
-    tg_tensor *const *out = j->out;
+    const sdpa_mat *out = j->out, *md = j->md;
     char *ds = j->need_ds ? j->ds[atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)]
                           : NULL;
     for (int64_t b = b0; b < b1; b++) {
-        const char *pb = j->pp + b * Lq * Lk * es, *db = j->pd + b * Lq * g->Dv * es;
-        if (out[2]) /* dV = P^T dY */
-            tg__gemm(c, f64, true, false, Lk, g->Dv, Lq, 1.0, pb, Lk, db, g->Dv, 0.0,
-                     (char *)tg__ptr(out[2]) + b * Lk * g->Dv * es, g->Dv);
+        const char *pb = j->pp + b * Lq * Lk * es, *db = sdpa_at(md, g, b);
+        if (out[2].t) /* dV = P^T dY */
+            tg__gemm(c, f64, true, md->tr, Lk, g->Dv, Lq, 1.0, pb, Lk, db, md->ld, 0.0,
+                     (char *)sdpa_at(&out[2], g, b), out[2].ld);
         if (!ds) continue;
         /* dP = dY V^T, then dS in place */
-        tg__gemm(c, f64, false, !j->mv->tr, Lq, Lk, g->Dv, 1.0, db, g->Dv, sdpa_at(j->mv, g, b),
-                 j->mv->ld, 0.0, ds, Lk);
+        tg__gemm(c, f64, md->tr, !j->mv->tr, Lq, Lk, g->Dv, 1.0, db, md->ld,
+                 sdpa_at(j->mv, g, b), j->mv->ld, 0.0, ds, Lk);
         sdpa_ds(f64, pb, ds, Lq, Lk);
-        if (out[3]) memcpy((char *)tg__ptr(out[3]) + b * Lq * Lk * es, ds, (size_t)(Lq * Lk * es));
-        if (out[0]) /* dQ = scale dS K */
+        if (out[3].t)
+            memcpy((char *)sdpa_at(&out[3], g, b), ds, (size_t)(Lq * Lk * es));
+        if (out[0].t) /* dQ = scale dS K */
             tg__gemm(c, f64, false, j->mk->tr, Lq, g->D, Lk, j->scale, ds, Lk,
-                     sdpa_at(j->mk, g, b), j->mk->ld, 0.0,
-                     (char *)tg__ptr(out[0]) + b * Lq * g->D * es, g->D);
-        if (out[1]) /* dK = scale dS^T Q */
+                     sdpa_at(j->mk, g, b), j->mk->ld, 0.0, (char *)sdpa_at(&out[0], g, b),
+                     out[0].ld);
+        if (out[1].t) /* dK = scale dS^T Q */
             tg__gemm(c, f64, true, j->mq->tr, Lk, g->D, Lq, j->scale, ds, Lk,
-                     sdpa_at(j->mq, g, b), j->mq->ld, 0.0,
-                     (char *)tg__ptr(out[1]) + b * Lk * g->D * es, g->D);
+                     sdpa_at(j->mq, g, b), j->mq->ld, 0.0, (char *)sdpa_at(&out[1], g, b),
+                     out[1].ld);
     }
 }
 
-/* dout is (..., Lq, Dv): dq, dk, dv, dmask in the broadcast batch shape */
+/* dout is (..., Lq, Dv), read in place; dq, dk, dv in the broadcast batch
+ * shape, each in its input's order of dims (sdpa_empty_like), dmask
+ * contiguous */
 void tg__sdpa_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
     if (c->grad_enabled) {
         sdpa_backward_ops(c, n, dout, dx);
         return;
     }
-    const char *fn = "tg_sdpa";
     tg_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2], *P = n->saved[0];
     double scale = n->f[0];
     sdpa_geom g = {.nb = P->ndim - 2,
@@ -700,20 +739,24 @@ void tg__sdpa_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
     g.nbatch = tg__numel(g.nb, g.bs);
     int64_t Lq = g.Lq, Lk = g.Lk, es = (int64_t)tg__esize(q->dtype), sh[TG_MAX_DIMS + 2];
     bool f64 = q->dtype == TG_F64;
-    sdpa_mat mq, mk, mv;
+    sdpa_mat mq, mk, mv, md;
     tg_tensor *qd = sdpa_operand(c, q, &g, &mq), *kd = qd ? sdpa_operand(c, k, &g, &mk) : NULL;
-    tg_tensor *vd = kd ? sdpa_operand(c, v, &g, &mv) : NULL, *dd = vd ? dense(c, fn, dout) : NULL;
+    tg_tensor *vd = kd ? sdpa_operand(c, v, &g, &mv) : NULL;
+    tg_tensor *dd = vd ? sdpa_operand(c, dout, &g, &md) : NULL;
     if (!dd) return;
     memcpy(sh, P->shape, (size_t)P->ndim * sizeof(int64_t));
-    tg_tensor *out[4] = {NULL, NULL, NULL, NULL};
+    sdpa_mat out[4] = {{.t = NULL}, {.t = NULL}, {.t = NULL}, {.t = NULL}};
     const int64_t last[4] = {g.D, g.D, g.Dv, g.Lk};
     const int64_t rows[4] = {Lq, Lk, Lk, Lq};
     for (int i = 0; i < 4; i++) {
         if (!NEED(i)) continue;
         sh[g.nb] = rows[i];
         sh[g.nb + 1] = last[i];
-        out[i] = tg__empty(c, fn, q->dtype, g.nb + 2, sh);
-        if (!out[i]) return;
+        tg_tensor *o = i < 3 ? sdpa_empty_like(c, n->in[i], q->dtype, g.nb + 2, sh)
+                             : tg__empty(c, "tg_sdpa", q->dtype, g.nb + 2, sh);
+        if (!o) return;
+        bool ok = sdpa_mat_of(o, &g, &out[i]);
+        TG_ASSERT(ok && !out[i].tr);
     }
     bool need_ds = NEED(0) || NEED(1) || NEED(3);
     int64_t nds = tg_ctx_threads(c) < g.nbatch ? tg_ctx_threads(c) : g.nbatch;
@@ -721,11 +764,11 @@ void tg__sdpa_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
     if (need_ds && nds > 0 && !ds) return;
     for (int64_t i = 0; ds && i < nds; i++)
         if (!(ds[i] = tg__arena_alloc(c, (size_t)((Lq * Lk > 0 ? Lq * Lk : 1) * es)))) return;
-    sdpa_bwd_job j = {c, &g, &mq, &mk, &mv, f64, scale, es, tg__ptr(P), tg__ptr(dd),
-                      {out[0], out[1], out[2], out[3]}, need_ds, ds, 0};
+    sdpa_bwd_job j = {c, &g, &mq, &mk, &mv, &md, f64, scale, es, tg__ptr(P), out,
+                      need_ds, ds, 0};
     atomic_init(&j.next, 0);
     tg__parallel_for(c, g.nbatch, 1, sdpa_bwd_task, &j);
-    for (int i = 0; i < 4; i++) dx[i] = out[i];
+    for (int i = 0; i < 4; i++) dx[i] = (tg_tensor *)out[i].t;
 }
 
 /* ====================================================================== */
