@@ -44,6 +44,19 @@ static tg_tensor *seq(tg_ctx *c, tg_dtype dt, int nd, const int64_t *shape, doub
     return t;
 }
 
+static void assert_same_bits(const tg_tensor *a, const tg_tensor *b)
+{
+    ck_assert_int_eq(tg_numel(a), tg_numel(b));
+    size_t n = (size_t)tg_numel(a) * (tg_tensor_dtype(a) == TG_F32 ? 4 : 8);
+    void *pa = malloc(n), *pb = malloc(n);
+    ck_assert(pa && pb);
+    tu_assert_status(tg_copy_out(a, pa, n), TG_OK);
+    tu_assert_status(tg_copy_out(b, pb, n), TG_OK);
+    ck_assert_msg(memcmp(pa, pb, n) == 0, "tensors differ");
+    free(pa);
+    free(pb);
+}
+
 static tg_tensor *vec(tg_ctx *c, tg_dtype dt, int64_t n, const double *v)
 {
     tg_tensor *t = tg_tensor_new(c, dt, 1, &n);
@@ -223,6 +236,43 @@ START_TEST(test_norm_backward_f32)
     for (int op = 0; op < 4; op++)
         for (int i = 0; i < 24; i++) ck_assert_close(g[1][op][i], g[0][op][i], 1e-4);
     tg_ctx_free(c);
+}
+END_TEST
+
+/* With no graph recorded, layer_norm and rms_norm add their gradients into
+ * the walk's own buffers (tg__ops_acc): the same bits as a separate dx and
+ * the engine's sum (anomaly mode takes that path), for an input that also
+ * feeds a residual path (the walk's buffer is a copy of its gradient so
+ * far), one normalised twice (the second adds into an own buffer) and one
+ * that reaches nothing else (zeros). */
+START_TEST(test_norm_backward_acc)
+{
+    tg_dtype dt = dts[_i];
+    for (int op = 0; op < 2; op++)
+        for (int graph = 0; graph < 3; graph++) {
+            tg_tensor *g[2][3];
+            tg_ctx *c = tu_ctx();
+            tg_tensor *x = seq(c, dt, TG_SHAPE(5, 3, 37), 1.1, 0.3, 1.5);
+            tg_tensor *w = seq(c, dt, TG_SHAPE(37), 0.7, -1.2, 1.5);
+            tg_tensor *b = seq(c, dt, TG_SHAPE(37), 0.3, 0.2, 0.5);
+            tg_tensor *wt = seq(c, dt, TG_SHAPE(5, 3, 37), 0.37, 0.5, 1.0);
+            tg_tensor *in[3] = {x, w, b};
+            for (int i = 0; i < 3; i++) tg_set_requires_grad(in[i], true);
+            for (int anomaly = 0; anomaly < 2; anomaly++) {
+                tg_set_anomaly(c, anomaly == 1);
+                tg_tensor *y = op ? tg_rms_norm(c, x, TG_SHAPE(37), w, 1e-5)
+                                  : tg_layer_norm(c, x, TG_SHAPE(37), w, b, 1e-5);
+                if (graph == 0) y = tg_add(c, x, y);
+                if (graph == 1)
+                    y = tg_add(c, y, tg_layer_norm(c, x, TG_SHAPE(37), w, NULL, 1e-5));
+                tg_tensor *L = tg_sum(c, tg_mul(c, y, wt));
+                tu_assert_ok(c);
+                tu_assert_status(tg_grad_of(c, 1, &L, NULL, op ? 2 : 3, in, false, g[anomaly]),
+                                 TG_OK);
+            }
+            for (int i = 0; i < (op ? 2 : 3); i++) assert_same_bits(g[0][i], g[1][i]);
+            tg_ctx_free(c);
+        }
 }
 END_TEST
 
@@ -622,19 +672,6 @@ static tg_tensor *merge_heads(tg_ctx *c, tg_tensor *y)
     return tg_reshape(c, p, TG_SHAPE(s[0], s[2], s[1] * s[3]));
 }
 
-static void assert_same_bits(const tg_tensor *a, const tg_tensor *b)
-{
-    ck_assert_int_eq(tg_numel(a), tg_numel(b));
-    size_t n = (size_t)tg_numel(a) * (tg_tensor_dtype(a) == TG_F32 ? 4 : 8);
-    void *pa = malloc(n), *pb = malloc(n);
-    ck_assert(pa && pb);
-    tu_assert_status(tg_copy_out(a, pa, n), TG_OK);
-    tu_assert_status(tg_copy_out(b, pb, n), TG_OK);
-    ck_assert_msg(memcmp(pa, pb, n) == 0, "tensors differ");
-    free(pa);
-    free(pb);
-}
-
 /* On head-split views (multi-head attention's layout) sdpa reads q, k, v
  * and dout in place and writes y and dq, dk, dv in their inputs' order of
  * dims, so merging heads and splitting their gradients are views, with the
@@ -916,6 +953,7 @@ Suite *nn_suite(void)
     tcase_add_loop_test(norm, test_batch_norm_running_stats, 0, 2);
     tcase_add_test(norm, test_norm_backward_f32);
     tcase_add_test(norm, test_norm_threads);
+    tcase_add_loop_test(norm, test_norm_backward_acc, 0, 2);
     tcase_add_test(norm, test_norm_errors);
     suite_add_tcase(s, norm);
 
