@@ -319,7 +319,10 @@ void tg__embedding_backward_backward(tg_ctx *c, const tg__node *n, tg_tensor *do
  *   row by row (saved), Y = P V (GEMM).
  * Backward, per batch: dV = P^T dY, dP = dY V^T, dS = P (dP - rowsum(dP P)),
  * dQ = scale dS K, dK = scale dS^T Q, dmask = dS (five GEMMs). Gradients
- * come out in the broadcast batch shape; the engine sums them back.
+ * come out in the broadcast batch shape; the engine sums them back. y and
+ * dq, dk, dv keep q's, k's and v's order of dims (sdpa_empty_like), and
+ * dout is read in place, so head splits and merges around attention stay
+ * views.
  */
 typedef struct {
     int nb;                       /* batch dims */
