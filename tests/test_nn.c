@@ -592,7 +592,8 @@ START_TEST(test_sdpa_values)
 }
 END_TEST
 
-/* causal == an explicit top-left tril mask, for Lq < Lk and Lq > Lk. */
+/* causal == an explicit top-left tril mask, for Lq < Lk and Lq > Lk,
+ * forward and backward. */
 START_TEST(test_sdpa_causal_vs_mask)
 {
     tg_ctx *c = tu_ctx();
@@ -605,6 +606,8 @@ START_TEST(test_sdpa_causal_vs_mask)
         for (int64_t i = 0; i < Lq; i++)
             for (int64_t j = 0; j < Lk; j++)
                 ((double *)tg_data(m))[i * Lk + j] = j <= i ? 0.0 : -INFINITY;
+        tg_tensor *in[3] = {q, k, v};
+        for (int i = 0; i < 3; i++) tg_set_requires_grad(in[i], true);
         tg_tensor *a = tg_sdpa(c, q, k, v, NULL, true, 0.0);
         tg_tensor *b = tg_sdpa(c, q, k, v, m, false, 0.0);
         tg_tensor *both = tg_sdpa(c, q, k, v, m, true, 0.0);
@@ -615,6 +618,14 @@ START_TEST(test_sdpa_causal_vs_mask)
             ck_assert(tg_get(a, ix) == tg_get(both, ix));
             ck_assert(isfinite(tg_get(a, ix)));
         }
+        /* causal saves P packed (row i's first min(i + 1, Lk) entries): its
+         * gradients are the mask's, bit for bit */
+        tg_tensor *wt = seq(c, TG_F64, 3, (const int64_t[]){2, Lq, 2}, 0.37, 0.5, 1.0);
+        tg_tensor *ga[3], *gb[3];
+        tg_tensor *la = tg_sum(c, tg_mul(c, a, wt)), *lb = tg_sum(c, tg_mul(c, b, wt));
+        tu_assert_status(tg_grad_of(c, 1, &la, NULL, 3, in, false, ga), TG_OK);
+        tu_assert_status(tg_grad_of(c, 1, &lb, NULL, 3, in, false, gb), TG_OK);
+        for (int i = 0; i < 3; i++) assert_same_bits(ga[i], gb[i]);
     }
     tg_ctx_free(c);
 }
