@@ -120,10 +120,12 @@ static tg_tensor *strided(tg_ctx *c, tg_tensor *t)
     return s;
 }
 
-/* _i: dtype (bit 0) and size (bits 1-2): even, odd height, odd width, 1x? */
+/* _i: dtype (bit 0) and size (_i / 2): even, odd height, odd width, 1x?,
+ * chunks of 17 rows of 15 outputs (the last one short), rows of 300 outputs
+ * cut into pieces of 256 and 44 */
 START_TEST(test_max_pool_2x2_kernel)
 {
-    static const int64_t sizes[4][2] = {{6, 8}, {7, 6}, {6, 9}, {3, 5}};
+    static const int64_t sizes[6][2] = {{6, 8}, {7, 6}, {6, 9}, {3, 5}, {90, 30}, {5, 601}};
     tg_dtype dt = (_i & 1) ? TG_F64 : TG_F32;
     const int64_t N = 2, C = 3, H = sizes[_i >> 1][0], W = sizes[_i >> 1][1];
     const int64_t n = N * C * H * W;
@@ -362,7 +364,7 @@ Suite *fastpaths_suite(void)
     tcase_add_loop_test(tc, test_relu_backward_special_values, 0, 2);
     suite_add_tcase(s, tc);
     tc = tu_tcase("max_pool2d");
-    tcase_add_loop_test(tc, test_max_pool_2x2_kernel, 0, 8);
+    tcase_add_loop_test(tc, test_max_pool_2x2_kernel, 0, 12);
     tcase_add_loop_test(tc, test_max_pool_codes, 0, 2 * N_POOL_CASES);
     suite_add_tcase(s, tc);
     tc = tu_tcase("conv2d");

@@ -291,41 +291,63 @@ MAXP_NOPAD_KERNEL(float, uint32_t, f32)
 MAXP_NOPAD_KERNEL(double, uint64_t, f64)
 
 /* The common case, 2x2 windows at stride 2 without dilation over rows of
- * unit stride: the maximum and its code (same scan order and tie / NaN
- * rule as above) in one loop over a row that vectorises. */
-#define MAXP22_KERNEL(T, SFX)                                                          \
+ * unit stride, in loops that vectorise over many windows at once (a row of
+ * a 14 x 14 output is too short for a vector loop and its scalar tail):
+ * over chunks of up to MAXP22_CHUNK outputs (whole rows, or pieces of a
+ * long one), the maximum of each column pair (row 2oh against 2oh + 1),
+ * row by row, then of the two columns of every window, over the whole
+ * chunk. The second step keeps the first scan's rule by comparing places:
+ * the result is the window's last NaN in scan order, else its first
+ * maximum, as MAXP_KERNEL's sequential scan gives (ties and signed zeros
+ * included). MT is an integer of T's width, so every loop has one lane
+ * width. */
+#define MAXP22_CHUNK 256
+#define MAXP22_KERNEL(T, MT, SFX)                                                      \
     TG__VEC_CLONES static void maxp22_##SFX(void *arg, int64_t p0, int64_t p1)         \
     {                                                                                  \
         const maxp_args *p = arg;                                                      \
         const int64_t C = p->C, OH = p->OH, OW = p->OW, xs2 = p->xs[2];                \
+        const int64_t cw = OW < MAXP22_CHUNK ? OW : MAXP22_CHUNK;                      \
+        const int64_t rows = OW < MAXP22_CHUNK ? MAXP22_CHUNK / OW : 1;                \
+        T cv[2 * MAXP22_CHUNK];                                                        \
+        MT cb[2 * MAXP22_CHUNK], kc[MAXP22_CHUNK];                                     \
         for (int64_t pl = p0; pl < p1; pl++) {                                         \
             const T *xp = (const T *)p->x + (pl / C) * p->xs[0] + (pl % C) * p->xs[1]; \
-            for (int64_t oh = 0; oh < OH; oh++) {                                      \
-                const T *restrict a0 = xp + 2 * oh * xs2, *restrict a1 = a0 + xs2;     \
-                T *restrict y = (T *)p->y + (pl * OH + oh) * OW;                       \
-                uint8_t *restrict cd = (uint8_t *)p->code + (pl * OH + oh) * OW;       \
-                for (int64_t j = 0; j < OW; j++) {                                     \
-                    T best = a0[2 * j], v = a0[2 * j + 1];                             \
-                    bool t = (v > best) | (v != v);                                    \
-                    uint8_t k = t;                                                     \
-                    best = t ? v : best;                                               \
-                    v = a1[2 * j];                                                     \
-                    t = (v > best) | (v != v);                                         \
-                    best = t ? v : best;                                               \
-                    k = t ? 2 : k;                                                     \
-                    v = a1[2 * j + 1];                                                 \
-                    t = (v > best) | (v != v);                                         \
-                    best = t ? v : best;                                               \
-                    k = t ? 3 : k;                                                     \
-                    y[j] = best;                                                       \
-                    cd[j] = k;                                                         \
+            for (int64_t oh0 = 0; oh0 < OH; oh0 += rows)                               \
+                for (int64_t c0 = 0; c0 < OW; c0 += cw) {                              \
+                    const int64_t oh1 = oh0 + rows < OH ? oh0 + rows : OH;             \
+                    const int64_t n = (c0 + cw < OW ? c0 + cw : OW) - c0;              \
+                    const int64_t m = (oh1 - oh0) * n;                                 \
+                    for (int64_t r = 0; r < oh1 - oh0; r++) {                          \
+                        const T *restrict x0 = xp + 2 * (oh0 + r) * xs2 + 2 * c0;      \
+                        const T *restrict x1 = x0 + xs2;                               \
+                        T *restrict v = cv + r * 2 * n;                                \
+                        MT *restrict b = cb + r * 2 * n;                               \
+                        for (int64_t w = 0; w < 2 * n; w++) {                          \
+                            const T a = x0[w], e = x1[w];                              \
+                            const MT t = (e > a) | (e != e);                           \
+                            v[w] = t ? e : a;                                          \
+                            b[w] = t;                                                  \
+                        }                                                              \
+                    }                                                                  \
+                    T *restrict y = (T *)p->y + (pl * OH + oh0) * OW + c0;             \
+                    for (int64_t j = 0; j < m; j++) {                                  \
+                        const T a = cv[2 * j], e = cv[2 * j + 1];                      \
+                        const MT ia = 2 * cb[2 * j], ie = 2 * cb[2 * j + 1] + 1;       \
+                        const MT an = a != a, en = e != e;                             \
+                        const MT t = (en & (!an | (ie > ia))) |                        \
+                                     (!an & !en & ((e > a) | ((e == a) & (ie < ia)))); \
+                        y[j] = t ? e : a;                                              \
+                        kc[j] = t ? ie : ia;                                           \
+                    }                                                                  \
+                    uint8_t *restrict cd = (uint8_t *)p->code + (pl * OH + oh0) * OW + c0; \
+                    for (int64_t j = 0; j < m; j++) cd[j] = (uint8_t)kc[j];            \
                 }                                                                      \
-            }                                                                          \
         }                                                                              \
     }
 
-MAXP22_KERNEL(float, f32)
-MAXP22_KERNEL(double, f64)
+MAXP22_KERNEL(float, int32_t, f32)
+MAXP22_KERNEL(double, int64_t, f64)
 
 /* ---- codes to plane indices, and the backward from codes ------------------ */
 
@@ -404,34 +426,68 @@ UNPOOL_CODES_KERNEL(double, f64)
 /* 2x2 windows at stride 2, no padding or dilation, byte codes: the windows
  * do not overlap, so each element of dx is written once, 0 + dout at a
  * window's maximum (the bits of zeroing and adding: -0 becomes +0) and 0
- * elsewhere, rows and columns no window covers included. */
-#define UNPOOL22_KERNEL(T, SFX)                                                        \
+ * elsewhere, rows and columns no window covers included. Over chunks as in
+ * MAXP22_KERNEL: the top and bottom rows of every window of the chunk in
+ * one loop, then copied row by row. */
+/* v where m is all ones, +0 where it is 0: a select by bit masks, which
+ * GCC vectorises where it leaves a ternary as a branch. */
+static inline float keep_f32(float v, int32_t m)
+{
+    int32_t b;
+    memcpy(&b, &v, sizeof b);
+    b &= m;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+static inline double keep_f64(double v, int64_t m)
+{
+    int64_t b;
+    memcpy(&b, &v, sizeof b);
+    b &= m;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+#define UNPOOL22_KERNEL(T, MT, SFX)                                                    \
     TG__VEC_CLONES static void unpool22_##SFX(void *arg, int64_t p0, int64_t p1)       \
     {                                                                                  \
         const codes_args *a = arg;                                                     \
         const int64_t H = a->H, W = a->W, OH = a->OH, OW = a->OW;                      \
+        const int64_t cw = OW < MAXP22_CHUNK ? OW : MAXP22_CHUNK;                      \
+        const int64_t rows = OW < MAXP22_CHUNK ? MAXP22_CHUNK / OW : 1;                \
+        T top[2 * MAXP22_CHUNK], bot[2 * MAXP22_CHUNK];                                \
+        MT kc[MAXP22_CHUNK];                                                           \
         for (int64_t pl = p0; pl < p1; pl++) {                                         \
             T *d = (T *)a->dst + pl * H * W;                                           \
-            for (int64_t oh = 0; oh < OH; oh++) {                                      \
-                const T *restrict s = (const T *)a->src + (pl * OH + oh) * OW;         \
-                const uint8_t *restrict cd = (const uint8_t *)a->code + (pl * OH + oh) * OW; \
-                T *restrict d0 = d + 2 * oh * W, *restrict d1 = d0 + W;                \
-                for (int64_t j = 0; j < OW; j++) {                                     \
-                    const T v = (T)0 + s[j];                                           \
-                    const uint8_t k = cd[j];                                           \
-                    d0[2 * j] = k == 0 ? v : (T)0;                                     \
-                    d0[2 * j + 1] = k == 1 ? v : (T)0;                                 \
-                    d1[2 * j] = k == 2 ? v : (T)0;                                     \
-                    d1[2 * j + 1] = k == 3 ? v : (T)0;                                 \
+            for (int64_t oh0 = 0; oh0 < OH; oh0 += rows)                               \
+                for (int64_t c0 = 0; c0 < OW; c0 += cw) {                              \
+                    const int64_t oh1 = oh0 + rows < OH ? oh0 + rows : OH;             \
+                    const int64_t n = (c0 + cw < OW ? c0 + cw : OW) - c0;              \
+                    const int64_t m = (oh1 - oh0) * n, q0 = (pl * OH + oh0) * OW + c0; \
+                    const uint8_t *restrict cd = (const uint8_t *)a->code + q0;        \
+                    const T *restrict s = (const T *)a->src + q0;                      \
+                    for (int64_t j = 0; j < m; j++) kc[j] = cd[j];                     \
+                    for (int64_t j = 0; j < m; j++) {                                  \
+                        const T v = (T)0 + s[j];                                       \
+                        const MT k = kc[j];                                            \
+                        top[2 * j] = keep_##SFX(v, -(MT)(k == 0));                     \
+                        top[2 * j + 1] = keep_##SFX(v, -(MT)(k == 1));                 \
+                        bot[2 * j] = keep_##SFX(v, -(MT)(k == 2));                     \
+                        bot[2 * j + 1] = keep_##SFX(v, -(MT)(k == 3));                 \
+                    }                                                                  \
+                    for (int64_t r = 0; r < oh1 - oh0; r++) {                          \
+                        T *d0 = d + 2 * (oh0 + r) * W + 2 * c0;                        \
+                        memcpy(d0, top + r * 2 * n, (size_t)(2 * n) * sizeof(T));      \
+                        memcpy(d0 + W, bot + r * 2 * n, (size_t)(2 * n) * sizeof(T));  \
+                    }                                                                  \
                 }                                                                      \
-                if (W > 2 * OW) d0[W - 1] = d1[W - 1] = 0;                             \
-            }                                                                          \
+            for (int64_t r = 0; W > 2 * OW && r < 2 * OH; r++) d[r * W + W - 1] = 0;   \
             for (int64_t i = 2 * OH * W; i < H * W; i++) d[i] = 0;                     \
         }                                                                              \
     }
 
-UNPOOL22_KERNEL(float, f32)
-UNPOOL22_KERNEL(double, f64)
+UNPOOL22_KERNEL(float, int32_t, f32)
+UNPOOL22_KERNEL(double, int64_t, f64)
 
 static bool is_k22(const tg_pool2d_opts *r)
 {
