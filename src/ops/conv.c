@@ -251,8 +251,8 @@ IM2COL_FLAT(double, f64)
  * gets its taps in the same order. The row is left all zeros (see
  * input_grad_image), by the same loop while it is in cache. */
 #define COL2IM_FLAT(T, SFX)                                                            \
-    static void col2im_flat_##SFX(const geom *g, T *d, T *col, int64_t bh, int64_t bw, \
-                                  int64_t o0, int64_t o1)                              \
+    TG__VEC_CLONES static void col2im_flat_##SFX(const geom *g, T *d, T *col, int64_t bh, \
+                                                 int64_t bw, int64_t o0, int64_t o1)   \
     {                                                                                  \
         const int64_t OW = g->OW, OHW = g->OH * OW;                                    \
         int64_t h0, h1;                                                                \
@@ -635,7 +635,7 @@ typedef struct {
 } bias_args;
 
 #define BIAS_KERNEL(T, SFX)                                                            \
-    static void bias_image_##SFX(void *arg, int64_t t0, int64_t t1)                    \
+    TG__VEC_CLONES static void bias_image_##SFX(void *arg, int64_t t0, int64_t t1)     \
     {                                                                                  \
         const bias_args *p = arg;                                                      \
         const int64_t OHW = p->OHW;                                                    \
