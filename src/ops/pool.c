@@ -292,15 +292,16 @@ MAXP_NOPAD_KERNEL(double, uint64_t, f64)
 
 /* The common case, 2x2 windows at stride 2 without dilation over rows of
  * unit stride, in loops that vectorise over many windows at once (a row of
- * a 14 x 14 output is too short for a vector loop and its scalar tail):
- * over chunks of up to MAXP22_CHUNK outputs (whole rows, or pieces of a
- * long one), the maximum of each column pair (row 2oh against 2oh + 1),
- * row by row, then of the two columns of every window, over the whole
- * chunk. The second step keeps the first scan's rule by comparing places:
- * the result is the window's last NaN in scan order, else its first
- * maximum, as MAXP_KERNEL's sequential scan gives (ties and signed zeros
- * included). MT is an integer of T's width, so every loop has one lane
- * width. */
+ * a 14 x 14 output, or a 7 x 7 plane, is too short for a vector loop and
+ * its scalar tail): over chunks of up to MAXP22_CHUNK outputs (rows of
+ * windows, of consecutive planes too, or pieces of a long row), the
+ * maximum of each column pair (row 2oh against 2oh + 1) row by row, then
+ * of the two columns of every window over the whole chunk. The second step
+ * compares places, so that the first scan's rule holds: the window's last
+ * NaN in scan order, else its first maximum, as MAXP_KERNEL's sequential
+ * scan gives (ties and signed zeros included). MT is an integer of T's
+ * width, so that every loop has one lane width. The outputs of planes
+ * [p0, p1) are the row pairs [p0 * OH, p1 * OH), contiguous in y. */
 #define MAXP22_CHUNK 256
 #define MAXP22_KERNEL(T, MT, SFX)                                                      \
     TG__VEC_CLONES static void maxp22_##SFX(void *arg, int64_t p0, int64_t p1)         \
@@ -311,39 +312,39 @@ MAXP_NOPAD_KERNEL(double, uint64_t, f64)
         const int64_t rows = OW < MAXP22_CHUNK ? MAXP22_CHUNK / OW : 1;                \
         T cv[2 * MAXP22_CHUNK];                                                        \
         MT cb[2 * MAXP22_CHUNK], kc[MAXP22_CHUNK];                                     \
-        for (int64_t pl = p0; pl < p1; pl++) {                                         \
-            const T *xp = (const T *)p->x + (pl / C) * p->xs[0] + (pl % C) * p->xs[1]; \
-            for (int64_t oh0 = 0; oh0 < OH; oh0 += rows)                               \
-                for (int64_t c0 = 0; c0 < OW; c0 += cw) {                              \
-                    const int64_t oh1 = oh0 + rows < OH ? oh0 + rows : OH;             \
-                    const int64_t n = (c0 + cw < OW ? c0 + cw : OW) - c0;              \
-                    const int64_t m = (oh1 - oh0) * n;                                 \
-                    for (int64_t r = 0; r < oh1 - oh0; r++) {                          \
-                        const T *restrict x0 = xp + 2 * (oh0 + r) * xs2 + 2 * c0;      \
-                        const T *restrict x1 = x0 + xs2;                               \
-                        T *restrict v = cv + r * 2 * n;                                \
-                        MT *restrict b = cb + r * 2 * n;                               \
-                        for (int64_t w = 0; w < 2 * n; w++) {                          \
-                            const T a = x0[w], e = x1[w];                              \
-                            const MT t = (e > a) | (e != e);                           \
-                            v[w] = t ? e : a;                                          \
-                            b[w] = t;                                                  \
-                        }                                                              \
+        for (int64_t ta = p0 * OH; ta < p1 * OH; ta += rows)                           \
+            for (int64_t c0 = 0; c0 < OW; c0 += cw) {                                  \
+                const int64_t tb = ta + rows < p1 * OH ? ta + rows : p1 * OH;          \
+                const int64_t n = (c0 + cw < OW ? c0 + cw : OW) - c0, m = (tb - ta) * n; \
+                for (int64_t t = ta; t < tb; t++) {                                    \
+                    const int64_t pl = t / OH, oh = t % OH;                            \
+                    const T *restrict x0 = (const T *)p->x + (pl / C) * p->xs[0] +     \
+                                           (pl % C) * p->xs[1] + 2 * oh * xs2 + 2 * c0; \
+                    const T *restrict x1 = x0 + xs2;                                   \
+                    T *restrict v = cv + (t - ta) * 2 * n;                             \
+                    MT *restrict b = cb + (t - ta) * 2 * n;                            \
+                    for (int64_t w = 0; w < 2 * n; w++) {                              \
+                        const T a = x0[w], e = x1[w];                                  \
+                        const MT u = (e > a) | (e != e);                               \
+                        v[w] = u ? e : a;                                              \
+                        b[w] = u;                                                      \
                     }                                                                  \
-                    T *restrict y = (T *)p->y + (pl * OH + oh0) * OW + c0;             \
-                    for (int64_t j = 0; j < m; j++) {                                  \
-                        const T a = cv[2 * j], e = cv[2 * j + 1];                      \
-                        const MT ia = 2 * cb[2 * j], ie = 2 * cb[2 * j + 1] + 1;       \
-                        const MT an = a != a, en = e != e;                             \
-                        const MT t = (en & (!an | (ie > ia))) |                        \
-                                     (!an & !en & ((e > a) | ((e == a) & (ie < ia)))); \
-                        y[j] = t ? e : a;                                              \
-                        kc[j] = t ? ie : ia;                                           \
-                    }                                                                  \
-                    uint8_t *restrict cd = (uint8_t *)p->code + (pl * OH + oh0) * OW + c0; \
-                    for (int64_t j = 0; j < m; j++) cd[j] = (uint8_t)kc[j];            \
                 }                                                                      \
-        }                                                                              \
+                /* e (column 1) wins: a NaN over a number or over an earlier NaN, a    \
+                 * larger number, or an equal one found earlier (row 0 against 1) */   \
+                T *restrict y = (T *)p->y + ta * OW + c0;                              \
+                for (int64_t j = 0; j < m; j++) {                                      \
+                    const T a = cv[2 * j], e = cv[2 * j + 1];                          \
+                    const MT ia = 2 * cb[2 * j], ie = 2 * cb[2 * j + 1] + 1;           \
+                    const MT an = a != a, en = e != e;                                 \
+                    const MT u = (en & (!an | (ie > ia))) | (e > a) |                  \
+                                 ((e == a) & (ie < ia));                               \
+                    y[j] = u ? e : a;                                                  \
+                    kc[j] = u ? ie : ia;                                               \
+                }                                                                      \
+                uint8_t *restrict cd = (uint8_t *)p->code + ta * OW + c0;              \
+                for (int64_t j = 0; j < m; j++) cd[j] = (uint8_t)kc[j];                \
+            }                                                                          \
     }
 
 MAXP22_KERNEL(float, int32_t, f32)
@@ -457,30 +458,29 @@ static inline double keep_f64(double v, int64_t m)
         const int64_t rows = OW < MAXP22_CHUNK ? MAXP22_CHUNK / OW : 1;                \
         T top[2 * MAXP22_CHUNK], bot[2 * MAXP22_CHUNK];                                \
         MT kc[MAXP22_CHUNK];                                                           \
+        for (int64_t ta = p0 * OH; ta < p1 * OH; ta += rows)                           \
+            for (int64_t c0 = 0; c0 < OW; c0 += cw) {                                  \
+                const int64_t tb = ta + rows < p1 * OH ? ta + rows : p1 * OH;          \
+                const int64_t n = (c0 + cw < OW ? c0 + cw : OW) - c0, m = (tb - ta) * n; \
+                const uint8_t *restrict cd = (const uint8_t *)a->code + ta * OW + c0;  \
+                const T *restrict s = (const T *)a->src + ta * OW + c0;                \
+                for (int64_t j = 0; j < m; j++) kc[j] = cd[j];                         \
+                for (int64_t j = 0; j < m; j++) {                                      \
+                    const T v = (T)0 + s[j];                                           \
+                    const MT k = kc[j];                                                \
+                    top[2 * j] = keep_##SFX(v, -(MT)(k == 0));                         \
+                    top[2 * j + 1] = keep_##SFX(v, -(MT)(k == 1));                     \
+                    bot[2 * j] = keep_##SFX(v, -(MT)(k == 2));                         \
+                    bot[2 * j + 1] = keep_##SFX(v, -(MT)(k == 3));                     \
+                }                                                                      \
+                for (int64_t t = ta; t < tb; t++) {                                    \
+                    T *d0 = (T *)a->dst + (t / OH) * H * W + 2 * (t % OH) * W + 2 * c0; \
+                    memcpy(d0, top + (t - ta) * 2 * n, (size_t)(2 * n) * sizeof(T));  \
+                    memcpy(d0 + W, bot + (t - ta) * 2 * n, (size_t)(2 * n) * sizeof(T)); \
+                }                                                                      \
+            }                                                                          \
         for (int64_t pl = p0; pl < p1; pl++) {                                         \
             T *d = (T *)a->dst + pl * H * W;                                           \
-            for (int64_t oh0 = 0; oh0 < OH; oh0 += rows)                               \
-                for (int64_t c0 = 0; c0 < OW; c0 += cw) {                              \
-                    const int64_t oh1 = oh0 + rows < OH ? oh0 + rows : OH;             \
-                    const int64_t n = (c0 + cw < OW ? c0 + cw : OW) - c0;              \
-                    const int64_t m = (oh1 - oh0) * n, q0 = (pl * OH + oh0) * OW + c0; \
-                    const uint8_t *restrict cd = (const uint8_t *)a->code + q0;        \
-                    const T *restrict s = (const T *)a->src + q0;                      \
-                    for (int64_t j = 0; j < m; j++) kc[j] = cd[j];                     \
-                    for (int64_t j = 0; j < m; j++) {                                  \
-                        const T v = (T)0 + s[j];                                       \
-                        const MT k = kc[j];                                            \
-                        top[2 * j] = keep_##SFX(v, -(MT)(k == 0));                     \
-                        top[2 * j + 1] = keep_##SFX(v, -(MT)(k == 1));                 \
-                        bot[2 * j] = keep_##SFX(v, -(MT)(k == 2));                     \
-                        bot[2 * j + 1] = keep_##SFX(v, -(MT)(k == 3));                 \
-                    }                                                                  \
-                    for (int64_t r = 0; r < oh1 - oh0; r++) {                          \
-                        T *d0 = d + 2 * (oh0 + r) * W + 2 * c0;                        \
-                        memcpy(d0, top + r * 2 * n, (size_t)(2 * n) * sizeof(T));      \
-                        memcpy(d0 + W, bot + r * 2 * n, (size_t)(2 * n) * sizeof(T));  \
-                    }                                                                  \
-                }                                                                      \
             for (int64_t r = 0; W > 2 * OW && r < 2 * OH; r++) d[r * W + W - 1] = 0;   \
             for (int64_t i = 2 * OH * W; i < H * W; i++) d[i] = 0;                     \
         }                                                                              \
