@@ -6,7 +6,10 @@
  *   - max_pool2d's 2x2 stride-2 kernel against the general kernel (run on
  *     a strided copy of the same input), ties, NaN and signed zeros
  *     included, odd sizes included, and its no-graph backward against
- *     max_unpool2d (the graph rule);
+ *     max_unpool2d (the graph rule); the window codes max_pool2d keeps
+ *     (bytes, int64 for windows over 255 places) against a plain scan and
+ *     their backward against max_unpool2d of the indices, with padding,
+ *     dilation and windows over padding only;
  *   - conv2d's no-graph backward (one image at a time: both GEMMs, the
  *     bias sums in reduce.c's order) against the graph rule (the gradient
  *     ops and tg_sum_axes), over geometries that take each im2col / col2im
@@ -129,10 +132,12 @@ static tg_tensor *strided(tg_ctx *c, tg_tensor *t)
     return s;
 }
 
-/* _i: dtype (bit 0) and size (bits 1-2): even, odd height, odd width, 1x? */
+/* _i: dtype (bit 0) and size (_i / 2): even, odd height, odd width, 1x?,
+ * chunks of 17 rows of 15 outputs (the last one short), rows of 300 outputs
+ * cut into pieces of 256 and 44 */
 START_TEST(test_max_pool_2x2_kernel)
 {
-    static const int64_t sizes[4][2] = {{6, 8}, {7, 6}, {6, 9}, {3, 5}};
+    static const int64_t sizes[6][2] = {{6, 8}, {7, 6}, {6, 9}, {3, 5}, {90, 30}, {5, 601}};
     tg_dtype dt = (_i & 1) ? TG_F64 : TG_F32;
     const int64_t N = 2, C = 3, H = sizes[_i >> 1][0], W = sizes[_i >> 1][1];
     const int64_t n = N * C * H * W;
@@ -164,6 +169,87 @@ START_TEST(test_max_pool_2x2_kernel)
     ck_assert_int_eq(tg_grad_of(c, 1, &y, &d, 1, &x, true, &ref), TG_OK);
     ck_assert_int_eq(tg_grad_of(c, 1, &y, &d, 1, &x, false, &fast), TG_OK);
     assert_same_bits(fast, ref, "max_pool2d backward");
+    tu_assert_ok(c);
+    free(dv);
+    free(v);
+    tg_ctx_free(c);
+}
+END_TEST
+
+/* Geometries beyond the 2x2 kernel: padding (byte codes, general kernel),
+ * a dilated window over padding only (no maximum: index -1), a window of
+ * 16 x 16 = 256 places (int64 codes), a 3x3 window without padding. */
+typedef struct {
+    int64_t H, W, kh, kw, sh, sw, ph, pw, dh, dw;
+} pspec;
+
+static const pspec pool_cases[] = {
+    {7, 8, 3, 3, 2, 2, 1, 1, 1, 1},
+    {5, 3, 2, 2, 1, 1, 1, 1, 1, 4},
+    {17, 18, 16, 16, 1, 1, 0, 0, 1, 1},
+    {8, 9, 3, 3, 2, 2, 0, 0, 1, 1},
+};
+#define N_POOL_CASES ((int)(sizeof pool_cases / sizeof pool_cases[0]))
+
+/* _i: case * 2 + dtype. The values and indices against a plain scan of
+ * every window (the first maximum wins, a NaN wins), and the no-graph
+ * backward (from the kept codes) against max_unpool2d of the indices. */
+START_TEST(test_max_pool_codes)
+{
+    const pspec *q = &pool_cases[_i / 2];
+    tg_dtype dt = (_i & 1) ? TG_F64 : TG_F32;
+    const int64_t N = 2, C = 2, H = q->H, W = q->W, n = N * C * H * W;
+    double *v = pseudo(n, 21 + (uint64_t)_i, true);
+    v[3] = NAN;
+    v[H * W + 5] = -0.0;
+    tg_ctx *c = tu_ctx();
+    tg_tensor *x = from_doubles(c, dt, 4, (const int64_t[]){N, C, H, W}, v);
+    tg_pool2d_opts o = tg_pool2d_defaults();
+    o.kernel[0] = q->kh, o.kernel[1] = q->kw, o.stride[0] = q->sh, o.stride[1] = q->sw;
+    o.padding[0] = q->ph, o.padding[1] = q->pw, o.dilation[0] = q->dh, o.dilation[1] = q->dw;
+    tg_tensor *idx;
+    tg_tensor *y = tg_max_pool2d_with_indices(c, x, &o, &idx);
+    tu_assert_ok(c);
+    const int64_t OH = tg_shape(y)[2], OW = tg_shape(y)[3];
+    size_t ni, ny;
+    int64_t *iv = bytes_of(idx, &ni);
+    void *yv = bytes_of(y, &ny);
+    bool none_seen = false;
+    for (int64_t pl = 0; pl < N * C; pl++)
+        for (int64_t oh = 0; oh < OH; oh++)
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t bi = -1;
+                double best = -INFINITY;
+                for (int64_t i = 0; i < q->kh; i++)
+                    for (int64_t j = 0; j < q->kw; j++) {
+                        int64_t ih = oh * q->sh - q->ph + i * q->dh;
+                        int64_t iw = ow * q->sw - q->pw + j * q->dw;
+                        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                        double e = v[pl * H * W + ih * W + iw];
+                        if (dt == TG_F32) e = (float)e;
+                        if (bi < 0 || e > best || e != e) best = e, bi = ih * W + iw;
+                    }
+                int64_t at = (pl * OH + oh) * OW + ow;
+                none_seen |= bi < 0;
+                ck_assert_int_eq(iv[at], bi);
+                double got = dt == TG_F64 ? ((double *)yv)[at] : ((float *)yv)[at];
+                ck_assert(got == best || (got != got && best != best));
+            }
+    ck_assert(none_seen == (_i / 2 == 1)); /* case 1 has windows over padding only */
+    free(iv);
+    free(yv);
+
+    tg_set_requires_grad(x, true);
+    tg_tensor *yy = tg_max_pool2d(c, x, &o);
+    double *dv = pseudo(tg_numel(yy), 6, false);
+    dv[0] = -0.0;
+    dv[1] = NAN;
+    tg_tensor *d = from_doubles(c, dt, 4, tg_shape(yy), dv);
+    tg_tensor *fast, *ref;
+    ck_assert_int_eq(tg_grad_of(c, 1, &yy, &d, 1, &x, true, &ref), TG_OK);
+    ck_assert_int_eq(tg_grad_of(c, 1, &yy, &d, 1, &x, false, &fast), TG_OK);
+    assert_same_bits(fast, ref, "max_pool2d backward from codes");
+    assert_same_bits(ref, tg_max_unpool2d(c, d, idx, H, W), "max_unpool2d of the indices");
     tu_assert_ok(c);
     free(dv);
     free(v);
@@ -526,7 +612,8 @@ Suite *fastpaths_suite(void)
     tcase_add_loop_test(tc, test_relu_backward_special_values, 0, 2);
     suite_add_tcase(s, tc);
     tc = tu_tcase("max_pool2d");
-    tcase_add_loop_test(tc, test_max_pool_2x2_kernel, 0, 8);
+    tcase_add_loop_test(tc, test_max_pool_2x2_kernel, 0, 12);
+    tcase_add_loop_test(tc, test_max_pool_codes, 0, 2 * N_POOL_CASES);
     suite_add_tcase(s, tc);
     tc = tu_tcase("conv2d");
     tcase_add_loop_test(tc, test_conv2d_backward_direct, 0, 2 * N_CONV_CASES);
