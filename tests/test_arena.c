@@ -13,6 +13,7 @@
 #include <tapegrad.h>
 
 #include "core/arena_mark.h"
+#include "tensor/tensor_impl.h"
 #include "test_util.h"
 
 /* A context on test_util.h's counting allocator hook. */
@@ -127,6 +128,35 @@ START_TEST(test_steady_step_with_scratch)
 }
 END_TEST
 
+/* A backward walk's list of storage made since its last look (c->young)
+ * forgets what a rewind took back: those bytes are reused by whatever comes
+ * next, so the walk must never read them as a storage header. */
+START_TEST(test_rewind_forgets_young_storage)
+{
+    tg_ctx *c = tu_ctx();
+    c->recycling = true;
+    tg_tensor *a = tg__empty_valid(c, TG_F32, 1, (int64_t[]){1024});
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_eq(c->young, a->st);
+    tg__arena_pos m = tg__arena_mark(c);
+    tg_tensor *b = tg__empty_valid(c, TG_F32, 1, (int64_t[]){1024});
+    ck_assert_ptr_nonnull(b);
+    ck_assert_ptr_eq(c->young, b->st);
+    tg__arena_rewind(c, m);
+    ck_assert_ptr_eq(c->young, a->st);
+    unsigned char *raw = tg__arena_alloc(c, 8192); /* over b's bytes */
+    ck_assert_ptr_nonnull(raw);
+    memset(raw, 0xff, 8192);
+    a->st->refs = 1; /* held by the walk: stays */
+    tg__recycle_young(c);
+    ck_assert_ptr_null(c->young);
+    ck_assert_ptr_null(c->given);
+    a->st->refs = 0;
+    c->recycling = false;
+    tg_ctx_free(c);
+}
+END_TEST
+
 /* Rewinding past a recorded node would free the node: TG_ASSERT aborts. */
 START_TEST(test_rewind_across_node_aborts)
 {
@@ -148,6 +178,7 @@ Suite *arena_suite(void)
     tcase_add_test(tc, test_rewind_reuses_scratch);
     tcase_add_test(tc, test_rewind_to_empty_arena);
     tcase_add_test(tc, test_steady_step_with_scratch);
+    tcase_add_test(tc, test_rewind_forgets_young_storage);
     /* A test that aborts needs its own process: not under CK_FORK=no
      * (valgrind), where it would end the whole run. */
     const char *fork = getenv("CK_FORK");

@@ -42,46 +42,12 @@ static void expect_error(tg_ctx *c, tg_status st, const char *s1, const char *s2
     tg_ctx_clear_error(c);
 }
 
-/* A counting, failing, leak-tracking allocator (as in test_alloc.c). */
-typedef struct {
-    long allocs, fail_at;
-    size_t live, largest;
-} hook_state;
-
-#define HDR 16
-
-static void *hook(void *ud, void *ptr, size_t osize, size_t nsize)
+/* test_util.h's counting allocator, failing every allocation from fail_at
+ * on, with small arena blocks so reads reach it often. */
+static tg_ctx *hooked_ctx(tu_alloc *h)
 {
-    hook_state *h = ud;
-    if (nsize == 0) {
-        if (ptr) {
-            char *base = (char *)ptr - HDR;
-            size_t size;
-            memcpy(&size, base, sizeof size);
-            ck_assert_uint_eq(size, osize);
-            h->live -= size;
-            free(base);
-        }
-        return NULL;
-    }
-    h->allocs++;
-    if (h->fail_at && h->allocs >= h->fail_at) return NULL;
-    if (nsize > h->largest) h->largest = nsize;
-    char *base = malloc(nsize + HDR);
-    if (!base) return NULL;
-    memcpy(base, &nsize, sizeof nsize);
-    h->live += nsize;
-    return base + HDR;
-}
-
-static tg_ctx *hooked_ctx(hook_state *h)
-{
-    tg_ctx_opts o = tg_ctx_defaults();
-    o.alloc = hook;
-    o.alloc_ud = h;
-    o.arena_chunk = 4096;
-    o.n_threads = 1;
-    return tg_ctx_new_opts(&o);
+    h->fail_rest = true;
+    return tu_alloc_ctx(h, 4096);
 }
 
 /* ====================================================================== */
@@ -346,7 +312,7 @@ START_TEST(test_idx_hostile_headers)
 
     /* a gzip file whose header claims 1 GB: refused before inflating or
      * allocating, by the deflate ratio (the allocator sees nothing big) */
-    hook_state h = {0};
+    tu_alloc h = {0};
     tg_ctx *hc = hooked_ctx(&h);
     const unsigned char claim[12] = {0, 0, 0x08, 2, 0, 0, 0x40, 0, 0, 0, 0x40, 0};
     size_t glen;
@@ -395,7 +361,7 @@ START_TEST(test_idx_hostile_headers)
     free(g);
     free(bomb);
     tg_ctx_free(hc);
-    ck_assert_uint_eq(h.live, 0);
+    tu_alloc_assert_no_leak(&h);
     tg_ctx_free(c);
 }
 END_TEST
@@ -407,7 +373,7 @@ START_TEST(test_idx_alloc_failure)
     size_t len;
     unsigned char *g = tu_slurp(data_path("tiny-images-idx3-ubyte.gz"), &len);
     for (long k = 1;; k++) {
-        hook_state h = {0};
+        tu_alloc h = {0};
         tg_ctx *c = hooked_ctx(&h);
         ck_assert_ptr_nonnull(c);
         h.fail_at = h.allocs + k;
@@ -415,13 +381,13 @@ START_TEST(test_idx_alloc_failure)
         if (t) {
             tu_assert_ok(c);
             tg_ctx_free(c);
-            ck_assert_uint_eq(h.live, 0);
+            tu_alloc_assert_no_leak(&h);
             ck_assert_int_gt(k, 2); /* some allocations were really failed */
             break;
         }
         expect_error(c, TG_ERR_NOMEM, "tg_idx_parse", NULL, NULL);
         tg_ctx_free(c);
-        ck_assert_uint_eq(h.live, 0);
+        tu_alloc_assert_no_leak(&h);
         ck_assert_int_lt(k, 100);
     }
     free(g);
@@ -729,14 +695,14 @@ START_TEST(test_csv_damage_everywhere)
     tg_ctx_free(c);
 
     for (long k = 1;; k++) {
-        hook_state h = {0};
+        tu_alloc h = {0};
         c = hooked_ctx(&h);
         h.fail_at = h.allocs + k;
         t = tg_csv_parse(c, text, len, &o);
         bool ok = t != NULL;
         if (!ok) expect_error(c, TG_ERR_NOMEM, NULL, NULL, NULL);
         tg_ctx_free(c);
-        ck_assert_uint_eq(h.live, 0);
+        tu_alloc_assert_no_leak(&h);
         if (ok) break;
         ck_assert_int_lt(k, 100);
     }
@@ -906,7 +872,7 @@ START_TEST(test_text_and_batcher_alloc_failure)
 {
     for (int what = 0; what < 3; what++)
         for (long k = 1;; k++) {
-            hook_state h = {0};
+            tu_alloc h = {0};
             tg_ctx *c = hooked_ctx(&h);
             h.fail_at = h.allocs + k;
             tg_vocab *v;
@@ -922,7 +888,7 @@ START_TEST(test_text_and_batcher_alloc_failure)
                 ck_assert(tg_ctx_errmsg(c)[0] != '\0');
             }
             tg_ctx_free(c);
-            ck_assert_uint_eq(h.live, 0);
+            tu_alloc_assert_no_leak(&h);
             if (ok) break;
             ck_assert_int_lt(k, 100);
         }
@@ -1148,7 +1114,7 @@ END_TEST
 
 START_TEST(test_gather_rows)
 {
-    hook_state h = {0};
+    tu_alloc h = {0};
     tg_ctx *p = hooked_ctx(&h); /* persistent: data, batcher, batch buffers */
     enum { N = 10, B = 4 };
     float xs[N][2][3];
@@ -1211,7 +1177,7 @@ START_TEST(test_gather_rows)
     ck_assert_int_eq(tg_gather_rows(NULL, bx, x, ok2, 2), TG_ERR_INVALID);
     ck_assert_int_eq(tg_gather_rows(p, bx, x, NULL, 0), TG_OK);
     tg_ctx_free(p);
-    ck_assert_uint_eq(h.live, 0);
+    tu_alloc_assert_no_leak(&h);
 }
 END_TEST
 

@@ -44,6 +44,19 @@ static tg_tensor *seq(tg_ctx *c, tg_dtype dt, int nd, const int64_t *shape, doub
     return t;
 }
 
+static void assert_same_bits(const tg_tensor *a, const tg_tensor *b)
+{
+    ck_assert_int_eq(tg_numel(a), tg_numel(b));
+    size_t n = (size_t)tg_numel(a) * (tg_tensor_dtype(a) == TG_F32 ? 4 : 8);
+    void *pa = malloc(n), *pb = malloc(n);
+    ck_assert(pa && pb);
+    tu_assert_status(tg_copy_out(a, pa, n), TG_OK);
+    tu_assert_status(tg_copy_out(b, pb, n), TG_OK);
+    ck_assert_msg(memcmp(pa, pb, n) == 0, "tensors differ");
+    free(pa);
+    free(pb);
+}
+
 static tg_tensor *vec(tg_ctx *c, tg_dtype dt, int64_t n, const double *v)
 {
     tg_tensor *t = tg_tensor_new(c, dt, 1, &n);
@@ -223,6 +236,43 @@ START_TEST(test_norm_backward_f32)
     for (int op = 0; op < 4; op++)
         for (int i = 0; i < 24; i++) ck_assert_close(g[1][op][i], g[0][op][i], 1e-4);
     tg_ctx_free(c);
+}
+END_TEST
+
+/* With no graph recorded, layer_norm and rms_norm add their gradients into
+ * the walk's own buffers (tg__ops_acc): the same bits as a separate dx and
+ * the engine's sum (anomaly mode takes that path), for an input that also
+ * feeds a residual path (the walk's buffer is a copy of its gradient so
+ * far), one normalised twice (the second adds into an own buffer) and one
+ * that reaches nothing else (zeros). */
+START_TEST(test_norm_backward_acc)
+{
+    tg_dtype dt = dts[_i];
+    for (int op = 0; op < 2; op++)
+        for (int graph = 0; graph < 3; graph++) {
+            tg_tensor *g[2][3];
+            tg_ctx *c = tu_ctx();
+            tg_tensor *x = seq(c, dt, TG_SHAPE(5, 3, 37), 1.1, 0.3, 1.5);
+            tg_tensor *w = seq(c, dt, TG_SHAPE(37), 0.7, -1.2, 1.5);
+            tg_tensor *b = seq(c, dt, TG_SHAPE(37), 0.3, 0.2, 0.5);
+            tg_tensor *wt = seq(c, dt, TG_SHAPE(5, 3, 37), 0.37, 0.5, 1.0);
+            tg_tensor *in[3] = {x, w, b};
+            for (int i = 0; i < 3; i++) tg_set_requires_grad(in[i], true);
+            for (int anomaly = 0; anomaly < 2; anomaly++) {
+                tg_set_anomaly(c, anomaly == 1);
+                tg_tensor *y = op ? tg_rms_norm(c, x, TG_SHAPE(37), w, 1e-5)
+                                  : tg_layer_norm(c, x, TG_SHAPE(37), w, b, 1e-5);
+                if (graph == 0) y = tg_add(c, x, y);
+                if (graph == 1)
+                    y = tg_add(c, y, tg_layer_norm(c, x, TG_SHAPE(37), w, NULL, 1e-5));
+                tg_tensor *L = tg_sum(c, tg_mul(c, y, wt));
+                tu_assert_ok(c);
+                tu_assert_status(tg_grad_of(c, 1, &L, NULL, op ? 2 : 3, in, false, g[anomaly]),
+                                 TG_OK);
+            }
+            for (int i = 0; i < (op ? 2 : 3); i++) assert_same_bits(g[0][i], g[1][i]);
+            tg_ctx_free(c);
+        }
 }
 END_TEST
 
@@ -542,7 +592,8 @@ START_TEST(test_sdpa_values)
 }
 END_TEST
 
-/* causal == an explicit top-left tril mask, for Lq < Lk and Lq > Lk. */
+/* causal == an explicit top-left tril mask, for Lq < Lk and Lq > Lk,
+ * forward and backward. */
 START_TEST(test_sdpa_causal_vs_mask)
 {
     tg_ctx *c = tu_ctx();
@@ -555,6 +606,8 @@ START_TEST(test_sdpa_causal_vs_mask)
         for (int64_t i = 0; i < Lq; i++)
             for (int64_t j = 0; j < Lk; j++)
                 ((double *)tg_data(m))[i * Lk + j] = j <= i ? 0.0 : -INFINITY;
+        tg_tensor *in[3] = {q, k, v};
+        for (int i = 0; i < 3; i++) tg_set_requires_grad(in[i], true);
         tg_tensor *a = tg_sdpa(c, q, k, v, NULL, true, 0.0);
         tg_tensor *b = tg_sdpa(c, q, k, v, m, false, 0.0);
         tg_tensor *both = tg_sdpa(c, q, k, v, m, true, 0.0);
@@ -565,6 +618,14 @@ START_TEST(test_sdpa_causal_vs_mask)
             ck_assert(tg_get(a, ix) == tg_get(both, ix));
             ck_assert(isfinite(tg_get(a, ix)));
         }
+        /* causal saves P packed (row i's first min(i + 1, Lk) entries): its
+         * gradients are the mask's, bit for bit */
+        tg_tensor *wt = seq(c, TG_F64, 3, (const int64_t[]){2, Lq, 2}, 0.37, 0.5, 1.0);
+        tg_tensor *ga[3], *gb[3];
+        tg_tensor *la = tg_sum(c, tg_mul(c, a, wt)), *lb = tg_sum(c, tg_mul(c, b, wt));
+        tu_assert_status(tg_grad_of(c, 1, &la, NULL, 3, in, false, ga), TG_OK);
+        tu_assert_status(tg_grad_of(c, 1, &lb, NULL, 3, in, false, gb), TG_OK);
+        for (int i = 0; i < 3; i++) assert_same_bits(ga[i], gb[i]);
     }
     tg_ctx_free(c);
 }
@@ -601,6 +662,97 @@ START_TEST(test_sdpa_gradcheck)
         ck_assert_msg(st == TG_OK, "causal %d: %s", cs, rep);
         st = tg_gradcheck(f_sdpa, &a, in, 3, &o, rep, sizeof rep);
         ck_assert_msg(st == TG_OK, "causal %d, no mask: %s", cs, rep);
+    }
+    tg_ctx_free(c);
+}
+END_TEST
+
+/* x [B, L, H*d] -> [B, H, L, d]: multi-head attention's head split, a view */
+static tg_tensor *split_heads(tg_ctx *c, tg_tensor *x, int64_t h)
+{
+    const int64_t *s = tg_shape(x);
+    tg_tensor *r = tg_reshape(c, x, TG_SHAPE(s[0], s[1], h, s[2] / h));
+    return tg_permute(c, r, (const int[]){0, 2, 1, 3});
+}
+
+/* [B, H, L, d] -> [B, L, H*d] */
+static tg_tensor *merge_heads(tg_ctx *c, tg_tensor *y)
+{
+    const int64_t *s = tg_shape(y);
+    tg_tensor *p = tg_permute(c, y, (const int[]){0, 2, 1, 3});
+    return tg_reshape(c, p, TG_SHAPE(s[0], s[2], s[1] * s[3]));
+}
+
+/* On head-split views (multi-head attention's layout) sdpa reads q, k, v
+ * and dout in place and writes y and dq, dk, dv in their inputs' order of
+ * dims, so merging heads and splitting their gradients are views, with the
+ * same bits as sdpa on contiguous copies; 40 x 40 x 8 products per head
+ * go through BLAS. */
+START_TEST(test_sdpa_head_layout)
+{
+    tg_dtype dt = dts[_i];
+    tg_ctx *c = tu_ctx();
+    const int64_t B = 2, L = 40, H = 3, E = 24;
+    tg_tensor *x[3], *w = seq(c, dt, TG_SHAPE(B, L, E), 0.37, 0.2, 1.0);
+    for (int i = 0; i < 3; i++) {
+        x[i] = seq(c, dt, TG_SHAPE(B, L, E), 0.61 + 0.1 * i, 0.3 * i, 1.0);
+        tg_set_requires_grad(x[i], true);
+    }
+    tg_tensor *y[2], *m[2], *g[2][3], *gh[3];
+    for (int copy = 0; copy < 2; copy++) {
+        tg_tensor *h[3];
+        for (int i = 0; i < 3; i++) {
+            h[i] = split_heads(c, x[i], H);
+            if (copy) h[i] = tg_contiguous(c, h[i]);
+        }
+        y[copy] = tg_sdpa(c, h[0], h[1], h[2], NULL, true, 0.0);
+        m[copy] = merge_heads(c, y[copy]);
+        tg_tensor *loss = tg_sum(c, tg_mul(c, m[copy], w));
+        tu_assert_ok(c);
+        tu_assert_status(tg_grad_of(c, 1, &loss, NULL, 3, x, false, g[copy]), TG_OK);
+        if (!copy) tu_assert_status(tg_grad_of(c, 1, &loss, NULL, 3, h, false, gh), TG_OK);
+    }
+    /* y is laid out as [B, L, H, d]: the merge is a view of it */
+    ck_assert_ptr_null(tg_data(y[0]));
+    ck_assert_ptr_nonnull(tg_data(tg_permute(c, y[0], (const int[]){0, 2, 1, 3})));
+    ck_assert_ptr_eq(tg_data(m[0]), tg_data(tg_permute(c, y[0], (const int[]){0, 2, 1, 3})));
+    ck_assert_ptr_nonnull(tg_data(y[1]));
+    assert_same_bits(y[0], y[1]);
+    for (int i = 0; i < 3; i++) {
+        /* dq, dk, dv like q, k, v: their head merge is contiguous */
+        ck_assert_ptr_nonnull(tg_data(tg_permute(c, gh[i], (const int[]){0, 2, 1, 3})));
+        assert_same_bits(g[0][i], g[1][i]);
+    }
+    tg_ctx_free(c);
+}
+END_TEST
+
+static tg_tensor *f_sdpa_heads(tg_ctx *c, tg_tensor **in, int n, void *user)
+{
+    (void)n;
+    const sdpa_arg *a = user;
+    tg_tensor *y = tg_sdpa(c, split_heads(c, in[0], 2), split_heads(c, in[1], 2),
+                           split_heads(c, in[2], 2), NULL, a->causal, 0.0);
+    return merge_heads(c, y);
+}
+
+/* First and second order through the head-split layout. */
+START_TEST(test_sdpa_heads_gradcheck)
+{
+    tg_ctx *c = tu_ctx();
+    tg_tensor *in[3] = {seq(c, TG_F64, TG_SHAPE(2, 3, 4), 0.61, 0.3, 1.0),
+                        seq(c, TG_F64, TG_SHAPE(2, 3, 4), 0.47, 1.7, 1.0),
+                        seq(c, TG_F64, TG_SHAPE(2, 3, 4), 0.83, 0.9, 1.5)};
+    for (int i = 0; i < 3; i++) tg_set_requires_grad(in[i], true);
+    tg_gradcheck_opts o = tg_gradcheck_defaults();
+    o.second_order = true;
+    o.atol = 1e-6;
+    o.rtol = 1e-4;
+    char rep[1024];
+    for (int cs = 0; cs < 2; cs++) {
+        sdpa_arg a = {cs == 1};
+        tg_status st = tg_gradcheck(f_sdpa_heads, &a, in, 3, &o, rep, sizeof rep);
+        ck_assert_msg(st == TG_OK, "causal %d: %s", cs, rep);
     }
     tg_ctx_free(c);
 }
@@ -812,6 +964,7 @@ Suite *nn_suite(void)
     tcase_add_loop_test(norm, test_batch_norm_running_stats, 0, 2);
     tcase_add_test(norm, test_norm_backward_f32);
     tcase_add_test(norm, test_norm_threads);
+    tcase_add_loop_test(norm, test_norm_backward_acc, 0, 2);
     tcase_add_test(norm, test_norm_errors);
     suite_add_tcase(s, norm);
 
@@ -834,6 +987,8 @@ Suite *nn_suite(void)
     tcase_add_loop_test(att, test_sdpa_values, 0, 2);
     tcase_add_test(att, test_sdpa_causal_vs_mask);
     tcase_add_test(att, test_sdpa_gradcheck);
+    tcase_add_loop_test(att, test_sdpa_head_layout, 0, 2);
+    tcase_add_test(att, test_sdpa_heads_gradcheck);
     tcase_add_test(att, test_sdpa_errors);
     suite_add_tcase(s, att);
 

@@ -467,7 +467,12 @@ END_TEST
 /* f32 Adam/AdamW (with and without amsgrad, L2 or decoupled decay,
  * maximize) against the formula written out here in float, in PyTorch's
  * order of operations, on 103 elements (16-, 8- and 4-lane vectors, where
- * the CPU has them, and a scalar tail): bit for bit. */
+ * the CPU has them, and a masked or scalar tail) and on parameters smaller
+ * than one vector (1, 6 and 13 elements: the tail alone): bit for bit.
+ * _i: configuration (_i % ADAM_NCONF) and size (_i / ADAM_NCONF). */
+static const int adam_bits_n[] = {103, 1, 6, 13};
+#define ADAM_NCONF (int)(sizeof adam_bits / sizeof adam_bits[0])
+#define ADAM_NSIZE (int)(sizeof adam_bits_n / sizeof adam_bits_n[0])
 static const struct {
     int conf;
     double lr, b1, b2, wd, eps;
@@ -481,19 +486,20 @@ static const struct {
 
 START_TEST(test_adam_f32_bits)
 {
-    enum { N = 103 };
-    const int conf = adam_bits[_i].conf;
-    const double lr = adam_bits[_i].lr, b1 = adam_bits[_i].b1, b2 = adam_bits[_i].b2;
-    const double wd = adam_bits[_i].wd, eps = adam_bits[_i].eps;
-    const bool decoupled = adam_bits[_i].decoupled, ams = adam_bits[_i].ams;
-    const float sign = adam_bits[_i].maximize ? -1.0f : 1.0f;
+    enum { NMAX = 103 };
+    const int ci = _i % ADAM_NCONF, N = adam_bits_n[_i / ADAM_NCONF];
+    const int conf = adam_bits[ci].conf;
+    const double lr = adam_bits[ci].lr, b1 = adam_bits[ci].b1, b2 = adam_bits[ci].b2;
+    const double wd = adam_bits[ci].wd, eps = adam_bits[ci].eps;
+    const bool decoupled = adam_bits[ci].decoupled, ams = adam_bits[ci].ams;
+    const float sign = adam_bits[ci].maximize ? -1.0f : 1.0f;
     tg_ctx *pc = tu_ctx(), *sc = tu_ctx();
     layout l = {1, {1, 0, 0}, {{N, 0}, {0, 0}, {0, 0}}, {TG_F32, TG_F32, TG_F32}};
     tg_tensor *p[1];
     make_params(pc, &l, p, false);
     tg_optim *o = make_conf(conf, pc, p, 1);
-    float x[N], m[N] = {0}, v[N] = {0}, vm[N] = {0};
-    tu_assert_status(tg_copy_out(p[0], x, sizeof x), TG_OK);
+    float x[NMAX], m[NMAX] = {0}, v[NMAX] = {0}, vm[NMAX] = {0};
+    tu_assert_status(tg_copy_out(p[0], x, (size_t)N * sizeof *x), TG_OK);
     for (int t = 1; t <= 4; t++) {
         set_grads(sc, o, p, 1, t);
         tu_assert_status(tg_optim_step(o), TG_OK);
@@ -510,15 +516,16 @@ START_TEST(test_adam_f32_bits)
             x[i] = x[i] * decay + nss * m[i] / den;
         }
     }
-    float got[N];
-    tu_assert_status(tg_copy_out(p[0], got, sizeof got), TG_OK);
+    float got[NMAX];
+    tu_assert_status(tg_copy_out(p[0], got, (size_t)N * sizeof *got), TG_OK);
     for (int i = 0; i < N; i++)
         ck_assert_msg(memcmp(&got[i], &x[i], sizeof(float)) == 0, "conf %d, element %d: %.9g != %.9g",
                       conf, i, (double)got[i], (double)x[i]);
     if (ams) {
-        tu_assert_status(tg_copy_out(tg_optim_state_find(o, "0.max_exp_avg_sq"), got, sizeof got),
+        tu_assert_status(tg_copy_out(tg_optim_state_find(o, "0.max_exp_avg_sq"), got,
+                                     (size_t)N * sizeof *got),
                          TG_OK);
-        ck_assert(memcmp(got, vm, sizeof got) == 0);
+        ck_assert(memcmp(got, vm, (size_t)N * sizeof *got) == 0);
     }
     tg_ctx_free(sc);
     tg_ctx_free(pc);
@@ -815,41 +822,12 @@ END_TEST
 /* Memory: no allocation per steady-state step, a failing first step        */
 /* ====================================================================== */
 
-typedef struct {
-    long allocs;
-    long fail_at; /* fail the allocation numbered fail_at (1-based) and all later; 0: never */
-    long live_blocks;
-} hook_state;
-
-#define HDR 16
-
-static void *hook(void *ud, void *ptr, size_t osize, size_t nsize)
+/* test_util.h's counting allocator, failing every allocation from fail_at
+ * on. */
+static tg_ctx *hooked(tu_alloc *h, size_t chunk, int threads)
 {
-    hook_state *h = ud;
-    (void)osize;
-    if (nsize == 0) {
-        if (ptr) {
-            free((char *)ptr - HDR);
-            h->live_blocks--;
-        }
-        return NULL;
-    }
-    h->allocs++;
-    if (h->fail_at != 0 && h->allocs >= h->fail_at) return NULL;
-    char *b = malloc(nsize + HDR);
-    if (!b) return NULL;
-    h->live_blocks++;
-    return b + HDR;
-}
-
-static tg_ctx *hooked(hook_state *h, size_t chunk, int threads)
-{
-    tg_ctx_opts o = tg_ctx_defaults();
-    o.alloc = hook;
-    o.alloc_ud = h;
-    o.arena_chunk = chunk;
-    o.n_threads = threads;
-    tg_ctx *c = tg_ctx_new_opts(&o);
+    h->fail_rest = true;
+    tg_ctx *c = tu_alloc_ctx_threads(h, chunk, threads);
     ck_assert_ptr_nonnull(c);
     return c;
 }
@@ -859,7 +837,7 @@ static tg_ctx *hooked(hook_state *h, size_t chunk, int threads)
  * after a few warm-up steps, no call reaches either allocator. */
 START_TEST(test_no_alloc_steady_state)
 {
-    hook_state hp = {0}, hs = {0};
+    tu_alloc hp = {0}, hs = {0};
     tg_ctx *pc = hooked(&hp, 0, 2), *sc = hooked(&hs, 0, 2);
     layout l = big_layout(70000);
     tg_tensor *p[2];
@@ -886,8 +864,8 @@ START_TEST(test_no_alloc_steady_state)
                   refs[_i].name, hs.allocs - mark_s);
     tg_ctx_free(sc);
     tg_ctx_free(pc);
-    ck_assert_int_eq(hp.live_blocks, 0);
-    ck_assert_int_eq(hs.live_blocks, 0);
+    tu_alloc_assert_no_leak(&hp);
+    tu_alloc_assert_no_leak(&hs);
 }
 END_TEST
 
@@ -899,7 +877,7 @@ END_TEST
 START_TEST(test_first_step_oom)
 {
     layout l = big_layout(3000);
-    hook_state h = {0};
+    tu_alloc h = {0};
     tg_ctx *pc = hooked(&h, 4096, 1), *sc = tu_ctx();
     tg_tensor *p[2];
     make_params(pc, &l, p, false);
@@ -959,7 +937,7 @@ START_TEST(test_first_step_oom)
     tg_ctx_free(rc);
     tg_ctx_free(sc);
     tg_ctx_free(pc);
-    ck_assert_int_eq(h.live_blocks, 0);
+    tu_alloc_assert_no_leak(&h);
 }
 END_TEST
 
@@ -1518,8 +1496,7 @@ Suite *optim_suite(void)
     Suite *s = suite_create("optim");
     TCase *tc = tu_tcase("reference");
     tcase_add_loop_test(tc, test_reference, 0, 2 * NCONF);
-    tcase_add_loop_test(tc, test_adam_f32_bits, 0,
-                        (int)(sizeof adam_bits / sizeof adam_bits[0]));
+    tcase_add_loop_test(tc, test_adam_f32_bits, 0, ADAM_NCONF * ADAM_NSIZE);
     suite_add_tcase(s, tc);
 
     tc = tu_tcase("schedules");

@@ -129,13 +129,10 @@ static int64_t read_grads(net *m, double *out, int64_t cap)
     return k;
 }
 
-/* Bytes of c's arena one tg_backward over L layers takes (.grad exists). */
-static size_t backward_bytes(int L)
+/* Bytes of c's arena that a second tg_backward of loss takes (the first
+ * made .grad); frees c. */
+static size_t walk_bytes(tg_ctx *c, tg_tensor *loss)
 {
-    tg_ctx *c = tu_ctx();
-    net m;
-    ck_assert(net_init(c, TG_F32, 64, 256, &m));
-    tg_tensor *loss = net_loss(c, &m, L);
     tu_assert_ok(c);
     ck_assert_int_eq(tg_backward(c, loss), TG_OK);
     size_t before = tg_ctx_bytes_used(c);
@@ -145,18 +142,53 @@ static size_t backward_bytes(int L)
     return used;
 }
 
-/* Each layer would add several [R, C] gradients (64 KB each) if none were
- * given back; with recycling a layer adds only small structs. */
-START_TEST(test_backward_flat_in_depth)
+/* The net over L layers of [64, 256] f32. */
+static size_t net_bytes(int L)
+{
+    tg_ctx *c = tu_ctx();
+    net m;
+    ck_assert(net_init(c, TG_F32, 64, 256, &m));
+    return walk_bytes(c, net_loss(c, &m, L));
+}
+
+/* L layers h += tanh(h) / s with s of h's shape [64, 256] (not a leaf):
+ * div's backward makes two full-size temporaries per layer for s's
+ * gradient, which the walk gives back once the layer's node is done. */
+static size_t div_chain_bytes(int L)
+{
+    tg_ctx *c = tu_ctx();
+    tg_tensor *x = param(c, TG_F32, TG_SHAPE(64, 256), 21, 1.0);
+    tg_tensor *s = tg_add_scalar(c, param(c, TG_F32, TG_SHAPE(64, 256), 22, 0.5), 2.0);
+    tg_tensor *h = x;
+    for (int l = 0; l < L; l++) h = tg_add(c, h, tg_div(c, tg_tanh(c, h), s));
+    return walk_bytes(c, tg_sum(c, h));
+}
+
+/* A layer would add several [64, 256] f32 gradients or temporaries (64 KB
+ * each) if none were given back; with recycling it adds only small
+ * structs. Returns the walk's bytes at the larger depth. */
+static size_t assert_flat(size_t (*bytes)(int))
 {
     enum { L1 = 8, L2 = 24 };
-    size_t short_run = backward_bytes(L1), long_run = backward_bytes(L2);
+    size_t short_run = bytes(L1), long_run = bytes(L2);
     size_t act = 64 * 256 * sizeof(float);
     size_t per_layer = long_run > short_run ? (long_run - short_run) / (L2 - L1) : 0;
     ck_assert_msg(per_layer < act / 8,
                   "backward grows by %zu bytes per layer (%zu for L=%d, %zu for L=%d); one "
                   "activation is %zu", per_layer, short_run, L1, long_run, L2, act);
-    ck_assert_msg(long_run < 16 * act, "the walk over %d layers took %zu bytes", L2, long_run);
+    return long_run;
+}
+
+START_TEST(test_backward_flat_in_depth)
+{
+    size_t used = assert_flat(net_bytes), act = 64 * 256 * sizeof(float);
+    ck_assert_msg(used < 16 * act, "the walk over 24 layers took %zu bytes", used);
+}
+END_TEST
+
+START_TEST(test_temporaries_given_back)
+{
+    assert_flat(div_chain_bytes);
 }
 END_TEST
 
@@ -188,6 +220,38 @@ START_TEST(test_values_match_grad_of)
     ck_assert_int_eq(tg_backward(c, loss), TG_OK);
     read_grads(&m, g2, NG);
     for (int i = 0; i < NG; i++) ck_assert_msg(g2[i] == 2 * g1[i], "element %d", i);
+    tg_ctx_free(c);
+}
+END_TEST
+
+/* A chain of unary ops writes each gradient over the one it reads (nothing
+ * else reads it): the walk needs one activation-sized buffer, not two, and
+ * the values are those of tg_grad_of, which writes nothing in place. */
+START_TEST(test_unary_chain_in_place)
+{
+    enum { R = 64, C = 256 };
+    tg_ctx *c = tu_ctx();
+    tg_tensor *x = param(c, TG_F32, TG_SHAPE(R, C), 11, 2.0);
+    tg_tensor *y = x;
+    for (int i = 0; i < 12; i++)
+        y = i % 3 == 0 ? tg_tanh(c, y) : i % 3 == 1 ? tg_sigmoid(c, y) : tg_relu(c, y);
+    tg_tensor *loss = tg_sum(c, y);
+    tu_assert_ok(c);
+    tg_tensor *want;
+    ck_assert_int_eq(tg_grad_of(c, 1, &loss, NULL, 1, &x, false, &want), TG_OK);
+    ck_assert_int_eq(tg_backward(c, loss), TG_OK); /* makes .grad */
+    size_t before = tg_ctx_bytes_used(c), act = R * C * sizeof(float);
+    ck_assert_int_eq(tg_backward(c, loss), TG_OK);
+    size_t used = tg_ctx_bytes_used(c) - before;
+    ck_assert_msg(used < act + act / 2, "the walk took %zu bytes; one activation is %zu", used,
+                  act);
+    float *g = malloc(act), *w = malloc(act);
+    ck_assert(g && w);
+    ck_assert_int_eq(tg_copy_out(tg_grad(x), g, act), TG_OK);
+    ck_assert_int_eq(tg_copy_out(want, w, act), TG_OK);
+    for (int i = 0; i < R * C; i++) ck_assert_msg(g[i] == 2 * w[i], "element %d", i);
+    free(g);
+    free(w);
     tg_ctx_free(c);
 }
 END_TEST
@@ -309,7 +373,9 @@ Suite *recycle_suite(void)
     Suite *s = suite_create("recycle");
     TCase *tc = tu_tcase("recycle");
     tcase_add_test(tc, test_backward_flat_in_depth);
+    tcase_add_test(tc, test_temporaries_given_back);
     tcase_add_test(tc, test_values_match_grad_of);
+    tcase_add_test(tc, test_unary_chain_in_place);
     tcase_add_test(tc, test_custom_keeps_dout);
     tcase_add_test(tc, test_fail_inside_walk);
     suite_add_tcase(s, tc);

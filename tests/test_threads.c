@@ -242,6 +242,32 @@ static int build_sdpa_backward(tg_ctx *c, const inputs *in, tg_tensor **out)
     return 4;
 }
 
+/* The same on multi-head attention's layout: q, k, v are head-split views
+ * of [2, 64, R] leaves, so sdpa reads them and dout in place and writes y
+ * and the gradients in [2, 64, 8, R/8] order. */
+static tg_tensor *heads_leaf(tg_ctx *c, tg_tensor *t, int64_t at)
+{
+    tg_tensor *x = tg_detach(c, tg_reshape(c, tg_slice(c, t, 0, at, at + 128, 1),
+                                           TG_SHAPE(2, 64, -1)));
+    tg_set_requires_grad(x, true);
+    return x;
+}
+static int build_sdpa_heads_backward(tg_ctx *c, const inputs *in, tg_tensor **out)
+{
+    tg_tensor *x[3] = {heads_leaf(c, in->a, 0), heads_leaf(c, in->b, 0),
+                       heads_leaf(c, in->a, 128)};
+    tg_tensor *h[3];
+    for (int i = 0; i < 3; i++)
+        h[i] = tg_permute(c, tg_reshape(c, x[i], TG_SHAPE(2, 64, 8, -1)),
+                          (const int[]){0, 2, 1, 3});
+    tg_tensor *y = tg_sdpa(c, h[0], h[1], h[2], NULL, true, 0.05);
+    y = tg_reshape(c, tg_permute(c, y, (const int[]){0, 2, 1, 3}), TG_SHAPE(2, 64, -1));
+    tu_assert_status(tg_backward(c, tg_sum(c, tg_mul(c, y, y))), TG_OK);
+    out[0] = y;
+    for (int i = 0; i < 3; i++) out[1 + i] = tg_grad(x[i]);
+    return 4;
+}
+
 /* A linear layer's gradients: the weight's lands in .grad through a
  * deferred GEMM at commit (beta = 0, then beta = 1 on the second
  * backward), the input's through a GEMM in the walk. */
@@ -325,6 +351,7 @@ static const thread_case cases[] = {
     CASE(conv2d_backward),
     CASE(conv2d_grad_ops),
     CASE(sdpa_backward),
+    CASE(sdpa_heads_backward),
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 

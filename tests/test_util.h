@@ -155,6 +155,7 @@ typedef struct {
     size_t live;      /* bytes allocated and not yet freed */
     long live_blocks; /* blocks allocated and not yet freed */
     long bad_frees;   /* frees whose osize differs from the allocated size */
+    size_t largest;   /* the largest allocation asked for */
 } tu_alloc;
 
 /* Each block carries its size in a 16-byte header, so frees can be checked
@@ -180,6 +181,7 @@ static inline void *tu_alloc_hook(void *ud, void *ptr, size_t osize, size_t nsiz
     }
     ck_assert_msg(ptr == NULL && osize == 0, "the hook was asked to reallocate");
     h->allocs++;
+    if (nsize > h->largest) h->largest = nsize;
     if (h->fail_at != 0 && (h->allocs == h->fail_at || (h->fail_rest && h->allocs > h->fail_at))) {
         h->failed = true;
         return NULL;
@@ -192,16 +194,22 @@ static inline void *tu_alloc_hook(void *ud, void *ptr, size_t osize, size_t nsiz
     return base + TU_ALLOC_HDR;
 }
 
-/* A one-thread context on the hook (arena_chunk 0: the default); NULL when
- * an injected failure stops it. */
-static inline tg_ctx *tu_alloc_ctx(tu_alloc *h, size_t arena_chunk)
+/* A context of n_threads on the hook (arena_chunk 0: the default); NULL
+ * when an injected failure stops it. */
+static inline tg_ctx *tu_alloc_ctx_threads(tu_alloc *h, size_t arena_chunk, int n_threads)
 {
     tg_ctx_opts o = tg_ctx_defaults();
     o.alloc = tu_alloc_hook;
     o.alloc_ud = h;
     o.arena_chunk = arena_chunk;
-    o.n_threads = 1; /* no thread pool: only arena and context traffic */
+    o.n_threads = n_threads;
     return tg_ctx_new_opts(&o);
+}
+
+/* One thread (no thread pool: only arena and context traffic). */
+static inline tg_ctx *tu_alloc_ctx(tu_alloc *h, size_t arena_chunk)
+{
+    return tu_alloc_ctx_threads(h, arena_chunk, 1);
 }
 
 #define tu_alloc_assert_no_leak(h) tu__alloc_assert_no_leak_at((h), __FILE__, __LINE__)

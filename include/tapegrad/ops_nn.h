@@ -168,6 +168,10 @@ tg_tensor *tg_embedding_backward(tg_ctx *c, tg_tensor *dout, tg_tensor *indices,
  * cancels in the softmax (as in PyTorch). Errors: TG_ERR_SHAPE (fewer
  * than 2 dims, D or Lk mismatch, batch dims or mask not broadcasting),
  * TG_ERR_DTYPE, TG_ERR_INVALID (scale not finite), TG_ERR_NUMERIC.
+ * y follows q's order of dims in memory (the last dim innermost), as the
+ * gradients of q, k and v follow theirs: for q a permuted view, such as a
+ * head split [B, L, h, d] -> [B, h, L, d], y is a permuted view of a new
+ * block (tg_data(y) is NULL; permuting it back gives a contiguous tensor).
  */
 tg_tensor *tg_sdpa(tg_ctx *c, tg_tensor *q, tg_tensor *k, tg_tensor *v, tg_tensor *mask,
                    bool causal, double scale);

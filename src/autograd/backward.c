@@ -33,6 +33,7 @@ typedef struct {
     uint64_t mask;
     uint64_t used;   /* slots taken */
     bool recycle;    /* this walk recycles gradient memory (see hold) */
+    bool pended;     /* the running node left a job for the commit */
 } walk;
 
 static slot *probe(slot *tab, uint64_t mask, const tg_tensor *t)
@@ -104,13 +105,20 @@ static void unheld(walk *w, tg_tensor *t)
     if (w->recycle && t && t->st->block && !t->st->refs) tg__recycle_give(w->c, t->st);
 }
 
-/* Node i's backward has run: its output's gradient is no longer needed
- * (tg_grad_of may still need it for an input on the tape). */
+/* Node i's backward has run and its results are accumulated: its output's
+ * gradient is no longer needed (tg_grad_of may still need it for an input
+ * on the tape), nor is anything the node made that no slot holds, unless a
+ * job the node left for the commit may read it. What was given back can be
+ * taken from the next node on. */
 static void done_with(walk *w, int64_t i)
 {
+    tg_ctx *c = w->c;
     if (!w->recycle) return;
     drop(w, w->gr[i]);
     w->gr[i] = NULL;
+    if (w->pended) c->young = NULL;
+    else tg__recycle_young(c);
+    tg__recycle_settle(c);
 }
 
 static bool on_walk_tape(const walk *w, const tg_tensor *t)
@@ -377,6 +385,7 @@ static bool land(walk *w, tg_tensor *x, const tg__defer *d, tg_tensor *g, bool d
             *s->pend = *d;
             s->keep = g;
             hold(g);
+            w->pended = true;
             return true;
         }
     }
@@ -471,7 +480,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
     /* tg_grad_of hands gradients back and a graph keeps them: recycle only
      * in a plain tg_backward */
     c->recycling = !grads && !create_graph;
-    c->free_blocks = NULL;
+    c->free_blocks = c->given = NULL;
 
     walk w = {.c = c, .fn = fn, .nt = c->tape.n, .recycle = c->recycling};
     uint64_t cap = pow2_at_least(4 * ((uint64_t)n_out + (uint64_t)(grads ? n_in : 0)));
@@ -540,6 +549,10 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
             g->st->block = 0;
             c->recycling = false;
         }
+        /* g may take the backward's result when only this node reads it */
+        c->spare_dout = g->st->block && g->st->refs == 1 ? g : NULL;
+        c->young = NULL;
+        w.pended = false;
         if (!create_graph && tg__ops_acc[n->op] && !c->anomaly) {
             /* into own buffers: nothing left for the loop below */
             tg_tensor *acc_local[8] = {NULL}, **acc = acc_local;
@@ -549,6 +562,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
                     acc[j] = own_grad(&w, n->in[j]);
             if (c->status == TG_OK) tg__ops_acc[n->op](c, n, g, acc);
             c->backward_of = NULL;
+            c->spare_dout = NULL;
             done_with(&w, i);
             if (c->profile) tg__profile_backward(c, n->op);
             continue;
@@ -558,6 +572,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
         } else {
             tg__ops[n->op].backward(c, n, g, dx);
         }
+        c->spare_dout = NULL;
         for (int j = 0; j < n->n_in && c->status == TG_OK; j++) {
             tg_tensor *x = n->in[j];
             if (!x || !dx[j] || !x->requires_grad) continue;
@@ -575,7 +590,8 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
     c->backward_of = NULL;
     /* nothing made from here on may be recycled: leaf gradients escape */
     c->recycling = false;
-    c->free_blocks = NULL;
+    c->free_blocks = c->given = NULL;
+    c->young = NULL;
     if (c->status != TG_OK) goto done;
 
     if (!grads) {
@@ -595,7 +611,9 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
 done:
     c->grad_enabled = prev_mode;
     c->recycling = false;
-    c->free_blocks = NULL;
+    c->spare_dout = NULL;
+    c->free_blocks = c->given = NULL;
+    c->young = NULL;
     if (c->status != TG_OK && grads)
         for (int i = 0; i < n_in; i++) grads[i] = NULL;
     return c->status;

@@ -26,6 +26,7 @@ typedef struct {
     char *bump;       /* its next free byte */
     size_t used;      /* bytes handed out since the reset */
     int64_t tape_n, tape_cap;
+    void *young;      /* c->young then (see tg__recycle_young) */
 } tg__arena_pos;
 
 /* The arena's position now. */

@@ -10,9 +10,10 @@
  *
  * Tiny products (at most SMALL_GEMM multiply-adds, the 2-3-1 network's
  * layers) do not go to BLAS at all: its call, argument checks, buffer
- * locking and packing cost far more than the arithmetic. They are plain
- * loops that sum each dot product in double in order of k, then round
- * once, so their result does not depend on anything but the operands.
+ * locking and packing cost far more than the arithmetic. They are loops
+ * that sum each dot product in double in order of k, then round once, so
+ * their result does not depend on anything but the operands (small_gemm
+ * says how they are laid out to vectorise).
  *
  * Threads. The context's thread budget covers GEMM too: BLAS itself runs
  * on one thread (OpenBLAS is set to one thread before every call that
@@ -66,40 +67,183 @@ static void scale_c(bool f64, int64_t m, int64_t n, double beta, void *cmat, int
 }
 
 #define SMALL_GEMM 4096
+#define SMALL_ACC 1024 /* doubles of the sums, and of B, on the stack (8 KB each) */
 
-/* One instance per transpose pair, so the unit strides are constants the
- * compiler can use (a contiguous dot product vectorises). */
-#define SMALL_GEMM_LOOP(T, AI, AP, BP, BJ)                                              \
+/* How a tiny product's results are stored: C = sum, C = sum + C (alpha = 1
+ * and beta = 0 or 1, every product the engine makes: a multiplication by
+ * one changes no bit), or the general alpha sum + beta C. */
+typedef enum { STORE_SET, STORE_ADD, STORE_AXPBY } store_mode;
+
+/* A tiny product seen through element strides: A(i, p) at a[i * a_i +
+ * p * a_p], B(p, j) at b[p * b_p + j * b_j], C(i, j) at c[i * c_i + j * c_j]. */
+typedef struct {
+    int64_t m, n, k;
+    const void *a, *b;
+    void *c;
+    int64_t a_i, a_p, b_p, b_j, c_i, c_j;
+    double alpha, beta;
+    store_mode mode;
+} small_job;
+
+/*
+ * C(i, j) = alpha sum_p A(i, p) B(p, j) + beta C(i, j), each sum in double
+ * in order of p, rounded once.
+ *
+ * The sums are made in double into acc (m rows of n, SMALL_ACC at most),
+ * then stored. Rows of up to four sums (SMALL_NARROW) keep a row's sums in
+ * registers over all of p. Wider rows: B is converted to double once (k
+ * rows of n) and the loop over p is the outermost, so for each p and row i
+ * the products A(i, p) B(p, 0..n) are added into the row of sums, a
+ * contiguous loop that GCC vectorises. Either way every sum takes its
+ * terms one at a time in order of p, as the scalar definition does.
+ * small_gemm puts the longer side of C along these rows. The scalar loop
+ * (small_dots) serves the shapes whose sums or B would not fit on the
+ * stack.
+ */
+/* The loops are compiled for AVX2 and the baseline, chosen at load time,
+ * as src/ops/fastmath.h's TG__VEC_CLONES does for the op kernels (core
+ * does not include ops' headers); the copies give the same bits, C11 mode
+ * contracts nothing into an fma. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define SMALL_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SMALL_CLONES
+#endif
+
+/* The loops of small_f32 / small_f64 for rows of N <= 4 sums (so m <= 4
+ * rows too): one row at a time, its N sums in registers over all of p. */
+#define SMALL_NARROW(T, N)                                                              \
+    for (int64_t i = 0; i < m; i++) {                                                   \
+        const T *x = A + i * a_i;                                                       \
+        double s[N] = {0};                                                              \
+        for (int64_t p = 0; p < k; p++) {                                               \
+            double av = (double)x[p * a_p];                                             \
+            const T *y = B + p * b_p;                                                   \
+            for (int q = 0; q < (N); q++) s[q] += av * (double)y[q * b_j];              \
+        }                                                                               \
+        for (int q = 0; q < (N); q++) acc[i * (N) + q] = s[q];                          \
+    }
+
+/* STMT for j = 0 .. n - 1, four at a time (a row of C is usually strided
+ * here: its loop overhead would be most of the cost) */
+#define SMALL_STORE_ROW(STMT)                                                           \
     do {                                                                                \
-        const T *A = a, *B = b;                                                         \
-        T *C = cmat;                                                                    \
-        for (int64_t i = 0; i < m; i++) {                                               \
-            const T *x = A + i * (AI);                                                  \
-            T *o = C + i * ldc;                                                         \
-            for (int64_t j = 0; j < n; j++) {                                           \
-                const T *y = B + j * (BJ);                                              \
-                double acc = 0;                                                         \
-                for (int64_t p = 0; p < k; p++) acc += (double)x[p * (AP)] * (double)y[p * (BP)]; \
-                o[j] = beta == 0.0 ? (T)(alpha * acc) : (T)(alpha * acc + beta * (double)o[j]); \
+        int64_t j = 0;                                                                  \
+        for (; j + 4 <= n; j++) {                                                       \
+            STMT;                                                                       \
+            j++;                                                                        \
+            STMT;                                                                       \
+            j++;                                                                        \
+            STMT;                                                                       \
+            j++;                                                                        \
+            STMT;                                                                       \
+        }                                                                               \
+        for (; j < n; j++) STMT;                                                        \
+    } while (0)
+
+#define DEF_SMALL(T, SUF)                                                               \
+    static void store_##SUF(const small_job *g, const double *restrict acc)             \
+    {                                                                                   \
+        const int64_t n = g->n, ci = g->c_i, cj = g->c_j;                               \
+        for (int64_t i = 0; i < g->m; i++, acc += n) {                                  \
+            T *o = (T *)g->c + i * ci;                                                  \
+            switch (g->mode) {                                                          \
+            case STORE_SET: SMALL_STORE_ROW(o[j * cj] = (T)acc[j]); break;              \
+            case STORE_ADD: SMALL_STORE_ROW(o[j * cj] = (T)(acc[j] + (double)o[j * cj])); break; \
+            default:                                                                    \
+                SMALL_STORE_ROW(o[j * cj] = g->beta == 0.0                              \
+                                                ? (T)(g->alpha * acc[j])                \
+                                                : (T)(g->alpha * acc[j] +               \
+                                                      g->beta * (double)o[j * cj]));    \
             }                                                                           \
         }                                                                               \
-    } while (0)
+    }                                                                                   \
+                                                                                        \
+    static void small_dots_##SUF(const small_job *g)                                    \
+    {                                                                                   \
+        const T *A = g->a, *B = g->b;                                                   \
+        for (int64_t i = 0; i < g->m; i++)                                              \
+            for (int64_t j = 0; j < g->n; j++) {                                        \
+                double s = 0;                                                           \
+                for (int64_t p = 0; p < g->k; p++)                                      \
+                    s += (double)A[i * g->a_i + p * g->a_p] *                           \
+                         (double)B[p * g->b_p + j * g->b_j];                            \
+                small_job one = *g;                                                     \
+                one.m = one.n = 1;                                                      \
+                one.c = (T *)g->c + i * g->c_i + j * g->c_j;                            \
+                store_##SUF(&one, &s);                                                  \
+            }                                                                           \
+    }                                                                                   \
+                                                                                        \
+    SMALL_CLONES static void small_##SUF(const small_job *g, double *restrict bd,       \
+                            double *restrict acc)                                       \
+    {                                                                                   \
+        const int64_t m = g->m, n = g->n, k = g->k;                                     \
+        if (m * n > SMALL_ACC || k * n > SMALL_ACC) {                                   \
+            small_dots_##SUF(g);                                                        \
+            return;                                                                     \
+        }                                                                               \
+        const T *A = g->a, *B = g->b;                                                   \
+        const int64_t a_i = g->a_i, a_p = g->a_p, b_p = g->b_p, b_j = g->b_j;          \
+        switch (n) {                                                                    \
+        case 1: SMALL_NARROW(T, 1); break;                                              \
+        case 2: SMALL_NARROW(T, 2); break;                                              \
+        case 3: SMALL_NARROW(T, 3); break;                                              \
+        case 4: SMALL_NARROW(T, 4); break;                                              \
+        default:                                                                        \
+            if (n >= k) { /* the copy with its longer side innermost */                 \
+                for (int64_t p = 0; p < k; p++)                                         \
+                    for (int64_t j = 0; j < n; j++)                                     \
+                        bd[p * n + j] = (double)B[p * b_p + j * b_j];                   \
+            } else {                                                                    \
+                for (int64_t j = 0; j < n; j++)                                         \
+                    for (int64_t p = 0; p < k; p++)                                     \
+                        bd[p * n + j] = (double)B[p * b_p + j * b_j];                   \
+            }                                                                           \
+            /* p = 0 starts the sums (0 + its product, as the definition: a     \
+             * product of -0 gives +0), no separate pass of zeros */            \
+            for (int64_t i = 0; i < m; i++) {                                           \
+                double av = (double)A[i * a_i];                                         \
+                double *restrict s = acc + i * n;                                       \
+                for (int64_t j = 0; j < n; j++) s[j] = 0.0 + av * bd[j];                \
+            }                                                                           \
+            for (int64_t p = 1; p < k; p++) {                                           \
+                const double *restrict y = bd + p * n;                                  \
+                for (int64_t i = 0; i < m; i++) {                                       \
+                    double av = (double)A[i * a_i + p * a_p];                           \
+                    double *restrict s = acc + i * n;                                   \
+                    for (int64_t j = 0; j < n; j++) s[j] += av * y[j];                  \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+        store_##SUF(g, acc);                                                            \
+    }
 
-#define SMALL_GEMM_TRANS(T)                                                             \
-    do {                                                                                \
-        if (!trans_a && !trans_b) SMALL_GEMM_LOOP(T, lda, 1, ldb, 1);                   \
-        else if (!trans_a) SMALL_GEMM_LOOP(T, lda, 1, 1, ldb);                          \
-        else if (!trans_b) SMALL_GEMM_LOOP(T, 1, lda, ldb, 1);                          \
-        else SMALL_GEMM_LOOP(T, 1, lda, 1, ldb);                                        \
-    } while (0)
+DEF_SMALL(float, f32)
+DEF_SMALL(double, f64)
 
-/* C = alpha op(A) op(B) + beta C by definition, for tiny sizes. */
+/* C = alpha op(A) op(B) + beta C by definition, for tiny sizes. The lanes
+ * run along the longer of C's two sides: when C has more rows than
+ * columns the loops compute C^T = op(B)^T op(A)^T (the same sums), so
+ * a 32 x 1 product is one row of 32 lanes, not 32 rows of one. */
 static void small_gemm(bool f64, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                        double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
                        double beta, void *cmat, int64_t ldc)
 {
-    if (f64) SMALL_GEMM_TRANS(double);
-    else SMALL_GEMM_TRANS(float);
+    int64_t a_i = trans_a ? 1 : lda, a_p = trans_a ? lda : 1;
+    int64_t b_p = trans_b ? 1 : ldb, b_j = trans_b ? ldb : 1;
+    small_job g;
+    if (m > n)
+        g = (small_job){n, m, k, b, a, cmat, b_j, b_p, a_p, a_i, 1, ldc, alpha, beta, 0};
+    else
+        g = (small_job){m, n, k, a, b, cmat, a_i, a_p, b_p, b_j, ldc, 1, alpha, beta, 0};
+    g.mode = alpha != 1.0 ? STORE_AXPBY
+             : beta == 0.0 ? STORE_SET
+             : beta == 1.0 ? STORE_ADD
+                           : STORE_AXPBY;
+    double bd[SMALL_ACC], acc[SMALL_ACC];
+    if (f64) small_f64(&g, bd, acc);
+    else small_f32(&g, bd, acc);
 }
 
 /* ---- blocked, threaded GEMM ------------------------------------------ */

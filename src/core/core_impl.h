@@ -50,6 +50,11 @@ struct tg_ctx {
     const struct tg__node *backward_of;  /* node whose backward is running */
     bool recycling;                      /* see tg__recycle_give (tensor_impl.h) */
     struct tg__free_block *free_blocks;  /* arena blocks given back in this walk */
+    struct tg__free_block *given;        /* ...and not yet reusable (this node's) */
+    const void *spare_dout;              /* the running backward's dout when nothing
+                                            else reads it (tg__ew_grad) */
+    void *young;                         /* recyclable storage made since the walk
+                                            last looked (tg__recycle_young) */
 
     tg_status status;
     char msg[512];

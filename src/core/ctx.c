@@ -144,6 +144,8 @@ void tg_ctx_reset(tg_ctx *c)
     c->tape.cap = 0;
     c->used = 0;
     c->free_blocks = NULL;
+    c->given = NULL;
+    c->young = NULL;
     if (c->head && c->head->next) {
         /* Merge all blocks into one so the next identical step fits. On
          * failure keep the old blocks: correctness does not depend on it. */
@@ -220,7 +222,7 @@ void *tg__arena_calloc(tg_ctx *c, size_t count, size_t size)
 
 tg__arena_pos tg__arena_mark(const tg_ctx *c)
 {
-    return (tg__arena_pos){c->cur, c->bump, c->used, c->tape.n, c->tape.cap};
+    return (tg__arena_pos){c->cur, c->bump, c->used, c->tape.n, c->tape.cap, c->young};
 }
 
 /* Blocks after the mark's block hold only allocations made since the mark,
@@ -232,6 +234,7 @@ void tg__arena_rewind(tg_ctx *c, tg__arena_pos m)
     use_chunk(c, m.chunk);
     if (m.chunk) c->bump = m.bump;
     c->used = m.used;
+    c->young = m.young; /* storage made since the mark is gone */
 }
 
 size_t tg_ctx_bytes_used(const tg_ctx *c) { return c ? c->used : 0; }

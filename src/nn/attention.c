@@ -66,9 +66,12 @@ static tg_tensor *mha(tg_ctx *c, const char *fn, tg_module *mod, tg_tensor *q, t
     tg_tensor *qh = split_heads(c, tg_linear(c, q, p[0]->weight, p[0]->bias), mod->heads);
     tg_tensor *kh = split_heads(c, tg_linear(c, k, p[1]->weight, p[1]->bias), mod->heads);
     tg_tensor *vh = split_heads(c, tg_linear(c, v, p[2]->weight, p[2]->bias), mod->heads);
-    tg_tensor *y = tg_sdpa(c, qh, kh, vh, mask, mod->causal, 0.0); /* [B, h, Lq, d] */
-    y = tg_permute(c, y, (const int[]){0, 2, 1, 3});               /* [B, Lq, h, d] */
-    y = tg_reshape(c, y, TG_SHAPE(B, Lq, E));                      /* a copy */
+    /* y is [B, h, Lq, d] laid out as [B, Lq, h, d], like qh (tg_sdpa keeps
+     * q's order of dims, and its gradients keep q's, k's and v's), so the
+     * heads merge back as views and split again in the backward as views */
+    tg_tensor *y = tg_sdpa(c, qh, kh, vh, mask, mod->causal, 0.0);
+    y = tg_permute(c, y, (const int[]){0, 2, 1, 3}); /* [B, Lq, h, d], contiguous */
+    y = tg_reshape(c, y, TG_SHAPE(B, Lq, E));
     return tg_linear(c, y, p[3]->weight, p[3]->bias);
 }
 

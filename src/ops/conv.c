@@ -26,6 +26,8 @@
  * group runs alone and im2col / col2im (by rows and by (c) planes) and the
  * GEMMs use the threads instead.
  */
+#include "../core/arena_mark.h"
+#include "fastmath.h"
 #include "ops_impl.h"
 
 #include <limits.h>
@@ -246,20 +248,29 @@ IM2COL_FLAT(double, f64)
  * columns, then the whole span is added in one loop. Adding those zeros
  * changes no bit: d starts at +0 and a sum that starts at +0 is never -0
  * (x + (+0) == x for every other x, NaN included), and each element still
- * gets its taps in the same order. */
+ * gets its taps in the same order. The row is left all zeros (see
+ * input_grad_image), by the same loop while it is in cache. */
 #define COL2IM_FLAT(T, SFX)                                                            \
-    static void col2im_flat_##SFX(const geom *g, T *d, T *col, int64_t bh, int64_t bw, \
-                                  int64_t o0, int64_t o1)                              \
+    TG__VEC_CLONES static void col2im_flat_##SFX(const geom *g, T *d, T *col, int64_t bh, \
+                                                 int64_t bw, int64_t o0, int64_t o1)   \
     {                                                                                  \
-        const int64_t OW = g->OW;                                                      \
+        const int64_t OW = g->OW, OHW = g->OH * OW;                                    \
         int64_t h0, h1;                                                                \
         span(bh, 1, g->H, g->OH, &h0, &h1);                                            \
-        if (h0 >= h1 || o0 >= o1) return;                                              \
+        if (h0 >= h1 || o0 >= o1) {                                                    \
+            memset(col, 0, (size_t)OHW * sizeof(T));                                   \
+            return;                                                                    \
+        }                                                                              \
         flat_gaps_##SFX(col, OW, h0, h1, o0, o1);                                      \
         const int64_t j0 = h0 * OW + o0, j1 = (h1 - 1) * OW + o1;                      \
-        T *dd = d + (j0 + bh * OW + bw);                                               \
-        const T *cc = col + j0;                                                        \
-        for (int64_t j = 0; j < j1 - j0; j++) dd[j] += cc[j];                          \
+        T *restrict dd = d + (j0 + bh * OW + bw);                                      \
+        T *restrict cc = col + j0;                                                     \
+        for (int64_t j = 0; j < j1 - j0; j++) {                                        \
+            dd[j] += cc[j];                                                            \
+            cc[j] = 0;                                                                 \
+        }                                                                              \
+        for (int64_t j = 0; j < j0; j++) col[j] = 0;                                   \
+        for (int64_t j = j1; j < OHW; j++) col[j] = 0;                                 \
     }
 
 COL2IM_FLAT(float, f32)
@@ -299,7 +310,7 @@ COL2IM_FLAT(double, f64)
             }                                                                          \
         }                                                                              \
     }                                                                                  \
-    static void col2im_##SFX(void *arg, int64_t p0, int64_t p1)                        \
+    TG__VEC_CLONES static void col2im_##SFX(void *arg, int64_t p0, int64_t p1)         \
     {                                                                                  \
         const cols_args *p = arg;                                                      \
         const geom *g = p->g;                                                          \
@@ -326,6 +337,7 @@ COL2IM_FLAT(double, f64)
                         else                                                           \
                             for (int64_t ow = o0; ow < o1; ow++) drow[ow * g->sw] += crow[ow]; \
                     }                                                                  \
+                    memset(col, 0, (size_t)OHW * sizeof(T));                           \
                 }                                                                      \
         }                                                                              \
     }
@@ -384,8 +396,10 @@ static const char *im2col_image(tg_ctx *c, const tg_tensor *x, const geom *g, in
 
 typedef struct images images;
 /* One image's work: nn, whether it is the first of its group, the thread's
- * columns buffer and the group's weight-gradient target (or NULL). */
-typedef void (*image_fn)(const images *j, int64_t nn, bool first, char *buf, char *dw);
+ * columns buffer, its zeroed gradient columns (see input_grad_image) and
+ * the group's weight-gradient target (each NULL when not wanted). */
+typedef void (*image_fn)(const images *j, int64_t nn, bool first, char *buf, char *zbuf,
+                         char *dw);
 
 struct images {
     tg_ctx *c;
@@ -399,6 +413,7 @@ struct images {
     char *y, *dx;           /* outputs: forward y, input gradient */
     int64_t P;              /* groups */
     char **bufs;            /* one columns buffer per running thread */
+    char **zbufs;           /* one zeroed gradient columns buffer per thread */
     char **dws;             /* P weight-gradient targets, dws[0] the result; or NULL */
     _Atomic int next;       /* the next unused buffer */
 };
@@ -406,30 +421,36 @@ struct images {
 static void images_task(void *arg, int64_t g0, int64_t g1)
 {
     images *j = arg;
-    char *buf = j->bufs[atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)];
+    const int t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
     for (int64_t gi = g0; gi < g1; gi++) {
         /* group gi: images [gi * N / P, (gi + 1) * N / P) */
         int64_t b = gi * j->g->N / j->P, e = (gi + 1) * j->g->N / j->P;
-        for (int64_t nn = b; nn < e; nn++) j->fn(j, nn, nn == b, buf, j->dws ? j->dws[gi] : NULL);
+        for (int64_t nn = b; nn < e; nn++)
+            j->fn(j, nn, nn == b, j->bufs[t], j->zbufs[t], j->dws ? j->dws[gi] : NULL);
     }
 }
 
 /* Runs j->fn over every image of the batch, groups side by side. bufs: a
- * columns buffer per thread (none when cols_buf is false); weight: each
- * group gets a weight-gradient target, the first being dw, and the others'
- * sums are added to dw in group order afterwards. False (error on c) on
- * OOM. */
-static bool images_run(images *j, bool cols_buf, char *dw)
+ * columns buffer per thread (none when cols_buf is false); zbufs likewise,
+ * zeroed (zero_buf); weight: each group gets a weight-gradient target, the
+ * first being dw, and the others' sums are added to dw in group order
+ * afterwards. Everything it allocates is scratch, for the caller to
+ * rewind. False (error on c) on OOM. */
+static bool images_run(images *j, bool cols_buf, bool zero_buf, char *dw)
 {
     tg_ctx *c = j->c;
     const geom *g = j->g;
+    const int64_t rows = g->C * g->KH * g->KW, OHW = g->OH * g->OW;
     j->P = g->N < IMAGE_GROUPS ? g->N : IMAGE_GROUPS;
     int64_t nbuf = tg_ctx_threads(c) < j->P ? tg_ctx_threads(c) : j->P;
-    j->bufs = tg__arena_alloc(c, (size_t)nbuf * sizeof(char *));
+    j->bufs = tg__arena_alloc(c, (size_t)(2 * nbuf) * sizeof(char *));
     if (!j->bufs) return false;
+    j->zbufs = j->bufs + nbuf;
     for (int64_t i = 0; i < nbuf; i++) {
-        j->bufs[i] = cols_buf ? cols_alloc(c, g->C * g->KH * g->KW, g->OH * g->OW, j->es) : NULL;
-        if (cols_buf && !j->bufs[i]) return false;
+        j->bufs[i] = cols_buf ? cols_alloc(c, rows, OHW, j->es) : NULL;
+        j->zbufs[i] = zero_buf ? cols_alloc(c, rows, OHW, j->es) : NULL;
+        if ((cols_buf && !j->bufs[i]) || (zero_buf && !j->zbufs[i])) return false;
+        if (zero_buf) memset(j->zbufs[i], 0, (size_t)(rows * OHW * j->es));
     }
     const int64_t nw = g->OC * (g->C / g->G) * g->KH * g->KW;
     j->dws = NULL;
@@ -457,9 +478,10 @@ static bool images_run(images *j, bool cols_buf, char *dw)
 }
 
 /* y's image nn = the bias, then the GEMMs add to it (beta 1) */
-static void forward_image(const images *j, int64_t nn, bool first, char *buf, char *dw)
+static void forward_image(const images *j, int64_t nn, bool first, char *buf, char *zbuf,
+                          char *dw)
 {
-    (void)first, (void)dw;
+    (void)first, (void)zbuf, (void)dw;
     const geom *g = j->g;
     const int64_t OHW = g->OH * g->OW, KK = g->KH * g->KW, es = j->es;
     const int64_t cg = g->C / g->G, ocg = g->OC / g->G, ckk = cg * KK;
@@ -489,12 +511,14 @@ static tg_tensor *conv2d_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_tensor 
     tg_tensor *y = tg__empty(c, fn, x->dtype, 4, (const int64_t[]){g->N, g->OC, g->OH, g->OW});
     if (!y) return NULL;
     if (g->N == 0 || g->OC == 0) return y;
+    const tg__arena_pos m = tg__arena_mark(c); /* scratch from here on */
     tg_tensor *wc = contig(c, fn, w);
-    if (!wc) return NULL;
     images j = {.c = c, .g = g, .fn = forward_image, .f64 = x->dtype == TG_F64,
-                .es = (int64_t)tg__esize(x->dtype), .x = x, .b = b, .pw = tg__ptr(wc),
-                .y = tg__ptr(y)};
-    return images_run(&j, !cols_are_x(x, g), NULL) ? y : NULL;
+                .es = (int64_t)tg__esize(x->dtype), .x = x, .b = b,
+                .pw = wc ? tg__ptr(wc) : NULL, .y = tg__ptr(y)};
+    bool ok = wc && images_run(&j, !cols_are_x(x, g), false, NULL);
+    tg__arena_rewind(c, m);
+    return ok ? y : NULL;
 }
 
 /* One image's part of each gradient, shared by the gradient ops and
@@ -502,7 +526,12 @@ static tg_tensor *conv2d_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_tensor 
  * the image's dout is in cache). es-sized element pointers. */
 
 /* dout_n is (OC, OH, OW) contiguous; dx_n = its (C, H, W) input gradient,
- * through the columns buffer cols */
+ * through the columns buffer cols, which must hold zeros and is left so:
+ * the GEMM adds its product to them (beta 1), which gives the bits of
+ * beta 0 (BLAS zeroes C for beta 0 before it adds, and tg__gemm's own
+ * loops' sum from +0 is never -0), and col2im zeroes every row it has read
+ * while the row is in cache, instead of BLAS zeroing the whole buffer
+ * before each image's GEMM. */
 static void input_grad_image(tg_ctx *c, const geom *g, bool f64, const char *pw,
                              const char *dout_n, char *cols, char *dx_n)
 {
@@ -510,7 +539,7 @@ static void input_grad_image(tg_ctx *c, const geom *g, bool f64, const char *pw,
     const int64_t cg = g->C / g->G, ocg = g->OC / g->G, ckk = cg * KK;
     for (int64_t gi = 0; gi < g->G; gi++)
         tg__gemm(c, f64, true, false, ckk, OHW, ocg, 1.0, pw + gi * ocg * ckk * es, ckk,
-                 dout_n + gi * ocg * OHW * es, OHW, 0.0, cols + gi * ckk * OHW * es, OHW);
+                 dout_n + gi * ocg * OHW * es, OHW, 1.0, cols + gi * ckk * OHW * es, OHW);
     cols_args p = {g, NULL, {0, 0, 0, 0}, g->sh == 1 && g->sw == 1 && g->W == g->OW, cols, dx_n};
     tg__parallel_for(c, g->C, grain_for(KK * OHW), f64 ? col2im_f64 : col2im_f32, &p);
 }
@@ -531,16 +560,17 @@ static void weight_grad_image(tg_ctx *c, const geom *g, const tg_tensor *x, int6
                  ckk);
 }
 
-/* The gradients of image nn: the weight's (into the group's dw) when
- * wanted, then the input's (into j->dx) when wanted; buf serves both in
- * turn. */
-static void backward_image(const images *j, int64_t nn, bool first, char *buf, char *dw)
+/* The gradients of image nn: the weight's (into the group's dw, through
+ * the columns buf) when wanted, then the input's (into j->dx, through the
+ * zeroed columns zbuf) when wanted. */
+static void backward_image(const images *j, int64_t nn, bool first, char *buf, char *zbuf,
+                           char *dw)
 {
     const geom *g = j->g;
     const char *dn = j->dout + nn * g->OC * g->OH * g->OW * j->es;
     if (dw) weight_grad_image(j->c, g, j->x, nn, dn, buf, dw, first);
     if (j->dx)
-        input_grad_image(j->c, g, j->f64, j->pw, dn, buf,
+        input_grad_image(j->c, g, j->f64, j->pw, dn, zbuf,
                          j->dx + nn * g->C * g->H * g->W * j->es);
 }
 
@@ -551,12 +581,14 @@ static tg_tensor *input_grad_run(tg_ctx *c, const char *fn, tg_tensor *dout, tg_
     tg_tensor *dx = tg__empty(c, fn, dout->dtype, 4, (const int64_t[]){g->N, g->C, g->H, g->W});
     if (!dx) return NULL;
     if (g->N == 0 || g->C == 0 || g->H * g->W == 0) return dx;
+    const tg__arena_pos m = tg__arena_mark(c); /* scratch from here on */
     tg_tensor *wc = contig(c, fn, w), *dc = wc ? contig(c, fn, dout) : NULL;
-    if (!dc) return NULL;
     images j = {.c = c, .g = g, .fn = backward_image, .f64 = dout->dtype == TG_F64,
-                .es = (int64_t)tg__esize(dout->dtype), .pw = tg__ptr(wc), .dout = tg__ptr(dc),
-                .dx = tg__ptr(dx)};
-    return images_run(&j, true, NULL) ? dx : NULL;
+                .es = (int64_t)tg__esize(dout->dtype), .pw = wc ? tg__ptr(wc) : NULL,
+                .dout = dc ? tg__ptr(dc) : NULL, .dx = tg__ptr(dx)};
+    bool ok = dc && images_run(&j, false, true, NULL);
+    tg__arena_rewind(c, m);
+    return ok ? dx : NULL;
 }
 
 /* A (OC, C/G, KH, KW) weight gradient for g, zero when N is 0 (its images
@@ -574,11 +606,13 @@ static tg_tensor *weight_grad_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_te
 {
     tg_tensor *dw = weight_grad_new(c, fn, x->dtype, g);
     if (!dw || g->N == 0 || tg__numel(4, dw->shape) == 0) return dw;
+    const tg__arena_pos m = tg__arena_mark(c); /* scratch from here on */
     tg_tensor *dc = contig(c, fn, dout);
-    if (!dc) return NULL;
     images j = {.c = c, .g = g, .fn = backward_image, .f64 = x->dtype == TG_F64,
-                .es = (int64_t)tg__esize(x->dtype), .x = x, .dout = tg__ptr(dc)};
-    return images_run(&j, !cols_are_x(x, g), tg__ptr(dw)) ? dw : NULL;
+                .es = (int64_t)tg__esize(x->dtype), .x = x, .dout = dc ? tg__ptr(dc) : NULL};
+    bool ok = dc && images_run(&j, !cols_are_x(x, g), false, tg__ptr(dw));
+    tg__arena_rewind(c, m);
+    return ok ? dw : NULL;
 }
 
 /* ---- the bias gradient ---------------------------------------------------- */
@@ -601,7 +635,7 @@ typedef struct {
 } bias_args;
 
 #define BIAS_KERNEL(T, SFX)                                                            \
-    static void bias_image_##SFX(void *arg, int64_t t0, int64_t t1)                    \
+    TG__VEC_CLONES static void bias_image_##SFX(void *arg, int64_t t0, int64_t t1)     \
     {                                                                                  \
         const bias_args *p = arg;                                                      \
         const int64_t OHW = p->OHW;                                                    \
@@ -656,6 +690,38 @@ static void bias_grad_finish(const bias_args *p, bool f64, tg_tensor *db)
 
 /* ---- conv2d's backward without a graph ------------------------------------ */
 
+/* conv2d_backward_direct's work into its results gx, gw, gb (each NULL
+ * when not wanted), with scratch allocated on c; false (error on c) on
+ * OOM. */
+static bool backward_direct_run(tg_ctx *c, const geom *g, const tg_tensor *x, tg_tensor *w,
+                                tg_tensor *dout, tg_tensor *gx, tg_tensor *gw, tg_tensor *gb,
+                                bool f64, int64_t es, int64_t per_out, int64_t per_in)
+{
+    const char *fn = "tg_conv2d";
+    tg_tensor *dc = contig(c, fn, dout), *wc = NULL;
+    bias_args bp = {g->OC, g->OH * g->OW, SUM_BLOCK, NULL, NULL, NULL};
+    if (!dc || (gx && !(wc = contig(c, fn, w)))) return false;
+    if (gb) {
+        if (!(bp.acc = tg__arena_alloc(c, (size_t)(2 * g->OC) * sizeof(double) + 1)))
+            return false;
+        bp.tot = bp.acc + g->OC;
+        for (int64_t i = 0; i < 2 * g->OC; i++) bp.acc[i] = 0;
+    }
+    bool want_w = gw && tg__numel(4, gw->shape) > 0, want_x = gx && per_in > 0;
+    if (g->N > 0 && (want_w || want_x)) {
+        images j = {.c = c, .g = g, .fn = backward_image, .f64 = f64, .es = es, .x = x,
+                    .pw = wc ? tg__ptr(wc) : NULL, .dout = tg__ptr(dc),
+                    .dx = want_x ? tg__ptr(gx) : NULL};
+        if (!images_run(&j, want_w && !cols_are_x(x, g), want_x, want_w ? tg__ptr(gw) : NULL))
+            return false;
+    }
+    /* the bias sums over every image in order (tg_sum_axes's bits) */
+    for (int64_t nn = 0; gb && nn < g->N; nn++)
+        bias_grad_image(c, &bp, f64, tg__ptr(dc) + nn * per_out * es);
+    if (gb) bias_grad_finish(&bp, f64, gb);
+    return true;
+}
+
 /* x is (N, C, H, W), w is (OC, C/G, KH, KW), dout is (N, OC, OH, OW): the
  * gradients conv2d's plain rule gives (input_grad, weight_grad, dout summed
  * over (N, OH, OW)), with their bits, computed one image at a time: the
@@ -672,33 +738,18 @@ static void conv2d_backward_direct(tg_ctx *c, const tg__node *n, tg_tensor *dout
     const bool f64 = x->dtype == TG_F64;
     const int64_t es = (int64_t)tg__esize(x->dtype);
     const int64_t per_out = g.OC * g.OH * g.OW, per_in = g.C * g.H * g.W;
-    tg_tensor *dc = contig(c, fn, dout), *wc = NULL, *gx = NULL, *gw = NULL, *gb = NULL;
-    bias_args bp = {g.OC, g.OH * g.OW, SUM_BLOCK, NULL, NULL, NULL};
-    if (!dc) return;
-    if (NEED(0) && (!(wc = contig(c, fn, w)) || !(gx = tg__empty(c, fn, x->dtype, 4, x->shape))))
+    tg_tensor *gx = NULL, *gw = NULL, *gb = NULL;
+    if ((NEED(0) && !(gx = tg__empty(c, fn, x->dtype, 4, x->shape))) ||
+        (NEED(1) && !(gw = weight_grad_new(c, fn, x->dtype, &g))) ||
+        (NEED(2) && !(gb = tg__empty(c, fn, x->dtype, 1, &g.OC))))
         return;
-    if (NEED(1) && !(gw = weight_grad_new(c, fn, x->dtype, &g))) return;
-    if (NEED(2)) {
-        if (!(gb = tg__empty(c, fn, x->dtype, 1, &g.OC)) ||
-            !(bp.acc = tg__arena_alloc(c, (size_t)(2 * g.OC) * sizeof(double) + 1)))
-            return;
-        bp.tot = bp.acc + g.OC;
-        for (int64_t i = 0; i < 2 * g.OC; i++) bp.acc[i] = 0;
+    const tg__arena_pos m = tg__arena_mark(c); /* scratch from here on */
+    if (backward_direct_run(c, &g, x, w, dout, gx, gw, gb, f64, es, per_out, per_in)) {
+        dx[0] = gx;
+        dx[1] = gw;
+        dx[2] = gb;
     }
-    bool want_w = gw && tg__numel(4, gw->shape) > 0, want_x = gx && per_in > 0;
-    if (g.N > 0 && (want_w || want_x)) {
-        images j = {.c = c, .g = &g, .fn = backward_image, .f64 = f64, .es = es, .x = x,
-                    .pw = wc ? tg__ptr(wc) : NULL, .dout = tg__ptr(dc),
-                    .dx = want_x ? tg__ptr(gx) : NULL};
-        if (!images_run(&j, want_x || !cols_are_x(x, &g), want_w ? tg__ptr(gw) : NULL)) return;
-    }
-    /* the bias sums over every image in order (tg_sum_axes's bits) */
-    for (int64_t nn = 0; gb && nn < g.N; nn++)
-        bias_grad_image(c, &bp, f64, tg__ptr(dc) + nn * per_out * es);
-    if (gb) bias_grad_finish(&bp, f64, gb);
-    dx[0] = gx;
-    dx[1] = gw;
-    dx[2] = gb;
+    tg__arena_rewind(c, m);
 }
 
 /* The gradient ops are given the size (what: "input" or "kernel", e0 x

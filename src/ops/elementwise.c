@@ -38,14 +38,22 @@ EW_UN_PAIR(k_log, logf(X), log(X))
 EW_UN_PAIR(k_sqrt, sqrtf(X), sqrt(X))
 /* f32 tanh and sigmoid are fastmath.h's branch-free forms (within 3 ulp of
  * the true value, tested there): they vectorise, and even on one element
- * cost half of glibc's tanhf. f64 keeps libm's. */
-EW_UN_PAIR(k_tanh, tg__tanhf(X), tanh(X))
+ * cost half of glibc's tanhf. f64 keeps libm's. tanh's f32 loop is also
+ * compiled for AVX-512 and AVX2 (TG__VEC_CLONES: the same bits), half the
+ * instructions of the 2-3-1 network's hidden layer. */
+TG__VEC_CLONES EW_UN_KERNEL(k_tanh_f32, float, tg__tanhf(X))
+EW_UN_KERNEL(k_tanh_f64, double, tanh(X))
 EW_UN_PAIR(k_sigmoid, tg__sigmoidf(X), sigmoid_(X))
-EW_UN_PAIR(k_relu, (X > 0 || X != X) ? X : 0.0f, (X > 0 || X != X) ? X : 0.0)
+/* relu's f32 kernels run on every conv layer's output (the CNN benchmark's
+ * 2.4 M elements a step each way): compiled for AVX-512 and AVX2 as well
+ * (TG__VEC_CLONES; exact operations, so every copy gives the same bits). */
+TG__VEC_CLONES EW_UN_KERNEL(k_relu_f32, float, (X > 0 || X != X) ? X : 0.0f)
+EW_UN_KERNEL(k_relu_f64, double, (X > 0 || X != X) ? X : 0.0)
 EW_UN_PAIR(k_positive, X > 0 ? 1.0f : 0.0f, X > 0 ? 1.0 : 0.0)
 /* fused backward rules (NO_GRAPH), the composite's operations in order */
 EW_BIN_PAIR(k_sqrt_bw, A / (B * 2.0f), A / (B * 2.0))
-EW_BIN_PAIR(k_tanh_bw, A * (B * B * -1.0f + 1.0f), A * (B * B * -1.0 + 1.0))
+TG__VEC_CLONES EW_BIN_KERNEL(k_tanh_bw_f32, float, A * (B * B * -1.0f + 1.0f))
+EW_BIN_KERNEL(k_tanh_bw_f64, double, A * (B * B * -1.0 + 1.0))
 EW_BIN_PAIR(k_sigmoid_bw, A * (B * (-B + 1.0f)), A * (B * (-B + 1.0)))
 /* relu's mask [x > 0] as 1.0 or 0.0 made from the comparison's bits: the
  * same value as (x > 0 ? 1 : 0), but GCC turns that ternary times dout into
@@ -65,7 +73,8 @@ static inline double pos_one(double x)
     memcpy(&m, &u, sizeof m);
     return m;
 }
-EW_BIN_PAIR(k_relu_bw, A * pos_onef(B), A * pos_one(B))
+TG__VEC_CLONES EW_BIN_KERNEL(k_relu_bw_f32, float, A * pos_onef(B))
+EW_BIN_KERNEL(k_relu_bw_f64, double, A * pos_one(B))
 
 /* A constant (no grad, not recorded) 0/1 mask of x > 0. */
 static tg_tensor *positive_mask(tg_ctx *c, tg_tensor *x)

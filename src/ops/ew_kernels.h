@@ -131,8 +131,15 @@ tg_tensor *tg__ew_masked(tg_ctx *c, tg_tensor *mask, tg_tensor *dout);
  * kernel k over (a, b) that does the same floating-point operations in the
  * same order, so the gradient has the composite's bits at a fraction of its
  * per-op cost. With create_graph the composite runs, so the gradient stays
- * differentiable. */
+ * differentiable. a is the backward's dout and FUSED its last read of it:
+ * the result may be written over dout when the backward driver says that
+ * nothing else reads it (tg__ew_grad). */
 #define NO_GRAPH(c) (!(c)->grad_enabled && !(c)->anomaly)
-#define FUSED(c, fn, k, a, b) tg__ew_const2(c, fn, EW_KP(k), a, b, NULL)
+#define FUSED(c, fn, k, a, b) tg__ew_grad(c, fn, EW_KP(k), a, b)
+
+/* tg__ew_const2(c, fn, k, dout, b, NULL), written into dout itself when
+ * dout is c->spare_dout (the driver's offer: only this node's backward reads
+ * it), contiguous and of b's shape and dtype; the offer is then used up. */
+tg_tensor *tg__ew_grad(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *dout, tg_tensor *b);
 
 #endif /* TG_OPS_EW_KERNELS_H */

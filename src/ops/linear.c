@@ -176,12 +176,20 @@ static bool prefill(tg_ctx *c, tg_tensor *y, const tg_tensor *b, const tg_tensor
             if (y->dtype == TG_F64) ADD_BIAS(double) else ADD_BIAS(float)
         }
     } else if (b) {
-        /* the bias, broadcast into every row: GEMM then adds onto it */
+        /* the bias, broadcast into every row: GEMM then adds onto it. The
+         * first row element by element (b may be strided), then copies of
+         * the rows made so far, doubling: log2(R) calls, not R. */
         const char *pb = tg__ptr(b);
         int64_t sb = b->stride[0];
-        for (int64_t j = 0; j < OUT; j++)
-            memcpy(py + j * (int64_t)es, pb + j * sb * (int64_t)es, es);
-        for (int64_t r = 1; r < R; r++) memcpy(py + r * OUT * (int64_t)es, py, (size_t)OUT * es);
+        if (y->dtype == TG_F64)
+            for (int64_t j = 0; j < OUT; j++)
+                ((double *)(void *)py)[j] = ((const double *)(const void *)pb)[j * sb];
+        else
+            for (int64_t j = 0; j < OUT; j++)
+                ((float *)(void *)py)[j] = ((const float *)(const void *)pb)[j * sb];
+        size_t row = (size_t)OUT * es, total = (size_t)R * row;
+        for (size_t done = row; done < total; done *= 2)
+            memcpy(py + done, py, done < total - done ? done : total - done);
     }
     return true;
 }
@@ -309,10 +317,29 @@ static void run_gemm(tg_ctx *c, const tg__defer *d, tg_tensor *dst, bool add)
 
 #define COLSUM_BLOCK 256 /* columns summed at once, their sums on the stack */
 
+/* n <= 4 columns: their sums in registers (a loop per row costs more
+ * than the row's additions) */
+#define COLSUM_NARROW(T, N)                                                             \
+    do {                                                                                \
+        double s[N] = {0};                                                              \
+        for (int64_t r = 0; r < d->k; r++) {                                            \
+            const T *row = a + r * d->lda;                                              \
+            for (int j = 0; j < (N); j++) s[j] += (double)row[j * d->ldb];              \
+        }                                                                               \
+        for (int j = 0; j < (N); j++) o[j] = add ? o[j] + (T)s[j] : (T)s[j];            \
+    } while (0)
+
 #define COLSUM(T)                                                                       \
     do {                                                                                \
         const T *a = d->a;                                                              \
         T *o = (T *)(void *)tg__ptr(dst);                                               \
+        switch (d->n) {                                                                 \
+        case 1: COLSUM_NARROW(T, 1); return;                                            \
+        case 2: COLSUM_NARROW(T, 2); return;                                            \
+        case 3: COLSUM_NARROW(T, 3); return;                                            \
+        case 4: COLSUM_NARROW(T, 4); return;                                            \
+        default: break;                                                                 \
+        }                                                                               \
         for (int64_t j0 = 0; j0 < d->n; j0 += COLSUM_BLOCK) {                           \
             int64_t nj = d->n - j0 < COLSUM_BLOCK ? d->n - j0 : COLSUM_BLOCK;           \
             for (int64_t j = 0; j < nj; j++) acc[j] = 0;                                \

@@ -8,12 +8,15 @@
  * broadcasts). Reduction none stores it in pred's dtype and shape; the
  * other reductions store it in an f64 scratch that is summed in fixed
  * blocks combined in block order, so the loss is bit-identical whatever
- * the thread count. The backward builds d loss / d pred with ops, from the
- * inputs and from constants (signs, the masks of a piecewise loss), then
- * multiplies by dout scaled for the reduction: create_graph gives second
- * derivatives, and the pieces of a piecewise loss are exact on each side.
+ * the thread count (contiguous operands too few for threads skip the
+ * scratch: the values are added in the same blocks as they are made).
+ * The backward builds d loss / d pred with ops, from the inputs and from
+ * constants (signs, the masks of a piecewise loss), then multiplies by
+ * dout scaled for the reduction: create_graph gives second derivatives,
+ * and the pieces of a piecewise loss are exact on each side. Without a
+ * graph, mse's rule is one fused kernel doing the same operations.
  */
-#include "ops_impl.h"
+#include "ew_kernels.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -161,6 +164,35 @@ bool tg__det_sum(tg_ctx *c, const double *v, int64_t n, double *out)
     return true;
 }
 
+/* The sum of l(x, t) over n contiguous elements of x and t, on this
+ * thread: the per-element values of pw_kernel added in tg__det_sum's
+ * blocks and order, so the same bits without the f64 scratch tensor. */
+static double pw_sum_flat(pw_aux *ax, const char *px, const char *pt, int64_t n)
+{
+    double s = 0.0;
+    for (int64_t b0 = 0; b0 < n; b0 += SUM_BLOCK) {
+        int64_t e = n - b0 < SUM_BLOCK ? n : b0 + SUM_BLOCK;
+        double acc = 0.0;
+        if (ax->in_f32) {
+            const float *x = (const float *)(const void *)px, *t = (const float *)(const void *)pt;
+            if (ax->kind == PW_MSE) {
+                for (int64_t i = b0; i < e; i++) {
+                    double d = (double)x[i] - (double)t[i];
+                    acc += d * d;
+                }
+            } else {
+                for (int64_t i = b0; i < e; i++) acc += pw_eval(ax, x[i], t[i], 1.0);
+            }
+        } else {
+            const double *x = (const double *)(const void *)px;
+            const double *t = (const double *)(const void *)pt;
+            for (int64_t i = b0; i < e; i++) acc += pw_eval(ax, x[i], t[i], 1.0);
+        }
+        s += acc;
+    }
+    return s;
+}
+
 /* ====================================================================== */
 /* The driver                                                             */
 /* ====================================================================== */
@@ -237,14 +269,24 @@ static tg_tensor *pointwise(tg_ctx *c, const char *fn, tg_op op, pw_kind kind, d
     }
 
     bool none = r == TG_REDUCE_NONE;
-    tg_tensor *e = none ? tg__empty(c, fn, x->dtype, x->ndim, x->shape)
-                        : tg__empty(c, fn, TG_F64, x->ndim, x->shape);
-    if (!e) return NULL;
+    int64_t cnt = tg__numel(x->ndim, x->shape);
     pw_aux ax = {.kind = kind, .a = a, .in_f32 = x->dtype == TG_F32,
                  .out_f32 = none && x->dtype == TG_F32, .has_w = w != NULL};
     atomic_init(&ax.bad, 0);
-    tg_tensor *ops[4] = {e, x, t, w};
-    tg__ew_apply(c, w ? 4 : 3, ops, pw_kernel, &ax);
+    /* a reduced loss of contiguous operands too small for threads: summed
+     * as it is evaluated (pw_sum_flat); otherwise evaluated into e */
+    bool flat = !none && !w && cnt < 2 * TG__PAR_GRAIN && tg__contig(x) && tg__contig(t);
+    tg_tensor *e = NULL;
+    double s = 0.0;
+    if (flat) {
+        s = pw_sum_flat(&ax, tg__ptr(x), tg__ptr(t), cnt);
+    } else {
+        e = none ? tg__empty(c, fn, x->dtype, x->ndim, x->shape)
+                 : tg__empty(c, fn, TG_F64, x->ndim, x->shape);
+        if (!e) return NULL;
+        tg_tensor *ops[4] = {e, x, t, w};
+        tg__ew_apply(c, w ? 4 : 3, ops, pw_kernel, &ax);
+    }
     if (atomic_load(&ax.bad)) {
         int64_t i = first_outside_unit(x);
         tg__fail(c, TG_ERR_INVALID, "%s: pred %s: element %lld is %g, outside [0, 1]", fn,
@@ -255,9 +297,7 @@ static tg_tensor *pointwise(tg_ctx *c, const char *fn, tg_op op, pw_kind kind, d
 
     tg_tensor *y = e;
     if (!none) {
-        int64_t cnt = tg__numel(x->ndim, x->shape);
-        double s;
-        if (!tg__det_sum(c, (const double *)tg__ptr(e), cnt, &s)) return NULL;
+        if (!flat && !tg__det_sum(c, (const double *)tg__ptr(e), cnt, &s)) return NULL;
         if (r == TG_REDUCE_MEAN) s /= (double)cnt; /* NaN when empty */
         if (r == TG_REDUCE_BATCHMEAN) s /= (double)(x->ndim > 0 ? x->shape[0] : 1);
         y = tg__empty(c, fn, x->dtype, 0, NULL);
@@ -315,9 +355,30 @@ tg_tensor *tg_mse_loss(tg_ctx *c, tg_tensor *pred, tg_tensor *target)
     return pointwise(c, "tg_mse_loss", TG_OP_MSE_LOSS, PW_MSE, 0, 0, pred, target, NULL,
                      TG_REDUCE_MEAN, false);
 }
+/* The composite rule below for a reduced loss, fused (NO_GRAPH): g * s
+ * with g = (pred - target) * 2 and s the 0-d scaled dout, as P0 */
+EW_BIN_PAIR(k_mse_bw, (A - B) * 2.0f * P0, (A - B) * 2.0 * P0)
+
 /* dpred = 2 (pred - target) * s, dtarget = -dpred */
 void tg__mse_loss_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
+    tg_reduction r = (tg_reduction)n->iv[0];
+    if (NO_GRAPH(c) && r != TG_REDUCE_NONE && dout && dout->ndim == 0) {
+        /* s as dscale makes it: tg_scale of dout in its dtype, or dout */
+        const tg_tensor *x = n->in[0];
+        double k = r == TG_REDUCE_MEAN ? 1.0 / (double)tg__numel(x->ndim, x->shape)
+                 : r == TG_REDUCE_BATCHMEAN ? 1.0 / (double)(x->ndim > 0 ? x->shape[0] : 1)
+                                            : 1.0;
+        double dv = tg__get_flat(dout, 0), s;
+        if (r == TG_REDUCE_SUM) s = dv;
+        else if (dout->dtype == TG_F32) s = (double)((float)dv * (float)k);
+        else s = dv * k;
+        const double p[4] = {s, 0, 0, 0};
+        tg_tensor *d = tg__ew_const2(c, "tg_mse_loss", EW_KP(k_mse_bw), n->in[0], n->in[1], p);
+        if (NEED(0)) dx[0] = d;
+        if (NEED(1)) dx[1] = tg_neg(c, d);
+        return;
+    }
     tg_tensor *g = tg_scale(c, tg_sub(c, n->in[0], n->in[1]), 2.0);
     diff_grads(c, n, g, dscale(c, n, dout), dx);
 }

@@ -164,6 +164,20 @@ tg_tensor *tg__ew_const2(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *a, t
     return m;
 }
 
+tg_tensor *tg__ew_grad(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *dout, tg_tensor *b)
+{
+    if (!tg__ok(c) || !dout || !b) return NULL;
+    if (dout != c->spare_dout || dout->dtype != b->dtype || !same_shape(dout, b) ||
+        !tg__contig(dout))
+        return tg__ew_const2(c, fn, k, dout, b, NULL);
+    c->spare_dout = NULL;
+    double q[4];
+    copy_params(q, NULL);
+    tg_tensor *ops[3] = {dout, dout, b}; /* element i is read, then written */
+    ew_run(c, 3, ops, pick(k, dout->dtype), q);
+    return dout;
+}
+
 tg_tensor *tg__ew_masked(tg_ctx *c, tg_tensor *mask, tg_tensor *dout)
 {
     if (!tg__ok(c) || !mask || !dout) return NULL;

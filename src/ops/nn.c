@@ -16,7 +16,8 @@
  *
  * Node arguments: DROPOUT: f[0] = p, saved[0] = the scaled mask.
  * EMBEDDING_BACKWARD: iv[0] = number of rows. SDPA: f[0] = scale, iv[0] =
- * causal, saved[0] = the probabilities P. LSTM_CELL: saved[0] = the
+ * causal, saved[0] = the probabilities P (batch..., Lq, Lk), or when causal
+ * only each row's first min(i + 1, Lk) entries (batch..., packed). LSTM_CELL: saved[0] = the
  * activations i, f, g, o and tanh(c') as (B, 5H).
  */
 #include "../core/arena_mark.h"
@@ -320,7 +321,10 @@ void tg__embedding_backward_backward(tg_ctx *c, const tg__node *n, tg_tensor *do
  *   row by row (saved), Y = P V (GEMM).
  * Backward, per batch: dV = P^T dY, dP = dY V^T, dS = P (dP - rowsum(dP P)),
  * dQ = scale dS K, dK = scale dS^T Q, dmask = dS (five GEMMs). Gradients
- * come out in the broadcast batch shape; the engine sums them back.
+ * come out in the broadcast batch shape; the engine sums them back. y and
+ * dq, dk, dv keep q's, k's and v's order of dims (sdpa_empty_like), and
+ * dout is read in place, so head splits and merges around attention stay
+ * views.
  */
 typedef struct {
     int nb;                       /* batch dims */
@@ -367,6 +371,39 @@ static const char *sdpa_at(const sdpa_mat *m, const sdpa_geom *g, int64_t b)
            sdpa_boff(g, m->bst, b) * (int64_t)tg__esize(m->t->dtype);
 }
 
+/*
+ * A new tensor of shape (nd dims) whose memory follows ref's order of dims
+ * (ref's dims but the last sorted by stride, largest first; the last dim
+ * stays innermost, so a GEMM writes its rows), like PyTorch's
+ * preserve_format. Multi-head attention's q is a permuted view of one
+ * [B, L, heads, D] projection, so y is a view of one [B, L, heads, Dv]
+ * block: merging the heads back is a view, not a copy, and so is each
+ * gradient's split in the backward. Contiguous when ref is, or when ref
+ * has another rank.
+ */
+static tg_tensor *sdpa_empty_like(tg_ctx *c, const tg_tensor *ref, tg_dtype dt, int nd,
+                                  const int64_t *shape)
+{
+    int ord[TG_MAX_DIMS];
+    bool perm = false;
+    for (int i = 0; i < nd; i++) ord[i] = i;
+    if (ref->ndim == nd)
+        for (int i = 1; i < nd - 1; i++) { /* stable insertion sort */
+            int d = ord[i], j = i;
+            for (; j > 0 && ref->stride[ord[j - 1]] < ref->stride[d]; j--) ord[j] = ord[j - 1];
+            ord[j] = d;
+            perm = perm || j != i;
+        }
+    if (!perm) return tg__empty(c, "tg_sdpa", dt, nd, shape);
+    int64_t ps[TG_MAX_DIMS] = {0}, pst[TG_MAX_DIMS], st[TG_MAX_DIMS];
+    for (int i = 0; i < nd; i++) ps[i] = shape[ord[i]];
+    tg_tensor *base = tg__empty(c, "tg_sdpa", dt, nd, ps);
+    if (!base) return NULL;
+    tg__contig_strides(nd, ps, pst);
+    for (int i = 0; i < nd; i++) st[ord[i]] = pst[i];
+    return tg__view(c, base, nd, shape, st, 0);
+}
+
 /* row i of P (Lk entries) from S: + mask row, causal cut, softmax; false
  * when every entry is -inf. The max (exact; NaN wins) and the sum (double)
  * run over TG__NSUM interleaved partials, so they vectorise; the partial
@@ -404,29 +441,73 @@ TG__VEC_CLONES static bool sdpa_softmax_row(char *prow, const char *mrow, int64_
     return true;
 }
 
+/*
+ * Causal P is saved packed: row i keeps its first min(i + 1, Lk) entries
+ * (the rest are 0), about half of Lq x Lk for a square causal mask, and is
+ * unpacked into per-thread scratch for the backward's GEMMs.
+ */
+static int64_t sdpa_row_n(int64_t i, int64_t Lk) { return i + 1 < Lk ? i + 1 : Lk; }
+
+static int64_t sdpa_packed_n(int64_t Lq, int64_t Lk)
+{
+    return Lq <= Lk ? Lq * (Lq + 1) / 2 : Lk * (Lk + 1) / 2 + (Lq - Lk) * Lk;
+}
+
+/* full (Lq, Lk) <-> packed rows, es bytes per element */
+static void sdpa_pack(char *pk, const char *full, int64_t Lq, int64_t Lk, int64_t es, bool unpack)
+{
+    int64_t off = 0;
+    for (int64_t i = 0; i < Lq; i++) {
+        int64_t n = sdpa_row_n(i, Lk);
+        char *fr = (char *)full + i * Lk * es;
+        if (unpack) {
+            memcpy(fr, pk + off * es, (size_t)(n * es));
+            memset(fr + n * es, 0, (size_t)((Lk - n) * es)); /* +0.0 */
+        } else {
+            memcpy(pk + off * es, fr, (size_t)(n * es));
+        }
+        off += n;
+    }
+}
+
+/* nds scratch buffers of n elements of es bytes each; NULL (error on c)
+ * without memory */
+static char **sdpa_scratch(tg_ctx *c, int64_t nds, int64_t n, int64_t es)
+{
+    char **sc = tg__arena_alloc(c, (size_t)(nds > 0 ? nds : 1) * sizeof(char *));
+    for (int64_t i = 0; sc && i < nds; i++)
+        if (!(sc[i] = tg__arena_alloc(c, (size_t)((n > 0 ? n : 1) * es)))) return NULL;
+    return sc;
+}
+
 /* The forward over batches [b0, b1): S = scale Q K^T, P = softmax(S), Y =
  * P V. Batches are independent (their own P and y), so they run side by
- * side on the context's threads; the GEMMs inside then run single. */
+ * side on the context's threads; the GEMMs inside then run single. A
+ * packed P is computed in the running thread's scratch, then packed. */
 typedef struct {
     tg_ctx *c;
     const sdpa_geom *g;
-    const sdpa_mat *q, *k, *v;
+    const sdpa_mat *q, *k, *v, *y;
     const tg_tensor *mask;
     const int64_t *mst;
-    bool causal, f64;
+    bool causal, f64, packed;
     double scale;
     int64_t es;
-    char *pp, *py;
+    char *pp;
     int64_t *bad; /* per batch: the first fully masked query, or -1 */
+    char **sc;    /* packed: Lq x Lk scratch per running thread */
+    _Atomic int next;
 } sdpa_fwd_job;
 
 static void sdpa_fwd_task(void *arg, int64_t b0, int64_t b1)
 {
-    const sdpa_fwd_job *j = arg;
+    sdpa_fwd_job *j = arg;
     const sdpa_geom *g = j->g;
     const int64_t es = j->es, *mst = j->mst;
+    char *sc = j->packed ? j->sc[atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)]
+                         : NULL;
     for (int64_t b = b0; b < b1; b++) {
-        char *pb = j->pp + b * g->Lq * g->Lk * es;
+        char *pb = sc ? sc : j->pp + b * g->Lq * g->Lk * es;
         tg__gemm(j->c, j->f64, j->q->tr, !j->k->tr, g->Lq, g->Lk, g->D, j->scale,
                  sdpa_at(j->q, g, b), j->q->ld, sdpa_at(j->k, g, b), j->k->ld, 0.0, pb, g->Lk);
         const char *mb = j->mask ? (const char *)tg__ptr((tg_tensor *)j->mask) +
@@ -441,15 +522,21 @@ static void sdpa_fwd_task(void *arg, int64_t b0, int64_t b1)
             }
         if (j->bad[b] >= 0) continue;
         tg__gemm(j->c, j->f64, false, j->v->tr, g->Lq, g->Dv, g->Lk, 1.0, pb, g->Lk,
-                 sdpa_at(j->v, g, b), j->v->ld, 0.0, j->py + b * g->Lq * g->Dv * es, g->Dv);
+                 sdpa_at(j->v, g, b), j->v->ld, 0.0, (char *)sdpa_at(j->y, g, b), j->y->ld);
+        if (sc) sdpa_pack(j->pp + b * sdpa_packed_n(g->Lq, g->Lk) * es, sc, g->Lq, g->Lk, es, false);
     }
 }
 
-/* The forward: y and P (both contiguous, batch shape g->bs). */
+/* The forward: y (rows of unit stride, batch shape g->bs) and P
+ * (contiguous; packed rows when causal). */
 static bool sdpa_run(tg_ctx *c, const sdpa_geom *g, const sdpa_mat *q, const sdpa_mat *k,
                      const sdpa_mat *v, const tg_tensor *mask, bool causal, double scale,
                      tg_tensor *y, tg_tensor *P)
 {
+    int64_t es = (int64_t)tg__esize(y->dtype);
+    int64_t nsc = tg_ctx_threads(c) < g->nbatch ? tg_ctx_threads(c) : g->nbatch;
+    char **sc = causal ? sdpa_scratch(c, nsc, g->Lq * g->Lk, es) : NULL;
+    if (causal && !sc) return false;
     int64_t mst[TG_MAX_DIMS + 2] = {0};
     if (mask) { /* mask strides aligned to the scores' nb + 2 dims */
         for (int d = 0; d < g->nb + 2; d++) {
@@ -459,8 +546,12 @@ static bool sdpa_run(tg_ctx *c, const sdpa_geom *g, const sdpa_mat *q, const sdp
     }
     int64_t *bad = tg__arena_alloc(c, (size_t)(g->nbatch > 0 ? g->nbatch : 1) * sizeof(int64_t));
     if (!bad) return false;
-    sdpa_fwd_job j = {c, g, q, k, v, mask, mst, causal, y->dtype == TG_F64, scale,
-                      (int64_t)tg__esize(y->dtype), tg__ptr(P), tg__ptr(y), bad};
+    sdpa_mat my;
+    bool ok = sdpa_mat_of(y, g, &my);
+    TG_ASSERT(ok && !my.tr);
+    sdpa_fwd_job j = {c,      g,  q,          k,   v,  &my, mask, mst, causal, y->dtype == TG_F64,
+                      causal, scale, es, tg__ptr(P), bad, sc, 0};
+    atomic_init(&j.next, 0);
     tg__parallel_for(c, g->nbatch, 1, sdpa_fwd_task, &j);
     for (int64_t b = 0; b < g->nbatch; b++) {
         if (bad[b] < 0) continue;
@@ -561,8 +652,9 @@ tg_tensor *tg_sdpa(tg_ctx *c, tg_tensor *q, tg_tensor *k, tg_tensor *v, tg_tenso
     int64_t ys[TG_MAX_DIMS + 2];
     memcpy(ys, ss, sizeof ys);
     ys[nb2 + 1] = g.Dv;
-    tg_tensor *y = vd ? tg__empty(c, fn, q->dtype, nb2 + 2, ys) : NULL;
-    tg_tensor *P = y ? tg__empty(c, fn, q->dtype, nb2 + 2, ss) : NULL;
+    tg_tensor *y = vd ? sdpa_empty_like(c, q, q->dtype, nb2 + 2, ys) : NULL;
+    if (causal) ss[nb2] = sdpa_packed_n(Lq, Lk); /* P's shape: (batch..., packed) */
+    tg_tensor *P = y ? tg__empty(c, fn, q->dtype, nb2 + (causal ? 1 : 2), ss) : NULL;
     if (!P || !sdpa_run(c, &g, &mq, &mk, &mv, mask, causal, scale, y, P)) return NULL;
     tg__node *n;
     if (tg__record(c, TG_OP_SDPA, y, 4, in, &n)) return NULL;
@@ -639,14 +731,14 @@ TG__VEC_CLONES static void sdpa_ds(bool f64, const char *pb, char *ds, int64_t L
 typedef struct {
     tg_ctx *c;
     const sdpa_geom *g;
-    const sdpa_mat *mq, *mk, *mv;
+    const sdpa_mat *mq, *mk, *mv, *md; /* md: dout */
     bool f64;
     double scale;
     int64_t es;
-    const char *pp, *pd;
-    tg_tensor *out[4];
-    bool need_ds;
-    char **ds;
+    const char *pp;
+    const sdpa_mat *out; /* dq, dk, dv, dmask (t NULL when not needed) */
+    bool need_ds, packed;
+    char **ds, **pf; /* per running thread: dS, and P unpacked */
     _Atomic int next;
 } sdpa_bwd_job;
 
@@ -657,42 +749,49 @@ static void sdpa_bwd_task(void *arg, int64_t b0, int64_t b1)
     const int64_t Lq = g->Lq, Lk = g->Lk, es = j->es;
     const bool f64 = j->f64;
     tg_ctx *c = j->c;
-    tg_tensor *const *out = j->out;
-    char *ds = j->need_ds ? j->ds[atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)]
-                          : NULL;
+    const sdpa_mat *out = j->out, *md = j->md;
+    int t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+    char *ds = j->need_ds ? j->ds[t] : NULL, *pf = j->packed ? j->pf[t] : NULL;
     for (int64_t b = b0; b < b1; b++) {
-        const char *pb = j->pp + b * Lq * Lk * es, *db = j->pd + b * Lq * g->Dv * es;
-        if (out[2]) /* dV = P^T dY */
-            tg__gemm(c, f64, true, false, Lk, g->Dv, Lq, 1.0, pb, Lk, db, g->Dv, 0.0,
-                     (char *)tg__ptr(out[2]) + b * Lk * g->Dv * es, g->Dv);
+        const char *pb = j->pp + b * Lq * Lk * es, *db = sdpa_at(md, g, b);
+        if (pf) {
+            sdpa_pack((char *)j->pp + b * sdpa_packed_n(Lq, Lk) * es, pf, Lq, Lk, es, true);
+            pb = pf;
+        }
+        if (out[2].t) /* dV = P^T dY */
+            tg__gemm(c, f64, true, md->tr, Lk, g->Dv, Lq, 1.0, pb, Lk, db, md->ld, 0.0,
+                     (char *)sdpa_at(&out[2], g, b), out[2].ld);
         if (!ds) continue;
         /* dP = dY V^T, then dS in place */
-        tg__gemm(c, f64, false, !j->mv->tr, Lq, Lk, g->Dv, 1.0, db, g->Dv, sdpa_at(j->mv, g, b),
-                 j->mv->ld, 0.0, ds, Lk);
+        tg__gemm(c, f64, md->tr, !j->mv->tr, Lq, Lk, g->Dv, 1.0, db, md->ld,
+                 sdpa_at(j->mv, g, b), j->mv->ld, 0.0, ds, Lk);
         sdpa_ds(f64, pb, ds, Lq, Lk);
-        if (out[3]) memcpy((char *)tg__ptr(out[3]) + b * Lq * Lk * es, ds, (size_t)(Lq * Lk * es));
-        if (out[0]) /* dQ = scale dS K */
+        if (out[3].t)
+            memcpy((char *)sdpa_at(&out[3], g, b), ds, (size_t)(Lq * Lk * es));
+        if (out[0].t) /* dQ = scale dS K */
             tg__gemm(c, f64, false, j->mk->tr, Lq, g->D, Lk, j->scale, ds, Lk,
-                     sdpa_at(j->mk, g, b), j->mk->ld, 0.0,
-                     (char *)tg__ptr(out[0]) + b * Lq * g->D * es, g->D);
-        if (out[1]) /* dK = scale dS^T Q */
+                     sdpa_at(j->mk, g, b), j->mk->ld, 0.0, (char *)sdpa_at(&out[0], g, b),
+                     out[0].ld);
+        if (out[1].t) /* dK = scale dS^T Q */
             tg__gemm(c, f64, true, j->mq->tr, Lk, g->D, Lq, j->scale, ds, Lk,
-                     sdpa_at(j->mq, g, b), j->mq->ld, 0.0,
-                     (char *)tg__ptr(out[1]) + b * Lk * g->D * es, g->D);
+                     sdpa_at(j->mq, g, b), j->mq->ld, 0.0, (char *)sdpa_at(&out[1], g, b),
+                     out[1].ld);
     }
 }
 
-/* dout is (..., Lq, Dv): dq, dk, dv, dmask in the broadcast batch shape */
+/* dout is (..., Lq, Dv), read in place; dq, dk, dv in the broadcast batch
+ * shape, each in its input's order of dims (sdpa_empty_like), dmask
+ * contiguous */
 void tg__sdpa_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
     if (c->grad_enabled) {
         sdpa_backward_ops(c, n, dout, dx);
         return;
     }
-    const char *fn = "tg_sdpa";
     tg_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2], *P = n->saved[0];
     double scale = n->f[0];
-    sdpa_geom g = {.nb = P->ndim - 2,
+    bool packed = n->iv[0] != 0;
+    sdpa_geom g = {.nb = P->ndim - (packed ? 1 : 2),
                    .Lq = q->shape[q->ndim - 2],
                    .Lk = k->shape[k->ndim - 2],
                    .D = q->shape[q->ndim - 1],
@@ -701,32 +800,35 @@ void tg__sdpa_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
     g.nbatch = tg__numel(g.nb, g.bs);
     int64_t Lq = g.Lq, Lk = g.Lk, es = (int64_t)tg__esize(q->dtype), sh[TG_MAX_DIMS + 2];
     bool f64 = q->dtype == TG_F64;
-    sdpa_mat mq, mk, mv;
+    sdpa_mat mq, mk, mv, md;
     tg_tensor *qd = sdpa_operand(c, q, &g, &mq), *kd = qd ? sdpa_operand(c, k, &g, &mk) : NULL;
-    tg_tensor *vd = kd ? sdpa_operand(c, v, &g, &mv) : NULL, *dd = vd ? dense(c, fn, dout) : NULL;
+    tg_tensor *vd = kd ? sdpa_operand(c, v, &g, &mv) : NULL;
+    tg_tensor *dd = vd ? sdpa_operand(c, dout, &g, &md) : NULL;
     if (!dd) return;
-    memcpy(sh, P->shape, (size_t)P->ndim * sizeof(int64_t));
-    tg_tensor *out[4] = {NULL, NULL, NULL, NULL};
+    memcpy(sh, P->shape, (size_t)g.nb * sizeof(int64_t));
+    sdpa_mat out[4] = {{.t = NULL}, {.t = NULL}, {.t = NULL}, {.t = NULL}};
     const int64_t last[4] = {g.D, g.D, g.Dv, g.Lk};
     const int64_t rows[4] = {Lq, Lk, Lk, Lq};
     for (int i = 0; i < 4; i++) {
         if (!NEED(i)) continue;
         sh[g.nb] = rows[i];
         sh[g.nb + 1] = last[i];
-        out[i] = tg__empty(c, fn, q->dtype, g.nb + 2, sh);
-        if (!out[i]) return;
+        tg_tensor *o = i < 3 ? sdpa_empty_like(c, n->in[i], q->dtype, g.nb + 2, sh)
+                             : tg__empty(c, "tg_sdpa", q->dtype, g.nb + 2, sh);
+        if (!o) return;
+        bool ok = sdpa_mat_of(o, &g, &out[i]);
+        TG_ASSERT(ok && !out[i].tr);
     }
     bool need_ds = NEED(0) || NEED(1) || NEED(3);
     int64_t nds = tg_ctx_threads(c) < g.nbatch ? tg_ctx_threads(c) : g.nbatch;
-    char **ds = need_ds && nds > 0 ? tg__arena_alloc(c, (size_t)nds * sizeof(char *)) : NULL;
-    if (need_ds && nds > 0 && !ds) return;
-    for (int64_t i = 0; ds && i < nds; i++)
-        if (!(ds[i] = tg__arena_alloc(c, (size_t)((Lq * Lk > 0 ? Lq * Lk : 1) * es)))) return;
-    sdpa_bwd_job j = {c, &g, &mq, &mk, &mv, f64, scale, es, tg__ptr(P), tg__ptr(dd),
-                      {out[0], out[1], out[2], out[3]}, need_ds, ds, 0};
+    char **ds = need_ds ? sdpa_scratch(c, nds, Lq * Lk, es) : NULL;
+    char **pf = packed ? sdpa_scratch(c, nds, Lq * Lk, es) : NULL;
+    if ((need_ds && !ds) || (packed && !pf)) return;
+    sdpa_bwd_job j = {c, &g, &mq, &mk, &mv, &md, f64, scale, es, tg__ptr(P), out,
+                      need_ds, packed, ds, pf, 0};
     atomic_init(&j.next, 0);
     tg__parallel_for(c, g.nbatch, 1, sdpa_bwd_task, &j);
-    for (int i = 0; i < 4; i++) dx[i] = out[i];
+    for (int i = 0; i < 4; i++) dx[i] = (tg_tensor *)out[i].t;
 }
 
 /* ====================================================================== */

@@ -276,11 +276,14 @@ static tg_tensor *last_dims_norm(tg_ctx *c, const char *fn, tg_op op, tg_tensor 
 
 /* The fused backward of layer_norm and rms_norm over rows of M: dx per row
  * (one thread each, statistics in double); dweight and dbias summed over
- * the rows in row order, in double, by one thread (deterministic). */
+ * the rows in row order, in double, by one thread (deterministic). With
+ * add, each element is rounded to T, then added to what dx holds (the bits
+ * of a separate dx and a sum). */
 typedef struct {
     const char *x, *d, *w, *mean, *rstd; /* contiguous; w and mean may be NULL */
     char *dx;
     int64_t M;
+    bool add;
 } lnb_plan;
 
 #define LNB_ROWS(T)                                                                      \
@@ -306,10 +309,16 @@ typedef struct {
         sg += tg__sum_parts(ag);                                                         \
         sgx += tg__sum_parts(agx);                                                       \
         double mg = p->mean ? sg / (double)p->M : 0.0, mgx = sgx / (double)p->M;         \
-        for (m = 0; m < p->M; m++) {                                                     \
-            double g = w ? (double)dr[m] * (double)w[m] : (double)dr[m];                 \
-            o[m] = (T)(rs * (g - mg - ((double)xr[m] - mu) * rs * mgx));                 \
-        }                                                                                \
+        if (p->add)                                                                      \
+            for (m = 0; m < p->M; m++) {                                                 \
+                double g = w ? (double)dr[m] * (double)w[m] : (double)dr[m];             \
+                o[m] += (T)(rs * (g - mg - ((double)xr[m] - mu) * rs * mgx));            \
+            }                                                                            \
+        else                                                                             \
+            for (m = 0; m < p->M; m++) {                                                 \
+                double g = w ? (double)dr[m] * (double)w[m] : (double)dr[m];             \
+                o[m] = (T)(rs * (g - mg - ((double)xr[m] - mu) * rs * mgx));             \
+            }                                                                            \
     }
 
 TG__VEC_CLONES static void lnb_f32(void *arg, int64_t r0, int64_t r1)
@@ -347,9 +356,12 @@ TG__VEC_CLONES static void lnb_params(const lnb_plan *pp, bool f32, int64_t R, i
     }
 }
 
-/* Gradients of layer_norm / rms_norm without ops (nothing records them). */
+/* Gradients of layer_norm / rms_norm without ops (nothing records them):
+ * new tensors in dx, or with acc (the walk's own buffers, see tg__ops_acc)
+ * added into acc[i] instead, so an input that also feeds a residual path
+ * costs no dx plus a sum. */
 static void last_dims_backward_fused(tg_ctx *c, const tg__node *n, tg_tensor *dout,
-                                     tg_tensor **dx, bool rms)
+                                     tg_tensor **dx, tg_tensor **acc, bool rms)
 {
     const char *fn = rms ? "tg_rms_norm" : "tg_layer_norm";
     tg_tensor *x = n->in[0], *w = n->in[1], *b = rms ? NULL : n->in[2];
@@ -360,32 +372,38 @@ static void last_dims_backward_fused(tg_ctx *c, const tg__node *n, tg_tensor *do
     tg_tensor *xd = dense(c, fn, x), *dd = dense(c, fn, dout), *wd = dense(c, fn, w);
     if (!tg__ok(c)) return;
     lnb_plan p = {tg__ptr(xd), tg__ptr(dd), wd ? tg__ptr(wd) : NULL,
-                  n->saved[0] ? tg__ptr(n->saved[0]) : NULL, tg__ptr(n->saved[1]), NULL, M};
+                  n->saved[0] ? tg__ptr(n->saved[0]) : NULL, tg__ptr(n->saved[1]), NULL, M,
+                  acc != NULL};
     bool f32 = x->dtype == TG_F32;
     if (NEED(0)) {
-        tg_tensor *g = tg__empty(c, fn, x->dtype, x->ndim, x->shape);
+        tg_tensor *g = acc ? acc[0] : tg__empty(c, fn, x->dtype, x->ndim, x->shape);
         if (!g) return;
         p.dx = tg__ptr(g);
         if (R > 0 && M > 0) {
             int64_t grain = TG__PAR_GRAIN / M;
             tg__parallel_for(c, R, grain > 0 ? grain : 1, f32 ? lnb_f32 : lnb_f64, &p);
         }
-        dx[0] = g;
+        if (!acc) dx[0] = g;
     }
     bool nw = w && NEED(1), nb = b && NEED(2);
     if (!nw && !nb) return;
-    double *acc = tg__arena_calloc(c, (size_t)(2 * M > 0 ? 2 * M : 1), sizeof(double));
-    if (!acc) return;
-    lnb_params(&p, f32, R, M, acc);
+    double *sums = tg__arena_calloc(c, (size_t)(2 * M > 0 ? 2 * M : 1), sizeof(double));
+    if (!sums) return;
+    lnb_params(&p, f32, R, M, sums);
     for (int j = 0; j < 2; j++) {
         if (j == 0 ? !nw : !nb) continue;
-        tg_tensor *t = tg__empty(c, fn, x->dtype, k, x->shape + x->ndim - k);
+        tg_tensor *t = acc ? acc[1 + j] : tg__empty(c, fn, x->dtype, k, x->shape + x->ndim - k);
         if (!t) return;
         for (int64_t m = 0; m < M; m++) {
-            if (f32) ((float *)tg__ptr(t))[m] = (float)acc[j * M + m];
-            else ((double *)tg__ptr(t))[m] = acc[j * M + m];
+            if (f32) {
+                float v = (float)sums[j * M + m], *o = (float *)tg__ptr(t) + m;
+                *o = acc ? *o + v : v;
+            } else {
+                double v = sums[j * M + m], *o = (double *)tg__ptr(t) + m;
+                *o = acc ? *o + v : v;
+            }
         }
-        dx[1 + j] = t;
+        if (!acc) dx[1 + j] = t;
     }
 }
 
@@ -394,7 +412,7 @@ static void last_dims_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg
                                bool rms)
 {
     if (!c->grad_enabled) {
-        last_dims_backward_fused(c, n, dout, dx, rms);
+        last_dims_backward_fused(c, n, dout, dx, NULL, rms);
         return;
     }
     tg_tensor *x = n->in[0], *w = n->in[1];
@@ -420,6 +438,11 @@ void tg__layer_norm_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_t
 {
     last_dims_backward(c, n, dout, dx, false);
 }
+void tg__layer_norm_backward_acc(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **acc)
+{
+    tg_tensor *dx[3] = {NULL, NULL, NULL};
+    last_dims_backward_fused(c, n, dout, dx, acc, false);
+}
 
 /* x is (..., *ns); weight is ns or NULL; y is x's shape */
 /* y = x * rstd * weight, rstd = 1 / sqrt(mean(x^2) + eps) over ns */
@@ -432,6 +455,11 @@ tg_tensor *tg_rms_norm(tg_ctx *c, tg_tensor *x, int nnorm, const int64_t *normal
 void tg__rms_norm_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
     last_dims_backward(c, n, dout, dx, true);
+}
+void tg__rms_norm_backward_acc(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **acc)
+{
+    tg_tensor *dx[2] = {NULL, NULL};
+    last_dims_backward_fused(c, n, dout, dx, acc, true);
 }
 
 /* ====================================================================== */

@@ -50,6 +50,8 @@ typedef void (*tg__backward_acc_fn)(tg_ctx *c, const tg__node *n, tg_tensor *dou
                                     tg_tensor **acc);
 extern const tg__backward_acc_fn tg__ops_acc[TG_OP_COUNT];
 void tg__slice_backward_acc(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **acc);
+void tg__layer_norm_backward_acc(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **acc);
+void tg__rms_norm_backward_acc(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **acc);
 
 /* acc += x in place; x broadcasts to acc's shape, acc may be a strided
  * (non-overlapping) view; same dtype. */

@@ -15,6 +15,7 @@
  * is written by one thread in a fixed order, so results are bit-identical
  * whatever the thread count. f32 sums accumulate in double.
  */
+#include "fastmath.h"
 #include "ops_impl.h"
 
 #include <math.h>
@@ -138,6 +139,19 @@ static tg_pool2d_opts popts_of(const tg__node *n)
 /* max_pool2d                                                             */
 /* ====================================================================== */
 
+/*
+ * What the forward keeps for backward is, per output, the code of its
+ * maximum: its place k = i * KW + j in the window (tap i down, tap j
+ * across), or none when the window holds no input element (a dilated
+ * window over padding only). A window of at most BYTE_CODES places (every
+ * common one) takes one byte per output, none being 255; a larger one an
+ * int64, none being -1. The plane index ih * W + iw that
+ * tg_max_pool2d_with_indices returns and max_unpool2d takes is made from
+ * the codes only when asked for (the public indices, a backward that
+ * records its graph): one byte kept per output instead of eight.
+ */
+#define BYTE_CODES 255
+
 /* Window o of an axis starts at b[o] and uses taps [lo[o], hi[o]) (those
  * inside the input). */
 typedef struct {
@@ -151,7 +165,7 @@ typedef struct {
     const char *x;
     int64_t xs[4];
     char *y;
-    int64_t *idx;
+    void *code; /* uint8_t or int64_t per output */
 } maxp_args;
 
 /* The taps k in [*k0, *k1) of a window starting at b with dilation d and
@@ -179,11 +193,12 @@ static bool tap_tab_make(tg_ctx *c, tap_tab *t, int64_t out, int64_t in, int64_t
     return true;
 }
 
-#define MAXP_KERNEL(T, SFX)                                                            \
+/* Any geometry: windows from the tap tables, codes of type IX. */
+#define MAXP_KERNEL(T, IX, SFX)                                                        \
     static void maxp_##SFX(void *arg, int64_t p0, int64_t p1)                          \
     {                                                                                  \
         const maxp_args *p = arg;                                                      \
-        const int64_t C = p->C, W = p->W, OH = p->OH, OW = p->OW;                      \
+        const int64_t C = p->C, KW = p->r.kernel[1], OH = p->OH, OW = p->OW;           \
         const int64_t dh = p->r.dilation[0], dw = p->r.dilation[1];                    \
         const int64_t xs2 = p->xs[2], xs3 = p->xs[3];                                  \
         const int64_t *hb = p->th.b, *hlo = p->th.lo, *hhi = p->th.hi;                 \
@@ -191,39 +206,39 @@ static bool tap_tab_make(tg_ctx *c, tap_tab *t, int64_t out, int64_t in, int64_t
         for (int64_t pl = p0; pl < p1; pl++) {                                         \
             const T *xp = (const T *)p->x + (pl / C) * p->xs[0] + (pl % C) * p->xs[1]; \
             T *y = (T *)p->y + pl * OH * OW;                                           \
-            int64_t *ix = p->idx + pl * OH * OW;                                       \
+            IX *cd = (IX *)p->code + pl * OH * OW;                                     \
             for (int64_t oh = 0; oh < OH; oh++)                                        \
                 for (int64_t ow = 0; ow < OW; ow++) {                                  \
                     T best = -(T)INFINITY;                                             \
                     int64_t bi = -1;                                                   \
                     const int64_t j0 = wlo[ow], j1 = whi[ow];                          \
                     for (int64_t i = hlo[oh]; i < hhi[oh]; i++) {                      \
-                        const int64_t ih = hb[oh] + i * dh;                            \
-                        const T *xr = xp + ih * xs2;                                   \
+                        const T *xr = xp + (hb[oh] + i * dh) * xs2;                    \
                         for (int64_t j = j0; j < j1; j++) {                            \
-                            const int64_t iw = wb[ow] + j * dw;                        \
-                            const T v = xr[iw * xs3];                                  \
+                            const T v = xr[(wb[ow] + j * dw) * xs3];                   \
                             if (bi < 0 || v > best || v != v) {                        \
                                 best = v;                                              \
-                                bi = ih * W + iw;                                      \
+                                bi = i * KW + j;                                       \
                             }                                                          \
                         }                                                              \
                     }                                                                  \
                     y[oh * OW + ow] = best;                                            \
-                    ix[oh * OW + ow] = bi;                                             \
+                    cd[oh * OW + ow] = (IX)bi; /* none: 255 or -1 */                   \
                 }                                                                      \
         }                                                                              \
     }
 
-MAXP_KERNEL(float, f32)
-MAXP_KERNEL(double, f64)
+MAXP_KERNEL(float, uint8_t, f32_u8)
+MAXP_KERNEL(double, uint8_t, f64_u8)
+MAXP_KERNEL(float, int64_t, f32_i64)
+MAXP_KERNEL(double, int64_t, f64_i64)
 
 /* Without padding every window lies inside the input: no tap tables, and
  * the common 2x2 window unrolled. Same scan order and tie / NaN rule as
  * MAXP_KERNEL (the first maximum wins, a NaN replaces anything), without
  * branches (selects by bit masks; U is T's unsigned twin): on real data the
- * comparisons are coin flips. */
-#define MAXP_TAKE(T, U, V, I)                                       \
+ * comparisons are coin flips. Byte codes. */
+#define MAXP_TAKE(T, U, V, K)                                       \
     do {                                                            \
         const T v_ = (V);                                           \
         const U m_ = -(U)((v_ > best) | (v_ != v_));                \
@@ -232,15 +247,14 @@ MAXP_KERNEL(double, f64)
         memcpy(&bb_, &best, sizeof bb_);                            \
         bb_ = (vb_ & m_) | (bb_ & ~m_);                             \
         memcpy(&best, &bb_, sizeof best);                           \
-        bi = (int64_t)(((uint64_t)(I) & (uint64_t)(int64_t)-(int64_t)(m_ & 1)) | \
-                       ((uint64_t)bi & ~(uint64_t)(int64_t)-(int64_t)(m_ & 1)));  \
+        bi = (uint8_t)(((K) & (uint8_t)m_) | (bi & (uint8_t)~m_)); \
     } while (0)
 
-#define MAXP_NOPAD_KERNEL(T, U, SFX)                                                      \
+#define MAXP_NOPAD_KERNEL(T, U, SFX)                                                   \
     static void maxp_nopad_##SFX(void *arg, int64_t p0, int64_t p1)                    \
     {                                                                                  \
         const maxp_args *p = arg;                                                      \
-        const int64_t C = p->C, W = p->W, OH = p->OH, OW = p->OW;                      \
+        const int64_t C = p->C, OH = p->OH, OW = p->OW;                                \
         const int64_t KH = p->r.kernel[0], KW = p->r.kernel[1];                        \
         const int64_t sh = p->r.stride[0], sw = p->r.stride[1];                        \
         const int64_t dh = p->r.dilation[0], dw = p->r.dilation[1];                    \
@@ -249,26 +263,25 @@ MAXP_KERNEL(double, f64)
         for (int64_t pl = p0; pl < p1; pl++) {                                         \
             const T *xp = (const T *)p->x + (pl / C) * p->xs[0] + (pl % C) * p->xs[1]; \
             T *y = (T *)p->y + pl * OH * OW;                                           \
-            int64_t *ix = p->idx + pl * OH * OW;                                       \
+            uint8_t *cd = (uint8_t *)p->code + pl * OH * OW;                           \
             for (int64_t oh = 0; oh < OH; oh++) {                                      \
-                const int64_t ih = oh * sh;                                            \
-                const T *r0 = xp + ih * xs2, *r1 = r0 + dh * xs2;                      \
+                const T *r0 = xp + oh * sh * xs2, *r1 = r0 + dh * xs2;                 \
                 for (int64_t ow = 0; ow < OW; ow++) {                                  \
-                    const int64_t iw = ow * sw, o = ih * W + iw;                       \
+                    const int64_t iw = ow * sw;                                        \
                     T best = r0[iw * xs3];                                             \
-                    int64_t bi = o;                                                    \
+                    uint8_t bi = 0;                                                    \
                     if (k22) {                                                         \
-                        MAXP_TAKE(T, U, r0[(iw + dw) * xs3], o + dw);                        \
-                        MAXP_TAKE(T, U, r1[iw * xs3], o + dh * W);                           \
-                        MAXP_TAKE(T, U, r1[(iw + dw) * xs3], o + dh * W + dw);               \
+                        MAXP_TAKE(T, U, r0[(iw + dw) * xs3], 1);                       \
+                        MAXP_TAKE(T, U, r1[iw * xs3], 2);                              \
+                        MAXP_TAKE(T, U, r1[(iw + dw) * xs3], 3);                       \
                     } else {                                                           \
                         for (int64_t i = 0; i < KH; i++)                               \
                             for (int64_t j = i ? 0 : 1; j < KW; j++)                   \
-                                MAXP_TAKE(T, U, r0[i * dh * xs2 + (iw + j * dw) * xs3],      \
-                                          o + i * dh * W + j * dw);                    \
+                                MAXP_TAKE(T, U, r0[i * dh * xs2 + (iw + j * dw) * xs3], \
+                                          (uint8_t)(i * KW + j));                      \
                     }                                                                  \
                     y[oh * OW + ow] = best;                                            \
-                    ix[oh * OW + ow] = bi;                                             \
+                    cd[oh * OW + ow] = bi;                                             \
                 }                                                                      \
             }                                                                          \
         }                                                                              \
@@ -278,51 +291,230 @@ MAXP_NOPAD_KERNEL(float, uint32_t, f32)
 MAXP_NOPAD_KERNEL(double, uint64_t, f64)
 
 /* The common case, 2x2 windows at stride 2 without dilation over rows of
- * unit stride, in two passes per chunk of a row so that both vectorise:
- * the maximum and a 2-bit code of its place (same scan order and tie / NaN
- * rule as above), then the codes turned into plane indices. */
-#define MAXP22_CHUNK 64
-#define MAXP22_KERNEL(T, SFX)                                                          \
-    static void maxp22_##SFX(void *arg, int64_t p0, int64_t p1)                        \
+ * unit stride, in loops that vectorise over many windows at once (a row of
+ * a 14 x 14 output, or a 7 x 7 plane, is too short for a vector loop and
+ * its scalar tail): over chunks of up to MAXP22_CHUNK outputs (rows of
+ * windows, of consecutive planes too, or pieces of a long row), the
+ * maximum of each column pair (row 2oh against 2oh + 1) row by row, then
+ * of the two columns of every window over the whole chunk. The second step
+ * compares places, so that the first scan's rule holds: the window's last
+ * NaN in scan order, else its first maximum, as MAXP_KERNEL's sequential
+ * scan gives (ties and signed zeros included). MT is an integer of T's
+ * width, so that every loop has one lane width. The outputs of planes
+ * [p0, p1) are the row pairs [p0 * OH, p1 * OH), contiguous in y. */
+#define MAXP22_CHUNK 256
+#define MAXP22_KERNEL(T, MT, SFX)                                                      \
+    TG__VEC_CLONES static void maxp22_##SFX(void *arg, int64_t p0, int64_t p1)         \
     {                                                                                  \
         const maxp_args *p = arg;                                                      \
-        const int64_t C = p->C, W = p->W, OH = p->OH, OW = p->OW, xs2 = p->xs[2];      \
-        const int64_t off[4] = {0, 1, W, W + 1};                                       \
-        int32_t code[MAXP22_CHUNK];                                                    \
-        for (int64_t pl = p0; pl < p1; pl++) {                                         \
-            const T *xp = (const T *)p->x + (pl / C) * p->xs[0] + (pl % C) * p->xs[1]; \
-            for (int64_t oh = 0; oh < OH; oh++) {                                      \
-                const T *r0 = xp + 2 * oh * xs2, *r1 = r0 + xs2;                       \
-                T *y = (T *)p->y + (pl * OH + oh) * OW;                                \
-                int64_t *ix = p->idx + (pl * OH + oh) * OW;                            \
-                for (int64_t c0 = 0; c0 < OW; c0 += MAXP22_CHUNK) {                    \
-                    const int64_t m = OW - c0 < MAXP22_CHUNK ? OW - c0 : MAXP22_CHUNK; \
-                    const T *a0 = r0 + 2 * c0, *a1 = r1 + 2 * c0;                      \
-                    for (int64_t j = 0; j < m; j++) {                                  \
-                        T best = a0[2 * j], v = a0[2 * j + 1];                         \
-                        int32_t k = 0, t = (v > best) | (v != v);                      \
-                        best = t ? v : best;                                           \
-                        k = t ? 1 : k;                                                 \
-                        v = a1[2 * j];                                                 \
-                        t = (v > best) | (v != v);                                     \
-                        best = t ? v : best;                                           \
-                        k = t ? 2 : k;                                                 \
-                        v = a1[2 * j + 1];                                             \
-                        t = (v > best) | (v != v);                                     \
-                        best = t ? v : best;                                           \
-                        k = t ? 3 : k;                                                 \
-                        y[c0 + j] = best;                                              \
-                        code[j] = k;                                                   \
+        const int64_t C = p->C, OH = p->OH, OW = p->OW, xs2 = p->xs[2];                \
+        const int64_t cw = OW < MAXP22_CHUNK ? OW : MAXP22_CHUNK;                      \
+        const int64_t rows = OW < MAXP22_CHUNK ? MAXP22_CHUNK / OW : 1;                \
+        T cv[2 * MAXP22_CHUNK];                                                        \
+        MT cb[2 * MAXP22_CHUNK], kc[MAXP22_CHUNK];                                     \
+        for (int64_t ta = p0 * OH; ta < p1 * OH; ta += rows)                           \
+            for (int64_t c0 = 0; c0 < OW; c0 += cw) {                                  \
+                const int64_t tb = ta + rows < p1 * OH ? ta + rows : p1 * OH;          \
+                const int64_t n = (c0 + cw < OW ? c0 + cw : OW) - c0, m = (tb - ta) * n; \
+                for (int64_t t = ta; t < tb; t++) {                                    \
+                    const int64_t pl = t / OH, oh = t % OH;                            \
+                    const T *restrict x0 = (const T *)p->x + (pl / C) * p->xs[0] +     \
+                                           (pl % C) * p->xs[1] + 2 * oh * xs2 + 2 * c0; \
+                    const T *restrict x1 = x0 + xs2;                                   \
+                    T *restrict v = cv + (t - ta) * 2 * n;                             \
+                    MT *restrict b = cb + (t - ta) * 2 * n;                            \
+                    for (int64_t w = 0; w < 2 * n; w++) {                              \
+                        const T a = x0[w], e = x1[w];                                  \
+                        const MT u = (e > a) | (e != e);                               \
+                        v[w] = u ? e : a;                                              \
+                        b[w] = u;                                                      \
                     }                                                                  \
-                    const int64_t o = 2 * oh * W + 2 * c0;                             \
-                    for (int64_t j = 0; j < m; j++) ix[c0 + j] = o + 2 * j + off[code[j]]; \
                 }                                                                      \
+                /* e (column 1) wins: a NaN over a number or over an earlier NaN, a    \
+                 * larger number, or an equal one found earlier (row 0 against 1) */   \
+                T *restrict y = (T *)p->y + ta * OW + c0;                              \
+                for (int64_t j = 0; j < m; j++) {                                      \
+                    const T a = cv[2 * j], e = cv[2 * j + 1];                          \
+                    const MT ia = 2 * cb[2 * j], ie = 2 * cb[2 * j + 1] + 1;           \
+                    const MT an = a != a, en = e != e;                                 \
+                    const MT u = (en & (!an | (ie > ia))) | (e > a) |                  \
+                                 ((e == a) & (ie < ia));                               \
+                    y[j] = u ? e : a;                                                  \
+                    kc[j] = u ? ie : ia;                                               \
+                }                                                                      \
+                uint8_t *restrict cd = (uint8_t *)p->code + ta * OW + c0;              \
+                for (int64_t j = 0; j < m; j++) cd[j] = (uint8_t)kc[j];                \
             }                                                                          \
+    }
+
+MAXP22_KERNEL(float, int32_t, f32)
+MAXP22_KERNEL(double, int64_t, f64)
+
+/* ---- codes to plane indices, and the backward from codes ------------------ */
+
+/* Geometry of a max pooling's codes: output (OH, OW) planes of an (H, W)
+ * input, windows KH x KW at stride (sh, sw) from (-ph, -pw), dilation
+ * (dh, dw); wide: int64 codes, else bytes. */
+typedef struct {
+    int64_t H, W, OH, OW, KW, sh, sw, ph, pw, dh, dw;
+    bool wide;
+    int64_t off[BYTE_CODES]; /* byte codes: the plane offset of place k */
+    const void *code;
+    const char *src; /* unpool: dout, contiguous */
+    char *dst;       /* unpool: dx; indices: int64 */
+} codes_args;
+
+static codes_args codes_geom(const tg_pool2d_opts *r, int64_t H, int64_t W, int64_t OH,
+                             int64_t OW, bool wide, const void *code)
+{
+    codes_args a = {H, W, OH, OW, r->kernel[1], r->stride[0], r->stride[1], r->padding[0],
+                    r->padding[1], r->dilation[0], r->dilation[1], wide, {0}, code, NULL, NULL};
+    const int64_t kk = r->kernel[0] * r->kernel[1];
+    for (int64_t k = 0; !wide && k < kk; k++)
+        a.off[k] = (k / a.KW) * a.dh * W + (k % a.KW) * a.dw;
+    return a;
+}
+
+/* The code of output q of plane pl (q = oh * OW + ow), -1 for none. */
+static inline int64_t code_at(const codes_args *a, int64_t i)
+{
+    if (a->wide) return ((const int64_t *)a->code)[i];
+    const uint8_t k = ((const uint8_t *)a->code)[i];
+    return k == BYTE_CODES ? -1 : k;
+}
+
+/* The plane offset of place k of the window of output (oh, ow). */
+static inline int64_t code_off(const codes_args *a, int64_t oh, int64_t ow, int64_t k)
+{
+    const int64_t base = (oh * a->sh - a->ph) * a->W + ow * a->sw - a->pw;
+    return base + (a->wide ? (k / a->KW) * a->dh * a->W + (k % a->KW) * a->dw : a->off[k]);
+}
+
+static void code_index(void *arg, int64_t p0, int64_t p1)
+{
+    const codes_args *a = arg;
+    int64_t *ix = (int64_t *)(void *)a->dst;
+    for (int64_t pl = p0; pl < p1; pl++)
+        for (int64_t oh = 0, i = pl * a->OH * a->OW; oh < a->OH; oh++)
+            for (int64_t ow = 0; ow < a->OW; ow++, i++) {
+                const int64_t k = code_at(a, i);
+                ix[i] = k < 0 ? -1 : code_off(a, oh, ow, k);
+            }
+}
+
+/* Any geometry: each plane of dx zeroed, then every dout added at its
+ * maximum in output order (unpool_f32's order, so its bits). */
+#define UNPOOL_CODES_KERNEL(T, SFX)                                                    \
+    static void unpool_codes_##SFX(void *arg, int64_t p0, int64_t p1)                  \
+    {                                                                                  \
+        const codes_args *a = arg;                                                     \
+        const int64_t per_in = a->OH * a->OW;                                          \
+        for (int64_t pl = p0; pl < p1; pl++) {                                         \
+            const T *s = (const T *)a->src + pl * per_in;                              \
+            T *d = (T *)a->dst + pl * a->H * a->W;                                     \
+            for (int64_t i = 0; i < a->H * a->W; i++) d[i] = 0;                        \
+            for (int64_t oh = 0, i = pl * per_in; oh < a->OH; oh++)                    \
+                for (int64_t ow = 0; ow < a->OW; ow++, i++) {                          \
+                    const int64_t k = code_at(a, i);                                   \
+                    if (k >= 0) d[code_off(a, oh, ow, k)] += s[i - pl * per_in];       \
+                }                                                                      \
         }                                                                              \
     }
 
-MAXP22_KERNEL(float, f32)
-MAXP22_KERNEL(double, f64)
+UNPOOL_CODES_KERNEL(float, f32)
+UNPOOL_CODES_KERNEL(double, f64)
+
+/* 2x2 windows at stride 2, no padding or dilation, byte codes: the windows
+ * do not overlap, so each element of dx is written once, 0 + dout at a
+ * window's maximum (the bits of zeroing and adding: -0 becomes +0) and 0
+ * elsewhere, rows and columns no window covers included. Over chunks as in
+ * MAXP22_KERNEL: the top and bottom rows of every window of the chunk in
+ * one loop, then copied row by row. */
+/* v where m is all ones, +0 where it is 0: a select by bit masks, which
+ * GCC vectorises where it leaves a ternary as a branch. */
+static inline float keep_f32(float v, int32_t m)
+{
+    int32_t b;
+    memcpy(&b, &v, sizeof b);
+    b &= m;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+static inline double keep_f64(double v, int64_t m)
+{
+    int64_t b;
+    memcpy(&b, &v, sizeof b);
+    b &= m;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+#define UNPOOL22_KERNEL(T, MT, SFX)                                                    \
+    TG__VEC_CLONES static void unpool22_##SFX(void *arg, int64_t p0, int64_t p1)       \
+    {                                                                                  \
+        const codes_args *a = arg;                                                     \
+        const int64_t H = a->H, W = a->W, OH = a->OH, OW = a->OW;                      \
+        const int64_t cw = OW < MAXP22_CHUNK ? OW : MAXP22_CHUNK;                      \
+        const int64_t rows = OW < MAXP22_CHUNK ? MAXP22_CHUNK / OW : 1;                \
+        T top[2 * MAXP22_CHUNK], bot[2 * MAXP22_CHUNK];                                \
+        MT kc[MAXP22_CHUNK];                                                           \
+        for (int64_t ta = p0 * OH; ta < p1 * OH; ta += rows)                           \
+            for (int64_t c0 = 0; c0 < OW; c0 += cw) {                                  \
+                const int64_t tb = ta + rows < p1 * OH ? ta + rows : p1 * OH;          \
+                const int64_t n = (c0 + cw < OW ? c0 + cw : OW) - c0, m = (tb - ta) * n; \
+                const uint8_t *restrict cd = (const uint8_t *)a->code + ta * OW + c0;  \
+                const T *restrict s = (const T *)a->src + ta * OW + c0;                \
+                for (int64_t j = 0; j < m; j++) kc[j] = cd[j];                         \
+                for (int64_t j = 0; j < m; j++) {                                      \
+                    const T v = (T)0 + s[j];                                           \
+                    const MT k = kc[j];                                                \
+                    top[2 * j] = keep_##SFX(v, -(MT)(k == 0));                         \
+                    top[2 * j + 1] = keep_##SFX(v, -(MT)(k == 1));                     \
+                    bot[2 * j] = keep_##SFX(v, -(MT)(k == 2));                         \
+                    bot[2 * j + 1] = keep_##SFX(v, -(MT)(k == 3));                     \
+                }                                                                      \
+                for (int64_t t = ta; t < tb; t++) {                                    \
+                    T *d0 = (T *)a->dst + (t / OH) * H * W + 2 * (t % OH) * W + 2 * c0; \
+                    memcpy(d0, top + (t - ta) * 2 * n, (size_t)(2 * n) * sizeof(T));  \
+                    memcpy(d0 + W, bot + (t - ta) * 2 * n, (size_t)(2 * n) * sizeof(T)); \
+                }                                                                      \
+            }                                                                          \
+        for (int64_t pl = p0; pl < p1; pl++) {                                         \
+            T *d = (T *)a->dst + pl * H * W;                                           \
+            for (int64_t r = 0; W > 2 * OW && r < 2 * OH; r++) d[r * W + W - 1] = 0;   \
+            for (int64_t i = 2 * OH * W; i < H * W; i++) d[i] = 0;                     \
+        }                                                                              \
+    }
+
+UNPOOL22_KERNEL(float, int32_t, f32)
+UNPOOL22_KERNEL(double, int64_t, f64)
+
+static bool is_k22(const tg_pool2d_opts *r)
+{
+    return r->padding[0] == 0 && r->padding[1] == 0 && r->kernel[0] == 2 && r->kernel[1] == 2 &&
+           r->stride[0] == 2 && r->stride[1] == 2 && r->dilation[0] == 1 && r->dilation[1] == 1;
+}
+
+/* The codes tensor of n outputs (a byte or an int64 each) in c: an I64
+ * tensor used as raw storage, which the engine's versions guard like any
+ * saved tensor. */
+static tg_tensor *codes_new(tg_ctx *c, const char *fn, int64_t n, bool wide)
+{
+    const int64_t len = wide ? n : (n + 7) / 8;
+    return tg__empty(c, fn, TG_I64, 1, &len);
+}
+
+/* The (N, C, OH, OW) plane indices of the codes. */
+static tg_tensor *codes_to_index(tg_ctx *c, const char *fn, const codes_args *a, int64_t N,
+                                 int64_t C)
+{
+    tg_tensor *idx = tg__empty(c, fn, TG_I64, 4, (const int64_t[]){N, C, a->OH, a->OW});
+    if (!idx || N * C == 0) return idx;
+    codes_args p = *a;
+    p.dst = tg__ptr(idx);
+    tg__parallel_for(c, N * C, grain_for(a->OH * a->OW), code_index, &p);
+    return idx;
+}
 
 /* x is (N, C, H, W); y and indices are (N, C, OH, OW) */
 tg_tensor *tg_max_pool2d_with_indices(tg_ctx *c, tg_tensor *x, const tg_pool2d_opts *o,
@@ -337,36 +529,42 @@ tg_tensor *tg_max_pool2d_with_indices(tg_ctx *c, tg_tensor *x, const tg_pool2d_o
     int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3], OH, OW;
     if (!pool_out(c, fn, &r, H, W, &OH, &OW)) return NULL;
     const int64_t shape[4] = {N, C, OH, OW};
+    const bool wide = r.kernel[0] * r.kernel[1] > BYTE_CODES, f64 = x->dtype == TG_F64;
     tg_tensor *y = tg__empty(c, fn, x->dtype, 4, shape);
-    tg_tensor *idx = y ? tg__empty(c, fn, TG_I64, 4, shape) : NULL;
-    if (!idx) return NULL;
+    tg_tensor *code = y ? codes_new(c, fn, tg__numel(4, shape), wide) : NULL;
+    if (!code) return NULL;
     if (N * C > 0) {
         maxp_args p = {C, H, W, OH, OW, r, {NULL, NULL, NULL}, {NULL, NULL, NULL}, tg__ptr(x),
                        {x->stride[0], x->stride[1], x->stride[2], x->stride[3]}, tg__ptr(y),
-                       (int64_t *)tg__ptr(idx)};
-        if (!tap_tab_make(c, &p.th, OH, H, r.kernel[0], r.stride[0], r.padding[0],
-                          r.dilation[0]) ||
-            !tap_tab_make(c, &p.tw, OW, W, r.kernel[1], r.stride[1], r.padding[1],
-                          r.dilation[1]))
+                       tg__ptr(code)};
+        bool nopad = !wide && r.padding[0] == 0 && r.padding[1] == 0;
+        bool k22 = is_k22(&r) && x->stride[3] == 1;
+        if (!nopad &&
+            (!tap_tab_make(c, &p.th, OH, H, r.kernel[0], r.stride[0], r.padding[0],
+                           r.dilation[0]) ||
+             !tap_tab_make(c, &p.tw, OW, W, r.kernel[1], r.stride[1], r.padding[1],
+                           r.dilation[1])))
             return NULL;
-        bool nopad = r.padding[0] == 0 && r.padding[1] == 0;
-        bool k22 = nopad && r.kernel[0] == 2 && r.kernel[1] == 2 && r.stride[0] == 2 &&
-                   r.stride[1] == 2 && r.dilation[0] == 1 && r.dilation[1] == 1 &&
-                   x->stride[3] == 1;
-        bool f64 = x->dtype == TG_F64;
         tg__parallel_for(c, N * C, grain_for(OH * OW * r.kernel[0] * r.kernel[1]),
                          k22     ? (f64 ? maxp22_f64 : maxp22_f32)
                          : nopad ? (f64 ? maxp_nopad_f64 : maxp_nopad_f32)
-                                 : (f64 ? maxp_f64 : maxp_f32),
+                         : wide  ? (f64 ? maxp_f64_i64 : maxp_f32_i64)
+                                 : (f64 ? maxp_f64_u8 : maxp_f32_u8),
                          &p);
     }
+    if (indices) {
+        codes_args a = codes_geom(&r, H, W, OH, OW, wide, tg__ptr(code));
+        if (!(*indices = codes_to_index(c, fn, &a, N, C))) return NULL;
+    }
     tg__node *n;
-    if (tg__record(c, TG_OP_MAX_POOL2D, y, 1, &x, &n)) return NULL;
+    if (tg__record(c, TG_OP_MAX_POOL2D, y, 1, &x, &n)) {
+        if (indices) *indices = NULL;
+        return NULL;
+    }
     if (n) {
         save_popts(n, &r, H, W);
-        tg__save(n, 0, idx);
+        tg__save(n, 0, code);
     }
-    if (indices) *indices = idx;
     return y;
 }
 
@@ -375,20 +573,36 @@ tg_tensor *tg_max_pool2d(tg_ctx *c, tg_tensor *x, const tg_pool2d_opts *o)
     return tg_max_pool2d_with_indices(c, x, o, NULL);
 }
 
-static tg_tensor *unpool_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_tensor *ic, int64_t h,
-                             int64_t w_);
-
-/* dx = max_unpool2d(dout, idx): each gradient to its window's arg max.
- * With no graph to record (grad mode and anomaly mode off) the same kernel
- * runs without max_unpool2d's checks: the forward made the indices (in
- * range, contiguous) and the in-place check guards them since. */
+/* dx = max_unpool2d(dout, idx): each gradient to its window's maximum, idx
+ * the plane indices of the saved codes. With no graph to record (grad mode
+ * and anomaly mode off) the codes are used as they are: the forward made
+ * them (in range, contiguous) and the in-place check guards them since. */
 void tg__max_pool2d_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
     if (!NEED(0)) return;
-    if (!c->grad_enabled && !c->anomaly)
-        dx[0] = unpool_run(c, "tg_max_unpool2d", dout, n->saved[0], n->iv[9], n->iv[10]);
-    else
-        dx[0] = tg_max_unpool2d(c, dout, n->saved[0], n->iv[9], n->iv[10]);
+    const char *fn = "tg_max_unpool2d";
+    const tg_pool2d_opts r = popts_of(n);
+    const int64_t N = dout->shape[0], C = dout->shape[1], H = n->iv[9], W = n->iv[10];
+    const bool wide = r.kernel[0] * r.kernel[1] > BYTE_CODES;
+    codes_args a = codes_geom(&r, H, W, dout->shape[2], dout->shape[3], wide,
+                              tg__ptr(n->saved[0]));
+    if (c->grad_enabled || c->anomaly) {
+        dx[0] = tg_max_unpool2d(c, dout, codes_to_index(c, fn, &a, N, C), H, W);
+        return;
+    }
+    tg_tensor *y = tg__empty(c, fn, dout->dtype, 4, (const int64_t[]){N, C, H, W});
+    tg_tensor *dc = y ? contig(c, fn, dout) : NULL;
+    if (!dc) return;
+    if (N * C > 0) {
+        const bool f64 = dout->dtype == TG_F64;
+        a.src = tg__ptr(dc);
+        a.dst = tg__ptr(y);
+        tg__parallel_for(c, N * C, grain_for(a.OH * a.OW + H * W),
+                         !wide && is_k22(&r) ? (f64 ? unpool22_f64 : unpool22_f32)
+                                             : (f64 ? unpool_codes_f64 : unpool_codes_f32),
+                         &a);
+    }
+    dx[0] = y;
 }
 
 /* ====================================================================== */

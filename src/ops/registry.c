@@ -14,6 +14,8 @@ const tg__opdef tg__ops[TG_OP_COUNT] = {
 
 const tg__backward_acc_fn tg__ops_acc[TG_OP_COUNT] = {
     [TG_OP_SLICE] = tg__slice_backward_acc,
+    [TG_OP_LAYER_NORM] = tg__layer_norm_backward_acc,
+    [TG_OP_RMS_NORM] = tg__rms_norm_backward_acc,
 };
 
 const tg__backward_nograph_fn tg__ops_nograph[TG_OP_COUNT] = {

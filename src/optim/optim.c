@@ -812,11 +812,31 @@ OPT_INLINE void adam_f32(const adam_job *aj, int64_t b, int64_t e, bool l2, bool
  * whose throughput per element improves with width). Division and square
  * root are correctly rounded at every width and nothing is fused, so the
  * bits are those of the 4-lane and scalar code; amsgrad keeps the 4-lane
- * kernel. The rest of a range below the width goes to adam_f32. */
+ * kernel. The rest of a range below the width is one masked step (a
+ * 2-3-1 network's parameters, 1 to 6 elements each, are nothing else). */
 #define OPT_WIDE_ADAM 1
 #include <immintrin.h>
 
-#define ADAM_WIDE(NAME, TARGET, W, VT, LOAD, STORE, SET1, ADD, MUL, DIV, SQRT)              \
+/* One step of the lanes (whole or masked: MLOAD / MSTORE of the lanes in
+ * mask M; masked-off lanes compute on zeros and are not stored, so the last
+ * few elements of a parameter, or all of a tiny one, take one masked step
+ * instead of the 4-lane and scalar loops) */
+#define ADAM_LANES(VT, MLOAD, MSTORE, M, ADD, MUL, DIV, SQRT)                             \
+    do {                                                                                 \
+        VT gi = MUL(sign, MLOAD(g + i, M));                                              \
+        VT pv = MLOAD(p + i, M);                                                         \
+        if (l2) gi = ADD(gi, MUL(wd, pv));                                               \
+        VT mi = ADD(MUL(MLOAD(m + i, M), b1), MUL(omb1, gi));                            \
+        VT vi = ADD(MUL(MLOAD(v + i, M), b2), MUL(MUL(omb2, gi), gi));                   \
+        MSTORE(m + i, M, mi);                                                            \
+        MSTORE(v + i, M, vi);                                                            \
+        VT den = ADD(DIV(SQRT(vi), bc2s), eps);                                          \
+        VT upd = DIV(MUL(nss, mi), den);                                                 \
+        MSTORE(p + i, M, ADD(MUL(pv, decay), upd));                                      \
+    } while (0)
+
+#define ADAM_WIDE(NAME, TARGET, W, VT, LOAD, STORE, MT, MASK, MLOAD, MSTORE, SET1, ADD, MUL,   \
+                  DIV, SQRT)                                                               \
     __attribute__((target(TARGET))) static void NAME(const adam_job *aj, int64_t b,        \
                                                      int64_t e, bool l2)                   \
     {                                                                                    \
@@ -831,25 +851,34 @@ OPT_INLINE void adam_f32(const adam_job *aj, int64_t b, int64_t e, bool l2, bool
                  nss = SET1((float)j->k5), bc2s = SET1((float)aj->bc2s),                 \
                  eps = SET1((float)aj->eps), decay = SET1((float)aj->decay);             \
         int64_t i = b;                                                                   \
-        for (; i + (W) <= e; i += (W)) {                                                 \
-            VT gi = MUL(sign, LOAD(g + i));                                              \
-            VT pv = LOAD(p + i);                                                         \
-            if (l2) gi = ADD(gi, MUL(wd, pv));                                           \
-            VT mi = ADD(MUL(LOAD(m + i), b1), MUL(omb1, gi));                            \
-            VT vi = ADD(MUL(LOAD(v + i), b2), MUL(MUL(omb2, gi), gi));                   \
-            STORE(m + i, mi);                                                            \
-            STORE(v + i, vi);                                                            \
-            VT den = ADD(DIV(SQRT(vi), bc2s), eps);                                      \
-            VT upd = DIV(MUL(nss, mi), den);                                             \
-            STORE(p + i, ADD(MUL(pv, decay), upd));                                      \
+        for (; i + (W) <= e; i += (W)) ADAM_LANES(VT, LOAD, STORE, 0, ADD, MUL, DIV, SQRT); \
+        if (i < e) {                                                                     \
+            const MT rest = MASK(e - i);                                                 \
+            ADAM_LANES(VT, MLOAD, MSTORE, rest, ADD, MUL, DIV, SQRT);                    \
         }                                                                                \
-        adam_f32(aj, i, e, l2, false);                                                   \
     }
 
-ADAM_WIDE(adam_f32_avx, "avx", 8, __m256, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps,
-          _mm256_add_ps, _mm256_mul_ps, _mm256_div_ps, _mm256_sqrt_ps)
-ADAM_WIDE(adam_f32_avx512, "avx512f", 16, __m512, _mm512_loadu_ps, _mm512_storeu_ps,
-          _mm512_set1_ps, _mm512_add_ps, _mm512_mul_ps, _mm512_div_ps, _mm512_sqrt_ps)
+/* whole loads and stores (the mask argument unused), and lane masks:
+ * AVX's from a sliding window of -1s then 0s (the first n lanes on),
+ * AVX-512's are bits */
+#define AVX_LOAD(q, mk) _mm256_loadu_ps(q)
+#define AVX_STORE(q, mk, x) _mm256_storeu_ps(q, x)
+#define AVX512_LOAD(q, mk) _mm512_loadu_ps(q)
+#define AVX512_STORE(q, mk, x) _mm512_storeu_ps(q, x)
+static const int32_t adam_mask8[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+#define AVX_MASK(n) _mm256_loadu_si256((const __m256i *)(const void *)(adam_mask8 + 8 - (n)))
+#define AVX_MLOAD(q, mk) _mm256_maskload_ps(q, mk)
+#define AVX_MSTORE(q, mk, x) _mm256_maskstore_ps(q, mk, x)
+#define AVX512_MASK(n) ((__mmask16)((1u << (n)) - 1u))
+#define AVX512_MLOAD(q, mk) _mm512_maskz_loadu_ps(mk, q)
+#define AVX512_MSTORE(q, mk, x) _mm512_mask_storeu_ps(q, mk, x)
+
+ADAM_WIDE(adam_f32_avx, "avx", 8, __m256, AVX_LOAD, AVX_STORE, __m256i, AVX_MASK, AVX_MLOAD,
+          AVX_MSTORE, _mm256_set1_ps, _mm256_add_ps, _mm256_mul_ps, _mm256_div_ps,
+          _mm256_sqrt_ps)
+ADAM_WIDE(adam_f32_avx512, "avx512f", 16, __m512, AVX512_LOAD, AVX512_STORE, __mmask16,
+          AVX512_MASK, AVX512_MLOAD, AVX512_MSTORE, _mm512_set1_ps, _mm512_add_ps,
+          _mm512_mul_ps, _mm512_div_ps, _mm512_sqrt_ps)
 #endif
 #else
 DEF_ADAM(float, sqrtf, f32)
@@ -961,9 +990,9 @@ static tg_status check_grads(tg_optim *o, const char *fn)
     for (int i = 0; i < o->n; i++) {
         const tg_tensor *p = o->params[i], *g = p->grad;
         if (!g) continue;
-        if (g->dtype != p->dtype || g->ndim != p->ndim ||
-            memcmp(g->shape, p->shape, (size_t)p->ndim * sizeof(int64_t)) != 0 ||
-            !tg_is_contiguous(g))
+        bool same = g->dtype == p->dtype && g->ndim == p->ndim && tg__contig(g);
+        for (int d = 0; same && d < p->ndim; d++) same = g->shape[d] == p->shape[d];
+        if (!same)
             return tg__fail(o->c, TG_ERR_INVALID,
                             "%s: params[%d] (%s): its grad (%s%s) does not match it", fn, i,
                             tg__describe(p, a, sizeof a), tg__describe(g, b, sizeof b),

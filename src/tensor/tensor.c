@@ -144,8 +144,25 @@ void tg__recycle_give(tg_ctx *c, tg__storage *st)
     tg__free_block *b = (tg__free_block *)(void *)st->data;
     b->size = st->block;
     st->block = 0; /* a second give of the same storage does nothing */
-    b->next = c->free_blocks;
-    c->free_blocks = b;
+    b->next = c->given;
+    c->given = b;
+}
+
+void tg__recycle_settle(tg_ctx *c)
+{
+    while (c->given) {
+        tg__free_block *b = c->given;
+        c->given = b->next;
+        b->next = c->free_blocks;
+        c->free_blocks = b;
+    }
+}
+
+void tg__recycle_young(tg_ctx *c)
+{
+    for (tg__storage *st = c->young; st; st = st->young)
+        if (!st->refs) tg__recycle_give(c, st);
+    c->young = NULL;
 }
 
 /* The best-fitting free block of at least need bytes and at most twice as
@@ -185,6 +202,11 @@ tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shap
     st->version = 0;
     st->block = block;
     st->refs = 0;
+    st->young = NULL;
+    if (block) {
+        st->young = c->young;
+        c->young = st;
+    }
     t->st = st;
     t->dtype = dt;
     t->ndim = ndim;

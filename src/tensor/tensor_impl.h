@@ -8,7 +8,7 @@
 #include "../core/core_impl.h"
 #include "tapegrad/tensor.h"
 
-typedef struct {
+typedef struct tg__storage {
     char *data;
     size_t nbytes;
     uint64_t version; /* bumped by every in-place change */
@@ -16,6 +16,7 @@ typedef struct {
                          give the block back for reuse (tg__recycle_give),
                          else 0 */
     uint32_t refs;    /* that walk's gradient slots and pending jobs using it */
+    struct tg__storage *young; /* the next older one on c->young */
 } tg__storage;
 
 struct tg__node;
@@ -87,13 +88,26 @@ tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shap
  * that tg__empty_valid makes has st->block set and takes its block from the
  * free list first (best fit, at most twice the size). The walk counts its
  * own references in st->refs and gives the block back when the last one
- * goes; a block with refs never counted is never given back. Nothing made
+ * goes, and after each node gives back the node's temporaries (made since
+ * the last look, on c->young, never held). A block given back waits on
+ * c->given until the walk calls tg__recycle_settle between two nodes, so
+ * no node gives back and takes again the same block (which would corrupt
+ * c->young). Nothing made
  * while recycling is on may reach the caller: the walk turns it off before
  * anything it makes can escape (leaf gradients, a custom op's backward).
  */
 #define TG__RECYCLE_MIN 2048
 
-/* Puts st's block (no reference left) on c's free list and clears
+/* Gives back every block made since c->young was last cleared that no slot
+ * or job of the walk holds (refs == 0), and clears the list. Only for the
+ * walk, between two nodes, when nothing else can read what the node made:
+ * its temporaries. */
+void tg__recycle_young(tg_ctx *c);
+
+/* Makes the blocks given back since the last call reusable. */
+void tg__recycle_settle(tg_ctx *c);
+
+/* Puts st's block (no reference left) on c's given list and clears
  * st->block, so a second call does nothing until the next allocation; st
  * and every tensor struct of the block are invalid once anything else is
  * allocated. */
