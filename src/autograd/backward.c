@@ -75,12 +75,12 @@ static slot *lookup(walk *w, tg_tensor *t)
  * once its backward has run, so a gradient's memory is reused as soon as
  * the last node that reads it is done, and the walk's peak is the largest
  * set of gradients alive at once instead of all of them. */
-static void hold(const tg_tensor *t)
+static inline void hold(const tg_tensor *t)
 {
     if (t && t->st->block) t->st->refs++;
 }
 
-static void drop(walk *w, const tg_tensor *t)
+static inline void drop(walk *w, const tg_tensor *t)
 {
     if (!t || !t->st->block) return;
     TG_ASSERT(t->st->refs > 0);
@@ -100,7 +100,7 @@ static void set_grad(walk *w, tg_tensor **s, tg_tensor *g)
 /* t, a gradient a backward returned (or its sum to the input's shape),
  * after it was accumulated: when no slot or job holds its recyclable
  * storage it was added into a buffer and is dead. */
-static void unheld(walk *w, tg_tensor *t)
+static inline void unheld(walk *w, tg_tensor *t)
 {
     if (w->recycle && t && t->st->block && !t->st->refs) tg__recycle_give(w->c, t->st);
 }
@@ -110,15 +110,17 @@ static void unheld(walk *w, tg_tensor *t)
  * on the tape), nor is anything the node made that no slot holds, unless a
  * job the node left for the commit may read it. What was given back can be
  * taken from the next node on. */
-static void done_with(walk *w, int64_t i)
+static inline void done_with(walk *w, int64_t i)
 {
     tg_ctx *c = w->c;
     if (!w->recycle) return;
     drop(w, w->gr[i]);
     w->gr[i] = NULL;
-    if (w->pended) c->young = NULL;
-    else tg__recycle_young(c);
-    tg__recycle_settle(c);
+    if (c->young) {
+        if (w->pended) c->young = NULL;
+        else tg__recycle_young(c);
+    }
+    if (c->given) tg__recycle_settle(c); /* small tensors give nothing */
 }
 
 static bool on_walk_tape(const walk *w, const tg_tensor *t)
@@ -550,9 +552,11 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
             c->recycling = false;
         }
         /* g may take the backward's result when only this node reads it */
-        c->spare_dout = g->st->block && g->st->refs == 1 ? g : NULL;
-        c->young = NULL;
-        w.pended = false;
+        if (w.recycle) {
+            c->spare_dout = g->st->block && g->st->refs == 1 ? g : NULL;
+            c->young = NULL;
+            w.pended = false;
+        }
         if (!create_graph && tg__ops_acc[n->op] && !c->anomaly) {
             /* into own buffers: nothing left for the loop below */
             tg_tensor *acc_local[8] = {NULL}, **acc = acc_local;
@@ -581,7 +585,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
             if (d) accumulate(&w, x, d);
             if (d != dx[j]) unheld(&w, d);
         }
-        for (int j = 0; j < n->n_in; j++) unheld(&w, dx[j]);
+        for (int j = 0; w.recycle && j < n->n_in; j++) unheld(&w, dx[j]);
         c->backward_of = NULL;
         c->recycling = recycling;
         done_with(&w, i);
