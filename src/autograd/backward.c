@@ -123,6 +123,16 @@ static inline void done_with(walk *w, int64_t i)
     if (c->given) tg__recycle_settle(c); /* small tensors give nothing */
 }
 
+/* Recycling off and its lists dropped: at the end of the walk's nodes
+ * (leaf gradients escape from there on) and when run returns. */
+static void recycle_off(tg_ctx *c)
+{
+    c->recycling = false;
+    c->spare_dout = NULL;
+    c->free_blocks = c->given = NULL;
+    c->young = NULL;
+}
+
 static bool on_walk_tape(const walk *w, const tg_tensor *t)
 {
     return tg__on_tape(w->c, t) && t->node->seq < w->nt;
@@ -592,10 +602,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
         if (c->profile) tg__profile_backward(c, n->op);
     }
     c->backward_of = NULL;
-    /* nothing made from here on may be recycled: leaf gradients escape */
-    c->recycling = false;
-    c->free_blocks = c->given = NULL;
-    c->young = NULL;
+    recycle_off(c); /* nothing made from here on may be recycled */
     if (c->status != TG_OK) goto done;
 
     if (!grads) {
@@ -614,10 +621,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
 
 done:
     c->grad_enabled = prev_mode;
-    c->recycling = false;
-    c->spare_dout = NULL;
-    c->free_blocks = c->given = NULL;
-    c->young = NULL;
+    recycle_off(c);
     if (c->status != TG_OK && grads)
         for (int i = 0; i < n_in; i++) grads[i] = NULL;
     return c->status;

@@ -79,6 +79,13 @@ void *tg__heap_alloc(tg_ctx *c, size_t n);
 void tg__heap_free(tg_ctx *c, void *p, size_t n);
 
 /* ---- arena ------------------------------------------------------------ */
+/* The bytes the arena takes for an n-byte allocation: n rounded up to
+ * TG__ALIGN (no overflow check: callers check n first). */
+static inline size_t tg__arena_size(size_t n)
+{
+    return (n + TG__ALIGN - 1) & ~(size_t)(TG__ALIGN - 1);
+}
+
 /* n bytes aligned to TG__ALIGN, valid until the next reset; NULL with
  * TG_ERR_NOMEM recorded on c when the allocator fails or n overflows. */
 void *tg__arena_alloc_slow(tg_ctx *c, size_t n);
@@ -89,7 +96,7 @@ static inline void *tg__arena_alloc(tg_ctx *c, size_t n)
      * fits too; n == 0 and oversized requests go to the slow path. */
     size_t room = (size_t)(c->bump_end - c->bump);
     if (n - 1 < room) {
-        size_t need = (n + TG__ALIGN - 1) & ~(size_t)(TG__ALIGN - 1);
+        size_t need = tg__arena_size(n);
         void *p = c->bump;
         c->bump += need;
         c->used += need;

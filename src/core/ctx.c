@@ -175,7 +175,7 @@ void *tg__arena_alloc_slow(tg_ctx *c, size_t n)
         tg__fail(c, TG_ERR_NOMEM, "%s: out of memory: %zu bytes requested", api_name(c), n);
         return NULL;
     }
-    size_t need = (n + TG__ALIGN - 1) & ~(size_t)(TG__ALIGN - 1);
+    size_t need = tg__arena_size(n);
     if ((size_t)(c->bump_end - c->bump) < need) {
         tg__chunk *ch = c->cur ? c->cur->next : c->head;
         while (ch && (ch->size & ~(size_t)(TG__ALIGN - 1)) < need) ch = ch->next;

@@ -142,6 +142,19 @@ tg_tensor *tg__ew_const1(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *x, c
     return m;
 }
 
+/* m = k(a, b; p) over m's shape (a and b broadcast to it). Returns m;
+ * NULL when m is NULL (its allocation failed). */
+static tg_tensor *ew2_into(tg_ctx *c, tg_tensor *m, tg__kpair k, tg_tensor *a, tg_tensor *b,
+                           const double *p)
+{
+    if (!m) return NULL;
+    double q[4];
+    copy_params(q, p);
+    tg_tensor *ops[3] = {m, a, b};
+    ew_run(c, 3, ops, pick(k, a->dtype), q);
+    return m;
+}
+
 tg_tensor *tg__ew_const2(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *a, tg_tensor *b,
                          const double *p)
 {
@@ -156,12 +169,7 @@ tg_tensor *tg__ew_const2(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *a, t
         if (!bcast2(c, fn, a, b, &nd, shape)) return NULL;
         m = tg__empty(c, fn, a->dtype, nd, shape);
     }
-    if (!m) return NULL;
-    double q[4];
-    copy_params(q, p);
-    tg_tensor *ops[3] = {m, a, b};
-    ew_run(c, 3, ops, pick(k, a->dtype), q);
-    return m;
+    return ew2_into(c, m, k, a, b, p);
 }
 
 tg_tensor *tg__ew_grad(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *dout, tg_tensor *b)
@@ -171,11 +179,7 @@ tg_tensor *tg__ew_grad(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *dout, 
         !tg__contig(dout))
         return tg__ew_const2(c, fn, k, dout, b, NULL);
     c->spare_dout = NULL;
-    double q[4];
-    copy_params(q, NULL);
-    tg_tensor *ops[3] = {dout, dout, b}; /* element i is read, then written */
-    ew_run(c, 3, ops, pick(k, dout->dtype), q);
-    return dout;
+    return ew2_into(c, dout, k, dout, b, NULL); /* element i is read, then written */
 }
 
 tg_tensor *tg__ew_masked(tg_ctx *c, tg_tensor *mask, tg_tensor *dout)

@@ -190,7 +190,7 @@ tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shap
     char *mem = NULL;
     if (c->recycling && nbytes >= TG__RECYCLE_MIN) {
         mem = recycle_take(c, need, &block);
-        if (!mem) block = (need + TG__ALIGN - 1) & ~(size_t)(TG__ALIGN - 1);
+        if (!mem) block = tg__arena_size(need); /* what the arena takes for it */
     }
     if (!mem) mem = tg__arena_alloc(c, need);
     if (!mem) return NULL;
