@@ -164,7 +164,7 @@ static int usage(const char *prog)
 {
     fprintf(stderr,
             "usage: %s [--batch N] [--threads N] [--steps N] [--warmup N] [--tiny] "
-            "[--no-gemm]\n",
+            "[--no-gemm] [--keep-activations]\n",
             prog);
     return 2;
 }
@@ -176,6 +176,13 @@ static bool parse_int(const char *s, long *out)
     if (end == s || *end != '\0' || v < 0) return false;
     *out = v;
     return true;
+}
+
+static bool keep_activations;
+
+tg_status bench_backward(tg_ctx *sc, tg_tensor *loss)
+{
+    return keep_activations ? tg_backward(sc, loss) : tg_backward_release(sc, loss);
 }
 
 int bench_main(int argc, char **argv, const bench_workload *w)
@@ -190,6 +197,7 @@ int bench_main(int argc, char **argv, const bench_workload *w)
         else if (strcmp(argv[i], "--warmup") == 0) dst = &warmup;
         else if (strcmp(argv[i], "--tiny") == 0) tiny = true;
         else if (strcmp(argv[i], "--no-gemm") == 0) gemm = false;
+        else if (strcmp(argv[i], "--keep-activations") == 0) keep_activations = true;
         else return usage(argv[0]);
         if (dst && (i + 1 >= argc || !parse_int(argv[++i], dst))) return usage(argv[0]);
     }

@@ -14,7 +14,9 @@
  *
  * Options: --batch N, --threads N (tapegrad's and OpenBLAS's budget),
  * --steps N (timed), --warmup N, --tiny (a few steps: the CI smoke run),
- * --no-gemm (skip the GEMMs-alone timing).
+ * --no-gemm (skip the GEMMs-alone timing), --keep-activations (the
+ * workloads that release their activations in the backward, see
+ * bench_backward, keep them instead).
  */
 #ifndef TG_BENCH_H
 #define TG_BENCH_H
@@ -52,6 +54,11 @@ void bench_linear_gemms(bench_gemm *g, int *ng, int max, int rows, int in, int o
 /* Appends one GEMM. */
 void bench_add_gemm(bench_gemm *g, int *ng, int max, int m, int n, int k, int trans_a,
                     int trans_b, float beta);
+
+/* The step's backward: tg_backward_release, which gives the forward's
+ * memory back as the walk goes (as PyTorch frees a graph's saved tensors),
+ * or tg_backward under --keep-activations. */
+tg_status bench_backward(tg_ctx *sc, tg_tensor *loss);
 
 /* Runs the workload as the command line asks; returns the exit status. */
 int bench_main(int argc, char **argv, const bench_workload *w);

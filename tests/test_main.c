@@ -29,6 +29,7 @@
     X(autograd)        \
     X(accum)           \
     X(recycle)         \
+    X(release)         \
     X(gradcheck)       \
     X(opgrad)          \
     X(errors)          \

@@ -22,10 +22,12 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tapegrad.h"
 #include "opgrad.h"
+#include "tensor/tensor_impl.h"
 #include "test_util.h"
 
 /* ---- builders: each applies exactly one op, last ------------------------- */
@@ -278,6 +280,91 @@ static tg_tensor *make_input(tg_ctx *c, const op_case *a, int i, layout lay, int
     return t;
 }
 
+/* ---- tg_backward_release gives the same gradients ------------------------ */
+
+/* The gradients of loss = sum(op(u) * r) with respect to the float inputs
+ * that require grad, u_i = in_i * 1 (so the op's inputs are intermediates a
+ * releasing walk may release) and r a fixed constant (so the op's output is
+ * read once more, by the product, before the op's backward runs). Every
+ * storage counts as releasable (tg__release_min = 1), and builds with
+ * assertions fill released memory with NaNs: a tg__ops_reads entry that
+ * misses a read the op's backward makes shows as a changed bit. NULL (and
+ * rep set) on failure; the caller frees the result. */
+static double *grads_via(const op_entry *e, const op_case *a, tg_tensor *const *leaf, bool release,
+                         int64_t *n_out, char *rep, size_t rep_len)
+{
+    tg_ctx *c = tu_ctx();
+    tg_tensor *in[MAX_IN] = {NULL}, *lv[MAX_IN] = {NULL};
+    for (int i = 0; i < a->n_in; i++) {
+        int64_t shape[TG_MAX_DIMS];
+        int nd = tg_ndim(leaf[i]);
+        for (int d = 0; d < nd; d++) shape[d] = tg_shape(leaf[i])[d];
+        size_t bytes = (size_t)tg_numel(leaf[i]) * (tg_tensor_dtype(leaf[i]) == TG_F32 ? 4 : 8);
+        void *buf = malloc(bytes ? bytes : 1);
+        ck_assert_ptr_nonnull(buf);
+        ck_assert_int_eq(tg_copy_out(leaf[i], buf, bytes), TG_OK);
+        lv[i] = tg_tensor_from(c, tg_tensor_dtype(leaf[i]), nd, shape, buf);
+        free(buf);
+        ck_assert_ptr_nonnull(lv[i]);
+        in[i] = lv[i];
+        if (tg_requires_grad(leaf[i])) {
+            tg_set_requires_grad(lv[i], true);
+            in[i] = tg_scale(c, lv[i], 1.0);
+        }
+    }
+    tg_tensor *y = e->f(c, in, a->n_in, (void *)a);
+    tg_tensor *r = y ? tg_tensor_new(c, tg_tensor_dtype(y), tg_ndim(y), tg_shape(y)) : NULL;
+    double *g = NULL;
+    if (r) {
+        for (int64_t k = 0; k < tg_numel(r); k++) tg__set_flat(r, k, 0.5 + 0.01 * (double)(k % 97));
+        tg_tensor *loss = tg_sum(c, tg_mul(c, y, r));
+        tg_status st = loss ? (release ? tg_backward_release(c, loss) : tg_backward(c, loss))
+                            : tg_ctx_status(c);
+        if (st == TG_OK) {
+            int64_t total = 0;
+            for (int i = 0; i < a->n_in; i++)
+                if (tg_requires_grad(leaf[i])) total += tg_numel(lv[i]);
+            g = malloc((size_t)(total ? total : 1) * sizeof *g);
+            ck_assert_ptr_nonnull(g);
+            int64_t at = 0;
+            for (int i = 0; i < a->n_in; i++) {
+                if (!tg_requires_grad(leaf[i])) continue;
+                tg_tensor *gi = tg_grad(lv[i]);
+                for (int64_t k = 0; k < tg_numel(lv[i]); k++) g[at++] = gi ? tg__get_flat(gi, k) : 0.0;
+            }
+            *n_out = total;
+        }
+    }
+    if (!g) snprintf(rep, rep_len, "%s: %s", release ? "tg_backward_release" : "tg_backward",
+                     tg_ctx_errmsg(c));
+    tg_ctx_free(c);
+    return g;
+}
+
+static bool release_matches(const op_entry *e, const op_case *a, tg_tensor *const *leaf, char *rep,
+                            size_t rep_len)
+{
+    size_t min = tg__release_min;
+    tg__release_min = 1;
+    int64_t n0 = 0, n1 = 0;
+    double *g0 = grads_via(e, a, leaf, false, &n0, rep, rep_len);
+    double *g1 = g0 ? grads_via(e, a, leaf, true, &n1, rep, rep_len) : NULL;
+    tg__release_min = min;
+    bool ok = g0 && g1 && n0 == n1;
+    for (int64_t k = 0; ok && k < n0; k++) {
+        if (memcmp(&g0[k], &g1[k], sizeof g0[k]) != 0) {
+            snprintf(rep, rep_len,
+                     "tg_backward_release: gradient element %lld is %.17g, tg_backward gave %.17g "
+                     "(a read missing from tg__ops_reads?)",
+                     (long long)k, g1[k], g0[k]);
+            ok = false;
+        }
+    }
+    free(g0);
+    free(g1);
+    return ok;
+}
+
 /* ---- the test -------------------------------------------------------------- */
 
 /* Runs variant k of op in one layout; on failure appends to msg and returns
@@ -319,6 +406,7 @@ static bool run_case(tg_op op, const op_entry *e, int k, layout lay, char *msg, 
         tg_status st = tg_gradcheck(e->f, &a, in, a.n_in, &o, rep, sizeof rep);
         ok = st == TG_OK;
         if (!ok && rep[0] == '\0') snprintf(rep, sizeof rep, "%s", tg_status_str(st));
+        if (ok) ok = release_matches(e, &a, in, rep, sizeof rep);
     }
     if (!ok) {
         fprintf(stderr, "opgrad: %s, %s, %s: %s\n", name, a.what, layout_name[lay], rep);

@@ -56,6 +56,35 @@ void tg_zero_grad(tg_tensor *t);
  */
 tg_status tg_backward(tg_ctx *c, tg_tensor *loss);
 
+/*
+ * tg_backward that also gives back the forward pass's memory as it goes,
+ * the way PyTorch frees what a graph saved: an intermediate tensor (the
+ * output of an op recorded on c's tape, of at least 2 KB) is released once
+ * the last node whose backward reads its elements has run, and its memory
+ * holds gradients from then on. Peak memory is then about that of the
+ * forward's activations, not of the activations plus the gradients alive
+ * at once. Gradients are bit-identical to tg_backward's.
+ * Never released: the loss; leaves and tensors made with grad mode off (and
+ * views of them); tensors of other contexts; what a node whose weight
+ * gradient runs at the commit reads; tensors marked with tg_retain (and
+ * everything sharing their storage); everything, when the tape holds a
+ * custom op (its state may keep any tensor).
+ * A released tensor keeps its shape and dtype, but its elements are gone:
+ * tg_is_released says so, tg_item and tg_get return NaN, tg_data NULL,
+ * tg_copy_out and tg_copy_in TG_ERR_MISUSE, an op given it fails with
+ * TG_ERR_MISUSE naming it, and so does a later backward through a node
+ * that reads it. tg_ctx_reset ends it all as usual. Errors: tg_backward's.
+ */
+tg_status tg_backward_release(tg_ctx *c, tg_tensor *loss);
+
+/* Keeps t's elements, and those of every tensor sharing its storage,
+ * through tg_backward_release (for example logits to score after the
+ * step). */
+void tg_retain(tg_tensor *t);
+
+/* True when tg_backward_release gave t's memory back; false for NULL. */
+bool tg_is_released(const tg_tensor *t);
+
 /* tg_backward for any output, with dout (same shape, same dtype) as its
  * gradient. */
 tg_status tg_backward_with_grad(tg_ctx *c, tg_tensor *out, tg_tensor *dout);

@@ -82,7 +82,8 @@ bool tg_is_contiguous(const tg_tensor *t);        /* row-major, no gaps */
 
 /* Copies t's elements in row-major order (whatever its strides) to dst,
  * which holds nbytes. TG_ERR_INVALID for NULLs, TG_ERR_SHAPE when nbytes
- * is not numel * dtype size. Errors are not recorded on a context. */
+ * is not numel * dtype size, TG_ERR_MISUSE when tg_backward_release gave
+ * t's memory back. Errors are not recorded on a context. */
 tg_status tg_copy_out(const tg_tensor *t, void *dst, size_t nbytes);
 
 /* Copies numel row-major elements from src (nbytes of them) into t,
@@ -90,16 +91,19 @@ tg_status tg_copy_out(const tg_tensor *t, void *dst, size_t nbytes);
  * as tg_copy_out. Use it to load parameters and data. */
 tg_status tg_copy_in(tg_tensor *t, const void *src, size_t nbytes);
 
-/* The value of a one-element tensor as a double; NaN for NULL or for a
- * tensor with more than one element. */
+/* The value of a one-element tensor as a double; NaN for NULL, for a
+ * tensor with more than one element or for a released one (see
+ * tg_backward_release). */
 double tg_item(const tg_tensor *t);
 
 /* The element at the given index (ndim entries) as a double; NaN when t
- * is NULL or the index is out of range. Slow: for tests and printing. */
+ * is NULL or released or the index is out of range. Slow: for tests and
+ * printing. */
 double tg_get(const tg_tensor *t, const int64_t *index);
 
 /* Pointer to the first element of a contiguous tensor (row-major), owned
- * by t's context; NULL for a strided view, an empty tensor or NULL. Writing
+ * by t's context; NULL for a strided view, an empty tensor, a released one
+ * (see tg_backward_release) or NULL. Writing
  * through it is allowed; call tg_tensor_bump_version() after changing a
  * tensor that a recorded op may have saved. */
 void *tg_data(tg_tensor *t);

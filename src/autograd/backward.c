@@ -33,6 +33,7 @@ typedef struct {
     uint64_t mask;
     uint64_t used;   /* slots taken */
     bool recycle;    /* this walk recycles gradient memory (see hold) */
+    bool release;    /* ...and releases activations (see release_setup) */
     bool pended;     /* the running node left a job for the commit */
 } walk;
 
@@ -66,6 +67,102 @@ static slot *lookup(walk *w, tg_tensor *t)
     s->target = -1;
     w->used++;
     return s;
+}
+
+/* ---- releasing activations (tg_backward_release) ------------------------
+ * A candidate is the storage an op on the walk's tape made for its output
+ * (not shared with an input: views and in-place ops make none), of at
+ * least tg__release_min bytes, not retained and not an output the walk
+ * starts from. st->uses counts the nodes whose backward reads it
+ * (tg__ops_reads, saved tensors) and that have not run yet; at zero its
+ * data block joins the free list. A node that left a job for the commit
+ * keeps what it reads, since the job reads it then. */
+
+static bool reads_input(const tg__node *n, int j)
+{
+    uint32_t r = tg__ops_reads[n->op];
+    return !r || (j < 30 && (r & TG__IN(j)));
+}
+
+/* Calls f on every tensor n's backward reads; the first for which f says
+ * true, or NULL. */
+static const tg_tensor *each_read(walk *w, const tg__node *n,
+                                  bool (*f)(walk *, const tg_tensor *))
+{
+    for (int j = 0; j < n->n_in; j++)
+        if (n->in[j] && reads_input(n, j) && f(w, n->in[j])) return n->in[j];
+    uint32_t r = tg__ops_reads[n->op];
+    if ((!r || (r & TG__OUT)) && f(w, n->out)) return n->out;
+    for (int k = 0; k < TG__NODE_SAVED; k++)
+        if (n->saved[k] && f(w, n->saved[k])) return n->saved[k];
+    return NULL;
+}
+
+static bool count_use(walk *w, const tg_tensor *t)
+{
+    (void)w;
+    if (t->st->cand) t->st->uses++;
+    return false;
+}
+
+static void release(walk *w, tg__storage *st)
+{
+    if (st->refs) { /* also a gradient (never seen): kept */
+        st->cand = false;
+        return;
+    }
+    tg__recycle_release(w->c, st);
+    w->c->released = true;
+}
+
+static bool end_use(walk *w, const tg_tensor *t)
+{
+    tg__storage *st = t->st;
+    if (st->cand && --st->uses == 0) release(w, st);
+    return false;
+}
+
+static bool is_released(walk *w, const tg_tensor *t)
+{
+    (void)w;
+    return t->st->released;
+}
+
+/* Marks the candidates, counts their readers and releases those no node
+ * reads; nothing when the tape holds a custom op, whose state may keep any
+ * tensor. */
+static void release_setup(walk *w, int n_out, tg_tensor *const *outs, tg_tensor *const *douts)
+{
+    tg_ctx *c = w->c;
+    tg__node *const *nodes = c->tape.nodes;
+    for (int64_t i = 0; i < w->nt; i++) {
+        if (nodes[i]->op == TG_OP_CUSTOM) {
+            w->release = false;
+            return;
+        }
+        nodes[i]->out->st->cand = false; /* an earlier walk's marks */
+    }
+    for (int64_t i = 0; i < w->nt; i++) {
+        const tg__node *n = nodes[i];
+        tg__storage *st = n->out->st;
+        bool fresh = st->cap >= tg__release_min && st->cap >= 64 && !st->retained &&
+                     !st->released;
+        for (int j = 0; j < n->n_in && fresh; j++) fresh = !n->in[j] || n->in[j]->st != st;
+        if (fresh) {
+            st->cand = true;
+            st->uses = 0;
+        }
+    }
+    for (int k = 0; k < n_out; k++) {
+        outs[k]->st->cand = false;
+        if (douts && douts[k]) douts[k]->st->cand = false;
+    }
+    for (int64_t i = 0; i < w->nt; i++) each_read(w, nodes[i], count_use);
+    for (int64_t i = 0; i < w->nt; i++) {
+        tg__storage *st = nodes[i]->out->st;
+        if (st->cand && !st->uses) release(w, st);
+    }
+    tg__recycle_settle(c);
 }
 
 /* ---- recycling gradient memory -----------------------------------------
@@ -116,6 +213,7 @@ static inline void done_with(walk *w, int64_t i)
     if (!w->recycle) return;
     drop(w, w->gr[i]);
     w->gr[i] = NULL;
+    if (w->release && !w->pended) each_read(w, c->tape.nodes[i], end_use);
     if (c->young) {
         if (w->pended) c->young = NULL;
         else tg__recycle_young(c);
@@ -448,9 +546,23 @@ static uint64_t pow2_at_least(uint64_t n)
     return p;
 }
 
+/* Refuses a node whose backward would read what an earlier
+ * tg_backward_release released. */
+static tg_status check_released(walk *w, const tg__node *n)
+{
+    const tg_tensor *t = each_read(w, n, is_released);
+    if (!t) return TG_OK;
+    char d[200];
+    return tg__fail(w->c, TG_ERR_MISUSE,
+                    "%s: the backward of '%s' (node %lld) reads %s, whose memory an earlier "
+                    "tg_backward_release gave back; record the graph again (after "
+                    "tg_ctx_reset) to run another backward through it",
+                    w->fn, tg__node_name(n), (long long)n->seq, tg__describe(t, d, sizeof d));
+}
+
 static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *outs,
                      tg_tensor *const *douts, int n_in, tg_tensor *const *ins, bool create_graph,
-                     tg_tensor **grads)
+                     bool release, tg_tensor **grads)
 {
     if (grads)
         for (int i = 0; i < n_in; i++) grads[i] = NULL;
@@ -494,7 +606,8 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
     c->recycling = !grads && !create_graph;
     c->free_blocks = c->given = NULL;
 
-    walk w = {.c = c, .fn = fn, .nt = c->tape.n, .recycle = c->recycling};
+    walk w = {.c = c, .fn = fn, .nt = c->tape.n, .recycle = c->recycling,
+              .release = release && c->recycling};
     uint64_t cap = pow2_at_least(4 * ((uint64_t)n_out + (uint64_t)(grads ? n_in : 0)));
     w.mask = cap - 1;
     w.tab = tg__arena_calloc(c, (size_t)cap, sizeof *w.tab);
@@ -536,6 +649,8 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
         reach = run_node;
     }
 
+    if (w.release) release_setup(&w, n_out, outs, douts);
+
     /* seed */
     for (int k = 0; k < n_out; k++) {
         tg_tensor *d = douts ? douts[k] : NULL;
@@ -553,7 +668,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
         tg_tensor *dx_local[8] = {NULL};
         tg_tensor **dx = dx_local;
         if (n->n_in > 8 && !(dx = tg__arena_calloc(c, (size_t)n->n_in, sizeof *dx))) break;
-        if (check_versions(&w, n)) break;
+        if (check_versions(&w, n) || (c->released && check_released(&w, n))) break;
         c->backward_of = n;
         bool recycling = c->recycling;
         if (n->op == TG_OP_CUSTOM) {
@@ -631,15 +746,29 @@ tg_status tg_backward(tg_ctx *c, tg_tensor *loss)
 {
     if (c && c->status == TG_OK && !loss)
         return tg__fail(c, TG_ERR_INVALID, "tg_backward: loss is NULL");
-    return run(c, "tg_backward", 1, &loss, NULL, 0, NULL, false, NULL);
+    return run(c, "tg_backward", 1, &loss, NULL, 0, NULL, false, false, NULL);
 }
+
+tg_status tg_backward_release(tg_ctx *c, tg_tensor *loss)
+{
+    if (c && c->status == TG_OK && !loss)
+        return tg__fail(c, TG_ERR_INVALID, "tg_backward_release: loss is NULL");
+    return run(c, "tg_backward_release", 1, &loss, NULL, 0, NULL, false, true, NULL);
+}
+
+void tg_retain(tg_tensor *t)
+{
+    if (t) t->st->retained = true;
+}
+
+bool tg_is_released(const tg_tensor *t) { return t && t->st->released; }
 
 tg_status tg_backward_with_grad(tg_ctx *c, tg_tensor *out, tg_tensor *dout)
 {
     if (c && c->status == TG_OK && (!out || !dout))
         return tg__fail(c, TG_ERR_INVALID, "tg_backward_with_grad: %s is NULL",
                         out ? "dout" : "out");
-    return run(c, "tg_backward_with_grad", 1, &out, &dout, 0, NULL, false, NULL);
+    return run(c, "tg_backward_with_grad", 1, &out, &dout, 0, NULL, false, false, NULL);
 }
 
 tg_status tg_grad_of(tg_ctx *c, int n_out, tg_tensor *const *outputs,
@@ -647,5 +776,6 @@ tg_status tg_grad_of(tg_ctx *c, int n_out, tg_tensor *const *outputs,
                      bool create_graph, tg_tensor **grads)
 {
     if (!grads) return c ? tg__fail(c, TG_ERR_INVALID, "tg_grad_of: grads is NULL") : TG_ERR_INVALID;
-    return run(c, "tg_grad_of", n_out, outputs, doutputs, n_in, inputs, create_graph, grads);
+    return run(c, "tg_grad_of", n_out, outputs, doutputs, n_in, inputs, create_graph, false,
+               grads);
 }

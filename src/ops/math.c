@@ -47,7 +47,7 @@ static void ew_run(tg_ctx *c, int nt, tg_tensor *const *t, tg__ew_kernel k, void
  * tested inline; anything else takes the checks that name the problem. */
 static inline bool fast_ok(const tg_tensor *x)
 {
-    return x && x->st && tg__is_float(x->dtype);
+    return x && x->st && tg__is_float(x->dtype) && !x->st->released;
 }
 
 static bool same_shape(const tg_tensor *a, const tg_tensor *b)

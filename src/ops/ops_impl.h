@@ -37,6 +37,23 @@ TG_OP_MAP(TG__OP_DECL)
 extern const tg__opdef tg__ops[TG_OP_COUNT];
 
 /*
+ * The data an op's backward reads when tg_backward runs it (no graph; the
+ * accumulating or no-graph backward where the op has one), for
+ * tg_backward_release: TG__READS, plus TG__IN(j) for each input j whose
+ * elements it reads, plus TG__OUT when it reads its output's. Reading only
+ * a tensor's shape or dtype does not count. An op without an entry (0) is
+ * taken to read all its inputs and its output. Saved tensors always count
+ * as read. A wrong entry makes a backward read released memory: the
+ * release tests of test_opgrad.c compare every op's gradients with and
+ * without release, and builds with assertions fill released memory with
+ * NaNs.
+ */
+#define TG__READS (1u << 31)
+#define TG__OUT (1u << 30)
+#define TG__IN(j) (1u << (j))
+extern const uint32_t tg__ops_reads[TG_OP_COUNT];
+
+/*
  * Optional accumulating backward of an op, for when no graph is recorded
  * (grad mode off): adds the gradient of every input j that requires grad
  * into acc[j] (NULL for the others), a contiguous tensor of input j's shape

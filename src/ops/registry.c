@@ -23,6 +23,40 @@ const tg__backward_nograph_fn tg__ops_nograph[TG_OP_COUNT] = {
     [TG_OP_LINEAR_ADD] = tg__linear_add_backward_nograph,
 };
 
+const uint32_t tg__ops_reads[TG_OP_COUNT] = {
+    /* gradients from dout alone, or from shapes */
+    [TG_OP_ADD] = TG__READS,
+    [TG_OP_SUB] = TG__READS,
+    [TG_OP_NEG] = TG__READS,
+    [TG_OP_SCALE] = TG__READS,
+    [TG_OP_ADD_SCALAR] = TG__READS,
+    [TG_OP_RESHAPE] = TG__READS,
+    [TG_OP_FLATTEN] = TG__READS,
+    [TG_OP_SQUEEZE] = TG__READS,
+    [TG_OP_UNSQUEEZE] = TG__READS,
+    [TG_OP_PERMUTE] = TG__READS,
+    [TG_OP_TRANSPOSE] = TG__READS,
+    [TG_OP_EXPAND] = TG__READS,
+    [TG_OP_CONTIGUOUS] = TG__READS,
+    [TG_OP_SLICE] = TG__READS,
+    [TG_OP_CONCAT] = TG__READS,
+    [TG_OP_STACK] = TG__READS,
+    [TG_OP_MAX_POOL2D] = TG__READS, /* its saved window codes */
+    /* from the input */
+    [TG_OP_RELU] = TG__READS | TG__IN(0),
+    [TG_OP_MUL] = TG__READS | TG__IN(0) | TG__IN(1),
+    [TG_OP_LINEAR] = TG__READS | TG__IN(0) | TG__IN(1),
+    [TG_OP_LINEAR_ADD] = TG__READS | TG__IN(0) | TG__IN(1),
+    [TG_OP_CONV2D] = TG__READS | TG__IN(0) | TG__IN(1),
+    [TG_OP_CROSS_ENTROPY] = TG__READS | TG__IN(0) | TG__IN(1),
+    [TG_OP_EMBEDDING] = TG__READS | TG__IN(1),
+    /* from the output */
+    [TG_OP_TANH] = TG__READS | TG__OUT,
+    [TG_OP_SIGMOID] = TG__READS | TG__OUT,
+    [TG_OP_GELU] = TG__READS | TG__IN(0) | TG__OUT,
+    [TG_OP_LSTM_CELL] = TG__READS | TG__IN(0) | TG__IN(1) | TG__OUT,
+};
+
 #define TG__OP_ONE(E, name, arity, flags) +1
 _Static_assert(0 TG_OP_MAP(TG__OP_ONE) == TG_OP_COUNT, "one registry entry per op");
 #undef TG__OP_ONE
@@ -56,6 +90,14 @@ bool tg__check_inputs(tg_ctx *c, const char *fn, int n, tg_tensor *const *in)
         }
         if (!tg__valid_dtype(in[i]->dtype) || !in[i]->st) {
             tg__fail(c, TG_ERR_INVALID, "%s: input %d is not a valid tensor", fn, i);
+            return false;
+        }
+        if (in[i]->st->released) {
+            char d[200];
+            tg__fail(c, TG_ERR_MISUSE,
+                     "%s: input %d (%s) was released by tg_backward_release; its memory holds "
+                     "other data now (tg_retain it before the backward to keep it)",
+                     fn, i, tg__describe(in[i], d, sizeof d));
             return false;
         }
     }

@@ -127,9 +127,9 @@ static tg_tensor *tensor_struct(tg_ctx *c)
 #define HEAD_BYTES                                                                 \
     ((sizeof(tg_tensor) + sizeof(tg__storage) + TG__ALIGN - 1) & ~(size_t)(TG__ALIGN - 1))
 
-/* A block given back by a backward walk. It lives where the data began,
- * so the block's tensor struct and storage header stay readable until the
- * block is taken again. */
+/* A block given back by a backward walk: the data of a storage (never its
+ * header, so tensor structs on it keep their shape). It lives where the
+ * data began. */
 typedef struct tg__free_block {
     struct tg__free_block *next;
     size_t size;
@@ -137,15 +137,33 @@ typedef struct tg__free_block {
 
 _Static_assert(sizeof(tg__free_block) <= TG__RECYCLE_MIN, "a free block fits its data");
 
+static void give_block(tg_ctx *c, char *data, size_t size)
+{
+    tg__free_block *b = (tg__free_block *)(void *)data;
+    b->size = size;
+    b->next = c->given;
+    c->given = b;
+}
+
 void tg__recycle_give(tg_ctx *c, tg__storage *st)
 {
     TG_ASSERT(!st->refs);
     if (!st->block) return;
-    tg__free_block *b = (tg__free_block *)(void *)st->data;
-    b->size = st->block;
+    give_block(c, st->data, st->block);
     st->block = 0; /* a second give of the same storage does nothing */
-    b->next = c->given;
-    c->given = b;
+}
+
+size_t tg__release_min = TG__RECYCLE_MIN;
+
+void tg__recycle_release(tg_ctx *c, tg__storage *st)
+{
+    TG_ASSERT(st->cap >= sizeof(tg__free_block) && !st->released && !st->refs);
+#ifndef NDEBUG
+    memset(st->data, 0xff, st->cap); /* a read after release shows as NaN */
+#endif
+    st->released = true;
+    st->cand = false;
+    give_block(c, st->data, st->cap);
 }
 
 void tg__recycle_settle(tg_ctx *c)
@@ -180,30 +198,41 @@ static char *recycle_take(tg_ctx *c, size_t need, size_t *size)
     tg__free_block *b = *best;
     *best = b->next;
     *size = b->size;
-    return (char *)b - HEAD_BYTES;
+    return (char *)b;
 }
 
 tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shape)
 {
     size_t nbytes = (size_t)tg__numel(ndim, shape) * tg__esize(dt);
-    size_t need = HEAD_BYTES + nbytes, block = 0;
-    char *mem = NULL;
-    if (c->recycling && nbytes >= TG__RECYCLE_MIN) {
-        mem = recycle_take(c, need, &block);
-        if (!mem) block = tg__arena_size(need); /* what the arena takes for it */
+    size_t need = HEAD_BYTES + nbytes, cap = 0;
+    char *mem = NULL, *data = NULL;
+    if (c->recycling && nbytes >= TG__RECYCLE_MIN && c->free_blocks) {
+        /* a block given back holds the data; the header is new */
+        data = recycle_take(c, nbytes, &cap);
+        if (data && !(mem = tg__arena_alloc(c, HEAD_BYTES))) {
+            tg__free_block *b = (tg__free_block *)(void *)data; /* back where it was */
+            b->next = c->free_blocks;
+            c->free_blocks = b;
+            return NULL;
+        }
     }
-    if (!mem) mem = tg__arena_alloc(c, need);
-    if (!mem) return NULL;
+    if (!mem) {
+        if (!(mem = tg__arena_alloc(c, need))) return NULL;
+        data = mem + HEAD_BYTES;
+        cap = tg__arena_size(need) - HEAD_BYTES; /* what the arena took for it */
+    }
     tg_tensor *t = (tg_tensor *)(void *)mem;
     tg__storage *st = (tg__storage *)(void *)(mem + sizeof(tg_tensor));
     tensor_init(t, c);
-    st->data = mem + HEAD_BYTES;
+    st->data = data;
     st->nbytes = nbytes;
     st->version = 0;
-    st->block = block;
-    st->refs = 0;
+    st->cap = cap;
+    st->block = c->recycling && nbytes >= TG__RECYCLE_MIN ? cap : 0;
+    st->refs = st->uses = 0;
+    st->cand = st->released = st->retained = false;
     st->young = NULL;
-    if (block) {
+    if (st->block) {
         st->young = c->young;
         c->young = st;
     }
@@ -447,13 +476,13 @@ void tg__set_flat(tg_tensor *t, int64_t i, double v)
 
 double tg_item(const tg_tensor *t)
 {
-    if (!t || tg__numel(t->ndim, t->shape) != 1) return NAN;
+    if (!t || tg__numel(t->ndim, t->shape) != 1 || t->st->released) return NAN;
     return tg__get_flat(t, 0);
 }
 
 double tg_get(const tg_tensor *t, const int64_t *index)
 {
-    if (!t || (t->ndim > 0 && !index)) return NAN;
+    if (!t || (t->ndim > 0 && !index) || t->st->released) return NAN;
     int64_t flat = 0;
     for (int d = 0; d < t->ndim; d++) {
         if (index[d] < 0 || index[d] >= t->shape[d]) return NAN;
@@ -464,7 +493,8 @@ double tg_get(const tg_tensor *t, const int64_t *index)
 
 void *tg_data(tg_tensor *t)
 {
-    if (!t || !tg_is_contiguous(t) || tg__numel(t->ndim, t->shape) == 0) return NULL;
+    if (!t || !tg_is_contiguous(t) || tg__numel(t->ndim, t->shape) == 0 || t->st->released)
+        return NULL;
     return tg__ptr(t);
 }
 
@@ -523,6 +553,7 @@ tg_status tg_copy_out(const tg_tensor *t, void *dst, size_t nbytes)
     if (!t || (!dst && nbytes)) return TG_ERR_INVALID;
     if ((size_t)tg__numel(t->ndim, t->shape) * tg__esize(t->dtype) != nbytes)
         return TG_ERR_SHAPE;
+    if (t->st->released) return TG_ERR_MISUSE;
     if (nbytes) copy_flat((tg_tensor *)t, dst, true);
     return TG_OK;
 }
@@ -532,6 +563,7 @@ tg_status tg_copy_in(tg_tensor *t, const void *src, size_t nbytes)
     if (!t || (!src && nbytes)) return TG_ERR_INVALID;
     if ((size_t)tg__numel(t->ndim, t->shape) * tg__esize(t->dtype) != nbytes)
         return TG_ERR_SHAPE;
+    if (t->st->released) return TG_ERR_MISUSE;
     if (tg__overlaps(t)) return TG_ERR_INVALID;
     if (nbytes) copy_flat(t, (char *)src, false);
     t->st->version++;

@@ -15,7 +15,15 @@ typedef struct tg__storage {
     size_t block;     /* bytes of its arena block when a backward walk may
                          give the block back for reuse (tg__recycle_give),
                          else 0 */
+    size_t cap;       /* bytes of the arena block data starts (data alone,
+                         never the tensor struct or this header), when
+                         tg__empty_valid made it, else 0 */
     uint32_t refs;    /* that walk's gradient slots and pending jobs using it */
+    uint32_t uses;    /* a releasing walk's nodes still to read it (see
+                         tg_backward_release) */
+    bool cand;        /* that walk may release it */
+    bool released;    /* its data block was given back: data holds garbage */
+    bool retained;    /* tg_retain: never released */
     struct tg__storage *young; /* the next older one on c->young */
 } tg__storage;
 
@@ -108,10 +116,23 @@ void tg__recycle_young(tg_ctx *c);
 void tg__recycle_settle(tg_ctx *c);
 
 /* Puts st's block (no reference left) on c's given list and clears
- * st->block, so a second call does nothing until the next allocation; st
- * and every tensor struct of the block are invalid once anything else is
- * allocated. */
+ * st->block, so a second call does nothing until the next allocation. Only
+ * the data is given back: st and every tensor struct on it stay readable
+ * (shape, dtype) until c is reset, but st->data holds garbage once anything
+ * else is allocated. */
 void tg__recycle_give(tg_ctx *c, tg__storage *st);
+
+/* The smallest storage a releasing walk releases: TG__RECYCLE_MIN, so that
+ * every released block can serve a recycled allocation. Tests lower it so
+ * that small tensors are released too (and, with assertions on, poisoned),
+ * which checks tg__ops_reads on the gradient-check table's small shapes. */
+extern size_t tg__release_min;
+
+/* A releasing walk (tg_backward_release) gives back the data block of an
+ * activation no node will read again: marks st released and puts st->cap
+ * bytes at st->data on c's given list, poisoned with NaNs in builds with
+ * assertions. */
+void tg__recycle_release(tg_ctx *c, tg__storage *st);
 
 /* A new tensor struct in c sharing base's storage, with the given layout. */
 tg_tensor *tg__view(tg_ctx *c, const tg_tensor *base, int ndim, const int64_t *shape,

@@ -1,0 +1,347 @@
+/*
+ * test_release.c - tg_backward_release: the backward that gives the
+ * forward's memory back as the walk goes. Checked here: the gradients are
+ * bit for bit those of tg_backward, with less memory; a released tensor
+ * refuses every read (accessors, ops, a second backward) with a clear
+ * error; tg_retain and the loss keep their values; a custom op on the tape
+ * turns releasing off; a walk that runs out of memory anywhere changes no
+ * .grad and leaks nothing. That each op's backward reads only what
+ * tg__ops_reads says is checked op by op in test_opgrad.c.
+ *
+ * The net (a small CNN with a transformer block and a gated head):
+ * x [8,1,12,12] -> conv 3x3 (4 channels, pad 1) -> relu -> max pool 2 ->
+ * flatten -> linear 144->64 -> gelu -> layer norm -> self-attention
+ * (2 x 4 tokens, causal) + residual -> tanh -> linear 64->32 -> sigmoid ->
+ * linear 32->10 -> cross-entropy.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tapegrad.h>
+
+#include "test_util.h"
+
+enum { N_PARAMS = 10 };
+
+typedef struct {
+    tg_tensor *p[N_PARAMS]; /* w1 b1 w2 b2 lnw lnb w3 b3 w4 b4 */
+} net;
+
+typedef struct {
+    tg_tensor *loss, *relu, *conv, *logits, *h;
+} fwd;
+
+static tg_tensor *filled(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shape, uint32_t seed,
+                         double scale)
+{
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    double *v = malloc((size_t)n * sizeof *v);
+    float *f = malloc((size_t)n * sizeof *f);
+    ck_assert(v && f);
+    for (int64_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        v[i] = scale * (2.0 * ((seed >> 8) & 0xffff) / 65536.0 - 1.0);
+        f[i] = (float)v[i];
+    }
+    tg_tensor *t = tg_tensor_from(c, dt, ndim, shape, dt == TG_F64 ? (void *)v : (void *)f);
+    free(v);
+    free(f);
+    return t;
+}
+
+static void net_init(tg_ctx *c, tg_dtype dt, net *m)
+{
+    const struct {
+        int nd;
+        int64_t s[4];
+        double scale;
+    } spec[N_PARAMS] = {
+        {4, {4, 1, 3, 3}, 0.5}, {1, {4}, 0.1},  {2, {64, 144}, 0.1}, {1, {64}, 0.1},
+        {1, {64}, 1.0},         {1, {64}, 0.1}, {2, {32, 64}, 0.15}, {1, {32}, 0.1},
+        {2, {10, 32}, 0.2},     {1, {10}, 0.1},
+    };
+    for (int i = 0; i < N_PARAMS; i++) {
+        m->p[i] = filled(c, dt, spec[i].nd, spec[i].s, 11u + (uint32_t)i, spec[i].scale);
+        ck_assert_ptr_nonnull(m->p[i]);
+        tg_set_requires_grad(m->p[i], true);
+    }
+}
+
+/* The forward in s; NULL members on error (on s). */
+static fwd net_forward(tg_ctx *s, const net *m, tg_dtype dt)
+{
+    fwd f = {0};
+    tg_tensor *const *p = m->p;
+    tg_tensor *x = filled(s, dt, TG_SHAPE(8, 1, 12, 12), 5, 1.0);
+    int64_t lab[8] = {1, 3, 5, 7, 9, 0, 2, 4};
+    tg_tensor *labels = tg_tensor_from(s, TG_I64, TG_SHAPE(8), lab);
+    tg_conv2d_opts co = tg_conv2d_defaults();
+    co.padding[0] = co.padding[1] = 1;
+    tg_pool2d_opts po = tg_pool2d_defaults();
+    po.kernel[0] = po.kernel[1] = 2;
+    f.conv = tg_conv2d(s, x, p[0], p[1], &co);
+    f.relu = tg_relu(s, f.conv);
+    tg_tensor *h = tg_linear(s, tg_flatten(s, tg_max_pool2d(s, f.relu, &po), 1, -1), p[2], p[3]);
+    h = tg_layer_norm(s, tg_gelu(s, h), 1, (const int64_t[]){64}, p[4], p[5], 1e-5);
+    f.h = h;
+    tg_tensor *q = tg_reshape(s, h, TG_SHAPE(2, 4, 64));
+    tg_tensor *a = tg_reshape(s, tg_sdpa(s, q, q, q, NULL, true, 0.125), TG_SHAPE(8, 64));
+    h = tg_tanh(s, tg_add(s, a, h));
+    h = tg_linear(s, tg_sigmoid(s, tg_linear(s, h, p[6], p[7])), p[8], p[9]);
+    f.logits = h;
+    f.loss = tg_cross_entropy(s, h, labels);
+    return f;
+}
+
+/* Every parameter's gradient, as doubles, into g (cap entries); then
+ * zeroes the gradients. Returns how many. */
+static int64_t take_grads(net *m, double *g, int64_t cap)
+{
+    int64_t at = 0;
+    for (int i = 0; i < N_PARAMS; i++) {
+        tg_tensor *gi = tg_grad(m->p[i]);
+        ck_assert_ptr_nonnull(gi);
+        int64_t n = tg_numel(gi);
+        int64_t idx[4] = {0};
+        for (int64_t k = 0; k < n; k++) {
+            ck_assert_int_lt(at, cap);
+            int64_t r = k;
+            for (int d = tg_ndim(gi) - 1; d >= 0; d--) {
+                idx[d] = r % tg_shape(gi)[d];
+                r /= tg_shape(gi)[d];
+            }
+            g[at++] = tg_get(gi, idx);
+        }
+        tg_zero_grad(m->p[i]);
+    }
+    return at;
+}
+
+enum { MAX_G = 20000 };
+
+/* Same bits as tg_backward, and the step arena's high-water lower: the
+ * conv's output, the relu's and the others go back to the free list and
+ * hold the gradients. */
+static void same_grads_less_memory(tg_dtype dt)
+{
+    tg_ctx *p = tu_ctx();
+    net m;
+    net_init(p, dt, &m);
+    static double want[MAX_G], got[MAX_G];
+    size_t bytes[2];
+    int64_t n[2];
+    for (int r = 0; r < 2; r++) {
+        tg_ctx *s = tu_ctx();
+        fwd f = net_forward(s, &m, dt);
+        tu_assert_ok(s);
+        ck_assert_int_eq(r ? tg_backward_release(s, f.loss) : tg_backward(s, f.loss), TG_OK);
+        bytes[r] = tg_ctx_bytes_used(s);
+        n[r] = take_grads(&m, r ? got : want, MAX_G);
+        ck_assert(tg_is_released(f.relu) == (r == 1));
+        ck_assert(!tg_is_released(f.loss));
+        tg_ctx_free(s);
+    }
+    ck_assert_int_eq(n[0], n[1]);
+    for (int64_t k = 0; k < n[0]; k++)
+        ck_assert_msg(memcmp(&want[k], &got[k], sizeof got[k]) == 0,
+                      "gradient element %lld: %.17g with release, %.17g without", (long long)k,
+                      got[k], want[k]);
+    /* at least the relu's gradient took a released block (the conv's
+     * output, or the relu's, of 8*4*12*12 elements) */
+    size_t es = dt == TG_F64 ? 8 : 4;
+    ck_assert_msg(bytes[1] + 8 * 4 * 12 * 12 * es <= bytes[0],
+                  "step arena %zu bytes with release, %zu without", bytes[1], bytes[0]);
+    tg_ctx_free(p);
+}
+
+START_TEST(test_same_grads_less_memory_f64)
+{
+    same_grads_less_memory(TG_F64);
+}
+END_TEST
+
+START_TEST(test_same_grads_less_memory_f32)
+{
+    same_grads_less_memory(TG_F32);
+}
+END_TEST
+
+/* A released tensor keeps its shape but refuses every read; the loss and a
+ * retained tensor keep their values. */
+START_TEST(test_released_refuses_reads)
+{
+    tg_ctx *p = tu_ctx(), *s = tu_ctx();
+    net m;
+    net_init(p, TG_F64, &m);
+    fwd f = net_forward(s, &m, TG_F64);
+    tu_assert_ok(s);
+    tg_retain(f.logits);
+    double loss = tg_item(f.loss);
+    static double logits[80];
+    ck_assert_int_eq(tg_copy_out(f.logits, logits, sizeof logits), TG_OK);
+    ck_assert_int_eq(tg_backward_release(s, f.loss), TG_OK);
+
+    ck_assert(tg_is_released(f.relu) && tg_is_released(f.conv));
+    ck_assert(!tg_is_released(f.logits) && !tg_is_released(NULL));
+    ck_assert_int_eq(tg_ndim(f.relu), 4);
+    ck_assert_int_eq(tg_shape(f.relu)[1], 4);
+    ck_assert(isnan(tg_get(f.relu, (const int64_t[]){0, 0, 0, 0})));
+    ck_assert_ptr_null(tg_data(f.relu));
+    static double buf[8 * 4 * 12 * 12];
+    tu_assert_status(tg_copy_out(f.relu, buf, sizeof buf), TG_ERR_MISUSE);
+    tu_assert_status(tg_copy_in(f.relu, buf, sizeof buf), TG_ERR_MISUSE);
+
+    ck_assert(tg_item(f.loss) == loss);
+    static double again[80];
+    ck_assert_int_eq(tg_copy_out(f.logits, again, sizeof again), TG_OK);
+    ck_assert(memcmp(logits, again, sizeof again) == 0);
+    tu_assert_ok(s);
+
+    /* an op given a released tensor fails, naming it */
+    ck_assert_ptr_null(tg_relu(s, f.relu));
+    tu_assert_status(tg_ctx_status(s), TG_ERR_MISUSE);
+    ck_assert_ptr_nonnull(strstr(tg_ctx_errmsg(s), "tg_backward_release"));
+    ck_assert_ptr_nonnull(strstr(tg_ctx_errmsg(s), "tg_relu"));
+    tg_ctx_free(s);
+    tg_ctx_free(p);
+}
+END_TEST
+
+/* A second backward through the released graph is refused and changes no
+ * gradient; after a reset the next step runs as usual. */
+START_TEST(test_second_backward_refused)
+{
+    tg_ctx *p = tu_ctx(), *s = tu_ctx();
+    net m;
+    net_init(p, TG_F64, &m);
+    fwd f = net_forward(s, &m, TG_F64);
+    ck_assert_int_eq(tg_backward_release(s, f.loss), TG_OK);
+    static double g1[MAX_G], g2[MAX_G];
+    int64_t n = take_grads(&m, g1, MAX_G);
+    for (int i = 0; i < N_PARAMS; i++) {
+        tg_tensor *gi = tg_grad(m.p[i]);
+        ck_assert_int_eq(tg_copy_out(tg_grad(m.p[i]), g2, (size_t)tg_numel(gi) * 8), TG_OK);
+    }
+    tu_assert_status(tg_backward(s, f.loss), TG_ERR_MISUSE);
+    ck_assert_ptr_nonnull(strstr(tg_ctx_errmsg(s), "earlier tg_backward_release"));
+    for (int i = 0; i < N_PARAMS; i++) {
+        double z[64 * 144];
+        tg_tensor *gi = tg_grad(m.p[i]);
+        ck_assert_int_eq(tg_copy_out(gi, z, (size_t)tg_numel(gi) * 8), TG_OK);
+        for (int64_t k = 0; k < tg_numel(gi); k++) ck_assert(z[k] == 0.0);
+    }
+    tg_ctx_clear_error(s);
+    tg_ctx_reset(s);
+    f = net_forward(s, &m, TG_F64);
+    ck_assert_int_eq(tg_backward_release(s, f.loss), TG_OK);
+    ck_assert_int_eq(take_grads(&m, g2, MAX_G), n);
+    ck_assert(memcmp(g1, g2, (size_t)n * sizeof *g1) == 0);
+    tg_ctx_free(s);
+    tg_ctx_free(p);
+}
+END_TEST
+
+static tg_tensor *keep_fwd(tg_ctx *c, tg_tensor *const *in, int n, void *state, tg_tensor **saved)
+{
+    (void)n, (void)saved;
+    *(tg_tensor **)state = in[0]; /* the kind of thing a user's state may do */
+    return tg_scale(c, in[0], 2.0);
+}
+
+static void keep_bwd(tg_ctx *c, const tg_custom_ctx *k, tg_tensor *dout, tg_tensor **dx)
+{
+    tg_tensor *kept = *(tg_tensor **)k->state;
+    double v = tg_get(kept, (const int64_t[]){0, 0, 0, 0}); /* NaN once released */
+    dx[0] = tg_scale(c, dout, 2.0 + 0.0 * v);
+}
+
+static const tg_custom_op keep_op = {"keep", 1, keep_fwd, keep_bwd};
+
+/* With a custom op on the tape nothing is released: its state may hold any
+ * tensor, here the relu's output, which its backward reads. */
+START_TEST(test_custom_op_releases_nothing)
+{
+    tg_ctx *p = tu_ctx(), *s = tu_ctx();
+    net m;
+    net_init(p, TG_F64, &m);
+    fwd f = net_forward(s, &m, TG_F64);
+    tg_tensor *kept = NULL;
+    tg_tensor *extra = tg_custom(s, &keep_op, &f.relu, 1, &kept);
+    tg_tensor *loss = tg_add(s, f.loss, tg_mean(s, extra));
+    tu_assert_ok(s);
+    ck_assert_int_eq(tg_backward_release(s, loss), TG_OK);
+    ck_assert(!tg_is_released(f.relu) && !tg_is_released(f.conv) && !tg_is_released(f.h));
+    ck_assert(isfinite(tg_get(tg_grad(m.p[0]), (const int64_t[]){0, 0, 0, 0})));
+    tg_ctx_free(s);
+    tg_ctx_free(p);
+}
+END_TEST
+
+/* Out of memory at every point of a releasing walk: after the forward,
+ * fillers eat the arena's free space (one more each round) and every later
+ * allocation fails. A failed backward leaves every .grad as it was, a
+ * successful one doubles it, and nothing leaks. */
+START_TEST(test_fail_inside_release_walk)
+{
+    tg_ctx *p = tu_ctx();
+    net m;
+    net_init(p, TG_F64, &m);
+    static double g1[MAX_G], now[MAX_G];
+    int64_t n;
+    {
+        tg_ctx *s = tu_ctx();
+        ck_assert_int_eq(tg_backward_release(s, net_forward(s, &m, TG_F64).loss), TG_OK);
+        n = take_grads(&m, g1, MAX_G);
+        tg_ctx_free(s);
+    }
+    int failed = 0, round;
+    for (round = 0; round < 100000; round++) {
+        tu_alloc h = {0};
+        tg_ctx *s = tu_alloc_ctx(&h, 4096);
+        ck_assert_ptr_nonnull(s);
+        tg_tensor *loss = net_forward(s, &m, TG_F64).loss;
+        tu_assert_ok(s);
+        long after_forward = h.allocs;
+        for (int i = 0; i < round; i++)
+            ck_assert_ptr_nonnull(tg_tensor_new(s, TG_F64, TG_SHAPE(64)));
+        bool fillers_grew = h.allocs != after_forward;
+        h.fail_at = h.allocs + 1;
+        h.fail_rest = true;
+        tg_status rc = tg_backward_release(s, loss);
+        ck_assert_int_eq(take_grads(&m, now, MAX_G), n); /* and back to zero */
+        if (rc == TG_OK) {
+            for (int64_t i = 0; i < n; i++)
+                ck_assert_msg(now[i] == g1[i], "round %d: element %lld", round, (long long)i);
+        } else {
+            tu_assert_status(rc, TG_ERR_NOMEM);
+            for (int64_t i = 0; i < n; i++)
+                ck_assert_msg(now[i] == 0.0, "round %d: a failed backward changed a gradient",
+                              round);
+            failed++;
+        }
+        tg_ctx_free(s);
+        tu_alloc_assert_no_leak(&h);
+        if (fillers_grew) break;
+    }
+    ck_assert_int_lt(round, 100000);
+    ck_assert_msg(failed >= 3, "only %d backwards failed", failed);
+    tg_ctx_free(p);
+}
+END_TEST
+
+Suite *release_suite(void)
+{
+    Suite *s = suite_create("release");
+    TCase *tc = tu_tcase("release");
+    tcase_add_test(tc, test_same_grads_less_memory_f64);
+    tcase_add_test(tc, test_same_grads_less_memory_f32);
+    tcase_add_test(tc, test_released_refuses_reads);
+    tcase_add_test(tc, test_second_backward_refused);
+    tcase_add_test(tc, test_custom_op_releases_nothing);
+    tcase_add_test(tc, test_fail_inside_release_walk);
+    suite_add_tcase(s, tc);
+    return s;
+}
