@@ -302,6 +302,10 @@ static void assert_works(tg_ctx *c)
     X(backward_no_grad, TG_ERR_MISUSE, "tg_backward", NULL, NULL,                                  \
       RC(tg_backward(C, tg_sum(C, f->b43))))                                                       \
     X(backward_null, TG_ERR_INVALID, "tg_backward", NULL, NULL, RC(tg_backward(C, NULL)))          \
+    X(backward_release_non_scalar, TG_ERR_SHAPE, "tg_backward_release", NULL, NULL,                \
+      RC(tg_backward_release(C, f->nonleaf)))                                                      \
+    X(backward_release_null, TG_ERR_INVALID, "tg_backward_release", NULL, NULL,                    \
+      RC(tg_backward_release(C, NULL)))                                                            \
     X(backward_with_grad_shape, TG_ERR_SHAPE, "tg_backward_with_grad", NULL, NULL,                 \
       RC(tg_backward_with_grad(C, f->nonleaf, f->b43)))                                            \
     X(backward_with_grad_dtype, TG_ERR_DTYPE, "tg_backward_with_grad", NULL, NULL,                 \
@@ -444,6 +448,9 @@ START_TEST(test_null_ctx)
     ck_assert_ptr_null(tg_detach(NULL, a));
 
     tu_assert_status(tg_backward(NULL, loss), TG_ERR_INVALID);
+    tu_assert_status(tg_backward_release(NULL, loss), TG_ERR_INVALID);
+    tg_retain(NULL); /* does nothing */
+    ck_assert(!tg_is_released(NULL));
     tu_assert_status(tg_backward_with_grad(NULL, loss, tg_scalar(c, TG_F32, 1)), TG_ERR_INVALID);
     tg_tensor *g[1] = {a};
     tu_assert_status(tg_grad_of(NULL, 1, &loss, NULL, 1, &a, false, g), TG_ERR_INVALID);

@@ -286,8 +286,8 @@ static tg_tensor *make_input(tg_ctx *c, const op_case *a, int i, layout lay, int
  * that require grad, u_i = in_i * 1 (so the op's inputs are intermediates a
  * releasing walk may release) and r a fixed constant (so the op's output is
  * read once more, by the product, before the op's backward runs). Every
- * storage counts as releasable (tg__release_min = 1), and builds with
- * assertions fill released memory with NaNs: a tg__ops_reads entry that
+ * storage counts as releasable (tg__release_min = 1) and released memory
+ * is filled with NaNs (tg__release_poison): a tg__ops_reads entry that
  * misses a read the op's backward makes shows as a changed bit. NULL (and
  * rep set) on failure; the caller frees the result. */
 static double *grads_via(const op_entry *e, const op_case *a, tg_tensor *const *leaf, bool release,
@@ -346,10 +346,12 @@ static bool release_matches(const op_entry *e, const op_case *a, tg_tensor *cons
 {
     size_t min = tg__release_min;
     tg__release_min = 1;
+    tg__release_poison = true;
     int64_t n0 = 0, n1 = 0;
     double *g0 = grads_via(e, a, leaf, false, &n0, rep, rep_len);
     double *g1 = g0 ? grads_via(e, a, leaf, true, &n1, rep, rep_len) : NULL;
     tg__release_min = min;
+    tg__release_poison = false;
     bool ok = g0 && g1 && n0 == n1;
     for (int64_t k = 0; ok && k < n0; k++) {
         if (memcmp(&g0[k], &g1[k], sizeof g0[k]) != 0) {

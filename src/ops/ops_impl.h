@@ -45,8 +45,8 @@ extern const tg__opdef tg__ops[TG_OP_COUNT];
  * taken to read all its inputs and its output. Saved tensors always count
  * as read. A wrong entry makes a backward read released memory: the
  * release tests of test_opgrad.c compare every op's gradients with and
- * without release, and builds with assertions fill released memory with
- * NaNs.
+ * without release, with every storage releasable and released memory
+ * filled with NaNs (tg__release_poison).
  */
 #define TG__READS (1u << 31)
 #define TG__OUT (1u << 30)

@@ -154,13 +154,12 @@ void tg__recycle_give(tg_ctx *c, tg__storage *st)
 }
 
 size_t tg__release_min = TG__RECYCLE_MIN;
+bool tg__release_poison = false;
 
 void tg__recycle_release(tg_ctx *c, tg__storage *st)
 {
     TG_ASSERT(st->cap >= sizeof(tg__free_block) && !st->released && !st->refs);
-#ifndef NDEBUG
-    memset(st->data, 0xff, st->cap); /* a read after release shows as NaN */
-#endif
+    if (tg__release_poison) memset(st->data, 0xff, st->cap); /* a late read shows as NaN */
     st->released = true;
     st->cand = false;
     give_block(c, st->data, st->cap);

@@ -123,15 +123,16 @@ void tg__recycle_settle(tg_ctx *c);
 void tg__recycle_give(tg_ctx *c, tg__storage *st);
 
 /* The smallest storage a releasing walk releases: TG__RECYCLE_MIN, so that
- * every released block can serve a recycled allocation. Tests lower it so
- * that small tensors are released too (and, with assertions on, poisoned),
- * which checks tg__ops_reads on the gradient-check table's small shapes. */
+ * every released block can serve a recycled allocation. With
+ * tg__release_poison set, released memory is filled with NaNs (0xff bytes)
+ * first. Tests set both (1 and true) to check tg__ops_reads on the
+ * gradient-check table's small shapes: a read the table misses shows. */
 extern size_t tg__release_min;
+extern bool tg__release_poison;
 
 /* A releasing walk (tg_backward_release) gives back the data block of an
  * activation no node will read again: marks st released and puts st->cap
- * bytes at st->data on c's given list, poisoned with NaNs in builds with
- * assertions. */
+ * bytes at st->data on c's given list (see tg__release_poison). */
 void tg__recycle_release(tg_ctx *c, tg__storage *st);
 
 /* A new tensor struct in c sharing base's storage, with the given layout. */
