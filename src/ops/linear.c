@@ -317,12 +317,6 @@ static void run_gemm(tg_ctx *c, const tg__defer *d, tg_tensor *dst, bool add)
 
 #define COLSUM_BLOCK 256 /* columns summed at once, their sums on the stack */
 
-typedef struct {
-    const tg__defer *d;
-    char *o; /* the n sums */
-    bool add;
-} colsum_job;
-
 /* n <= 4 columns: their sums in registers (a loop per row costs more
  * than the row's additions) */
 #define COLSUM_NARROW(T, N)                                                             \
@@ -335,20 +329,19 @@ typedef struct {
         for (int j = 0; j < (N); j++) o[j] = add ? o[j] + (T)s[j] : (T)s[j];            \
     } while (0)
 
-/* columns [c0, c1) */
 #define COLSUM(T)                                                                       \
     do {                                                                                \
         const T *a = d->a;                                                              \
-        T *o = (T *)(void *)cj->o;                                                      \
-        switch (c1 - c0 == d->n ? d->n : 0) {                                           \
+        T *o = (T *)(void *)tg__ptr(dst);                                               \
+        switch (d->n) {                                                                 \
         case 1: COLSUM_NARROW(T, 1); return;                                            \
         case 2: COLSUM_NARROW(T, 2); return;                                            \
         case 3: COLSUM_NARROW(T, 3); return;                                            \
         case 4: COLSUM_NARROW(T, 4); return;                                            \
         default: break;                                                                 \
         }                                                                               \
-        for (int64_t j0 = c0; j0 < c1; j0 += COLSUM_BLOCK) {                            \
-            int64_t nj = c1 - j0 < COLSUM_BLOCK ? c1 - j0 : COLSUM_BLOCK;               \
+        for (int64_t j0 = 0; j0 < d->n; j0 += COLSUM_BLOCK) {                           \
+            int64_t nj = d->n - j0 < COLSUM_BLOCK ? d->n - j0 : COLSUM_BLOCK;           \
             for (int64_t j = 0; j < nj; j++) acc[j] = 0;                                \
             for (int64_t r = 0; r < d->k; r++) {                                        \
                 const T *row = a + r * d->lda + j0 * d->ldb;                            \
@@ -359,24 +352,14 @@ typedef struct {
         }                                                                               \
     } while (0)
 
-static void colsum_range(void *arg, int64_t c0, int64_t c1)
+/* dst (+)= the column sums of the k x n matrix at a (row stride lda, column
+ * stride ldb): each sum in double, rows in order, rounded once. */
+static void run_colsum(tg_ctx *c, const tg__defer *d, tg_tensor *dst, bool add)
 {
-    const colsum_job *cj = arg;
-    const tg__defer *d = cj->d;
-    bool add = cj->add;
+    (void)c; /* one pass over memory: not worth threads */
     double acc[COLSUM_BLOCK];
     if (d->f64) COLSUM(double);
     else COLSUM(float);
-}
-
-/* dst (+)= the column sums of the k x n matrix at a (row stride lda, column
- * stride ldb): each sum in double, rows in order, rounded once, so which
- * thread sums which columns changes no bit. */
-static void run_colsum(tg_ctx *c, const tg__defer *d, tg_tensor *dst, bool add)
-{
-    colsum_job cj = {d, tg__ptr(dst), add};
-    int64_t grain = d->k > 0 ? TG__PAR_GRAIN / d->k : d->n;
-    tg__parallel_for(c, d->n, grain > 0 ? grain : 1, colsum_range, &cj);
 }
 
 /* The job handed to the driver (defer non-NULL), or the gradient computed
