@@ -11,8 +11,10 @@
  * loop bodies are inline functions called with constant flags, so each
  * combination of options gets its own branch-free loop; f32 Adam/AdamW,
  * the common training step, has an SSE2 loop (four lanes doing the scalar
- * operations in the scalar order, so the bits are the same). Elements are
- * independent, so splitting a parameter over threads cannot change a bit.
+ * operations in the scalar order, so the bits are the same). A step, like
+ * zero_grad, is one pass over all parameters laid end to end, which the
+ * pool's threads take in blocks; elements are independent, so the split
+ * cannot change a bit.
  * Gradient clipping sums in double over fixed 8192-element blocks combined
  * in order, which makes the norm independent of the thread count too.
  *
