@@ -1127,29 +1127,50 @@ END_TEST
 /* Threads                                                                 */
 /* ====================================================================== */
 
-/* 1 and 2 threads give bit-identical parameters and state (a 100,000-element
- * f32 parameter is split; a small f64 one is not). */
+/* 1, 2 and 3 threads give bit-identical parameters and state. A step is
+ * one pass over all parameters laid end to end, taken by the threads in
+ * blocks: here a 100,000-element f32 parameter, a 4-element f64 one and a
+ * 40,000-element f32 one, so one block holds parts of all three, of both
+ * dtypes. zero_grad is one such pass too: afterwards every gradient is
+ * zeros, in the same buffer. */
 START_TEST(test_threads)
 {
-    layout l = big_layout(100000);
-    tg_ctx *pc[2], *sc = tu_ctx();
-    tg_tensor *p[2][2];
-    tg_optim *o[2];
-    for (int k = 0; k < 2; k++) {
+    layout l = {3, {1, 1, 1}, {{100000, 0}, {4, 0}, {40000, 0}}, {TG_F32, TG_F64, TG_F32}};
+    enum { NT = 3 };
+    tg_ctx *pc[NT], *sc = tu_ctx();
+    tg_tensor *p[NT][3];
+    tg_optim *o[NT];
+    for (int k = 0; k < NT; k++) {
         pc[k] = tu_ctx();
         tu_assert_status(tg_ctx_set_threads(pc[k], k + 1), TG_OK);
         make_params(pc[k], &l, p[k], false);
-        o[k] = make_conf(_i, pc[k], p[k], 2);
+        o[k] = make_conf(_i, pc[k], p[k], 3);
         for (int t = 0; t < 3; t++) {
-            set_grads(sc, o[k], p[k], 2, t);
+            set_grads(sc, o[k], p[k], 3, t);
             tu_assert_status(tg_optim_step(o[k]), TG_OK);
         }
     }
-    assert_same_tensor(p[0][0], p[1][0], "big parameter");
-    assert_same_tensor(p[0][1], p[1][1], "small parameter");
-    assert_same_state(o[0], o[1]);
-    tg_ctx_free(pc[0]);
-    tg_ctx_free(pc[1]);
+    for (int k = 1; k < NT; k++) {
+        assert_same_tensor(p[0][0], p[k][0], "big parameter");
+        assert_same_tensor(p[0][1], p[k][1], "small parameter");
+        assert_same_tensor(p[0][2], p[k][2], "second big parameter");
+        assert_same_state(o[0], o[k]);
+    }
+    for (int k = 0; k < NT; k++) {
+        tg_tensor *g[3];
+        for (int j = 0; j < 3; j++) g[j] = tg_grad(p[k][j]);
+        tg_optim_zero_grad(o[k]);
+        for (int j = 0; j < 3; j++) {
+            ck_assert_ptr_eq(tg_grad(p[k][j]), g[j]);
+            size_t nb;
+            unsigned char *b = bytes_of(g[j], &nb);
+            size_t nz = 0;
+            for (size_t i = 0; i < nb; i++) nz += b[i] != 0;
+            ck_assert_msg(nz == 0, "%d threads: grad %d has %zu nonzero bytes", k + 1, j, nz);
+            free(b);
+        }
+    }
+    for (int k = 0; k < NT; k++) tg_ctx_free(pc[k]);
     tg_ctx_free(sc);
 }
 END_TEST

@@ -11,8 +11,10 @@
  * loop bodies are inline functions called with constant flags, so each
  * combination of options gets its own branch-free loop; f32 Adam/AdamW,
  * the common training step, has an SSE2 loop (four lanes doing the scalar
- * operations in the scalar order, so the bits are the same). Elements are
- * independent, so splitting a parameter over threads cannot change a bit.
+ * operations in the scalar order, so the bits are the same). A step, like
+ * zero_grad, is one pass over all parameters laid end to end, which the
+ * pool's threads take in blocks; elements are independent, so the split
+ * cannot change a bit.
  * Gradient clipping sums in double over fixed 8192-element blocks combined
  * in order, which makes the norm independent of the thread count too.
  *
@@ -20,6 +22,7 @@
  * state is allocated (first step) no call here allocates.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #if defined(__SSE2__)
@@ -72,6 +75,7 @@ struct tg_optim {
     const char **state_names;
     tg_tensor **state;
     unsigned char *seen; /* nstate bytes, scratch of tg_optim_load_state */
+    struct seg *segs;    /* n entries: the parts of one step or zero_grad pass */
 };
 
 /* ---------------------------------------------------------------------- */
@@ -93,6 +97,8 @@ static tg_status enter(const tg_optim *o, const char *fn)
 
 static int64_t *i64p(tg_tensor *t) { return (int64_t *)(void *)tg__ptr(t); }
 static double *f64p(tg_tensor *t) { return (double *)(void *)tg__ptr(t); }
+
+static size_t seg_size(void); /* sizeof (struct seg), defined with the kernels */
 
 static char *arena_strdup(tg_ctx *c, const char *s)
 {
@@ -230,7 +236,8 @@ static tg_optim *optim_new(tg_ctx *c, const char *fn, kind_t kind, tg_tensor *co
     const char **names = tg__arena_alloc(c, (size_t)n * sizeof *names);
     tg_tensor *step_t = tg__empty(c, fn, TG_I64, 0, NULL);
     tg_tensor *lr_t = tg__empty(c, fn, TG_F64, 0, NULL);
-    if (!o || !ps || !names || !step_t || !lr_t) return NULL;
+    struct seg *segs = tg__arena_alloc(c, (size_t)n * seg_size());
+    if (!o || !ps || !names || !step_t || !lr_t || !segs) return NULL;
     for (int i = 0; i < n; i++) {
         ps[i] = params[i];
         char idx[24];
@@ -258,6 +265,7 @@ static tg_optim *optim_new(tg_ctx *c, const char *fn, kind_t kind, tg_tensor *co
     o->pnames = names;
     o->step_t = step_t;
     o->lr_t = lr_t;
+    o->segs = segs;
     o->lr0 = lr;
     *f64p(lr_t) = lr;
     *i64p(step_t) = 0;
@@ -612,12 +620,6 @@ int tg_optim_nparams(const tg_optim *o) { return live(o) ? o->n : 0; }
 tg_tensor *tg_optim_param(const tg_optim *o, int i)
 {
     return live(o) && i >= 0 && i < o->n ? o->params[i] : NULL;
-}
-
-void tg_optim_zero_grad(tg_optim *o)
-{
-    if (!live(o)) return;
-    for (int i = 0; i < o->n; i++) tg_zero_grad(o->params[i]);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -981,6 +983,87 @@ static void adagrad_range(void *arg, int64_t b, int64_t e)
 }
 
 /* ---------------------------------------------------------------------- */
+/* One pass over every parameter                                          */
+/* ---------------------------------------------------------------------- */
+
+/* A step (or a zero_grad) is one tg__parallel_for over the parameters'
+ * elements laid end to end, each parameter a segment with its own range
+ * function and job: one hand-off to the pool per pass instead of one per
+ * parameter, and small parameters (biases) share the threads too.
+ * Elements are independent, so where the threads' ranges fall changes
+ * no bit. */
+struct seg {
+    tg__range_fn fn;
+    int64_t start, len; /* the segment's indices in the whole pass */
+    adam_job job;       /* fn's argument (its kjob part for the other kinds) */
+};
+typedef struct seg seg;
+
+static size_t seg_size(void) { return sizeof(seg); }
+
+typedef struct {
+    const seg *s;
+    int n; /* segments, in order of start, none empty */
+} seg_list;
+
+static void segs_range(void *arg, int64_t b, int64_t e)
+{
+    const seg_list *l = arg;
+    int lo = 0, hi = l->n - 1; /* the last segment starting at or before b */
+    while (lo < hi) {
+        int mid = lo + (hi - lo + 1) / 2;
+        if (l->s[mid].start <= b) lo = mid;
+        else hi = mid - 1;
+    }
+    for (int k = lo; k < l->n && l->s[k].start < e; k++) {
+        const seg *sg = &l->s[k];
+        int64_t sb = b > sg->start ? b - sg->start : 0;
+        int64_t se = e - sg->start < sg->len ? e - sg->start : sg->len;
+        sg->fn((void *)&sg->job, sb, se);
+    }
+}
+
+/* The threads of a pass take blocks of PASS_BLOCK indices in turn from a
+ * shared counter rather than fixed halves: the optimizer's pool sleeps
+ * between steps, and a worker that wakes late then finds less left to do
+ * instead of making the caller wait for its half. Which thread runs a
+ * block changes no bit. */
+#define PASS_BLOCK 16384
+
+typedef struct {
+    seg_list l;
+    int64_t total, block;
+    atomic_int_fast64_t next; /* first index not yet taken */
+} pass_job;
+
+static void pass_task(void *arg, int64_t b, int64_t e)
+{
+    (void)b;
+    (void)e;
+    pass_job *pj = arg;
+    for (;;) {
+        int64_t s = atomic_fetch_add_explicit(&pj->next, pj->block, memory_order_relaxed);
+        if (s >= pj->total) return;
+        segs_range(&pj->l, s, pj->total - s > pj->block ? s + pj->block : pj->total);
+    }
+}
+
+/* Runs the first n segments of o->segs (total indices in all) on o's
+ * pool when there are at least grain indices per thread, else here. */
+static void run_segs(tg_optim *o, int n, int64_t total, int64_t grain, int64_t block)
+{
+    int64_t tasks = total / grain, threads = tg_ctx_threads(o->c);
+    if (tasks > threads) tasks = threads;
+    if (tasks < 2) {
+        seg_list l = {o->segs, n};
+        segs_range(&l, 0, total);
+        return;
+    }
+    pass_job pj = {{o->segs, n}, total, block, 0};
+    tg__parallel_for(o->c, tasks, 1, pass_task, &pj);
+}
+
+/* ---------------------------------------------------------------------- */
 /* The step                                                               */
 /* ---------------------------------------------------------------------- */
 
@@ -1008,12 +1091,11 @@ typedef struct {
     double bc1, bc2s;
 } bias_cache;
 
-/* Updates parameter i (which has a grad); its step count is already
- * incremented. */
-static void step_param(tg_optim *o, int i, bias_cache *bc)
+/* Describes the update of parameter i (which has a grad; its step count is
+ * already incremented) as segment sg. */
+static void step_param(tg_optim *o, int i, bias_cache *bc, seg *sg)
 {
     tg_tensor *p = o->params[i];
-    int64_t n = tg__numel(p->ndim, p->shape);
     int64_t t = *i64p(o->pstep[i]);
     double lr = *f64p(o->lr_t);
     adam_job aj;
@@ -1027,7 +1109,6 @@ static void step_param(tg_optim *o, int i, bias_cache *bc)
     j->wd = o->weight_decay;
     j->l2 = o->weight_decay != 0 && o->kind != K_ADAMW;
     tg__range_fn fn = NULL;
-    void *arg = j;
     switch (o->kind) {
     case K_SGD:
         j->f1 = o->momentum != 0;
@@ -1055,7 +1136,6 @@ static void step_param(tg_optim *o, int i, bias_cache *bc)
         aj.eps = o->eps;
         aj.decay = o->kind == K_ADAMW ? 1 - lr * o->weight_decay : 1.0;
         fn = adam_range;
-        arg = &aj;
         break;
     }
     case K_RMSPROP: {
@@ -1079,9 +1159,9 @@ static void step_param(tg_optim *o, int i, bias_cache *bc)
         fn = adagrad_range;
         break;
     }
-    tg__parallel_for(o->c, n, TG__PAR_GRAIN, fn, arg);
-    p->st->version++;
-    for (int k = 0; k < o->nslots; k++) o->slots[i * o->nslots + k]->st->version++;
+    sg->fn = fn;
+    sg->len = tg__numel(p->ndim, p->shape);
+    sg->job = aj;
 }
 
 tg_status tg_optim_step(tg_optim *o)
@@ -1095,13 +1175,55 @@ tg_status tg_optim_step(tg_optim *o)
     if (s != TG_OK) return s;
     /* Nothing below can fail. */
     bias_cache bc = {-1, 0, 0};
+    int ns = 0;
+    int64_t total = 0;
     for (int i = 0; i < o->n; i++) {
-        if (!o->params[i]->grad) continue;
+        tg_tensor *p = o->params[i];
+        if (!p->grad) continue;
         ++*i64p(o->pstep[i]);
-        step_param(o, i, &bc);
+        if (tg__numel(p->ndim, p->shape) > 0) {
+            seg *sg = &o->segs[ns++];
+            step_param(o, i, &bc, sg);
+            sg->start = total;
+            total += sg->len;
+        }
+        p->st->version++;
+        for (int k = 0; k < o->nslots; k++) o->slots[i * o->nslots + k]->st->version++;
     }
+    run_segs(o, ns, total, TG__PAR_GRAIN, PASS_BLOCK);
     ++*i64p(o->step_t);
     return TG_OK;
+}
+
+static void zero_range(void *arg, int64_t b, int64_t e)
+{
+    const kjob *j = arg;
+    memset(j->p + b, 0, (size_t)(e - b));
+}
+
+void tg_optim_zero_grad(tg_optim *o)
+{
+    if (!live(o)) return;
+    /* tg_zero_grad on each parameter (its grad's storage cleared, byte by
+     * byte), as one pass over the pool */
+    int ns = 0;
+    int64_t total = 0;
+    for (int i = 0; i < o->n; i++) {
+        tg_tensor *g = o->params[i]->grad;
+        if (!g) continue;
+        if (g->st->nbytes > 0) {
+            seg *sg = &o->segs[ns++];
+            memset(sg, 0, sizeof *sg);
+            sg->fn = zero_range;
+            sg->job.j.p = g->st->data;
+            sg->start = total;
+            sg->len = (int64_t)g->st->nbytes;
+            total += sg->len;
+        }
+        g->st->version++;
+    }
+    run_segs(o, ns, total, TG__PAR_GRAIN * (int64_t)sizeof(float),
+             PASS_BLOCK * (int64_t)sizeof(float));
 }
 
 /* ---------------------------------------------------------------------- */
