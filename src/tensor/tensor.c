@@ -196,25 +196,30 @@ tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shap
     if (!mem) return NULL;
     tg_tensor *t = (tg_tensor *)(void *)mem;
     tg__storage *st = (tg__storage *)(void *)(mem + sizeof(tg_tensor));
-    tensor_init(t, c);
-    st->data = mem + HEAD_BYTES;
-    st->nbytes = nbytes;
-    st->version = 0;
-    st->block = block;
-    st->refs = 0;
-    st->young = NULL;
+    /* Every field stored once, as tensor_init would leave it, but without
+     * its pass of zeros over the whole struct (this runs for every op's
+     * output): shape and stride past ndim are left unset, as no reader
+     * goes past ndim. */
+    *st = (tg__storage){.data = mem + HEAD_BYTES, .nbytes = nbytes, .block = block};
     if (block) {
         st->young = c->young;
         c->young = st;
     }
+    t->ctx = c;
     t->st = st;
-    t->dtype = dt;
+    t->offset = 0;
     t->ndim = ndim;
+    t->dtype = dt;
+    t->requires_grad = false;
+    t->node = NULL;
+    t->grad = NULL;
+    t->name = NULL;
     int64_t s = 1;
     for (int i = ndim - 1; i >= 0; i--) {
-        t->shape[i] = shape[i];
+        int64_t d = shape[i]; /* once: t->shape might alias shape, as far as C knows */
+        t->shape[i] = d;
         t->stride[i] = s;
-        s *= shape[i] > 1 ? shape[i] : 1;
+        s *= d > 1 ? d : 1;
     }
     return t;
 }
