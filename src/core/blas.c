@@ -98,18 +98,8 @@ typedef struct {
  * terms one at a time in order of p, as the scalar definition does.
  * small_gemm puts the longer side of C along these rows. The scalar loop
  * (small_dots) serves the shapes whose sums or B would not fit on the
- * stack.
+ * stack. The loops are compiled for each vector width (TG__VEC_CLONES).
  */
-/* The loops are compiled for AVX2 and the baseline, chosen at load time,
- * as src/ops/fastmath.h's TG__VEC_CLONES does for the op kernels (core
- * does not include ops' headers); the copies give the same bits, C11 mode
- * contracts nothing into an fma. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define SMALL_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define SMALL_CLONES
-#endif
-
 /* The loops of small_f32 / small_f64 for rows of N <= 4 sums (so m <= 4
  * rows too): one row at a time, its N sums in registers over all of p. */
 #define SMALL_NARROW(T, N)                                                              \
@@ -175,7 +165,7 @@ typedef struct {
             }                                                                           \
     }                                                                                   \
                                                                                         \
-    SMALL_CLONES static void small_##SUF(const small_job *g, double *restrict bd,       \
+    TG__VEC_CLONES static void small_##SUF(const small_job *g, double *restrict bd,       \
                             double *restrict acc)                                       \
     {                                                                                   \
         const int64_t m = g->m, n = g->n, k = g->k;                                     \

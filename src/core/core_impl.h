@@ -18,6 +18,18 @@
     } while (0)
 _Noreturn void tg__assert_fail(const char *file, int line, const char *expr);
 
+/* Put before a static function whose loops vectorise (the op kernels, the
+ * tiny GEMMs of blas.c): GCC compiles it for AVX-512, AVX2 and the
+ * baseline and picks one at load time (an ifunc). The copies give the same
+ * bits: C11 mode keeps GCC from contracting a * b + c into an fma, and a
+ * libm call is the same function from every copy. Other compilers and
+ * targets get the baseline only. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define TG__VEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define TG__VEC_CLONES
+#endif
+
 #define TG__ALIGN 64 /* alignment of every arena allocation */
 
 typedef struct tg__chunk {

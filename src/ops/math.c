@@ -22,9 +22,10 @@ static tg__ew_kernel pick(tg__kpair k, tg_dtype dt) { return dt == TG_F32 ? k.f3
  * contiguous with the output's element count (so the same element order)
  * and too few elements to split over threads is one kernel call over one
  * flat run, exactly the run tg__ew_apply would make, without building its
- * N-d plan. This is most of an op's cost on tiny tensors. same: the
- * caller knows every operand has the output's shape (then only contiguity
- * is left to check). */
+ * N-d plan. This is most of an op's cost on tiny tensors. t[0], the
+ * output, is contiguous (every driver's is: new, or checked); same: the
+ * caller knows every operand has its shape, so only the inputs'
+ * contiguity is left to check. */
 static inline void ew_run(tg_ctx *c, int nt, tg_tensor *const *t, tg__ew_kernel k,
                           const double *aux, bool same)
 {
@@ -32,8 +33,10 @@ static inline void ew_run(tg_ctx *c, int nt, tg_tensor *const *t, tg__ew_kernel 
     if (n > 0 && n < 2 * TG__PAR_GRAIN) {
         char *p[TG__MAX_OPERANDS];
         int64_t s[TG__MAX_OPERANDS];
+        p[0] = tg__ptr(t[0]);
+        s[0] = (int64_t)tg__esize(t[0]->dtype);
         bool flat = true;
-        for (int i = 0; i < nt && flat; i++) {
+        for (int i = 1; i < nt && flat; i++) {
             flat = (same || tg__numel(t[i]->ndim, t[i]->shape) == n) && tg__contig(t[i]);
             p[i] = tg__ptr(t[i]);
             s[i] = (int64_t)tg__esize(t[i]->dtype);
