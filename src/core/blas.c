@@ -101,17 +101,39 @@ typedef struct {
  * stack. The loops are compiled for each vector width (TG__VEC_CLONES).
  */
 /* The loops of small_f32 / small_f64 for rows of N <= 4 sums (so m <= 4
- * rows too): one row at a time, its N sums in registers over all of p. */
+ * rows too): two rows at a time (each B element read and converted once
+ * for both), their 2 N sums in registers over all of p, then a last row
+ * alone. */
 #define SMALL_NARROW(T, N)                                                              \
-    for (int64_t i = 0; i < m; i++) {                                                   \
-        const T *x = A + i * a_i;                                                       \
-        double s[N] = {0};                                                              \
-        for (int64_t p = 0; p < k; p++) {                                               \
-            double av = (double)x[p * a_p];                                             \
-            const T *y = B + p * b_p;                                                   \
-            for (int q = 0; q < (N); q++) s[q] += av * (double)y[q * b_j];              \
+    {                                                                                   \
+        int64_t i = 0;                                                                  \
+        for (; i + 2 <= m; i += 2) {                                                    \
+            const T *x0 = A + i * a_i, *x1 = x0 + a_i;                                  \
+            double s0[N] = {0}, s1[N] = {0};                                            \
+            for (int64_t p = 0; p < k; p++) {                                           \
+                double a0 = (double)x0[p * a_p], a1 = (double)x1[p * a_p];              \
+                const T *y = B + p * b_p;                                               \
+                for (int q = 0; q < (N); q++) {                                         \
+                    double bq = (double)y[q * b_j];                                     \
+                    s0[q] += a0 * bq;                                                   \
+                    s1[q] += a1 * bq;                                                   \
+                }                                                                       \
+            }                                                                           \
+            for (int q = 0; q < (N); q++) {                                             \
+                acc[i * (N) + q] = s0[q];                                               \
+                acc[(i + 1) * (N) + q] = s1[q];                                         \
+            }                                                                           \
         }                                                                               \
-        for (int q = 0; q < (N); q++) acc[i * (N) + q] = s[q];                          \
+        for (; i < m; i++) {                                                            \
+            const T *x = A + i * a_i;                                                   \
+            double s[N] = {0};                                                          \
+            for (int64_t p = 0; p < k; p++) {                                           \
+                double av = (double)x[p * a_p];                                         \
+                const T *y = B + p * b_p;                                               \
+                for (int q = 0; q < (N); q++) s[q] += av * (double)y[q * b_j];          \
+            }                                                                           \
+            for (int q = 0; q < (N); q++) acc[i * (N) + q] = s[q];                      \
+        }                                                                               \
     }
 
 /* STMT for j = 0 .. n - 1, four at a time (a row of C is usually strided
