@@ -154,9 +154,19 @@ typedef struct {
     } while (0)
 
 #define DEF_SMALL(T, SUF)                                                               \
-    static void store_##SUF(const small_job *g, const double *restrict acc)             \
+    TG__VEC_CLONES static void store_##SUF(const small_job *g, const double *restrict acc) \
     {                                                                                   \
         const int64_t n = g->n, ci = g->c_i, cj = g->c_j;                               \
+        if (cj == 1 && g->mode != STORE_AXPBY) { /* contiguous rows: loops that vectorise */ \
+            for (int64_t i = 0; i < g->m; i++, acc += n) {                              \
+                T *o = (T *)g->c + i * ci;                                              \
+                if (g->mode == STORE_SET)                                               \
+                    for (int64_t j = 0; j < n; j++) o[j] = (T)acc[j];                   \
+                else                                                                    \
+                    for (int64_t j = 0; j < n; j++) o[j] = (T)(acc[j] + (double)o[j]);  \
+            }                                                                           \
+            return;                                                                     \
+        }                                                                               \
         for (int64_t i = 0; i < g->m; i++, acc += n) {                                  \
             T *o = (T *)g->c + i * ci;                                                  \
             switch (g->mode) {                                                          \
@@ -187,9 +197,10 @@ typedef struct {
             }                                                                           \
     }                                                                                   \
                                                                                         \
-    TG__VEC_CLONES static void small_##SUF(const small_job *g, double *restrict bd,       \
-                            double *restrict acc)                                       \
+    TG__VEC_CLONES static void small_##SUF(const small_job *g)                           \
     {                                                                                   \
+        double bd_[SMALL_ACC], acc_[SMALL_ACC];                                         \
+        double *restrict bd = bd_, *restrict acc = acc_;                                \
         const int64_t m = g->m, n = g->n, k = g->k;                                     \
         if (m * n > SMALL_ACC || k * n > SMALL_ACC) {                                   \
             small_dots_##SUF(g);                                                        \
@@ -238,7 +249,7 @@ DEF_SMALL(double, f64)
  * run along the longer of C's two sides: when C has more rows than
  * columns the loops compute C^T = op(B)^T op(A)^T (the same sums), so
  * a 32 x 1 product is one row of 32 lanes, not 32 rows of one. */
-static void small_gemm(bool f64, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+static inline void small_gemm(bool f64, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                        double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
                        double beta, void *cmat, int64_t ldc)
 {
@@ -253,9 +264,8 @@ static void small_gemm(bool f64, bool trans_a, bool trans_b, int64_t m, int64_t 
              : beta == 0.0 ? STORE_SET
              : beta == 1.0 ? STORE_ADD
                            : STORE_AXPBY;
-    double bd[SMALL_ACC], acc[SMALL_ACC];
-    if (f64) small_f64(&g, bd, acc);
-    else small_f32(&g, bd, acc);
+    if (f64) small_f64(&g);
+    else small_f32(&g);
 }
 
 /* ---- blocked, threaded GEMM ------------------------------------------ */

@@ -96,7 +96,9 @@ tg_status tg__check_shape(tg_ctx *c, const char *fn, int ndim, const int64_t *sh
             return tg__fail(c, TG_ERR_INVALID, "%s: dim %d is negative (%lld)", fn, i,
                             (long long)shape[i]);
         if (shape[i] == 0) zero = true;
-        else if (n > INT64_MAX / 8 / shape[i]) overflow = true;
+        /* below 2^28 both, n * shape[i] * 8 < 2^59 fits: no division */
+        else if ((n | shape[i]) >= (INT64_C(1) << 28) && n > INT64_MAX / 8 / shape[i])
+            overflow = true;
         else n *= shape[i];
     }
     if (overflow) {
