@@ -35,7 +35,8 @@ tg_status tg__record_node(tg_ctx *c, tg_op op, tg_tensor *out, int n_in, tg_tens
     *node = NULL;
     if (c->profile) tg__profile_forward(c, op);
     if (c->anomaly && check_anomaly(c, op, out, n_in, in)) return c->status;
-    if (!tg__wants_grad(c, n_in, in)) return TG_OK;
+    /* tg__record comes here with grad wanted, or for anomaly or profile */
+    if ((c->profile || c->anomaly) && !tg__wants_grad(c, n_in, in)) return TG_OK;
     tg__tape *tp = &c->tape;
     if (tp->n == tp->cap) {
         int64_t cap = tp->cap ? tp->cap * 2 : 256;
