@@ -149,7 +149,17 @@ double tg__rng_normal(uint64_t st[4]);  /* N(0, 1), Box-Muller */
  * when not every thread could be started.
  */
 typedef void (*tg__range_fn)(void *arg, int64_t begin, int64_t end);
-void tg__parallel_for(tg_ctx *c, int64_t n, int64_t grain, tg__range_fn fn, void *arg);
+void tg__parallel_split(tg_ctx *c, int64_t n, int64_t grain, tg__range_fn fn, void *arg);
+static inline void tg__parallel_for(tg_ctx *c, int64_t n, int64_t grain, tg__range_fn fn,
+                                    void *arg)
+{
+    /* the serial case inline: most calls on small tensors */
+    if (n > 0 && fn && (!c || c->n_threads < 2 || n / (grain > 1 ? grain : 1) < 2)) {
+        fn(arg, 0, n);
+        return;
+    }
+    tg__parallel_split(c, n, grain, fn, arg);
+}
 void tg__pool_free(tg_ctx *c);
 int tg__default_threads(void);
 
