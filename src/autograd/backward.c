@@ -422,28 +422,32 @@ static bool grad_fits(const tg_tensor *t)
 static tg_status commit_leaf_grads(walk *w)
 {
     tg_ctx *c = w->c;
-    /* First make every missing buffer, so a failure changes no gradient. */
-    uint64_t cap = w->mask + 1;
-    tg_tensor **fresh = tg__arena_calloc(c, (size_t)cap, sizeof *fresh);
-    if (!fresh) return c->status;
-    for (uint64_t i = 0; i < cap; i++) {
+    /* First make every missing buffer, so a failure changes no gradient;
+     * the slots that commit are listed on the way (at most used of them),
+     * so the second pass does not scan the table again. */
+    slot **todo = tg__arena_alloc(c, (size_t)(w->used ? w->used : 1) * sizeof *todo);
+    tg_tensor **fresh = tg__arena_alloc(c, (size_t)(w->used ? w->used : 1) * sizeof *fresh);
+    if (!todo || !fresh) return c->status;
+    uint64_t n = 0;
+    for (uint64_t i = 0; i <= w->mask; i++) {
         slot *s = &w->tab[i];
         if (!commits(s)) continue;
         if (s->pend && s->t->grad && !grad_fits(s->t) && !materialize(w, s)) return c->status;
-        if (s->t->grad) continue;
-        tg_tensor *t = s->t;
-        tg_tensor *buf = tg__empty(t->ctx, w->fn, t->dtype, t->ndim, t->shape);
-        if (!buf) {
-            return tg__fail(c, tg_ctx_status(t->ctx) ? tg_ctx_status(t->ctx) : TG_ERR_NOMEM,
-                            "%s: cannot allocate a gradient in the leaf's context: %s", w->fn,
-                            tg_ctx_errmsg(t->ctx));
+        tg_tensor *t = s->t, *buf = NULL;
+        if (!t->grad) {
+            buf = tg__empty(t->ctx, w->fn, t->dtype, t->ndim, t->shape);
+            if (!buf) {
+                return tg__fail(c, tg_ctx_status(t->ctx) ? tg_ctx_status(t->ctx) : TG_ERR_NOMEM,
+                                "%s: cannot allocate a gradient in the leaf's context: %s",
+                                w->fn, tg_ctx_errmsg(t->ctx));
+            }
         }
-        fresh[i] = buf;
+        todo[n] = s;
+        fresh[n++] = buf;
     }
     /* Nothing below can fail. */
-    for (uint64_t i = 0; i < cap; i++) {
-        slot *s = &w->tab[i];
-        if (!commits(s)) continue;
+    for (uint64_t i = 0; i < n; i++) {
+        slot *s = todo[i];
         tg_tensor *t = s->t;
         if (s->pend) {
             if (fresh[i]) t->grad = fresh[i];

@@ -35,7 +35,8 @@ tg_status tg__record_node(tg_ctx *c, tg_op op, tg_tensor *out, int n_in, tg_tens
     *node = NULL;
     if (c->profile) tg__profile_forward(c, op);
     if (c->anomaly && check_anomaly(c, op, out, n_in, in)) return c->status;
-    if (!tg__wants_grad(c, n_in, in)) return TG_OK;
+    /* tg__record comes here with grad wanted, or for anomaly or profile */
+    if ((c->profile || c->anomaly) && !tg__wants_grad(c, n_in, in)) return TG_OK;
     tg__tape *tp = &c->tape;
     if (tp->n == tp->cap) {
         int64_t cap = tp->cap ? tp->cap * 2 : 256;
@@ -52,19 +53,30 @@ tg_status tg__record_node(tg_ctx *c, tg_op op, tg_tensor *out, int n_in, tg_tens
     tg__node *n = (tg__node *)(void *)mem;
     tg_tensor **ins = (tg_tensor **)(void *)(mem + sizeof(tg__node));
     uint64_t *vers = (uint64_t *)(void *)(ins + k);
-    memset(n, 0, sizeof *n);
     for (int i = 0; i < n_in; i++) {
         ins[i] = in[i];
         vers[i] = in[i] ? in[i]->st->version : 0;
     }
+    /* Each field stored once instead of a pass of zeros over the whole node
+     * first (this runs for every recorded op). iv is left unset: an op
+     * that records integer arguments stores them and n_iv, and its
+     * backward reads no further. */
     n->op = op;
     n->n_in = n_in;
+    n->seq = tp->n;
+    n->owner = c;
     n->in = ins;
     n->in_version = vers;
     n->out = out;
     n->out_version = out->st->version;
-    n->owner = c;
-    n->seq = tp->n;
+    for (int i = 0; i < TG__NODE_SAVED; i++) {
+        n->saved[i] = NULL;
+        n->saved_version[i] = 0;
+    }
+    for (int i = 0; i < 4; i++) n->f[i] = 0.0;
+    n->n_iv = 0;
+    n->custom = NULL;
+    n->state = NULL;
     tp->nodes[tp->n++] = n;
     out->node = n;
     out->requires_grad = true;

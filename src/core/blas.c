@@ -98,30 +98,42 @@ typedef struct {
  * terms one at a time in order of p, as the scalar definition does.
  * small_gemm puts the longer side of C along these rows. The scalar loop
  * (small_dots) serves the shapes whose sums or B would not fit on the
- * stack.
+ * stack. The loops are compiled for each vector width (TG__VEC_CLONES).
  */
-/* The loops are compiled for AVX2 and the baseline, chosen at load time,
- * as src/ops/fastmath.h's TG__VEC_CLONES does for the op kernels (core
- * does not include ops' headers); the copies give the same bits, C11 mode
- * contracts nothing into an fma. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define SMALL_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define SMALL_CLONES
-#endif
-
 /* The loops of small_f32 / small_f64 for rows of N <= 4 sums (so m <= 4
- * rows too): one row at a time, its N sums in registers over all of p. */
+ * rows too): two rows at a time (each B element read and converted once
+ * for both), their 2 N sums in registers over all of p, then a last row
+ * alone. */
 #define SMALL_NARROW(T, N)                                                              \
-    for (int64_t i = 0; i < m; i++) {                                                   \
-        const T *x = A + i * a_i;                                                       \
-        double s[N] = {0};                                                              \
-        for (int64_t p = 0; p < k; p++) {                                               \
-            double av = (double)x[p * a_p];                                             \
-            const T *y = B + p * b_p;                                                   \
-            for (int q = 0; q < (N); q++) s[q] += av * (double)y[q * b_j];              \
+    {                                                                                   \
+        int64_t i = 0;                                                                  \
+        for (; i + 2 <= m; i += 2) {                                                    \
+            const T *x0 = A + i * a_i, *x1 = x0 + a_i;                                  \
+            double s0[N] = {0}, s1[N] = {0};                                            \
+            for (int64_t p = 0; p < k; p++) {                                           \
+                double a0 = (double)x0[p * a_p], a1 = (double)x1[p * a_p];              \
+                const T *y = B + p * b_p;                                               \
+                for (int q = 0; q < (N); q++) {                                         \
+                    double bq = (double)y[q * b_j];                                     \
+                    s0[q] += a0 * bq;                                                   \
+                    s1[q] += a1 * bq;                                                   \
+                }                                                                       \
+            }                                                                           \
+            for (int q = 0; q < (N); q++) {                                             \
+                acc[i * (N) + q] = s0[q];                                               \
+                acc[(i + 1) * (N) + q] = s1[q];                                         \
+            }                                                                           \
         }                                                                               \
-        for (int q = 0; q < (N); q++) acc[i * (N) + q] = s[q];                          \
+        for (; i < m; i++) {                                                            \
+            const T *x = A + i * a_i;                                                   \
+            double s[N] = {0};                                                          \
+            for (int64_t p = 0; p < k; p++) {                                           \
+                double av = (double)x[p * a_p];                                         \
+                const T *y = B + p * b_p;                                               \
+                for (int q = 0; q < (N); q++) s[q] += av * (double)y[q * b_j];          \
+            }                                                                           \
+            for (int q = 0; q < (N); q++) acc[i * (N) + q] = s[q];                      \
+        }                                                                               \
     }
 
 /* STMT for j = 0 .. n - 1, four at a time (a row of C is usually strided
@@ -142,9 +154,19 @@ typedef struct {
     } while (0)
 
 #define DEF_SMALL(T, SUF)                                                               \
-    static void store_##SUF(const small_job *g, const double *restrict acc)             \
+    TG__VEC_CLONES static void store_##SUF(const small_job *g, const double *restrict acc) \
     {                                                                                   \
         const int64_t n = g->n, ci = g->c_i, cj = g->c_j;                               \
+        if (cj == 1 && g->mode != STORE_AXPBY) { /* contiguous rows: loops that vectorise */ \
+            for (int64_t i = 0; i < g->m; i++, acc += n) {                              \
+                T *o = (T *)g->c + i * ci;                                              \
+                if (g->mode == STORE_SET)                                               \
+                    for (int64_t j = 0; j < n; j++) o[j] = (T)acc[j];                   \
+                else                                                                    \
+                    for (int64_t j = 0; j < n; j++) o[j] = (T)(acc[j] + (double)o[j]);  \
+            }                                                                           \
+            return;                                                                     \
+        }                                                                               \
         for (int64_t i = 0; i < g->m; i++, acc += n) {                                  \
             T *o = (T *)g->c + i * ci;                                                  \
             switch (g->mode) {                                                          \
@@ -175,9 +197,10 @@ typedef struct {
             }                                                                           \
     }                                                                                   \
                                                                                         \
-    SMALL_CLONES static void small_##SUF(const small_job *g, double *restrict bd,       \
-                            double *restrict acc)                                       \
+    TG__VEC_CLONES static void small_##SUF(const small_job *g)                           \
     {                                                                                   \
+        double bd_[SMALL_ACC], acc_[SMALL_ACC];                                         \
+        double *restrict bd = bd_, *restrict acc = acc_;                                \
         const int64_t m = g->m, n = g->n, k = g->k;                                     \
         if (m * n > SMALL_ACC || k * n > SMALL_ACC) {                                   \
             small_dots_##SUF(g);                                                        \
@@ -226,7 +249,7 @@ DEF_SMALL(double, f64)
  * run along the longer of C's two sides: when C has more rows than
  * columns the loops compute C^T = op(B)^T op(A)^T (the same sums), so
  * a 32 x 1 product is one row of 32 lanes, not 32 rows of one. */
-static void small_gemm(bool f64, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+static inline void small_gemm(bool f64, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                        double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
                        double beta, void *cmat, int64_t ldc)
 {
@@ -241,9 +264,8 @@ static void small_gemm(bool f64, bool trans_a, bool trans_b, int64_t m, int64_t 
              : beta == 0.0 ? STORE_SET
              : beta == 1.0 ? STORE_ADD
                            : STORE_AXPBY;
-    double bd[SMALL_ACC], acc[SMALL_ACC];
-    if (f64) small_f64(&g, bd, acc);
-    else small_f32(&g, bd, acc);
+    if (f64) small_f64(&g);
+    else small_f32(&g);
 }
 
 /* ---- blocked, threaded GEMM ------------------------------------------ */

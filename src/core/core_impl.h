@@ -18,6 +18,18 @@
     } while (0)
 _Noreturn void tg__assert_fail(const char *file, int line, const char *expr);
 
+/* Put before a static function whose loops vectorise (the op kernels, the
+ * tiny GEMMs of blas.c): GCC compiles it for AVX-512, AVX2 and the
+ * baseline and picks one at load time (an ifunc). The copies give the same
+ * bits: C11 mode keeps GCC from contracting a * b + c into an fma, and a
+ * libm call is the same function from every copy. Other compilers and
+ * targets get the baseline only. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define TG__VEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define TG__VEC_CLONES
+#endif
+
 #define TG__ALIGN 64 /* alignment of every arena allocation */
 
 typedef struct tg__chunk {
@@ -139,7 +151,17 @@ double tg__rng_normal(uint64_t st[4]);  /* N(0, 1), Box-Muller */
  * when not every thread could be started.
  */
 typedef void (*tg__range_fn)(void *arg, int64_t begin, int64_t end);
-void tg__parallel_for(tg_ctx *c, int64_t n, int64_t grain, tg__range_fn fn, void *arg);
+void tg__parallel_split(tg_ctx *c, int64_t n, int64_t grain, tg__range_fn fn, void *arg);
+static inline void tg__parallel_for(tg_ctx *c, int64_t n, int64_t grain, tg__range_fn fn,
+                                    void *arg)
+{
+    /* the serial case inline: most calls on small tensors */
+    if (n > 0 && fn && (!c || c->n_threads < 2 || n / (grain > 1 ? grain : 1) < 2)) {
+        fn(arg, 0, n);
+        return;
+    }
+    tg__parallel_split(c, n, grain, fn, arg);
+}
 void tg__pool_free(tg_ctx *c);
 int tg__default_threads(void);
 

@@ -220,7 +220,8 @@ void tg__pool_free(tg_ctx *c)
 
 /* ---- parallel_for --------------------------------------------------- */
 
-void tg__parallel_for(tg_ctx *c, int64_t n, int64_t grain, tg__range_fn fn, void *arg)
+/* tg__parallel_for's work when it may split (core_impl.h) */
+void tg__parallel_split(tg_ctx *c, int64_t n, int64_t grain, tg__range_fn fn, void *arg)
 {
     TG_ASSERT(fn != NULL);
     if (n <= 0) return;

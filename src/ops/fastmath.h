@@ -19,6 +19,8 @@
 #ifndef TG_OPS_FASTMATH_H
 #define TG_OPS_FASTMATH_H
 
+#include "../core/core_impl.h" /* TG__VEC_CLONES */
+
 #include <stdint.h>
 #include <string.h>
 
@@ -35,17 +37,6 @@ static inline int32_t tg__f32_bits(float f)
     memcpy(&b, &f, sizeof b);
     return b;
 }
-
-/* Put before a static kernel whose loop vectorises: GCC compiles it for
- * AVX-512, AVX2 and the baseline and picks one at load time (an ifunc).
- * The copies give the same bits: C11 mode keeps GCC from contracting
- * a * b + c into an fma, and a libm call is the same function from every
- * copy. Other compilers and targets get the baseline only. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define TG__VEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define TG__VEC_CLONES
-#endif
 
 /* A row sum in double as TG__NSUM partial sums over interleaved elements
  * (a[k] += x[m + k]), a loop GCC vectorises, added up here in a fixed

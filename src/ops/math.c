@@ -22,25 +22,31 @@ static tg__ew_kernel pick(tg__kpair k, tg_dtype dt) { return dt == TG_F32 ? k.f3
  * contiguous with the output's element count (so the same element order)
  * and too few elements to split over threads is one kernel call over one
  * flat run, exactly the run tg__ew_apply would make, without building its
- * N-d plan. This is most of an op's cost on tiny tensors. */
-static void ew_run(tg_ctx *c, int nt, tg_tensor *const *t, tg__ew_kernel k, void *aux)
+ * N-d plan. This is most of an op's cost on tiny tensors. t[0], the
+ * output, is contiguous (every driver's is: new, or checked); same: the
+ * caller knows every operand has its shape, so only the inputs'
+ * contiguity is left to check. */
+static inline void ew_run(tg_ctx *c, int nt, tg_tensor *const *t, tg__ew_kernel k,
+                          const double *aux, bool same)
 {
     int64_t n = tg__numel(t[0]->ndim, t[0]->shape);
     if (n > 0 && n < 2 * TG__PAR_GRAIN) {
         char *p[TG__MAX_OPERANDS];
         int64_t s[TG__MAX_OPERANDS];
+        p[0] = tg__ptr(t[0]);
+        s[0] = (int64_t)tg__esize(t[0]->dtype);
         bool flat = true;
-        for (int i = 0; i < nt && flat; i++) {
-            flat = tg__numel(t[i]->ndim, t[i]->shape) == n && tg__contig(t[i]);
+        for (int i = 1; i < nt && flat; i++) {
+            flat = (same || tg__numel(t[i]->ndim, t[i]->shape) == n) && tg__contig(t[i]);
             p[i] = tg__ptr(t[i]);
             s[i] = (int64_t)tg__esize(t[i]->dtype);
         }
         if (flat) {
-            k(n, p, s, aux);
+            k(n, p, s, (void *)(uintptr_t)aux); /* kernels only read aux */
             return;
         }
     }
-    tg__ew_apply(c, nt, t, k, aux);
+    tg__ew_apply(c, nt, t, k, (void *)(uintptr_t)aux);
 }
 
 /* True when x can go through an elementwise op as is: the common case,
@@ -50,7 +56,7 @@ static inline bool fast_ok(const tg_tensor *x)
     return x && x->st && tg__is_float(x->dtype) && !x->st->released;
 }
 
-static bool same_shape(const tg_tensor *a, const tg_tensor *b)
+static inline bool same_shape(const tg_tensor *a, const tg_tensor *b)
 {
     if (a->ndim != b->ndim) return false;
     for (int i = 0; i < a->ndim; i++)
@@ -58,15 +64,12 @@ static bool same_shape(const tg_tensor *a, const tg_tensor *b)
     return true;
 }
 
-static void copy_params(double q[4], const double *p)
+/* The node's scalar arguments: p, or the zeros the tape left when p is
+ * NULL (a kernel reads a NULL p as zeros too). */
+static inline void record_params(tg__node *n, const double *p)
 {
-    for (int i = 0; i < 4; i++) q[i] = p ? p[i] : 0.0;
-}
-
-static void record_params(tg__node *n, const double q[4])
-{
-    if (n)
-        for (int i = 0; i < 4; i++) n->f[i] = q[i];
+    if (n && p)
+        for (int i = 0; i < 4; i++) n->f[i] = p[i];
 }
 
 /* The broadcast shape of a and b into nd/shape, or TG_ERR_SHAPE naming fn
@@ -82,6 +85,42 @@ static bool bcast2(tg_ctx *c, const char *fn, const tg_tensor *a, const tg_tenso
     return false;
 }
 
+/* m = k(x; p), m a new tensor of x's shape; NULL (error on c) without
+ * memory. */
+static inline tg_tensor *ew1(tg_ctx *c, tg__kpair k, tg_tensor *x, const double *p)
+{
+    tg_tensor *m = tg__empty_valid(c, x->dtype, x->ndim, x->shape);
+    if (!m) return NULL;
+    tg_tensor *ops[2] = {m, x};
+    ew_run(c, 2, ops, pick(k, x->dtype), p, true);
+    return m;
+}
+
+/* m = k(a, b; p) over m's shape (a and b broadcast to it; same: all three
+ * have one shape). Returns m; NULL when m is NULL (its allocation failed). */
+static inline tg_tensor *ew2_into(tg_ctx *c, tg_tensor *m, tg__kpair k, tg_tensor *a,
+                                  tg_tensor *b, const double *p, bool same)
+{
+    if (!m) return NULL;
+    tg_tensor *ops[3] = {m, a, b};
+    ew_run(c, 3, ops, pick(k, a->dtype), p, same);
+    return m;
+}
+
+/* k(a, b; p) into a new tensor of the broadcast shape (a and b of one
+ * dtype); NULL (error on c naming fn) when they do not broadcast or
+ * without memory. */
+static inline tg_tensor *ew2(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *a, tg_tensor *b,
+                             const double *p)
+{
+    if (same_shape(a, b))
+        return ew2_into(c, tg__empty_valid(c, a->dtype, a->ndim, a->shape), k, a, b, p, true);
+    int nd;
+    int64_t shape[TG_MAX_DIMS];
+    if (!bcast2(c, fn, a, b, &nd, shape)) return NULL;
+    return ew2_into(c, tg__empty(c, fn, a->dtype, nd, shape), k, a, b, p, false);
+}
+
 tg_tensor *tg__ew_unary(tg_ctx *c, const char *fn, tg_op op, tg__kpair k, tg_tensor *x,
                         const double *p)
 {
@@ -89,15 +128,11 @@ tg_tensor *tg__ew_unary(tg_ctx *c, const char *fn, tg_op op, tg__kpair k, tg_ten
         if (!tg__check_inputs(c, fn, 1, &x) || !tg__check_float(c, fn, x)) return NULL;
     }
     c->api = fn;
-    double q[4];
-    copy_params(q, p);
-    tg_tensor *y = tg__empty_valid(c, x->dtype, x->ndim, x->shape);
+    tg_tensor *y = ew1(c, k, x, p);
     if (!y) return NULL;
-    tg_tensor *ops[2] = {y, x};
-    ew_run(c, 2, ops, pick(k, x->dtype), q);
     tg__node *n;
     if (tg__record(c, op, y, 1, &x, &n)) return NULL;
-    record_params(n, q);
+    record_params(n, p);
     return y;
 }
 
@@ -109,67 +144,27 @@ tg_tensor *tg__ew_binary(tg_ctx *c, const char *fn, tg_op op, tg__kpair k, tg_te
         if (!tg__check_inputs(c, fn, 2, in) || !tg__check_same_dtype(c, fn, a, b)) return NULL;
     }
     c->api = fn;
-    tg_tensor *y;
-    if (same_shape(a, b)) {
-        y = tg__empty_valid(c, a->dtype, a->ndim, a->shape);
-    } else {
-        int nd;
-        int64_t shape[TG_MAX_DIMS];
-        if (!bcast2(c, fn, a, b, &nd, shape)) return NULL;
-        y = tg__empty(c, fn, a->dtype, nd, shape);
-    }
+    tg_tensor *y = ew2(c, fn, k, a, b, p);
     if (!y) return NULL;
-    double q[4];
-    copy_params(q, p);
-    tg_tensor *ops[3] = {y, a, b};
-    ew_run(c, 3, ops, pick(k, a->dtype), q);
     tg__node *n;
     if (tg__record(c, op, y, 2, in, &n)) return NULL;
-    record_params(n, q);
+    record_params(n, p);
     return y;
 }
 
 tg_tensor *tg__ew_const1(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *x, const double *p)
 {
     if (!tg__ok(c) || !x) return NULL;
-    double q[4];
-    copy_params(q, p);
     c->api = fn;
-    tg_tensor *m = tg__empty_valid(c, x->dtype, x->ndim, x->shape);
-    if (!m) return NULL;
-    tg_tensor *ops[2] = {m, x};
-    ew_run(c, 2, ops, pick(k, x->dtype), q);
-    return m;
-}
-
-/* m = k(a, b; p) over m's shape (a and b broadcast to it). Returns m;
- * NULL when m is NULL (its allocation failed). */
-static tg_tensor *ew2_into(tg_ctx *c, tg_tensor *m, tg__kpair k, tg_tensor *a, tg_tensor *b,
-                           const double *p)
-{
-    if (!m) return NULL;
-    double q[4];
-    copy_params(q, p);
-    tg_tensor *ops[3] = {m, a, b};
-    ew_run(c, 3, ops, pick(k, a->dtype), q);
-    return m;
+    return ew1(c, k, x, p);
 }
 
 tg_tensor *tg__ew_const2(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *a, tg_tensor *b,
                          const double *p)
 {
     if (!tg__ok(c) || !a || !b) return NULL;
-    tg_tensor *m;
-    if (same_shape(a, b)) {
-        c->api = fn;
-        m = tg__empty_valid(c, a->dtype, a->ndim, a->shape);
-    } else {
-        int nd;
-        int64_t shape[TG_MAX_DIMS];
-        if (!bcast2(c, fn, a, b, &nd, shape)) return NULL;
-        m = tg__empty(c, fn, a->dtype, nd, shape);
-    }
-    return ew2_into(c, m, k, a, b, p);
+    c->api = fn;
+    return ew2(c, fn, k, a, b, p);
 }
 
 tg_tensor *tg__ew_grad(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *dout, tg_tensor *b)
@@ -179,7 +174,8 @@ tg_tensor *tg__ew_grad(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *dout, 
         !tg__contig(dout))
         return tg__ew_const2(c, fn, k, dout, b, NULL);
     c->spare_dout = NULL;
-    return ew2_into(c, dout, k, dout, b, NULL); /* element i is read, then written */
+    /* element i is read, then written */
+    return ew2_into(c, dout, k, dout, b, NULL, true);
 }
 
 tg_tensor *tg__ew_masked(tg_ctx *c, tg_tensor *mask, tg_tensor *dout)

@@ -96,7 +96,9 @@ tg_status tg__check_shape(tg_ctx *c, const char *fn, int ndim, const int64_t *sh
             return tg__fail(c, TG_ERR_INVALID, "%s: dim %d is negative (%lld)", fn, i,
                             (long long)shape[i]);
         if (shape[i] == 0) zero = true;
-        else if (n > INT64_MAX / 8 / shape[i]) overflow = true;
+        /* below 2^28 both, n * shape[i] * 8 < 2^59 fits: no division */
+        else if ((n | shape[i]) >= (INT64_C(1) << 28) && n > INT64_MAX / 8 / shape[i])
+            overflow = true;
         else n *= shape[i];
     }
     if (overflow) {
@@ -222,27 +224,31 @@ tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shap
     }
     tg_tensor *t = (tg_tensor *)(void *)mem;
     tg__storage *st = (tg__storage *)(void *)(mem + sizeof(tg_tensor));
-    tensor_init(t, c);
-    st->data = data;
-    st->nbytes = nbytes;
-    st->version = 0;
-    st->cap = cap;
-    st->block = c->recycling && nbytes >= TG__RECYCLE_MIN ? cap : 0;
-    st->refs = st->uses = 0;
-    st->cand = st->released = st->retained = false;
-    st->young = NULL;
-    if (st->block) {
+    /* Every field stored once, as tensor_init would leave it, but without
+     * its pass of zeros over the whole struct (this runs for every op's
+     * output): shape and stride past ndim are left unset, as no reader
+     * goes past ndim. */
+    size_t block = c->recycling && nbytes >= TG__RECYCLE_MIN ? cap : 0;
+    *st = (tg__storage){.data = data, .nbytes = nbytes, .cap = cap, .block = block};
+    if (block) {
         st->young = c->young;
         c->young = st;
     }
+    t->ctx = c;
     t->st = st;
-    t->dtype = dt;
+    t->offset = 0;
     t->ndim = ndim;
+    t->dtype = dt;
+    t->requires_grad = false;
+    t->node = NULL;
+    t->grad = NULL;
+    t->name = NULL;
     int64_t s = 1;
     for (int i = ndim - 1; i >= 0; i--) {
-        t->shape[i] = shape[i];
+        int64_t d = shape[i]; /* once: t->shape might alias shape, as far as C knows */
+        t->shape[i] = d;
         t->stride[i] = s;
-        s *= shape[i] > 1 ? shape[i] : 1;
+        s *= d > 1 ? d : 1;
     }
     return t;
 }
