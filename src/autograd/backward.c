@@ -658,8 +658,13 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
     /* seed */
     for (int k = 0; k < n_out; k++) {
         tg_tensor *d = douts ? douts[k] : NULL;
-        if (!d) d = tg_full(c, outs[k]->dtype, outs[k]->ndim, outs[k]->shape, 1.0);
-        if (!d) goto done;
+        if (!d) {
+            /* one element (checked above): d loss / d loss = 1 */
+            if (!(d = tg__empty_valid(c, outs[k]->dtype, outs[k]->ndim, outs[k]->shape)))
+                goto done;
+            if (d->dtype == TG_F32) *(float *)tg__ptr(d) = 1.0f;
+            else *(double *)tg__ptr(d) = 1.0;
+        }
         accumulate(&w, outs[k], d);
     }
 
@@ -714,7 +719,9 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
             if (d) accumulate(&w, x, d);
             if (d != dx[j]) unheld(&w, d);
         }
-        for (int j = 0; w.recycle && j < n->n_in; j++) unheld(&w, dx[j]);
+        /* done_with gives back every dead dx the node made, unless it left
+         * a job for the commit (which may read its temporaries) */
+        for (int j = 0; w.pended && c->young && j < n->n_in; j++) unheld(&w, dx[j]);
         c->backward_of = NULL;
         c->recycling = recycling;
         done_with(&w, i);
