@@ -330,7 +330,8 @@ static double *grads_via(const op_entry *e, const op_case *a, tg_tensor *const *
             for (int i = 0; i < a->n_in; i++) {
                 if (!tg_requires_grad(leaf[i])) continue;
                 tg_tensor *gi = tg_grad(lv[i]);
-                for (int64_t k = 0; k < tg_numel(lv[i]); k++) g[at++] = gi ? tg__get_flat(gi, k) : 0.0;
+                for (int64_t k = 0; k < tg_numel(lv[i]); k++)
+                    g[at++] = gi ? tg__get_flat(gi, k) : 0.0;
             }
             *n_out = total;
         }

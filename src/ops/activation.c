@@ -121,8 +121,7 @@ static tg_tensor *dense(tg_ctx *c, tg_tensor *t)
  * dout * (y / x + x e^(-x^2/2) / sqrt(2 pi)). Absolute error a few ulp of
  * max(1, |gelu'|). */
 TG__VEC_CLONES static void gelu_grad_f32(int64_t n, const float *restrict px,
-                                         const float *restrict py, const float *restrict pd,
-                                         float *restrict o)
+                                         const float *restrict py, const float *pd, float *o)
 {
     for (int64_t i = 0; i < n; i++) {
         float v = px[i];
@@ -134,11 +133,16 @@ TG__VEC_CLONES static void gelu_grad_f32(int64_t n, const float *restrict px,
 }
 
 /* gelu's gradient from the forward's output y, in one pass (f64 with
- * libm's exp) */
+ * libm's exp), written over dout when the backward walk offers it (see
+ * tg__ew_grad) or over its dense copy: element i is read, then written. */
 static tg_tensor *gelu_grad(tg_ctx *c, tg_tensor *x, tg_tensor *y, tg_tensor *dout)
 {
     tg_tensor *xd = dense(c, x), *yd = xd ? dense(c, y) : NULL, *dd = yd ? dense(c, dout) : NULL;
-    tg_tensor *g = dd ? tg__empty(c, "tg_gelu", x->dtype, x->ndim, x->shape) : NULL;
+    if (!dd) return NULL;
+    tg_tensor *g = dd; /* a dense copy of dout is ours to write over too */
+    if (dd == dout && dd != c->spare_dout)
+        g = tg__empty(c, "tg_gelu", x->dtype, x->ndim, x->shape);
+    c->spare_dout = NULL;
     if (!g) return NULL;
     int64_t n = tg__numel(x->ndim, x->shape);
     if (x->dtype == TG_F32) {
