@@ -22,29 +22,10 @@ typedef struct {
     tg_tensor *h0, *w, *b; /* h0 [B, H], W [H, H], b [H]: leaves requiring grad */
 } rnn;
 
-/* Deterministic values in [-scale, scale). */
-static void fill(void *dst, tg_dtype dt, int64_t n, uint32_t seed, double scale)
-{
-    for (int64_t i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        double v = scale * (2.0 * ((seed >> 8) & 0xffff) / 65536.0 - 1.0);
-        if (dt == TG_F64) ((double *)dst)[i] = v;
-        else ((float *)dst)[i] = (float)v;
-    }
-}
-
 static tg_tensor *param(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shape, uint32_t seed,
                         double scale)
 {
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
-    void *v = malloc((size_t)n * 8);
-    ck_assert_ptr_nonnull(v);
-    fill(v, dt, n, seed, scale);
-    tg_tensor *t = tg_tensor_from(c, dt, ndim, shape, v);
-    free(v);
-    if (t) tg_set_requires_grad(t, true);
-    return t;
+    return tu_lcg_tensor(c, dt, ndim, shape, seed, scale, true);
 }
 
 /* The parameters in c; false (error on c) when one cannot be made. */

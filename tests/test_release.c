@@ -36,20 +36,7 @@ typedef struct {
 static tg_tensor *filled(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shape, uint32_t seed,
                          double scale)
 {
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
-    double *v = malloc((size_t)n * sizeof *v);
-    float *f = malloc((size_t)n * sizeof *f);
-    ck_assert(v && f);
-    for (int64_t i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        v[i] = scale * (2.0 * ((seed >> 8) & 0xffff) / 65536.0 - 1.0);
-        f[i] = (float)v[i];
-    }
-    tg_tensor *t = tg_tensor_from(c, dt, ndim, shape, dt == TG_F64 ? (void *)v : (void *)f);
-    free(v);
-    free(f);
-    return t;
+    return tu_lcg_tensor(c, dt, ndim, shape, seed, scale, false);
 }
 
 static void net_init(tg_ctx *c, tg_dtype dt, net *m)

@@ -124,6 +124,29 @@ static inline void tu__assert_values_at(const tg_tensor *t, const double *want, 
     free(buf);
 }
 
+
+/* A new tensor of c with fixed pseudo-random values in [-scale, scale)
+ * (a 32-bit LCG from seed; f32 gets the same numbers rounded), requiring
+ * grad when grad is set; NULL with the error on c when c cannot make it. */
+static inline tg_tensor *tu_lcg_tensor(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shape,
+                                       uint32_t seed, double scale, bool grad)
+{
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    void *v = malloc((size_t)(n ? n : 1) * 8);
+    ck_assert_ptr_nonnull(v);
+    for (int64_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        double x = scale * (2.0 * ((seed >> 8) & 0xffff) / 65536.0 - 1.0);
+        if (dt == TG_F64) ((double *)v)[i] = x;
+        else ((float *)v)[i] = (float)x;
+    }
+    tg_tensor *t = tg_tensor_from(c, dt, ndim, shape, v);
+    free(v);
+    if (t && grad) tg_set_requires_grad(t, true);
+    return t;
+}
+
 /* tcase_create(name) with its timeout set to TU_TIMEOUT seconds. Use
  * tcase_set_timeout() again for a test that needs longer. */
 static inline TCase *tu_tcase(const char *name)
