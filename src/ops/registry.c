@@ -42,6 +42,9 @@ const uint32_t tg__ops_reads[TG_OP_COUNT] = {
     [TG_OP_CONCAT] = TG__READS,
     [TG_OP_STACK] = TG__READS,
     [TG_OP_MAX_POOL2D] = TG__READS, /* its saved window codes */
+    [TG_OP_DROPOUT] = TG__READS,    /* its saved mask */
+    [TG_OP_SUM] = TG__READS,
+    [TG_OP_MEAN] = TG__READS,
     /* from the input */
     [TG_OP_RELU] = TG__READS | TG__IN(0),
     [TG_OP_MUL] = TG__READS | TG__IN(0) | TG__IN(1),
@@ -50,9 +53,23 @@ const uint32_t tg__ops_reads[TG_OP_COUNT] = {
     [TG_OP_CONV2D] = TG__READS | TG__IN(0) | TG__IN(1),
     [TG_OP_CROSS_ENTROPY] = TG__READS | TG__IN(0) | TG__IN(1),
     [TG_OP_EMBEDDING] = TG__READS | TG__IN(1),
+    [TG_OP_MATMUL] = TG__READS | TG__IN(0) | TG__IN(1),
+    [TG_OP_MSE_LOSS] = TG__READS | TG__IN(0) | TG__IN(1),
+    [TG_OP_LOG] = TG__READS | TG__IN(0),
+    [TG_OP_SQUARE] = TG__READS | TG__IN(0),
+    [TG_OP_SIN] = TG__READS | TG__IN(0),
+    [TG_OP_COS] = TG__READS | TG__IN(0),
+    [TG_OP_ABS] = TG__READS | TG__IN(0),
+    [TG_OP_POW_SCALAR] = TG__READS | TG__IN(0),
+    [TG_OP_SILU] = TG__READS | TG__IN(0),
+    [TG_OP_LEAKY_RELU] = TG__READS | TG__IN(0),
     /* from the output */
     [TG_OP_TANH] = TG__READS | TG__OUT,
     [TG_OP_SIGMOID] = TG__READS | TG__OUT,
+    [TG_OP_EXP] = TG__READS | TG__OUT,
+    [TG_OP_SQRT] = TG__READS | TG__OUT,
+    [TG_OP_SOFTMAX] = TG__READS | TG__OUT,
+    [TG_OP_LOG_SOFTMAX] = TG__READS | TG__OUT,
     [TG_OP_GELU] = TG__READS | TG__IN(0) | TG__OUT,
     [TG_OP_LSTM_CELL] = TG__READS | TG__IN(0) | TG__IN(1) | TG__OUT,
 };
