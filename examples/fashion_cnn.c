@@ -14,7 +14,10 @@
  *
  * all in one Sequential, so the model is still a single tg_module. Adam's
  * learning rate follows a cosine from --lr down to 0 over the whole run
- * (tg_lr_cosine); tg_optim_apply_schedule sets it before every step.
+ * (tg_lr_cosine); tg_optim_apply_schedule sets it before every step. The
+ * backward is tg_backward_release: the conv stages' activations are the
+ * step's largest tensors, and their memory holds the gradients once the
+ * walk is past them.
  *
  * Prints one line per epoch, the per-class recall and a last line
  * test_accuracy=0.XXXX; exits 1 when that is below --min-accuracy (0 by
@@ -89,7 +92,10 @@ int main(int argc, char **argv)
             tg_tensor *x = n < batch ? tg_slice(s, bx, 0, 0, n, 1) : bx;
             tg_tensor *y = n < batch ? tg_slice(s, by, 0, 0, n, 1) : by;
             tg_tensor *loss = tg_cross_entropy(s, tg_module_forward(s, net, x), y);
-            if (tg_backward(s, loss) != TG_OK || tg_optim_apply_schedule(opt, &sched) != TG_OK ||
+            /* the activations' memory holds the gradients as the walk goes;
+             * only the loss is read afterwards */
+            if (tg_backward_release(s, loss) != TG_OK ||
+                tg_optim_apply_schedule(opt, &sched) != TG_OK ||
                 tg_optim_step(opt) != TG_OK) {
                 rc = ex_fail(tg_ctx_status(s) ? s : p, "fashion_cnn: step");
                 goto done;
