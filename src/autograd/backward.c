@@ -78,21 +78,17 @@ static slot *lookup(walk *w, tg_tensor *t)
  * data block joins the free list. A node that left a job for the commit
  * keeps what it reads, since the job reads it then. */
 
-static bool reads_input(const tg__node *n, int j)
-{
-    uint32_t r = tg__ops_reads[n->op];
-    return !r || (j < 30 && (r & TG__IN(j)));
-}
-
 /* Calls f on every tensor n's backward reads; the first for which f says
  * true, or NULL. */
 static const tg_tensor *each_read(walk *w, const tg__node *n,
                                   bool (*f)(walk *, const tg_tensor *))
 {
-    for (int j = 0; j < n->n_in; j++)
-        if (n->in[j] && reads_input(n, j) && f(w, n->in[j])) return n->in[j];
     uint32_t r = tg__ops_reads[n->op];
-    if ((!r || (r & TG__OUT)) && f(w, n->out)) return n->out;
+    if (!r) r = ~0u; /* no entry: everything (inputs past 29 too) */
+    for (int j = 0; j < n->n_in; j++)
+        if (n->in[j] && (r == ~0u || (j < 30 && (r & TG__IN(j)))) && f(w, n->in[j]))
+            return n->in[j];
+    if ((r & TG__OUT) && f(w, n->out)) return n->out;
     for (int k = 0; k < TG__NODE_SAVED; k++)
         if (n->saved[k] && f(w, n->saved[k])) return n->saved[k];
     return NULL;

@@ -140,9 +140,8 @@ static tg_tensor *gelu_grad(tg_ctx *c, tg_tensor *x, tg_tensor *y, tg_tensor *do
     tg_tensor *xd = dense(c, x), *yd = xd ? dense(c, y) : NULL, *dd = yd ? dense(c, dout) : NULL;
     if (!dd) return NULL;
     tg_tensor *g = dd; /* a dense copy of dout is ours to write over too */
-    if (dd == dout && dd != c->spare_dout)
+    if (dd == dout && !tg__take_spare(c, dout))
         g = tg__empty(c, "tg_gelu", x->dtype, x->ndim, x->shape);
-    c->spare_dout = NULL;
     if (!g) return NULL;
     int64_t n = tg__numel(x->ndim, x->shape);
     if (x->dtype == TG_F32) {

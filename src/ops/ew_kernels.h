@@ -137,6 +137,17 @@ tg_tensor *tg__ew_masked(tg_ctx *c, tg_tensor *mask, tg_tensor *dout);
 #define NO_GRAPH(c) (!(c)->grad_enabled && !(c)->anomaly)
 #define FUSED(c, fn, k, a, b) tg__ew_grad(c, fn, EW_KP(k), a, b)
 
+/* True when the driver offers dout to be written over (c->spare_dout: only
+ * the running node's backward reads it) and it is contiguous; the offer is
+ * then used up. The caller writes a result of dout's shape and dtype into
+ * it, reading each element before writing it. */
+static inline bool tg__take_spare(tg_ctx *c, const tg_tensor *dout)
+{
+    if (dout != c->spare_dout || !tg__contig(dout)) return false;
+    c->spare_dout = NULL;
+    return true;
+}
+
 /* tg__ew_const2(c, fn, k, dout, b, NULL), written into dout itself when
  * dout is c->spare_dout (the driver's offer: only this node's backward reads
  * it), contiguous and of b's shape and dtype; the offer is then used up. */

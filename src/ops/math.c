@@ -170,10 +170,8 @@ tg_tensor *tg__ew_const2(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *a, t
 tg_tensor *tg__ew_grad(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *dout, tg_tensor *b)
 {
     if (!tg__ok(c) || !dout || !b) return NULL;
-    if (dout != c->spare_dout || dout->dtype != b->dtype || !same_shape(dout, b) ||
-        !tg__contig(dout))
+    if (dout->dtype != b->dtype || !same_shape(dout, b) || !tg__take_spare(c, dout))
         return tg__ew_const2(c, fn, k, dout, b, NULL);
-    c->spare_dout = NULL;
     /* element i is read, then written */
     return ew2_into(c, dout, k, dout, b, NULL, true);
 }
