@@ -333,7 +333,7 @@ static void fail_inside_release_walk(bool drop)
         tg_ctx_free(s);
     }
     int failed = 0, round;
-    int every = tu_under_valgrind() ? (drop ? 10 : 5) : 1; /* each round is a whole step */
+    int every = tu_under_valgrind() ? (drop ? 25 : 5) : 1; /* each round is a whole step */
     for (round = 0; round < 100000; round += every) {
         tu_alloc h = {0};
         tg_ctx *s = tu_alloc_ctx(&h, 4096);
