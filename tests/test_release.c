@@ -27,6 +27,7 @@
 #include <tapegrad.h>
 
 #include "test_util.h"
+#include "tensor/tensor_impl.h" /* tg__get_flat */
 
 enum { N_PARAMS = 10 };
 
@@ -547,6 +548,59 @@ START_TEST(test_recompute_second_order)
 }
 END_TEST
 
+/* Sequential gives back a child's output that no backward reads once the
+ * next child has run: the relu's under the tanh (relu's backward reads its
+ * input, tanh's its output), whose block the last linear's output takes.
+ * The same gradients as the children called one by one, less arena; with
+ * grad mode off nothing is recorded and nothing given back. */
+START_TEST(test_sequential_gives_back_unread)
+{
+    tg_ctx *pc = tu_ctx();
+    tg_model *m = tg_model_new(pc);
+    tg_module *seq = tg_nn_sequential_new(m, "seq");
+    tg_module *kids[4] = {tg_nn_linear_new(m, "seq.0", 32, 64, true), tg_nn_relu_new(m),
+                          tg_nn_tanh_new(m), tg_nn_linear_new(m, "seq.3", 64, 64, true)};
+    for (int i = 0; i < 4; i++) ck_assert_int_eq(tg_nn_sequential_add(seq, kids[i]), TG_OK);
+    tu_assert_ok(pc);
+    int np = tg_model_nparams(m);
+    tg_tensor *const *params = tg_model_params(m);
+    static double g[2][64 * 64 + 64 * 32 + 128];
+    size_t fwd_bytes[2];
+    for (int r = 0; r < 2; r++) {
+        tg_ctx *c = tu_ctx();
+        tg_tensor *x = filled(c, TG_F32, TG_SHAPE(64, 32), 9, 1.0);
+        size_t before = tg_ctx_bytes_used(c);
+        tg_tensor *y = x;
+        if (r) {
+            y = tg_module_forward(c, seq, x);
+        } else {
+            for (int i = 0; i < 4; i++) y = tg_module_forward(c, kids[i], y);
+        }
+        tu_assert_ok(c);
+        fwd_bytes[r] = tg_ctx_bytes_used(c) - before;
+        ck_assert_int_eq(tg_backward(c, tg_sum(c, y)), TG_OK);
+        int at = 0;
+        for (int i = 0; i < np; i++) {
+            tg_tensor *gi = tg_grad(params[i]);
+            for (int64_t k = 0; k < tg_numel(gi); k++) g[r][at++] = tg__get_flat(gi, k);
+            tg_zero_grad(params[i]);
+        }
+        tg_ctx_free(c);
+    }
+    ck_assert(memcmp(g[0], g[1], sizeof g[0]) == 0);
+    ck_assert_msg(fwd_bytes[1] + 64 * 64 * 4 <= fwd_bytes[0],
+                  "Sequential's forward took %zu bytes, the children one by one %zu",
+                  fwd_bytes[1], fwd_bytes[0]);
+    tg_ctx *c = tu_ctx();
+    tg_set_grad_enabled(c, false);
+    tg_tensor *y = tg_module_forward(c, seq, filled(c, TG_F32, TG_SHAPE(64, 32), 9, 1.0));
+    tu_assert_ok(c);
+    ck_assert(!tg_is_released(y) && isfinite(tg_item(tg_sum(c, y))));
+    tg_ctx_free(c);
+    tg_ctx_free(pc);
+}
+END_TEST
+
 Suite *release_suite(void)
 {
     Suite *s = suite_create("release");
@@ -560,6 +614,7 @@ Suite *release_suite(void)
     tcase_add_test(tc, test_recompute_input_changed);
     tcase_add_test(tc, test_recompute_second_order);
     tcase_add_test(tc, test_fail_inside_recompute);
+    tcase_add_test(tc, test_sequential_gives_back_unread);
     tcase_add_test(tc, test_custom_op_releases_nothing);
     tcase_add_test(tc, test_fail_inside_release_walk);
     suite_add_tcase(s, tc);

@@ -294,7 +294,10 @@ tg_module *tg_nn_identity_new(tg_model *m);
  * named) by the caller, usually "<seq name>.<index>" with tg_model_name,
  * as PyTorch names them; they must be modules of the same model.
  * tg_nn_sequential_add appends one (TG_ERR_INVALID for NULLs, a module of
- * another model, the sequential itself; TG_ERR_NOMEM).
+ * another model, the sequential itself; TG_ERR_NOMEM). A child's output
+ * reaches only the next child, so once that has run, its memory goes back
+ * to the step's arena if no backward reads it (a ReLU's output under a
+ * pooling layer): the forward's peak is lower, the gradients the same.
  */
 tg_module *tg_nn_sequential_new(tg_model *m, const char *name);
 tg_status tg_nn_sequential_add(tg_module *seq, tg_module *child);

@@ -862,43 +862,65 @@ bool tg_is_released(const tg_tensor *t) { return t && t->st->released; }
 /* true when n's backward reads storage st (each_read's test) */
 static bool reads_st(void *st, const tg_tensor *t) { return t->st == st; }
 
-tg_status tg_recompute_later(tg_tensor *t)
+/* The first node from seq on whose backward reads st, or NULL. */
+static const tg__node *first_reader(const tg_ctx *c, int64_t seq, const tg__storage *st)
+{
+    for (int64_t i = seq; i < c->tape.n; i++)
+        if (each_read((void *)st, c->tape.nodes[i], reads_st)) return c->tape.nodes[i];
+    return NULL;
+}
+
+/* tg_recompute_later's work. With quiet (tg__give_back_unread), a tensor
+ * it cannot give back, or that a backward reads, is left as it is and no
+ * error is recorded: false. */
+static bool give_back(tg_tensor *t, bool quiet)
 {
     static const char fn[] = "tg_recompute_later";
-    if (!t) return TG_ERR_INVALID;
     tg_ctx *c = t->ctx;
-    if (c->status != TG_OK) return c->status;
     tg__storage *st = t->st;
     tg__node *p = t->node;
     char d[200];
-    if (c->recycling || c->backward_of)
-        return tg__fail(c, TG_ERR_MISUSE, "%s: called during a backward", fn);
-    if (st->released) return TG_OK; /* given back already */
-    if (st->retained)
-        return tg__fail(c, TG_ERR_MISUSE, "%s: %s was passed to tg_retain", fn,
-                        tg__describe(t, d, sizeof d));
-    if (!tg__on_tape(c, t))
-        return tg__fail(c, TG_ERR_MISUSE,
-                        "%s: %s is not the output of an op recorded on its context's tape (a "
-                        "leaf, made with grad mode off, or recorded before tg_ctx_reset); only "
-                        "a recorded op's output can be recomputed",
-                        fn, tg__describe(t, d, sizeof d));
-    for (int j = 0; j < p->n_in; j++)
-        if (p->in[j] && p->in[j]->st == st)
-            return tg__fail(c, TG_ERR_MISUSE,
-                            "%s: %s shares its memory with input %d of '%s' (a view, or written "
-                            "in place); give back the tensor that owns the memory",
-                            fn, tg__describe(t, d, sizeof d), j, tg__node_name(p));
-    if (!tg__ops_remake[p->op]) {
-        /* then no backward may read it: ops recorded later cannot take it */
-        for (int64_t i = p->seq; i < c->tape.n; i++) {
-            const tg__node *n = c->tape.nodes[i];
-            if (each_read(st, n, reads_st))
-                return tg__fail(c, TG_ERR_UNSUPPORTED,
-                                "%s: the backward of '%s' (node %lld) reads %s, and op '%s' "
-                                "cannot recompute its output",
-                                fn, tg__node_name(n), (long long)n->seq,
-                                tg__describe(t, d, sizeof d), tg__node_name(p));
+    if (c->status != TG_OK) return false;
+    if (c->recycling || c->backward_of) {
+        if (!quiet) tg__fail(c, TG_ERR_MISUSE, "%s: called during a backward", fn);
+        return false;
+    }
+    if (st->released) return !quiet; /* given back already */
+    if (st->retained) {
+        if (!quiet)
+            tg__fail(c, TG_ERR_MISUSE, "%s: %s was passed to tg_retain", fn,
+                     tg__describe(t, d, sizeof d));
+        return false;
+    }
+    if (!tg__on_tape(c, t)) {
+        if (!quiet)
+            tg__fail(c, TG_ERR_MISUSE,
+                     "%s: %s is not the output of an op recorded on its context's tape (a "
+                     "leaf, made with grad mode off, or recorded before tg_ctx_reset); only a "
+                     "recorded op's output can be recomputed",
+                     fn, tg__describe(t, d, sizeof d));
+        return false;
+    }
+    for (int j = 0; j < p->n_in; j++) {
+        if (!p->in[j] || p->in[j]->st != st) continue;
+        if (!quiet)
+            tg__fail(c, TG_ERR_MISUSE,
+                     "%s: %s shares its memory with input %d of '%s' (a view, or written in "
+                     "place); give back the tensor that owns the memory",
+                     fn, tg__describe(t, d, sizeof d), j, tg__node_name(p));
+        return false;
+    }
+    if (quiet || !tg__ops_remake[p->op]) {
+        /* no backward may read it then: ops recorded later cannot take it */
+        const tg__node *n = first_reader(c, p->seq, st);
+        if (n) {
+            if (!quiet)
+                tg__fail(c, TG_ERR_UNSUPPORTED,
+                         "%s: the backward of '%s' (node %lld) reads %s, and op '%s' cannot "
+                         "recompute its output",
+                         fn, tg__node_name(n), (long long)n->seq, tg__describe(t, d, sizeof d),
+                         tg__node_name(p));
+            return false;
         }
     }
     st->remake = p;
@@ -909,8 +931,17 @@ tg_status tg_recompute_later(tg_tensor *t)
         st->released = true; /* too small a block to serve anything */
     }
     atomic_store_explicit(&gave_back, true, memory_order_relaxed);
-    return TG_OK;
+    return true;
 }
+
+tg_status tg_recompute_later(tg_tensor *t)
+{
+    if (!t) return TG_ERR_INVALID;
+    give_back(t, false);
+    return t->ctx->status;
+}
+
+bool tg__give_back_unread(tg_tensor *t) { return t && give_back(t, true); }
 
 tg_status tg_backward_with_grad(tg_ctx *c, tg_tensor *out, tg_tensor *dout)
 {

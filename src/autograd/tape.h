@@ -77,6 +77,13 @@ static inline tg_status tg__record(tg_ctx *c, tg_op op, tg_tensor *out, int n_in
     return tg__record_node(c, op, out, n_in, in, node);
 }
 
+/* Gives t's memory back at once (as tg_recompute_later does) when it is an
+ * op's output on its context's tape, owns its memory, is not retained, and
+ * no recorded backward reads it; otherwise does nothing. Never records an
+ * error. For layers that pass an intermediate on and know nothing else
+ * can reach it (Sequential). True when it gave t back. */
+bool tg__give_back_unread(tg_tensor *t);
+
 /* The op's name, or a custom op's own name (custom.c). */
 const char *tg__node_name(const tg__node *n);
 

@@ -474,8 +474,14 @@ tg_tensor *tg_module_forward(tg_ctx *c, tg_module *mod, tg_tensor *x)
     if (!tg__nn_begin(c, "tg_module_forward", mod, x)) return NULL;
     switch (mod->kind) {
     case TG__NN_SEQUENTIAL:
-        for (int i = 0; i < mod->children.n && x; i++)
-            x = tg_module_forward(c, mod->children.v[i], x);
+        for (int i = 0; i < mod->children.n && x; i++) {
+            tg_tensor *y = tg_module_forward(c, mod->children.v[i], x);
+            /* a child's output reaches only the next child: once that has
+             * run, its memory goes back if no backward reads it (a ReLU's
+             * output under a max pool, say) */
+            if (i > 0 && y && y->st != x->st) tg__give_back_unread(x);
+            x = y;
+        }
         return x;
     case TG__NN_RNN:
     case TG__NN_LSTM:
