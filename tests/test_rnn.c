@@ -14,12 +14,14 @@
 enum { B = 8, H = 256, I = 16 };
 
 /* Arena bytes of one LSTM forward over T timesteps (B x T x I input,
- * one layer of hidden size H, f32), grad mode on. */
-static size_t forward_bytes(int T)
+ * `layers` layers of hidden size H, f32), grad mode on. */
+static size_t forward_bytes_layers(int T, int layers)
 {
     tg_ctx *pc = tu_ctx(), *c = tu_ctx();
     tg_model *m = tg_model_new(pc);
-    tg_module *lstm = tg_nn_lstm_new(m, "lstm", I, H, NULL);
+    tg_rnn_opts o = tg_rnn_defaults();
+    o.num_layers = layers;
+    tg_module *lstm = tg_nn_lstm_new(m, "lstm", I, H, &o);
     tg_tensor *x = tg_randn(c, TG_F32, TG_SHAPE(B, T, I));
     tu_assert_ok(pc);
     tu_assert_ok(c);
@@ -33,6 +35,8 @@ static size_t forward_bytes(int T)
     tg_ctx_free(pc);
     return used;
 }
+
+static size_t forward_bytes(int T) { return forward_bytes_layers(T, 1); }
 
 /* A timestep costs its row of the input projection [B, 4H], its gates
  * [B, 4H], the cell's [2, B, H] and its row of the stacked output [B, H],
@@ -51,6 +55,22 @@ START_TEST(test_lstm_step_memory)
                   "an LSTM step takes %zu bytes (T=%d: %zu, T=%d: %zu); its tensors are %zu, "
                   "the bound %zu",
                   per_step, T1, short_run, T2, long_run, kept, bound);
+}
+END_TEST
+
+/* No backward reads a layer's input projection (only views of it and
+ * tg_linear_add's addend do), so it goes back after the layer's loop and
+ * the next layer's projection takes its block: a second layer costs its
+ * gates, cells and output, 7 B H floats a step, not 11. */
+START_TEST(test_lstm_projection_given_back)
+{
+    enum { T = 12 };
+    size_t one = forward_bytes_layers(T, 1), two = forward_bytes_layers(T, 2);
+    size_t second = two - one, cells = (size_t)7 * T * B * H * sizeof(float);
+    ck_assert_msg(second >= cells && second < cells + (size_t)2 * T * B * H * sizeof(float),
+                  "the second layer took %zu bytes (one layer %zu, two %zu); its gates, cells "
+                  "and output are %zu",
+                  second, one, two, cells);
 }
 END_TEST
 
@@ -124,6 +144,7 @@ Suite *rnn_suite(void)
     Suite *s = suite_create("rnn");
     TCase *tc = tu_tcase("lstm");
     tcase_add_test(tc, test_lstm_step_memory);
+    tcase_add_test(tc, test_lstm_projection_given_back);
     tcase_add_test(tc, test_lstm_cell_scratch_rewound);
     tcase_add_test(tc, test_lstm_cell_fused_matches_ops);
     suite_add_tcase(s, tc);
