@@ -128,7 +128,7 @@ TG__VEC_CLONES static void gelu_grad_f32(int64_t n, const float *restrict px,
         int32_t big = -(int32_t)(tg__f32_from_bits(tg__f32_bits(v) & 0x7fffffff) > 1e-20f);
         /* the divisor kept nonzero where unused, for the branch-free select */
         float phi = tg__f32_sel(big, py[i] / tg__f32_sel(big, v, 1.0f), 0.5f);
-        o[i] = pd[i] * (phi + v * (tg__expf(-0.5f * (v * v)) * (float)TG__INV_SQRT_2PI));
+        o[i] = pd[i] * (phi + v * (tg__exp_le1f(-0.5f * (v * v)) * (float)TG__INV_SQRT_2PI));
     }
 }
 
