@@ -153,7 +153,10 @@ static inline float tg__tanhf(float x)
 /* k Phi(-|x|) = k erfc(|x| / sqrt 2) / 2: the lower tail of the standard
  * normal distribution, times k (gelu passes k = x), within 8 ulp where the
  * result is a normal float (tests/test_nn.c sweeps it against double
- * erfc); NaN gives NaN, |x| = inf gives k * 0.
+ * erfc); NaN gives NaN, |x| = inf gives k * 0. tg__phi_lowerf(x, k) is
+ * tg__phi_lower_fin(tg__phi_lower_arg(x, k, &e, &pre), e, pre): a kernel
+ * that runs the two halves as two loops over a block of elements halves
+ * the chain of dependent operations per iteration (gelu: 20% faster).
  *
  * One form for the whole line, so there is nothing to select: with
  * t = 1 / (1 + |x| / 4), erfc(|x| / sqrt 2) = t e^(P(t) - x^2 / 2), P a
@@ -167,7 +170,7 @@ static inline float tg__tanhf(float x)
  * TwoSum) multiplies the result as 1 + e. k multiplies before the
  * exponential, so a result near the underflow threshold is rounded once.
  * |x| is clamped at 16, where the result has long underflowed. */
-static inline float tg__phi_lowerf(float x, float k)
+static inline float tg__phi_lower_arg(float x, float k, float *e_, float *pre)
 {
     float a = tg__f32_from_bits(tg__f32_bits(x) & 0x7fffffff);
     a = tg__f32_sel(-(int32_t)(a > 16.0f), 16.0f, a); /* NaN passes through */
@@ -189,8 +192,23 @@ static inline float tg__phi_lowerf(float x, float k)
     /* s + e = (p - lo) - hi exactly */
     const float b = p - lo, s = b - hi, bb = s - b;
     const float e = (b - (s - bb)) + (-hi - bb);
-    const float es = tg__exp_le1f(s); /* s <= 1: P <= 0.8; a NaN s comes with a NaN t */
-    return ((0.5f * k) * t) * (es * (1.0f + e));
+    *e_ = e;
+    *pre = (0.5f * k) * t;
+    return s;
+}
+
+/* the tail from tg__phi_lower_arg's s, e and pre: e^s (1 + e) pre. s <= 1
+ * (P <= 0.8); a NaN s comes with a NaN pre. */
+static inline float tg__phi_lower_fin(float s, float e, float pre)
+{
+    return pre * (tg__exp_le1f(s) * (1.0f + e));
+}
+
+static inline float tg__phi_lowerf(float x, float k)
+{
+    float e, pre;
+    const float s = tg__phi_lower_arg(x, k, &e, &pre);
+    return tg__phi_lower_fin(s, e, pre);
 }
 
 #endif /* TG_OPS_FASTMATH_H */
