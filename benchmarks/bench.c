@@ -164,7 +164,7 @@ static int usage(const char *prog)
 {
     fprintf(stderr,
             "usage: %s [--batch N] [--threads N] [--steps N] [--warmup N] [--tiny] "
-            "[--no-gemm] [--keep-activations]\n",
+            "[--no-gemm] [--keep-activations] [--no-recompute]\n",
             prog);
     return 2;
 }
@@ -178,11 +178,16 @@ static bool parse_int(const char *s, long *out)
     return true;
 }
 
-static bool keep_activations;
+static bool keep_activations, no_recompute;
 
 tg_status bench_backward(tg_ctx *sc, tg_tensor *loss)
 {
     return keep_activations ? tg_backward(sc, loss) : tg_backward_release(sc, loss);
+}
+
+void bench_give_back(tg_tensor *t)
+{
+    if (!keep_activations && !no_recompute) (void)tg_recompute_later(t); /* errors stay on t's context */
 }
 
 int bench_main(int argc, char **argv, const bench_workload *w)
@@ -198,6 +203,7 @@ int bench_main(int argc, char **argv, const bench_workload *w)
         else if (strcmp(argv[i], "--tiny") == 0) tiny = true;
         else if (strcmp(argv[i], "--no-gemm") == 0) gemm = false;
         else if (strcmp(argv[i], "--keep-activations") == 0) keep_activations = true;
+        else if (strcmp(argv[i], "--no-recompute") == 0) no_recompute = true;
         else return usage(argv[0]);
         if (dst && (i + 1 >= argc || !parse_int(argv[++i], dst))) return usage(argv[0]);
     }

@@ -16,7 +16,8 @@
  * --steps N (timed), --warmup N, --tiny (a few steps: the CI smoke run),
  * --no-gemm (skip the GEMMs-alone timing), --keep-activations (the
  * workloads that release their activations in the backward, see
- * bench_backward, keep them instead).
+ * bench_backward, keep them instead, and give nothing back in the
+ * forward), --no-recompute (bench_give_back does nothing).
  */
 #ifndef TG_BENCH_H
 #define TG_BENCH_H
@@ -59,6 +60,11 @@ void bench_add_gemm(bench_gemm *g, int *ng, int max, int m, int n, int k, int tr
  * memory back as the walk goes (as PyTorch frees a graph's saved tensors),
  * or tg_backward under --keep-activations. */
 tg_status bench_backward(tg_ctx *sc, tg_tensor *loss);
+
+/* tg_recompute_later(t): the workload's forward has no more use for t
+ * (unless --keep-activations or --no-recompute). An error stays on t's
+ * context, and the step fails with it. */
+void bench_give_back(tg_tensor *t);
 
 /* Runs the workload as the command line asks; returns the exit status. */
 int bench_main(int argc, char **argv, const bench_workload *w);

@@ -51,19 +51,34 @@ static void *setup(tg_ctx *pc, int64_t batch)
     return &s;
 }
 
+/* Activations go back to the arena once the forward is done with them
+ * (bench_give_back): the residual summands and the token embeddings (no
+ * backward reads them), the layer norms' outputs and the GELU's (their
+ * backwards recompute them, a few percent of the step). */
 static double step(void *st, tg_ctx *sc)
 {
     gpt *s = st;
-    tg_tensor *x = tg_add(sc, tg_module_forward(sc, s->wte, s->idx),
-                          tg_module_forward(sc, s->wpe, s->pos)); /* [B, T, D] */
+    tg_tensor *te = tg_module_forward(sc, s->wte, s->idx);
+    tg_tensor *x = tg_add(sc, te, tg_module_forward(sc, s->wpe, s->pos)); /* [B, T, D] */
+    bench_give_back(te);
     for (int l = 0; l < L; l++) {
         tg_tensor *h = tg_module_forward(sc, s->ln1[l], x);
-        x = tg_add(sc, x, tg_nn_mha_forward(sc, s->attn[l], h, h, h, NULL));
+        tg_tensor *a = tg_nn_mha_forward(sc, s->attn[l], h, h, h, NULL);
+        bench_give_back(h);
+        x = tg_add(sc, x, a);
+        bench_give_back(a);
         h = tg_module_forward(sc, s->ln2[l], x);
-        h = tg_module_forward(sc, s->proj[l], tg_gelu(sc, tg_module_forward(sc, s->fc[l], h)));
-        x = tg_add(sc, x, h);
+        tg_tensor *f = tg_module_forward(sc, s->fc[l], h);
+        bench_give_back(h);
+        tg_tensor *g = tg_gelu(sc, f);
+        tg_tensor *p = tg_module_forward(sc, s->proj[l], g);
+        bench_give_back(g);
+        x = tg_add(sc, x, p);
+        bench_give_back(p);
     }
-    tg_tensor *logits = tg_module_forward(sc, s->head, tg_module_forward(sc, s->lnf, x));
+    tg_tensor *h = tg_module_forward(sc, s->lnf, x);
+    tg_tensor *logits = tg_module_forward(sc, s->head, h);
+    bench_give_back(h);
     tg_tensor *loss = tg_cross_entropy(sc, tg_reshape(sc, logits, TG_SHAPE(s->batch * T, V)),
                                        s->tgt);
     tg_optim_zero_grad(s->opt);

@@ -27,7 +27,7 @@
 
 #include "tapegrad.h"
 #include "opgrad.h"
-#include "tensor/tensor_impl.h"
+#include "ops/ops_impl.h"
 #include "test_util.h"
 
 /* ---- builders: each applies exactly one op, last ------------------------- */
@@ -282,16 +282,21 @@ static tg_tensor *make_input(tg_ctx *c, const op_case *a, int i, layout lay, int
 
 /* ---- tg_backward_release gives the same gradients ------------------------ */
 
-/* The gradients of loss = sum(op(u) * r) with respect to the float inputs
+/* The gradients of loss = sum(op(u)^2 r) with respect to the float inputs
  * that require grad, u_i = in_i * 1 (so the op's inputs are intermediates a
  * releasing walk may release) and r a fixed constant (so the op's output is
- * read once more, by the product, before the op's backward runs). Every
+ * read once more, by the square, before the op's backward runs). Every
  * storage counts as releasable (tg__release_min = 1) and released memory
  * is filled with NaNs (tg__release_poison): a tg__ops_reads entry that
  * misses a read the op's backward makes shows as a changed bit. NULL (and
  * rep set) on failure; the caller frees the result. */
+/* With drop, the op's output and the u_i are given back by
+ * tg_recompute_later once the loss is made, so the backward recomputes
+ * them (and with release gives them back again): the same bits again. An
+ * op that cannot recompute must refuse (then *skip is set). */
 static double *grads_via(const op_entry *e, const op_case *a, tg_tensor *const *leaf, bool release,
-                         bool anomaly, int64_t *n_out, char *rep, size_t rep_len)
+                         bool drop, bool anomaly, int64_t *n_out, bool *skip, char *rep,
+                         size_t rep_len)
 {
     tg_ctx *c = tu_ctx();
     tg_set_anomaly(c, anomaly); /* the ops' backwards with a graph, run without one */
@@ -318,9 +323,23 @@ static double *grads_via(const op_entry *e, const op_case *a, tg_tensor *const *
     double *g = NULL;
     if (r) {
         for (int64_t k = 0; k < tg_numel(r); k++) tg__set_flat(r, k, 0.5 + 0.01 * (double)(k % 97));
-        tg_tensor *loss = tg_sum(c, tg_mul(c, y, r));
-        tg_status st = loss ? (release ? tg_backward_release(c, loss) : tg_backward(c, loss))
-                            : tg_ctx_status(c);
+        tg_tensor *loss = tg_sum(c, tg_mul(c, tg_square(c, y), r));
+        tg_status st = tg_ctx_status(c);
+        for (int i = 0; drop && st == TG_OK && i < a->n_in; i++)
+            if (in[i] != lv[i]) st = tg_recompute_later(in[i]);
+        if (drop && st == TG_OK) {
+            tg_op op = tg_tensor_op(y);
+            st = tg_recompute_later(y);
+            if (!tg__ops_remake[op] && st != TG_OK && !tg_is_released(y)) {
+                *skip = true; /* refused, and rightly so (checked by the caller) */
+                snprintf(rep, rep_len, "%s", tg_ctx_errmsg(c));
+                tg_ctx_free(c);
+                return NULL;
+            }
+        }
+        if (st == TG_OK)
+            st = loss ? (release ? tg_backward_release(c, loss) : tg_backward(c, loss))
+                      : tg_ctx_status(c);
         if (st == TG_OK) {
             int64_t total = 0;
             for (int i = 0; i < a->n_in; i++)
@@ -337,37 +356,53 @@ static double *grads_via(const op_entry *e, const op_case *a, tg_tensor *const *
             *n_out = total;
         }
     }
-    if (!g) snprintf(rep, rep_len, "%s: %s", release ? "tg_backward_release" : "tg_backward",
-                     tg_ctx_errmsg(c));
+    if (!g) snprintf(rep, rep_len, "%s%s: %s", release ? "tg_backward_release" : "tg_backward",
+                     drop ? " after tg_recompute_later" : "", tg_ctx_errmsg(c));
     tg_ctx_free(c);
     return g;
 }
 
 /* ...in plain mode and in anomaly mode, where ops run their backward with
  * a graph (grad mode off), which may read other tensors. */
-static bool release_matches(const op_entry *e, const op_case *a, tg_tensor *const *leaf, char *rep,
-                            size_t rep_len)
+static bool release_matches(tg_op op, const op_entry *e, const op_case *a,
+                            tg_tensor *const *leaf, char *rep, size_t rep_len)
 {
     size_t min = tg__release_min;
     tg__release_min = 1;
     tg__release_poison = true;
     bool ok = true;
     for (int anomaly = 0; anomaly < 2 && ok; anomaly++) {
-        int64_t n0 = 0, n1 = 0;
-        double *g0 = grads_via(e, a, leaf, false, anomaly, &n0, rep, rep_len);
-        double *g1 = g0 ? grads_via(e, a, leaf, true, anomaly, &n1, rep, rep_len) : NULL;
-        ok = g0 && g1 && n0 == n1;
-        for (int64_t k = 0; ok && k < n0; k++) {
-            if (memcmp(&g0[k], &g1[k], sizeof g0[k]) != 0) {
-                snprintf(rep, rep_len,
-                         "tg_backward_release%s: gradient element %lld is %.17g, tg_backward gave "
-                         "%.17g (a read missing from tg__ops_reads?)",
-                         anomaly ? " in anomaly mode" : "", (long long)k, g1[k], g0[k]);
-                ok = false;
+        int64_t n0 = 0;
+        bool skip = false;
+        double *g0 = grads_via(e, a, leaf, false, false, anomaly, &n0, &skip, rep, rep_len);
+        ok = g0 != NULL;
+        /* release, drop, drop then release */
+        for (int mode = 1; ok && mode < 4 && !skip; mode++) {
+            int64_t n1 = 0;
+            bool release = mode & 1, drop = mode & 2;
+            double *g1 =
+                grads_via(e, a, leaf, release, drop, anomaly, &n1, &skip, rep, rep_len);
+            if (skip) break;
+            ok = g1 && n0 == n1;
+            for (int64_t k = 0; ok && k < n0; k++) {
+                if (memcmp(&g0[k], &g1[k], sizeof g0[k]) != 0) {
+                    snprintf(rep, rep_len,
+                             "%s%s%s: gradient element %lld is %.17g, tg_backward gave %.17g (%s)",
+                             drop ? "tg_recompute_later, " : "",
+                             release ? "tg_backward_release" : "tg_backward",
+                             anomaly ? " in anomaly mode" : "", (long long)k, g1[k], g0[k],
+                             drop ? "a wrong tg__ops_remake entry?"
+                                  : "a read missing from tg__ops_reads?");
+                    ok = false;
+                }
             }
+            free(g1);
+        }
+        if (skip) { /* an op without a remake entry refused, naming itself */
+            ok = !tg__ops_remake[op] && strstr(rep, "cannot recompute") != NULL;
+            if (!ok) snprintf(rep + strlen(rep), rep_len - strlen(rep), " (an unexpected refusal)");
         }
         free(g0);
-        free(g1);
     }
     tg__release_min = min;
     tg__release_poison = false;
@@ -415,7 +450,7 @@ static bool run_case(tg_op op, const op_entry *e, int k, layout lay, char *msg, 
         tg_status st = tg_gradcheck(e->f, &a, in, a.n_in, &o, rep, sizeof rep);
         ok = st == TG_OK;
         if (!ok && rep[0] == '\0') snprintf(rep, sizeof rep, "%s", tg_status_str(st));
-        if (ok) ok = release_matches(e, &a, in, rep, sizeof rep);
+        if (ok) ok = release_matches(op, e, &a, in, rep, sizeof rep);
     }
     if (!ok) {
         fprintf(stderr, "opgrad: %s, %s, %s: %s\n", name, a.what, layout_name[lay], rep);

@@ -8,6 +8,11 @@
  * .grad and leaks nothing. That each op's backward reads only what
  * tg__ops_reads says is checked op by op in test_opgrad.c.
  *
+ * And tg_recompute_later, which gives activations back in the forward: the
+ * same bits again, with or without release, with less memory; recomputed
+ * tensors read their values again; second order through them; misuse
+ * refused with clear errors; out of memory inside a recompute.
+ *
  * The net (a small CNN with a transformer block and a gated head):
  * x [8,1,12,12] -> conv 3x3 (4 channels, pad 1) -> relu -> max pool 2 ->
  * flatten -> linear 144->64 -> gelu -> layer norm -> self-attention
@@ -30,7 +35,7 @@ typedef struct {
 } net;
 
 typedef struct {
-    tg_tensor *loss, *relu, *conv, *logits, *h;
+    tg_tensor *loss, *relu, *conv, *logits, *h, *gelu, *tanh;
 } fwd;
 
 static tg_tensor *filled(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shape, uint32_t seed,
@@ -57,8 +62,18 @@ static void net_init(tg_ctx *c, tg_dtype dt, net *m)
     }
 }
 
-/* The forward in s; NULL members on error (on s). */
-static fwd net_forward(tg_ctx *s, const net *m, tg_dtype dt)
+/* tg_recompute_later(t) once t's last forward reader ran, with drop */
+static void give_back(bool drop, tg_tensor *t)
+{
+    if (drop) ck_assert_int_eq(tg_recompute_later(t), TG_OK);
+}
+
+/* The forward in s; NULL members on error (on s). With drop, every
+ * activation that can be is given back by tg_recompute_later after its last
+ * use: the relu's (no backward reads it), the gelu's, the layer norm's,
+ * the attention's (read by no backward; its op cannot recompute), the
+ * tanh's and the sigmoid's. */
+static fwd net_forward_drop(tg_ctx *s, const net *m, tg_dtype dt, bool drop)
 {
     fwd f = {0};
     tg_tensor *const *p = m->p;
@@ -72,15 +87,29 @@ static fwd net_forward(tg_ctx *s, const net *m, tg_dtype dt)
     f.conv = tg_conv2d(s, x, p[0], p[1], &co);
     f.relu = tg_relu(s, f.conv);
     tg_tensor *h = tg_linear(s, tg_flatten(s, tg_max_pool2d(s, f.relu, &po), 1, -1), p[2], p[3]);
-    h = tg_layer_norm(s, tg_gelu(s, h), 1, (const int64_t[]){64}, p[4], p[5], 1e-5);
+    give_back(drop, f.relu);
+    f.gelu = tg_gelu(s, h);
+    h = tg_layer_norm(s, f.gelu, 1, (const int64_t[]){64}, p[4], p[5], 1e-5);
+    give_back(drop, f.gelu);
     f.h = h;
     tg_tensor *q = tg_reshape(s, h, TG_SHAPE(2, 4, 64));
-    tg_tensor *a = tg_reshape(s, tg_sdpa(s, q, q, q, NULL, true, 0.125), TG_SHAPE(8, 64));
-    h = tg_tanh(s, tg_add(s, a, h));
-    h = tg_linear(s, tg_sigmoid(s, tg_linear(s, h, p[6], p[7])), p[8], p[9]);
+    tg_tensor *att = tg_sdpa(s, q, q, q, NULL, true, 0.125);
+    tg_tensor *a = tg_reshape(s, att, TG_SHAPE(8, 64));
+    f.tanh = tg_tanh(s, tg_add(s, a, h));
+    give_back(drop, f.h);
+    give_back(drop, att);
+    tg_tensor *sg = tg_sigmoid(s, tg_linear(s, f.tanh, p[6], p[7]));
+    give_back(drop, f.tanh);
+    h = tg_linear(s, sg, p[8], p[9]);
+    give_back(drop, sg);
     f.logits = h;
     f.loss = tg_cross_entropy(s, h, labels);
     return f;
+}
+
+static fwd net_forward(tg_ctx *s, const net *m, tg_dtype dt)
+{
+    return net_forward_drop(s, m, dt, false);
 }
 
 /* Every parameter's gradient, as doubles, into g (cap entries); then
@@ -109,38 +138,54 @@ static int64_t take_grads(net *m, double *g, int64_t cap)
 
 enum { MAX_G = 20000 };
 
-/* Same bits as tg_backward, and the step arena's high-water lower: the
+/* Same bits as tg_backward with release, with tg_recompute_later and with
+ * both, and the step arena's high-water lower each time: with release the
  * conv's output, the relu's and the others go back to the free list and
- * hold the gradients. */
+ * hold the gradients; with tg_recompute_later outputs go back in the
+ * forward, and the next outputs of their size take them. (With both, the
+ * blocks given back in the forward can serve other sizes in the backward
+ * than release alone would; which is less depends on the net.) */
 static void same_grads_less_memory(tg_dtype dt)
 {
     tg_ctx *p = tu_ctx();
     net m;
     net_init(p, dt, &m);
     static double want[MAX_G], got[MAX_G];
-    size_t bytes[2];
-    int64_t n[2];
-    for (int r = 0; r < 2; r++) {
+    size_t bytes[4], fwd_bytes[4];
+    int64_t n[4];
+    for (int r = 0; r < 4; r++) {
+        bool release = r & 1, drop = r & 2;
         tg_ctx *s = tu_ctx();
-        fwd f = net_forward(s, &m, dt);
+        fwd f = net_forward_drop(s, &m, dt, drop);
         tu_assert_ok(s);
-        ck_assert_int_eq(r ? tg_backward_release(s, f.loss) : tg_backward(s, f.loss), TG_OK);
+        ck_assert(tg_is_released(f.gelu) == drop);
+        fwd_bytes[r] = tg_ctx_bytes_used(s);
+        ck_assert_int_eq(release ? tg_backward_release(s, f.loss) : tg_backward(s, f.loss),
+                         TG_OK);
         bytes[r] = tg_ctx_bytes_used(s);
         n[r] = take_grads(&m, r ? got : want, MAX_G);
-        ck_assert(tg_is_released(f.relu) == (r == 1));
+        ck_assert(tg_is_released(f.relu) == (release || drop));
+        ck_assert(tg_is_released(f.gelu) == release); /* recomputed, then released again */
         ck_assert(!tg_is_released(f.loss));
         tg_ctx_free(s);
+        if (!r) continue;
+        ck_assert_int_eq(n[0], n[r]);
+        for (int64_t k = 0; k < n[0]; k++)
+            ck_assert_msg(memcmp(&want[k], &got[k], sizeof got[k]) == 0,
+                          "run %d: gradient element %lld: %.17g, %.17g without release or "
+                          "recompute", r, (long long)k, got[k], want[k]);
     }
-    ck_assert_int_eq(n[0], n[1]);
-    for (int64_t k = 0; k < n[0]; k++)
-        ck_assert_msg(memcmp(&want[k], &got[k], sizeof got[k]) == 0,
-                      "gradient element %lld: %.17g with release, %.17g without", (long long)k,
-                      got[k], want[k]);
-    /* at least the relu's gradient took a released block (the conv's
-     * output, or the relu's, of 8*4*12*12 elements) */
-    size_t es = dt == TG_F64 ? 8 : 4;
-    ck_assert_msg(bytes[1] + 8 * 4 * 12 * 12 * es <= bytes[0],
-                  "step arena %zu bytes with release, %zu without", bytes[1], bytes[0]);
+    /* at least the relu's gradient (with release) or the linear's output
+     * (with tg_recompute_later) took a block given back, the conv's output
+     * or the relu's, of 8*4*12*12 elements */
+    size_t es = dt == TG_F64 ? 8 : 4, block = 8 * 4 * 12 * 12 * es;
+    ck_assert_msg(bytes[1] + block <= bytes[0], "step arena %zu bytes with release, %zu without",
+                  bytes[1], bytes[0]);
+    ck_assert_msg(fwd_bytes[2] < fwd_bytes[0],
+                  "forward arena %zu bytes with tg_recompute_later, %zu without", fwd_bytes[2],
+                  fwd_bytes[0]);
+    ck_assert_msg(bytes[2] < bytes[0], "step arena %zu bytes with tg_recompute_later, %zu without",
+                  bytes[2], bytes[0]);
     tg_ctx_free(p);
 }
 
@@ -269,9 +314,11 @@ END_TEST
 
 /* Out of memory at every point of a releasing walk: after the forward,
  * fillers eat the arena's free space (one more each round, five under
- * valgrind) and every later allocation fails. A failed backward leaves every .grad as it was, a
- * successful one doubles it, and nothing leaks. */
-START_TEST(test_fail_inside_release_walk)
+ * valgrind) and every later allocation fails. A failed backward leaves
+ * every .grad as it was, a successful one gives the same gradients, and
+ * nothing leaks. With drop, the forward gave activations back
+ * (tg_recompute_later), so the failures also hit the recomputes. */
+static void fail_inside_release_walk(bool drop)
 {
     tg_ctx *p = tu_ctx();
     net m;
@@ -280,17 +327,18 @@ START_TEST(test_fail_inside_release_walk)
     int64_t n;
     {
         tg_ctx *s = tu_ctx();
-        ck_assert_int_eq(tg_backward_release(s, net_forward(s, &m, TG_F64).loss), TG_OK);
+        ck_assert_int_eq(tg_backward_release(s, net_forward_drop(s, &m, TG_F64, drop).loss),
+                         TG_OK);
         n = take_grads(&m, g1, MAX_G);
         tg_ctx_free(s);
     }
     int failed = 0, round;
-    int every = tu_under_valgrind() ? 5 : 1; /* each round is a whole step */
+    int every = tu_under_valgrind() ? (drop ? 25 : 5) : 1; /* each round is a whole step */
     for (round = 0; round < 100000; round += every) {
         tu_alloc h = {0};
         tg_ctx *s = tu_alloc_ctx(&h, 4096);
         ck_assert_ptr_nonnull(s);
-        tg_tensor *loss = net_forward(s, &m, TG_F64).loss;
+        tg_tensor *loss = net_forward_drop(s, &m, TG_F64, drop).loss;
         tu_assert_ok(s);
         long after_forward = h.allocs;
         for (int i = 0; i < round; i++)
@@ -318,6 +366,185 @@ START_TEST(test_fail_inside_release_walk)
     ck_assert_msg(failed >= 3, "only %d backwards failed", failed);
     tg_ctx_free(p);
 }
+
+START_TEST(test_fail_inside_release_walk)
+{
+    fail_inside_release_walk(false);
+}
+END_TEST
+
+START_TEST(test_fail_inside_recompute)
+{
+    fail_inside_release_walk(true);
+}
+END_TEST
+
+/* ---- tg_recompute_later ---------------------------------------------------- */
+
+/* Given back, a tensor refuses reads until a backward recomputes it; after
+ * a plain backward it holds the same values again. */
+START_TEST(test_recompute_reads_again)
+{
+    tg_ctx *p = tu_ctx(), *s = tu_ctx();
+    net m;
+    net_init(p, TG_F64, &m);
+    fwd f = net_forward(s, &m, TG_F64);
+    tu_assert_ok(s);
+    static double before[8 * 64], after[8 * 64];
+    ck_assert_int_eq(tg_copy_out(f.gelu, before, sizeof before), TG_OK);
+    ck_assert_int_eq(tg_recompute_later(f.gelu), TG_OK);
+    ck_assert_int_eq(tg_recompute_later(f.gelu), TG_OK); /* once is enough; twice is no error */
+    ck_assert(tg_is_released(f.gelu));
+    ck_assert(isnan(tg_get(f.gelu, (const int64_t[]){0, 0})));
+    ck_assert_ptr_null(tg_data(f.gelu));
+    ck_assert_ptr_null(tg_relu(s, f.gelu));
+    tu_assert_status(tg_ctx_status(s), TG_ERR_MISUSE);
+    ck_assert_ptr_nonnull(strstr(tg_ctx_errmsg(s), "tg_recompute_later"));
+    ck_assert_ptr_nonnull(strstr(tg_ctx_errmsg(s), "tg_relu"));
+    tg_ctx_clear_error(s);
+    ck_assert_int_eq(tg_backward(s, f.loss), TG_OK);
+    ck_assert(!tg_is_released(f.gelu));
+    ck_assert_int_eq(tg_copy_out(f.gelu, after, sizeof after), TG_OK);
+    ck_assert(memcmp(before, after, sizeof after) == 0);
+    tg_ctx_free(s);
+    tg_ctx_free(p);
+}
+END_TEST
+
+static tg_tensor *give_back_fwd(tg_ctx *c, tg_tensor *const *in, int n, void *state,
+                                tg_tensor **saved)
+{
+    (void)n, (void)saved;
+    *(tg_tensor **)state = in[0];
+    return tg_scale(c, in[0], 2.0);
+}
+
+static void give_back_bwd(tg_ctx *c, const tg_custom_ctx *k, tg_tensor *dout, tg_tensor **dx)
+{
+    /* refused: a backward is running */
+    tu_assert_status(tg_recompute_later(*(tg_tensor **)k->state), TG_ERR_MISUSE);
+    (void)c, (void)dout, (void)dx;
+}
+
+static const tg_custom_op give_back_op = {"give_back", 1, give_back_fwd, give_back_bwd};
+
+/* What tg_recompute_later refuses, each with its status and a message
+ * naming the problem; a refused call gives nothing back. */
+START_TEST(test_recompute_refusals)
+{
+    tu_assert_status(tg_recompute_later(NULL), TG_ERR_INVALID);
+    const struct {
+        const char *what, *msg;
+        tg_status want;
+    } cases[] = {
+        {"leaf", "not the output of an op", TG_ERR_MISUSE},
+        {"grad mode off", "not the output of an op", TG_ERR_MISUSE},
+        {"view", "shares its memory", TG_ERR_MISUSE},
+        {"retained", "tg_retain", TG_ERR_MISUSE},
+        {"dropout", "cannot recompute", TG_ERR_UNSUPPORTED},
+        {"after reset", "not the output of an op", TG_ERR_MISUSE},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tg_ctx *c = tu_ctx();
+        tg_tensor *x = filled(c, TG_F64, TG_SHAPE(16, 32), 3, 1.0);
+        tg_set_requires_grad(x, true);
+        tg_tensor *y = tg_tanh(c, x), *t = NULL;
+        switch (i) {
+        case 0: t = x; break;
+        case 1:
+            tg_set_grad_enabled(c, false);
+            t = tg_tanh(c, x);
+            tg_set_grad_enabled(c, true);
+            break;
+        case 2: t = tg_reshape(c, y, TG_SHAPE(32, 16)); break;
+        case 3: t = y; tg_retain(y); break;
+        case 4:
+            t = tg_dropout(c, y, 0.5, true);
+            ck_assert_ptr_nonnull(tg_mul(c, t, t)); /* whose backward reads it */
+            break;
+        case 5: tg_ctx_reset(c); t = y; break;
+        }
+        tu_assert_ok(c);
+        tu_assert_status(tg_recompute_later(t), cases[i].want);
+        ck_assert_msg(strstr(tg_ctx_errmsg(c), cases[i].msg) != NULL, "%s: %s", cases[i].what,
+                      tg_ctx_errmsg(c));
+        ck_assert_msg(!tg_is_released(t), "%s: given back although refused", cases[i].what);
+        tg_ctx_free(c);
+    }
+    /* dropout's output that no backward reads goes back */
+    tg_ctx *c = tu_ctx();
+    tg_tensor *x = filled(c, TG_F64, TG_SHAPE(16, 32), 3, 1.0);
+    tg_set_requires_grad(x, true);
+    tg_tensor *d = tg_dropout(c, x, 0.5, true), *loss = tg_sum(c, tg_add(c, d, x));
+    ck_assert_int_eq(tg_recompute_later(d), TG_OK);
+    ck_assert_int_eq(tg_backward(c, loss), TG_OK);
+    ck_assert(tg_is_released(d));
+    tg_ctx_free(c);
+    /* during a backward */
+    c = tu_ctx();
+    x = filled(c, TG_F64, TG_SHAPE(16, 32), 3, 1.0);
+    tg_set_requires_grad(x, true);
+    tg_tensor *held = NULL, *u = tg_tanh(c, x);
+    loss = tg_sum(c, tg_custom(c, &give_back_op, &u, 1, &held));
+    tu_assert_ok(c);
+    tg_status rc = tg_backward(c, loss);
+    ck_assert(rc == TG_ERR_MISUSE);
+    ck_assert_ptr_nonnull(strstr(tg_ctx_errmsg(c), "during a backward"));
+    ck_assert(!tg_is_released(u));
+    tg_ctx_free(c);
+}
+END_TEST
+
+/* An input of the op to recompute, changed in place after the forward, is
+ * refused by the backward (the recompute would differ); .grad untouched. */
+START_TEST(test_recompute_input_changed)
+{
+    tg_ctx *c = tu_ctx();
+    tg_tensor *x = filled(c, TG_F64, TG_SHAPE(16, 32), 3, 1.0);
+    tg_set_requires_grad(x, true);
+    tg_tensor *u = tg_scale(c, x, 0.5), *y = tg_tanh(c, u);
+    tg_tensor *loss = tg_sum(c, tg_mul(c, y, y));
+    ck_assert_int_eq(tg_recompute_later(y), TG_OK);
+    static double buf[16 * 32];
+    ck_assert_int_eq(tg_copy_out(u, buf, sizeof buf), TG_OK);
+    ck_assert_int_eq(tg_copy_in(u, buf, sizeof buf), TG_OK); /* same values, a new version */
+    tu_assert_status(tg_backward(c, loss), TG_ERR_MISUSE);
+    ck_assert_ptr_nonnull(strstr(tg_ctx_errmsg(c), "modified in place"));
+    ck_assert_ptr_null(tg_grad(x));
+    tg_ctx_free(c);
+}
+END_TEST
+
+/* loss(x) = sum(tanh(gelu(x) W)^2): the gradient with a graph, then the
+ * gradient of its squared sum (second order), with gelu's and tanh's
+ * outputs given back and recomputed, and a chain given back (gelu's output
+ * read only by the recompute of the linear's): the same bits. */
+START_TEST(test_recompute_second_order)
+{
+    static double want[8 * 32 + 16 * 32], got[8 * 32 + 16 * 32];
+    for (int drop = 0; drop < 2; drop++) {
+        tg_ctx *c = tu_ctx();
+        tg_tensor *x = filled(c, TG_F64, TG_SHAPE(8, 32), 3, 1.0);
+        tg_tensor *w = filled(c, TG_F64, TG_SHAPE(16, 32), 4, 0.3);
+        tg_set_requires_grad(x, true);
+        tg_set_requires_grad(w, true);
+        tg_tensor *g = tg_gelu(c, x), *h = tg_linear(c, g, w, NULL), *t = tg_tanh(c, h);
+        tg_tensor *loss = tg_sum(c, tg_mul(c, t, t));
+        if (drop) {
+            ck_assert_int_eq(tg_recompute_later(t), TG_OK);
+            ck_assert_int_eq(tg_recompute_later(h), TG_OK);
+            ck_assert_int_eq(tg_recompute_later(g), TG_OK);
+        }
+        tg_tensor *gw = NULL;
+        ck_assert_int_eq(tg_grad_of(c, 1, &loss, NULL, 1, &w, true, &gw), TG_OK);
+        ck_assert_int_eq(tg_backward(c, tg_sum(c, tg_mul(c, gw, gw))), TG_OK);
+        double *to = drop ? got : want;
+        ck_assert_int_eq(tg_copy_out(tg_grad(x), to, 8 * 32 * sizeof *to), TG_OK);
+        ck_assert_int_eq(tg_copy_out(tg_grad(w), to + 8 * 32, 16 * 32 * sizeof *to), TG_OK);
+        tg_ctx_free(c);
+    }
+    ck_assert(memcmp(want, got, sizeof want) == 0);
+}
 END_TEST
 
 Suite *release_suite(void)
@@ -328,6 +555,11 @@ Suite *release_suite(void)
     tcase_add_test(tc, test_same_grads_less_memory_f32);
     tcase_add_test(tc, test_released_refuses_reads);
     tcase_add_test(tc, test_second_backward_refused);
+    tcase_add_test(tc, test_recompute_reads_again);
+    tcase_add_test(tc, test_recompute_refusals);
+    tcase_add_test(tc, test_recompute_input_changed);
+    tcase_add_test(tc, test_recompute_second_order);
+    tcase_add_test(tc, test_fail_inside_recompute);
     tcase_add_test(tc, test_custom_op_releases_nothing);
     tcase_add_test(tc, test_fail_inside_release_walk);
     suite_add_tcase(s, tc);

@@ -82,8 +82,38 @@ tg_status tg_backward_release(tg_ctx *c, tg_tensor *loss);
  * step). */
 void tg_retain(tg_tensor *t);
 
-/* True when tg_backward_release gave t's memory back; false for NULL. */
+/* True when t's memory is given back (by tg_backward_release, or by
+ * tg_recompute_later and not recomputed since); false for NULL. */
 bool tg_is_released(const tg_tensor *t);
+
+/*
+ * Gives t's memory back now, in the forward, for the ops that follow to
+ * reuse, and has any backward that reads t recompute it from the inputs of
+ * the op that made it (activation recomputation, per tensor). Call it once
+ * the forward has no more use for t: a GELU's output after the linear that
+ * reads it, a layer norm's output after its projections. A step then
+ * trades the op's forward time once more for its output's memory; an
+ * output that no backward reads (the summands of a residual add, say) is
+ * given back for free. Recomputing gives the same bits, so the gradients
+ * are those of a run without it.
+ *
+ * t must be the output of an op recorded on its context's tape, owning its
+ * memory (not a view). The inputs of that op stay as they are until the
+ * backward: the backward refuses to recompute from an input modified in
+ * place since. A backward through t's op (or a reader of t) recomputes it
+ * once and keeps it; tg_backward_release gives it back again after its
+ * last reader. Until it is recomputed, t reads like a released tensor
+ * (tg_is_released true, tg_item NaN, tg_data NULL, ops refuse it).
+ *
+ * Returns TG_OK (also when t was given back already) or the context's
+ * error: TG_ERR_INVALID (t NULL, nothing recorded), TG_ERR_MISUSE (a leaf,
+ * made with grad mode off, a view, passed to tg_retain, or called during a
+ * backward), TG_ERR_UNSUPPORTED (an op that cannot recompute, such as
+ * dropout or a custom op, whose output a recorded backward reads). t's
+ * context goes into the error state as usual; a failed call changes
+ * nothing.
+ */
+tg_status tg_recompute_later(tg_tensor *t);
 
 /* tg_backward for any output, with dout (same shape, same dtype) as its
  * gradient. */

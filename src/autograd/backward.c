@@ -12,6 +12,7 @@
  */
 #include "../ops/ops_impl.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 typedef struct {
@@ -78,10 +79,16 @@ static slot *lookup(walk *w, tg_tensor *t)
  * data block joins the free list. A node that left a job for the commit
  * keeps what it reads, since the job reads it then. */
 
+/* Set once any storage was given back in this process (by a releasing
+ * walk or tg_recompute_later): from then on every walk checks what each
+ * node reads before running it, since a tensor of one context may be read
+ * by another's tape. */
+static atomic_bool gave_back;
+
 /* Calls f on every tensor n's backward reads; the first for which f says
  * true, or NULL. */
-static const tg_tensor *each_read(walk *w, const tg__node *n,
-                                  bool (*f)(walk *, const tg_tensor *))
+static const tg_tensor *each_read(void *w, const tg__node *n,
+                                  bool (*f)(void *, const tg_tensor *))
 {
     uint32_t r = tg__ops_reads[n->op];
     if (!r) r = ~0u; /* no entry: everything (inputs past 29 too) */
@@ -94,10 +101,15 @@ static const tg_tensor *each_read(walk *w, const tg__node *n,
     return NULL;
 }
 
-static bool count_use(walk *w, const tg_tensor *t)
+/* A node that reads a storage tg_recompute_later gave back also reads, when
+ * it recomputes it, what its forward reads: the inputs of st->remake
+ * (given back ones in turn), which count as read by that node too. */
+static bool count_use(void *w, const tg_tensor *t)
 {
-    (void)w;
-    if (t->st->cand) t->st->uses++;
+    tg__storage *st = t->st;
+    if (st->cand) st->uses++;
+    for (int j = 0; st->remake && j < st->remake->n_in; j++)
+        if (st->remake->in[j]) count_use(w, st->remake->in[j]);
     return false;
 }
 
@@ -108,20 +120,17 @@ static void release(walk *w, tg__storage *st)
         return;
     }
     tg__recycle_release(w->c, st);
-    w->c->released = true;
+    atomic_store_explicit(&gave_back, true, memory_order_relaxed);
 }
 
-static bool end_use(walk *w, const tg_tensor *t)
+static bool end_use(void *w, const tg_tensor *t)
 {
     tg__storage *st = t->st;
-    if (st->cand && --st->uses == 0) release(w, st);
+    /* a given-back storage whose reader never ran stays given back */
+    if (st->cand && --st->uses == 0 && !st->released) release(w, st);
+    for (int j = 0; st->remake && j < st->remake->n_in; j++)
+        if (st->remake->in[j]) end_use(w, st->remake->in[j]);
     return false;
-}
-
-static bool is_released(walk *w, const tg_tensor *t)
-{
-    (void)w;
-    return t->st->released;
 }
 
 /* Marks the candidates, counts their readers and releases those no node
@@ -141,8 +150,10 @@ static void release_setup(walk *w, int n_out, tg_tensor *const *outs, tg_tensor 
     for (int64_t i = 0; i < w->nt; i++) {
         const tg__node *n = nodes[i];
         tg__storage *st = n->out->st;
+        /* a storage tg_recompute_later gave back is released again after
+         * its recomputed data's last reader */
         bool fresh = st->cap >= tg__release_min && st->cap >= 64 && !st->retained &&
-                     !st->released;
+                     (!st->released || st->remake);
         for (int j = 0; j < n->n_in && fresh; j++) fresh = !n->in[j] || n->in[j]->st != st;
         if (fresh) {
             st->cand = true;
@@ -156,7 +167,7 @@ static void release_setup(walk *w, int n_out, tg_tensor *const *outs, tg_tensor 
     for (int64_t i = 0; i < w->nt; i++) each_read(w, nodes[i], count_use);
     for (int64_t i = 0; i < w->nt; i++) {
         tg__storage *st = nodes[i]->out->st;
-        if (st->cand && !st->uses) release(w, st);
+        if (st->cand && !st->uses && !st->released) release(w, st);
     }
     tg__recycle_settle(c);
 }
@@ -546,12 +557,88 @@ static uint64_t pow2_at_least(uint64_t n)
     return p;
 }
 
-/* Refuses a node whose backward would read what an earlier
+/* ---- recomputing what tg_recompute_later gave back ----------------------- */
+
+static bool same_layout(const tg_tensor *a, const tg_tensor *b)
+{
+    if (a->dtype != b->dtype || a->offset != b->offset || !same_shape(a, b)) return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] > 1 && a->stride[i] != b->stride[i]) return false;
+    return true;
+}
+
+/* Refills st, which tg_recompute_later gave back, by running its node's
+ * forward again (after refilling given-back inputs), with grad mode off,
+ * and moving the new data under st; false with the error on the walk's
+ * context. The new block stays out of the walk's recycling: st owns it now
+ * (a releasing walk gives it back after its last reader). */
+static bool refill(walk *w, tg__storage *st)
+{
+    tg_ctx *c = w->c;
+    const tg__node *p = st->remake;
+    char d[200], e[200];
+    const char *why = NULL;
+    int j = 0;
+    if (!tg__on_tape(c, p->out)) {
+        tg__fail(c, TG_ERR_MISUSE,
+                 "%s: %s was given back by tg_recompute_later in another context; only a "
+                 "backward on that context's tape can recompute it",
+                 w->fn, tg__describe(p->out, d, sizeof d));
+        return false;
+    }
+    for (; j < p->n_in && !why; j++) {
+        tg_tensor *x = p->in[j];
+        if (!x) continue;
+        if (x->st->released && (!x->st->remake || !refill(w, x->st)))
+            why = "whose memory an earlier tg_backward_release gave back";
+        else if (x->st->version != p->in_version[j])
+            why = "which was modified in place after the op recorded it";
+    }
+    if (why) {
+        if (c->status == TG_OK)
+            tg__fail(c, TG_ERR_MISUSE,
+                     "%s: recomputing %s (given back by tg_recompute_later) needs input %d of "
+                     "'%s', %s, %s",
+                     w->fn, tg__describe(p->out, d, sizeof d), j - 1, tg__node_name(p),
+                     tg__describe(p->in[j - 1], e, sizeof e), why);
+        return false;
+    }
+    bool grad = c->grad_enabled;
+    const void *spare = c->spare_dout;
+    c->grad_enabled = false;
+    c->spare_dout = NULL;
+    tg_tensor *r = tg__ops_remake[p->op](c, p);
+    c->grad_enabled = grad;
+    c->spare_dout = spare;
+    c->api = w->fn;
+    if (!r) return false;
+    if (!same_layout(r, p->out)) {
+        tg__fail(c, TG_ERR_SHAPE, "%s: recomputing '%s' gave %s, not the layout of %s", w->fn,
+                 tg__node_name(p), tg__describe(r, d, sizeof d), tg__describe(p->out, e, sizeof e));
+        return false;
+    }
+    st->data = r->st->data;
+    st->cap = r->st->cap;
+    r->st->block = 0; /* not a temporary of the running node */
+    st->released = false;
+    return true;
+}
+
+/* each_read's test before a node runs: true when t cannot be read, after
+ * refilling it if tg_recompute_later gave it back */
+static bool unreadable(void *w, const tg_tensor *t)
+{
+    tg__storage *st = t->st;
+    return st->released && (!st->remake || !refill(w, st));
+}
+
+/* Refills what n's backward reads that tg_recompute_later gave back, and
+ * refuses a node whose backward would read what an earlier
  * tg_backward_release released. */
 static tg_status check_released(walk *w, const tg__node *n)
 {
-    const tg_tensor *t = each_read(w, n, is_released);
-    if (!t) return TG_OK;
+    const tg_tensor *t = each_read(w, n, unreadable);
+    if (!t || w->c->status != TG_OK) return w->c->status;
     char d[200];
     return tg__fail(w->c, TG_ERR_MISUSE,
                     "%s: the backward of '%s' (node %lld) reads %s, whose memory an earlier "
@@ -604,7 +691,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
     /* tg_grad_of hands gradients back and a graph keeps them: recycle only
      * in a plain tg_backward */
     c->recycling = !grads && !create_graph;
-    c->free_blocks = c->given = NULL;
+    /* c->free_blocks: what tg_recompute_later gave back in the forward */
 
     walk w = {.c = c, .fn = fn, .nt = c->tape.n, .recycle = c->recycling,
               .release = release && c->recycling};
@@ -673,7 +760,9 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
         tg_tensor *dx_local[8] = {NULL};
         tg_tensor **dx = dx_local;
         if (n->n_in > 8 && !(dx = tg__arena_calloc(c, (size_t)n->n_in, sizeof *dx))) break;
-        if (check_versions(&w, n) || (c->released && check_released(&w, n))) break;
+        if (check_versions(&w, n) ||
+            (atomic_load_explicit(&gave_back, memory_order_relaxed) && check_released(&w, n)))
+            break;
         c->backward_of = n;
         bool recycling = c->recycling;
         if (n->op == TG_OP_CUSTOM) {
@@ -769,6 +858,59 @@ void tg_retain(tg_tensor *t)
 }
 
 bool tg_is_released(const tg_tensor *t) { return t && t->st->released; }
+
+/* true when n's backward reads storage st (each_read's test) */
+static bool reads_st(void *st, const tg_tensor *t) { return t->st == st; }
+
+tg_status tg_recompute_later(tg_tensor *t)
+{
+    static const char fn[] = "tg_recompute_later";
+    if (!t) return TG_ERR_INVALID;
+    tg_ctx *c = t->ctx;
+    if (c->status != TG_OK) return c->status;
+    tg__storage *st = t->st;
+    tg__node *p = t->node;
+    char d[200];
+    if (c->recycling || c->backward_of)
+        return tg__fail(c, TG_ERR_MISUSE, "%s: called during a backward", fn);
+    if (st->released) return TG_OK; /* given back already */
+    if (st->retained)
+        return tg__fail(c, TG_ERR_MISUSE, "%s: %s was passed to tg_retain", fn,
+                        tg__describe(t, d, sizeof d));
+    if (!tg__on_tape(c, t))
+        return tg__fail(c, TG_ERR_MISUSE,
+                        "%s: %s is not the output of an op recorded on its context's tape (a "
+                        "leaf, made with grad mode off, or recorded before tg_ctx_reset); only "
+                        "a recorded op's output can be recomputed",
+                        fn, tg__describe(t, d, sizeof d));
+    for (int j = 0; j < p->n_in; j++)
+        if (p->in[j] && p->in[j]->st == st)
+            return tg__fail(c, TG_ERR_MISUSE,
+                            "%s: %s shares its memory with input %d of '%s' (a view, or written "
+                            "in place); give back the tensor that owns the memory",
+                            fn, tg__describe(t, d, sizeof d), j, tg__node_name(p));
+    if (!tg__ops_remake[p->op]) {
+        /* then no backward may read it: ops recorded later cannot take it */
+        for (int64_t i = p->seq; i < c->tape.n; i++) {
+            const tg__node *n = c->tape.nodes[i];
+            if (each_read(st, n, reads_st))
+                return tg__fail(c, TG_ERR_UNSUPPORTED,
+                                "%s: the backward of '%s' (node %lld) reads %s, and op '%s' "
+                                "cannot recompute its output",
+                                fn, tg__node_name(n), (long long)n->seq,
+                                tg__describe(t, d, sizeof d), tg__node_name(p));
+        }
+    }
+    st->remake = p;
+    if (st->cap >= TG__RECYCLE_MIN) {
+        tg__recycle_release(c, st); /* to the blocks the next ops take from */
+        tg__recycle_settle(c);
+    } else {
+        st->released = true; /* too small a block to serve anything */
+    }
+    atomic_store_explicit(&gave_back, true, memory_order_relaxed);
+    return TG_OK;
+}
 
 tg_status tg_backward_with_grad(tg_ctx *c, tg_tensor *out, tg_tensor *dout)
 {

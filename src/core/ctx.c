@@ -146,7 +146,6 @@ void tg_ctx_reset(tg_ctx *c)
     c->free_blocks = NULL;
     c->given = NULL;
     c->young = NULL;
-    c->released = false;
     if (c->head && c->head->next) {
         /* Merge all blocks into one so the next identical step fits. On
          * failure keep the old blocks: correctness does not depend on it. */

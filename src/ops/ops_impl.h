@@ -54,6 +54,21 @@ extern const tg__opdef tg__ops[TG_OP_COUNT];
 extern const uint32_t tg__ops_reads[TG_OP_COUNT];
 
 /*
+ * An op's forward run again from its node, for tg_recompute_later: a new
+ * tensor (grad mode is off, so nothing is recorded) with the values the
+ * node's output had, computed from n->in and the arguments the op stored
+ * on n (f, iv); NULL with the error on c. The backward walk moves its data
+ * under the given-back storage, so it must have the output's dtype, shape
+ * and strides (the walk checks). An op without an entry (NULL) cannot
+ * recompute: dropout (its draw), ops whose output is a view or written in
+ * place, custom ops. The drop test of test_opgrad.c checks every entry:
+ * the gradients with the output given back and recomputed must equal the
+ * plain ones bit for bit.
+ */
+typedef tg_tensor *(*tg__remake_fn)(tg_ctx *c, const tg__node *n);
+extern const tg__remake_fn tg__ops_remake[TG_OP_COUNT];
+
+/*
  * Optional accumulating backward of an op, for when no graph is recorded
  * (grad mode off): adds the gradient of every input j that requires grad
  * into acc[j] (NULL for the others), a contiguous tensor of input j's shape

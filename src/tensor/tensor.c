@@ -207,8 +207,9 @@ tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shap
     size_t nbytes = (size_t)tg__numel(ndim, shape) * tg__esize(dt);
     size_t need = HEAD_BYTES + nbytes, cap = 0;
     char *mem = NULL, *data = NULL;
-    if (c->recycling && nbytes >= TG__RECYCLE_MIN && c->free_blocks) {
-        /* a block given back holds the data; the header is new */
+    if (nbytes >= TG__RECYCLE_MIN && c->free_blocks) {
+        /* a block given back (by a walk, or in the forward by
+         * tg_recompute_later) holds the data; the header is new */
         data = recycle_take(c, nbytes, &cap);
         if (data && !(mem = tg__arena_alloc(c, HEAD_BYTES))) {
             tg__free_block *b = (tg__free_block *)(void *)data; /* back where it was */

@@ -8,6 +8,8 @@
 #include "../core/core_impl.h"
 #include "tapegrad/tensor.h"
 
+struct tg__node;
+
 typedef struct tg__storage {
     char *data;
     size_t nbytes;
@@ -25,9 +27,9 @@ typedef struct tg__storage {
     bool released;    /* its data block was given back: data holds garbage */
     bool retained;    /* tg_retain: never released */
     struct tg__storage *young; /* the next older one on c->young */
+    const struct tg__node *remake; /* tg_recompute_later: the node whose forward
+                                      refills data when a backward reads it */
 } tg__storage;
-
-struct tg__node;
 
 struct tg_tensor {
     tg_ctx *ctx;      /* where this struct lives */
