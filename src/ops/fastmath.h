@@ -156,7 +156,7 @@ static inline float tg__tanhf(float x)
  * erfc); NaN gives NaN, |x| = inf gives k * 0. tg__phi_lowerf(x, k) is
  * tg__phi_lower_fin(tg__phi_lower_arg(x, k, &e, &pre), e, pre): a kernel
  * that runs the two halves as two loops over a block of elements halves
- * the chain of dependent operations per iteration (gelu: 20% faster).
+ * the chain of dependent operations per iteration (gelu: 10-20% less time).
  *
  * One form for the whole line, so there is nothing to select: with
  * t = 1 / (1 + |x| / 4), erfc(|x| / sqrt 2) = t e^(P(t) - x^2 / 2), P a
