@@ -593,12 +593,15 @@ START_TEST(test_sdpa_values)
 END_TEST
 
 /* causal == an explicit top-left tril mask, for Lq < Lk and Lq > Lk,
- * forward and backward. */
+ * forward and backward, bit for bit; the last case has rows longer than
+ * the softmax's vectors and partial sums (a causal row runs to a multiple
+ * of 16 entries, the mask's over all Lk). */
 START_TEST(test_sdpa_causal_vs_mask)
 {
     tg_ctx *c = tu_ctx();
-    for (int cs = 0; cs < 2; cs++) {
-        int64_t Lq = cs ? 5 : 3, Lk = cs ? 3 : 5;
+    static const int64_t lqs[3] = {3, 5, 37}, lks[3] = {5, 3, 40};
+    for (int cs = 0; cs < 3; cs++) {
+        int64_t Lq = lqs[cs], Lk = lks[cs];
         tg_tensor *q = seq(c, TG_F64, 3, (const int64_t[]){2, Lq, 4}, 0.61, 0.3, 1.0);
         tg_tensor *k = seq(c, TG_F64, 3, (const int64_t[]){2, Lk, 4}, 0.47, 1.7, 1.0);
         tg_tensor *v = seq(c, TG_F64, 3, (const int64_t[]){2, Lk, 2}, 0.83, 0.9, 1.5);

@@ -82,28 +82,43 @@ EW_UN_PAIR(k_softplus, softplusf_(X, P0, P1), softplus_(X, P0, P1))
 EW_UN_PAIR(k_hardtanh, X < P0 ? P0 : X > P1 ? P1 : X, X < P0 ? P0 : X > P1 ? P1 : X)
 EW_UN_PAIR(k_log_sigmoid, log_sigmoidf_(X), log_sigmoid_(X))
 
-/* gelu(x) = x Phi(x): x Phi(-|x|) for x <= 0, x - x Phi(-|x|) above (no
+/* gelu(x) = x Phi(x) from h = x Phi(-|x|): h for x <= 0, x - h above (no
  * cancellation: x Phi(-x) <= x / 2), x itself above 16 (where the tail
  * would be inf * 0 at +inf). -inf gives NaN, as x / 2 erfc(-x / sqrt 2)
  * does. Within 8 ulp of the double result where that is a normal float
  * (tests/test_nn.c). */
-static inline float geluf_(float x)
+static inline float gelu_from_tail(float x, float h)
 {
-    float h = tg__phi_lowerf(x, x);
     float y = tg__f32_sel(-(int32_t)(x > 0), x - h, h);
     return tg__f32_sel(-(int32_t)(x > 16.0f), x, y);
 }
 
-/* k_gelu's f32 run (the EW_UN_KERNEL shape, by hand for the clones) */
+#define GELU_BLOCK 256 /* floats per block of the two-pass loop (3 KB of stack) */
+
+/* k_gelu's f32 run (the EW_UN_KERNEL shape, by hand for the clones). A
+ * contiguous run goes by blocks: the tail's argument for the block, then
+ * its exponential (tg__phi_lower_arg / _fin), so each loop's iterations
+ * are short chains the out-of-order core overlaps; same bits. */
 TG__VEC_CLONES static void k_gelu_f32(int64_t n, char **p, const int64_t *s, void *aux)
 {
     (void)aux;
     float *restrict o = (float *)p[0];
     if (s[1] == (int64_t)sizeof(float)) {
         const float *restrict x = (const float *)p[1];
-        for (int64_t i = 0; i < n; i++) o[i] = geluf_(x[i]);
+        float es[GELU_BLOCK], ee[GELU_BLOCK], pre[GELU_BLOCK];
+        for (int64_t i0 = 0; i0 < n; i0 += GELU_BLOCK) {
+            const int64_t m = n - i0 < GELU_BLOCK ? n - i0 : GELU_BLOCK;
+            const float *restrict xb = x + i0;
+            float *restrict ob = o + i0;
+            for (int64_t i = 0; i < m; i++) es[i] = tg__phi_lower_arg(xb[i], xb[i], &ee[i], &pre[i]);
+            for (int64_t i = 0; i < m; i++)
+                ob[i] = gelu_from_tail(xb[i], tg__phi_lower_fin(es[i], ee[i], pre[i]));
+        }
     } else {
-        for (int64_t i = 0; i < n; i++) o[i] = geluf_(*(const float *)(p[1] + i * s[1]));
+        for (int64_t i = 0; i < n; i++) {
+            const float v = *(const float *)(p[1] + i * s[1]);
+            o[i] = gelu_from_tail(v, tg__phi_lowerf(v, v));
+        }
     }
 }
 
@@ -128,7 +143,7 @@ TG__VEC_CLONES static void gelu_grad_f32(int64_t n, const float *restrict px,
         int32_t big = -(int32_t)(tg__f32_from_bits(tg__f32_bits(v) & 0x7fffffff) > 1e-20f);
         /* the divisor kept nonzero where unused, for the branch-free select */
         float phi = tg__f32_sel(big, py[i] / tg__f32_sel(big, v, 1.0f), 0.5f);
-        o[i] = pd[i] * (phi + v * (tg__expf(-0.5f * (v * v)) * (float)TG__INV_SQRT_2PI));
+        o[i] = pd[i] * (phi + v * (tg__exp_le1f(-0.5f * (v * v)) * (float)TG__INV_SQRT_2PI));
     }
 }
 

@@ -404,40 +404,66 @@ static tg_tensor *sdpa_empty_like(tg_ctx *c, const tg_tensor *ref, tg_dtype dt, 
     return tg__view(c, base, nd, shape, st, 0);
 }
 
+/* The max of x[0..n) (-inf when n is 0), NaN when one is NaN. The
+ * floats' bits as integer keys that order like the numbers (negative ones
+ * with their magnitude bits flipped) make it an integer max, which GCC
+ * vectorises (a float max it does not, without -ffinite-math-only); the
+ * max is exact, so the order does not matter. */
+#define ROW_MAX(NAME, T, I, IMAX)                      \
+    static inline T NAME(const T *x, int64_t n)        \
+    {                                                  \
+        T lo = -INFINITY, r;                           \
+        I mx, b;                                       \
+        int nan = 0;                                   \
+        memcpy(&mx, &lo, sizeof mx);                   \
+        mx ^= IMAX; /* -inf's key */                   \
+        for (int64_t j = 0; j < n; j++) {              \
+            memcpy(&b, &x[j], sizeof b);               \
+            I key = b < 0 ? b ^ IMAX : b;              \
+            mx = key > mx ? key : mx;                  \
+            nan |= x[j] != x[j];                       \
+        }                                              \
+        b = mx < 0 ? mx ^ IMAX : mx;                   \
+        memcpy(&r, &b, sizeof r);                      \
+        return nan ? (T)NAN : r;                       \
+    }
+ROW_MAX(row_max_f32, float, int32_t, INT32_MAX)
+ROW_MAX(row_max_f64, double, int64_t, INT64_MAX)
+
 /* row i of P (Lk entries) from S: + mask row, causal cut, softmax; false
- * when every entry is -inf. The max (exact; NaN wins) and the sum (double)
- * run over TG__NSUM interleaved partials, so they vectorise; the partial
- * sums are added in a fixed order. */
-#define SDPA_SOFTMAX(T, EXP)                                                               \
-    do {                                                                                   \
-        T *pr = (T *)prow;                                                                 \
-        int64_t n = causal ? (i + 1 < Lk ? i + 1 : Lk) : Lk, j = 0;                        \
-        if (mrow)                                                                          \
-            for (j = 0; j < n; j++) pr[j] += ((const T *)mrow)[j * ms1];                   \
-        T mk[TG__NSUM];                                                                    \
-        double sk[TG__NSUM] = {0}, sum = 0.0;                                              \
-        for (int k = 0; k < TG__NSUM; k++) mk[k] = -INFINITY;                              \
-        for (j = 0; j + TG__NSUM <= n; j += TG__NSUM)                                      \
-            for (int k = 0; k < TG__NSUM; k++)                                             \
-                mk[k] = pr[j + k] > mk[k] || pr[j + k] != pr[j + k] ? pr[j + k] : mk[k];   \
-        for (; j < n; j++) mk[0] = pr[j] > mk[0] || pr[j] != pr[j] ? pr[j] : mk[0];        \
-        T mt = mk[0];                                                                      \
-        for (int k = 1; k < TG__NSUM; k++) mt = mk[k] > mt || mk[k] != mk[k] ? mk[k] : mt; \
-        if (mt == -INFINITY) return false;                                                 \
-        for (j = 0; j < n; j++) pr[j] = EXP(pr[j] - mt); /* vectorised */                  \
-        for (j = 0; j + TG__NSUM <= n; j += TG__NSUM)                                      \
-            for (int k = 0; k < TG__NSUM; k++) sk[k] += (double)pr[j + k];                 \
-        for (; j < n; j++) sum += (double)pr[j];                                           \
-        T inv = (T)(1.0 / (tg__sum_parts(sk) + sum));                                      \
-        for (j = 0; j < n; j++) pr[j] *= inv;                                              \
-        for (j = n; j < Lk; j++) pr[j] = 0;                                                \
+ * when every entry is -inf. The sum (double) runs over TG__NSUM
+ * interleaved partials, so it vectorises; the partial sums are added in a
+ * fixed order. A causal row of n entries runs over ne, n rounded up to a
+ * multiple of 16 (at most Lk), its entries from n on set to -inf, so exp
+ * gives 0 there: the loops then have whole vectors (no scalar tail of
+ * exps) and trip counts that change every 16 rows, not every row, and the
+ * sum is that of the explicit mask (zeros added to partials that hold them
+ * anyway), so P has the mask's bits. */
+#define SDPA_SOFTMAX(T, EXP, MAX)                                                 \
+    do {                                                                          \
+        T *pr = (T *)prow;                                                        \
+        int64_t n = causal ? (i + 1 < Lk ? i + 1 : Lk) : Lk, j = 0;               \
+        int64_t ne = (n + 15) / 16 * 16 < Lk ? (n + 15) / 16 * 16 : Lk;           \
+        if (mrow)                                                                 \
+            for (j = 0; j < n; j++) pr[j] += ((const T *)mrow)[j * ms1];          \
+        for (j = n; j < ne; j++) pr[j] = -INFINITY;                               \
+        T mt = MAX(pr, ne);                                                       \
+        if (mt == -INFINITY) return false;                                        \
+        double sk[TG__NSUM] = {0}, sum = 0.0;                                     \
+        for (j = 0; j < ne; j++) pr[j] = EXP(pr[j] - mt); /* vectorised */        \
+        for (j = 0; j + TG__NSUM <= ne; j += TG__NSUM)                            \
+            for (int k = 0; k < TG__NSUM; k++) sk[k] += (double)pr[j + k];        \
+        for (; j < ne; j++) sum += (double)pr[j];                                 \
+        T inv = (T)(1.0 / (tg__sum_parts(sk) + sum));                             \
+        for (j = 0; j < ne; j++) pr[j] *= inv;                                    \
+        for (j = ne; j < Lk; j++) pr[j] = 0;                                      \
     } while (0)
 
 TG__VEC_CLONES static bool sdpa_softmax_row(char *prow, const char *mrow, int64_t ms1, int64_t i,
                                             int64_t Lk, bool causal, bool f64)
 {
-    if (f64) SDPA_SOFTMAX(double, exp);
-    else SDPA_SOFTMAX(float, tg__expf);
+    if (f64) SDPA_SOFTMAX(double, exp, row_max_f64);
+    else SDPA_SOFTMAX(float, tg__expf, row_max_f32);
     return true;
 }
 

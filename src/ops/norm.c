@@ -286,39 +286,51 @@ typedef struct {
     bool add;
 } lnb_plan;
 
-#define LNB_ROWS(T)                                                                      \
-    for (int64_t r = r0; r < r1; r++) {                                                  \
-        const T *xr = (const T *)p->x + r * p->M, *dr = (const T *)p->d + r * p->M;      \
-        const T *w = (const T *)p->w;                                                    \
-        T *o = (T *)p->dx + r * p->M;                                                    \
-        double mu = p->mean ? (double)((const T *)p->mean)[r] : 0.0;                     \
-        double rs = (double)((const T *)p->rstd)[r], sg = 0.0, sgx = 0.0;                \
-        double ag[TG__NSUM] = {0}, agx[TG__NSUM] = {0};                                  \
-        int64_t m = 0;                                                                   \
-        for (; m + TG__NSUM <= p->M; m += TG__NSUM)                                      \
-            for (int k = 0; k < TG__NSUM; k++) {                                         \
-                double g = w ? (double)dr[m + k] * (double)w[m + k] : (double)dr[m + k]; \
-                ag[k] += g;                                                              \
-                agx[k] += g * (((double)xr[m + k] - mu) * rs);                           \
-            }                                                                            \
+/* the row sums of g = dout (* w) and of g xhat, with the g of element m
+ * given by G(m): one loop per sum and per form, which GCC vectorises (it
+ * does not vectorise a loop that feeds two sets of partial sums) */
+#define LNB_SUMS(T, G)                                                                   \
+    do {                                                                                 \
+        for (m = 0; m + TG__NSUM <= p->M; m += TG__NSUM)                                 \
+            for (int k = 0; k < TG__NSUM; k++) ag[k] += G(m + k);                        \
+        for (m = 0; m + TG__NSUM <= p->M; m += TG__NSUM)                                 \
+            for (int k = 0; k < TG__NSUM; k++)                                           \
+                agx[k] += G(m + k) * (((double)xr[m + k] - mu) * rs);                    \
         for (; m < p->M; m++) {                                                          \
-            double g = w ? (double)dr[m] * (double)w[m] : (double)dr[m];                 \
-            sg += g;                                                                     \
-            sgx += g * (((double)xr[m] - mu) * rs);                                      \
+            sg += G(m);                                                                  \
+            sgx += G(m) * (((double)xr[m] - mu) * rs);                                   \
         }                                                                                \
-        sg += tg__sum_parts(ag);                                                         \
-        sgx += tg__sum_parts(agx);                                                       \
-        double mg = p->mean ? sg / (double)p->M : 0.0, mgx = sgx / (double)p->M;         \
-        if (p->add)                                                                      \
-            for (m = 0; m < p->M; m++) {                                                 \
-                double g = w ? (double)dr[m] * (double)w[m] : (double)dr[m];             \
-                o[m] += (T)(rs * (g - mg - ((double)xr[m] - mu) * rs * mgx));            \
-            }                                                                            \
-        else                                                                             \
-            for (m = 0; m < p->M; m++) {                                                 \
-                double g = w ? (double)dr[m] * (double)w[m] : (double)dr[m];             \
-                o[m] = (T)(rs * (g - mg - ((double)xr[m] - mu) * rs * mgx));             \
-            }                                                                            \
+    } while (0)
+#define LNB_GW(m) ((double)dr[m] * (double)w[m])
+#define LNB_G(m) ((double)dr[m])
+
+/* dx of the row from its means mg, mgx: written, or added (p->add) */
+#define LNB_DX(T, G)                                                                  \
+    do {                                                                              \
+        if (p->add)                                                                   \
+            for (m = 0; m < p->M; m++)                                                \
+                o[m] += (T)(rs * (G(m) - mg - ((double)xr[m] - mu) * rs * mgx));      \
+        else                                                                          \
+            for (m = 0; m < p->M; m++)                                                \
+                o[m] = (T)(rs * (G(m) - mg - ((double)xr[m] - mu) * rs * mgx));       \
+    } while (0)
+
+#define LNB_ROWS(T)                                                                 \
+    for (int64_t r = r0; r < r1; r++) {                                             \
+        const T *xr = (const T *)p->x + r * p->M, *dr = (const T *)p->d + r * p->M; \
+        const T *w = (const T *)p->w;                                               \
+        T *o = (T *)p->dx + r * p->M;                                               \
+        double mu = p->mean ? (double)((const T *)p->mean)[r] : 0.0;                \
+        double rs = (double)((const T *)p->rstd)[r], sg = 0.0, sgx = 0.0;           \
+        double ag[TG__NSUM] = {0}, agx[TG__NSUM] = {0};                             \
+        int64_t m = 0;                                                              \
+        if (w) LNB_SUMS(T, LNB_GW);                                                 \
+        else LNB_SUMS(T, LNB_G);                                                    \
+        sg += tg__sum_parts(ag);                                                    \
+        sgx += tg__sum_parts(agx);                                                  \
+        double mg = p->mean ? sg / (double)p->M : 0.0, mgx = sgx / (double)p->M;    \
+        if (w) LNB_DX(T, LNB_GW);                                                   \
+        else LNB_DX(T, LNB_G);                                                      \
     }
 
 TG__VEC_CLONES static void lnb_f32(void *arg, int64_t r0, int64_t r1)
