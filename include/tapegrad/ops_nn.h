@@ -159,7 +159,8 @@ tg_tensor *tg_embedding_backward(tg_ctx *c, tg_tensor *dout, tg_tensor *indices,
  * the diagonal of the top-left aligned (Lq, Lk) matrix: query i sees keys
  * j <= i, like torch.tril(ones(Lq, Lk)), also when Lq != Lk.
  * One fused op (node sdpa): two GEMMs and a softmax per batch forward,
- * five GEMMs backward, the probabilities (..., Lq, Lk) kept for backward;
+ * five GEMMs backward, which recomputes the probabilities (a GEMM and a
+ * softmax more) rather than keeping (..., Lq, Lk) through the step;
  * when the gradient is itself recorded the backward is built from ops, so
  * second order works. A query row whose scores are all -inf after masking
  * (nothing to attend to) is an error, TG_ERR_NUMERIC naming the row,

@@ -10,14 +10,13 @@
  * bucketed per row by a stable counting sort, and each output row, owned by
  * one thread, adds its positions in row-major order, in double), whose own
  * backward is an embedding again: second order needs nothing else.
- * Attention (tg_sdpa) is one fused op, its backward five GEMMs per batch;
+ * Attention (tg_sdpa) is one fused op, its backward six GEMMs per batch;
  * when the gradient is itself recorded it is built from ops instead. The
  * LSTM cell fuses a step's gates and cell update.
  *
  * Node arguments: DROPOUT: f[0] = p, saved[0] = the scaled mask.
  * EMBEDDING_BACKWARD: iv[0] = number of rows. SDPA: f[0] = scale, iv[0] =
- * causal, saved[0] = the probabilities P (batch..., Lq, Lk), or when causal
- * only each row's first min(i + 1, Lk) entries (batch..., packed). LSTM_CELL: saved[0] = the
+ * causal, nothing saved (the backward recomputes P). LSTM_CELL: saved[0] = the
  * activations i, f, g, o and tanh(c') as (B, 5H).
  */
 #include "../core/arena_mark.h"
@@ -318,9 +317,10 @@ void tg__embedding_backward_backward(tg_ctx *c, const tg__node *n, tg_tensor *do
  * The fused op: for each batch b of the broadcast batch shape, with the
  * matrices read in place by BLAS (a copy only for strides it cannot take),
  *   S = scale Q K^T (GEMM), + mask, causal entries skipped, P = softmax(S)
- *   row by row (saved), Y = P V (GEMM).
- * Backward, per batch: dV = P^T dY, dP = dY V^T, dS = P (dP - rowsum(dP P)),
- * dQ = scale dS K, dK = scale dS^T Q, dmask = dS (five GEMMs). Gradients
+ *   row by row (in scratch), Y = P V (GEMM).
+ * Backward, per batch: P again (the same GEMM and rows), dV = P^T dY,
+ * dP = dY V^T, dS = P (dP - rowsum(dP P)), dQ = scale dS K, dK = scale
+ * dS^T Q, dmask = dS (six GEMMs). Gradients
  * come out in the broadcast batch shape; the engine sums them back. y and
  * dq, dk, dv keep q's, k's and v's order of dims (sdpa_empty_like), and
  * dout is read in place, so head splits and merges around attention stay
@@ -467,32 +467,47 @@ TG__VEC_CLONES static bool sdpa_softmax_row(char *prow, const char *mrow, int64_
     return true;
 }
 
-/*
- * Causal P is saved packed: row i keeps its first min(i + 1, Lk) entries
- * (the rest are 0), about half of Lq x Lk for a square causal mask, and is
- * unpacked into per-thread scratch for the backward's GEMMs.
- */
-static int64_t sdpa_row_n(int64_t i, int64_t Lk) { return i + 1 < Lk ? i + 1 : Lk; }
+/* What P = softmax(S) of a batch needs, the same in the forward and in
+ * the backward, which recomputes P rather than keeping Lq x Lk per batch
+ * through the step: a GEMM and a softmax pass, a few percent of the
+ * attention's time. */
+typedef struct {
+    tg_ctx *c;
+    const sdpa_geom *g;
+    const sdpa_mat *q, *k;
+    const tg_tensor *mask;
+    const int64_t *mst; /* the mask's strides aligned to the scores' dims */
+    bool causal, f64;
+    double scale;
+    int64_t es;
+} sdpa_scores;
 
-static int64_t sdpa_packed_n(int64_t Lq, int64_t Lk)
+/* P of batch b into pb (Lq x Lk): S = scale Q K^T, then the masked softmax
+ * row by row (causal rows hold +0 past their last key). The same calls in
+ * the same order each time, so the backward's P has the forward's bits.
+ * -1, or the first query whose every key is masked. */
+static int64_t sdpa_probs(const sdpa_scores *s, int64_t b, char *pb)
 {
-    return Lq <= Lk ? Lq * (Lq + 1) / 2 : Lk * (Lk + 1) / 2 + (Lq - Lk) * Lk;
+    const sdpa_geom *g = s->g;
+    tg__gemm(s->c, s->f64, s->q->tr, !s->k->tr, g->Lq, g->Lk, g->D, s->scale,
+             sdpa_at(s->q, g, b), s->q->ld, sdpa_at(s->k, g, b), s->k->ld, 0.0, pb, g->Lk);
+    const char *mb = s->mask ? (const char *)tg__ptr((tg_tensor *)s->mask) +
+                                   sdpa_boff(g, s->mst, b) * s->es
+                             : NULL;
+    for (int64_t i = 0; i < g->Lq; i++)
+        if (!sdpa_softmax_row(pb + i * g->Lk * s->es, mb ? mb + i * s->mst[g->nb] * s->es : NULL,
+                              s->mst[g->nb + 1], i, g->Lk, s->causal, s->f64))
+            return i;
+    return -1;
 }
 
-/* full (Lq, Lk) <-> packed rows, es bytes per element */
-static void sdpa_pack(char *pk, const char *full, int64_t Lq, int64_t Lk, int64_t es, bool unpack)
+/* The mask's strides aligned to the scores' nb + 2 dims (0 where it
+ * broadcasts); all 0 without a mask. */
+static void sdpa_mask_strides(const tg_tensor *mask, const sdpa_geom *g, int64_t *mst)
 {
-    int64_t off = 0;
-    for (int64_t i = 0; i < Lq; i++) {
-        int64_t n = sdpa_row_n(i, Lk);
-        char *fr = (char *)full + i * Lk * es;
-        if (unpack) {
-            memcpy(fr, pk + off * es, (size_t)(n * es));
-            memset(fr + n * es, 0, (size_t)((Lk - n) * es)); /* +0.0 */
-        } else {
-            memcpy(pk + off * es, fr, (size_t)(n * es));
-        }
-        off += n;
+    for (int d = 0; d < g->nb + 2; d++) {
+        int td = mask ? d - (g->nb + 2 - mask->ndim) : -1;
+        mst[d] = td >= 0 && mask->shape[td] != 1 ? mask->stride[td] : 0;
     }
 }
 
@@ -506,77 +521,48 @@ static char **sdpa_scratch(tg_ctx *c, int64_t nds, int64_t n, int64_t es)
     return sc;
 }
 
-/* The forward over batches [b0, b1): S = scale Q K^T, P = softmax(S), Y =
- * P V. Batches are independent (their own P and y), so they run side by
- * side on the context's threads; the GEMMs inside then run single. A
- * packed P is computed in the running thread's scratch, then packed. */
+/* The forward over batches [b0, b1): P = softmax(scale Q K^T) in the
+ * running thread's scratch, Y = P V. Batches are independent, so they run
+ * side by side on the context's threads; the GEMMs inside then run
+ * single. */
 typedef struct {
-    tg_ctx *c;
-    const sdpa_geom *g;
-    const sdpa_mat *q, *k, *v, *y;
-    const tg_tensor *mask;
-    const int64_t *mst;
-    bool causal, f64, packed;
-    double scale;
-    int64_t es;
-    char *pp;
+    const sdpa_scores *s;
+    const sdpa_mat *v, *y;
     int64_t *bad; /* per batch: the first fully masked query, or -1 */
-    char **sc;    /* packed: Lq x Lk scratch per running thread */
+    char **sc;    /* Lq x Lk scratch per running thread */
     _Atomic int next;
 } sdpa_fwd_job;
 
 static void sdpa_fwd_task(void *arg, int64_t b0, int64_t b1)
 {
     sdpa_fwd_job *j = arg;
-    const sdpa_geom *g = j->g;
-    const int64_t es = j->es, *mst = j->mst;
-    char *sc = j->packed ? j->sc[atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)]
-                         : NULL;
+    const sdpa_geom *g = j->s->g;
+    char *pb = j->sc[atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)];
     for (int64_t b = b0; b < b1; b++) {
-        char *pb = sc ? sc : j->pp + b * g->Lq * g->Lk * es;
-        tg__gemm(j->c, j->f64, j->q->tr, !j->k->tr, g->Lq, g->Lk, g->D, j->scale,
-                 sdpa_at(j->q, g, b), j->q->ld, sdpa_at(j->k, g, b), j->k->ld, 0.0, pb, g->Lk);
-        const char *mb = j->mask ? (const char *)tg__ptr((tg_tensor *)j->mask) +
-                                       sdpa_boff(g, mst, b) * es
-                                 : NULL;
-        j->bad[b] = -1;
-        for (int64_t i = 0; i < g->Lq; i++)
-            if (!sdpa_softmax_row(pb + i * g->Lk * es, mb ? mb + i * mst[g->nb] * es : NULL,
-                                  mst[g->nb + 1], i, g->Lk, j->causal, j->f64)) {
-                j->bad[b] = i;
-                break;
-            }
-        if (j->bad[b] >= 0) continue;
-        tg__gemm(j->c, j->f64, false, j->v->tr, g->Lq, g->Dv, g->Lk, 1.0, pb, g->Lk,
+        if ((j->bad[b] = sdpa_probs(j->s, b, pb)) >= 0) continue;
+        tg__gemm(j->s->c, j->s->f64, false, j->v->tr, g->Lq, g->Dv, g->Lk, 1.0, pb, g->Lk,
                  sdpa_at(j->v, g, b), j->v->ld, 0.0, (char *)sdpa_at(j->y, g, b), j->y->ld);
-        if (sc) sdpa_pack(j->pp + b * sdpa_packed_n(g->Lq, g->Lk) * es, sc, g->Lq, g->Lk, es, false);
     }
 }
 
-/* The forward: y (rows of unit stride, batch shape g->bs) and P
- * (contiguous; packed rows when causal). */
+/* The forward: y (rows of unit stride, batch shape g->bs). */
 static bool sdpa_run(tg_ctx *c, const sdpa_geom *g, const sdpa_mat *q, const sdpa_mat *k,
                      const sdpa_mat *v, const tg_tensor *mask, bool causal, double scale,
-                     tg_tensor *y, tg_tensor *P)
+                     tg_tensor *y)
 {
     int64_t es = (int64_t)tg__esize(y->dtype);
     int64_t nsc = tg_ctx_threads(c) < g->nbatch ? tg_ctx_threads(c) : g->nbatch;
-    char **sc = causal ? sdpa_scratch(c, nsc, g->Lq * g->Lk, es) : NULL;
-    if (causal && !sc) return false;
-    int64_t mst[TG_MAX_DIMS + 2] = {0};
-    if (mask) { /* mask strides aligned to the scores' nb + 2 dims */
-        for (int d = 0; d < g->nb + 2; d++) {
-            int td = d - (g->nb + 2 - mask->ndim);
-            mst[d] = td >= 0 && mask->shape[td] != 1 ? mask->stride[td] : 0;
-        }
-    }
+    char **sc = sdpa_scratch(c, nsc, g->Lq * g->Lk, es);
+    if (!sc) return false;
+    int64_t mst[TG_MAX_DIMS + 2];
+    sdpa_mask_strides(mask, g, mst);
     int64_t *bad = tg__arena_alloc(c, (size_t)(g->nbatch > 0 ? g->nbatch : 1) * sizeof(int64_t));
     if (!bad) return false;
     sdpa_mat my;
     bool ok = sdpa_mat_of(y, g, &my);
     TG_ASSERT(ok && !my.tr);
-    sdpa_fwd_job j = {c,      g,  q,          k,   v,  &my, mask, mst, causal, y->dtype == TG_F64,
-                      causal, scale, es, tg__ptr(P), bad, sc, 0};
+    const sdpa_scores s = {c, g, q, k, mask, mst, causal, y->dtype == TG_F64, scale, es};
+    sdpa_fwd_job j = {&s, v, &my, bad, sc, 0};
     atomic_init(&j.next, 0);
     tg__parallel_for(c, g->nbatch, 1, sdpa_fwd_task, &j);
     for (int64_t b = 0; b < g->nbatch; b++) {
@@ -679,16 +665,13 @@ tg_tensor *tg_sdpa(tg_ctx *c, tg_tensor *q, tg_tensor *k, tg_tensor *v, tg_tenso
     memcpy(ys, ss, sizeof ys);
     ys[nb2 + 1] = g.Dv;
     tg_tensor *y = vd ? sdpa_empty_like(c, q, q->dtype, nb2 + 2, ys) : NULL;
-    if (causal) ss[nb2] = sdpa_packed_n(Lq, Lk); /* P's shape: (batch..., packed) */
-    tg_tensor *P = y ? tg__empty(c, fn, q->dtype, nb2 + (causal ? 1 : 2), ss) : NULL;
-    if (!P || !sdpa_run(c, &g, &mq, &mk, &mv, mask, causal, scale, y, P)) return NULL;
+    if (!y || !sdpa_run(c, &g, &mq, &mk, &mv, mask, causal, scale, y)) return NULL;
     tg__node *n;
     if (tg__record(c, TG_OP_SDPA, y, 4, in, &n)) return NULL;
     if (n) {
         n->f[0] = scale;
         n->iv[0] = causal;
         n->n_iv = 1;
-        tg__save(n, 0, P);
     }
     return y;
 }
@@ -753,7 +736,7 @@ TG__VEC_CLONES static void sdpa_ds(bool f64, const char *pb, char *ds, int64_t L
 }
 
 /* The plain backward over batches [b0, b1), each with its own outputs;
- * each running thread has its own dS scratch. */
+ * each running thread has its own scratch for P (recomputed) and dS. */
 typedef struct {
     tg_ctx *c;
     const sdpa_geom *g;
@@ -761,10 +744,10 @@ typedef struct {
     bool f64;
     double scale;
     int64_t es;
-    const char *pp;
+    const sdpa_scores *s;
     const sdpa_mat *out; /* dq, dk, dv, dmask (t NULL when not needed) */
-    bool need_ds, packed;
-    char **ds, **pf; /* per running thread: dS, and P unpacked */
+    bool need_ds;
+    char **ds, **pf; /* per running thread: dS, and P */
     _Atomic int next;
 } sdpa_bwd_job;
 
@@ -777,13 +760,12 @@ static void sdpa_bwd_task(void *arg, int64_t b0, int64_t b1)
     tg_ctx *c = j->c;
     const sdpa_mat *out = j->out, *md = j->md;
     int t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-    char *ds = j->need_ds ? j->ds[t] : NULL, *pf = j->packed ? j->pf[t] : NULL;
+    char *ds = j->need_ds ? j->ds[t] : NULL, *pb = j->pf[t];
     for (int64_t b = b0; b < b1; b++) {
-        const char *pb = j->pp + b * Lq * Lk * es, *db = sdpa_at(md, g, b);
-        if (pf) {
-            sdpa_pack((char *)j->pp + b * sdpa_packed_n(Lq, Lk) * es, pf, Lq, Lk, es, true);
-            pb = pf;
-        }
+        const char *db = sdpa_at(md, g, b);
+        /* the forward succeeded on these inputs (their versions are
+         * checked), so no row is fully masked */
+        (void)sdpa_probs(j->s, b, pb);
         if (out[2].t) /* dV = P^T dY */
             tg__gemm(c, f64, true, md->tr, Lk, g->Dv, Lq, 1.0, pb, Lk, db, md->ld, 0.0,
                      (char *)sdpa_at(&out[2], g, b), out[2].ld);
@@ -814,15 +796,18 @@ void tg__sdpa_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
         sdpa_backward_ops(c, n, dout, dx);
         return;
     }
-    tg_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2], *P = n->saved[0];
+    tg_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2], *mask = n->in[3];
     double scale = n->f[0];
-    bool packed = n->iv[0] != 0;
-    sdpa_geom g = {.nb = P->ndim - (packed ? 1 : 2),
-                   .Lq = q->shape[q->ndim - 2],
+    int nb1;
+    int64_t b1[TG_MAX_DIMS];
+    sdpa_geom g = {.Lq = q->shape[q->ndim - 2],
                    .Lk = k->shape[k->ndim - 2],
                    .D = q->shape[q->ndim - 1],
                    .Dv = v->shape[v->ndim - 1]};
-    memcpy(g.bs, P->shape, (size_t)g.nb * sizeof(int64_t));
+    /* the forward's batch shape: q, k and v's broadcast (checked then) */
+    bool ok = tg__broadcast_shape(q->ndim - 2, q->shape, k->ndim - 2, k->shape, &nb1, b1) &&
+              tg__broadcast_shape(nb1, b1, v->ndim - 2, v->shape, &g.nb, g.bs);
+    TG_ASSERT(ok);
     g.nbatch = tg__numel(g.nb, g.bs);
     int64_t Lq = g.Lq, Lk = g.Lk, es = (int64_t)tg__esize(q->dtype), sh[TG_MAX_DIMS + 2];
     bool f64 = q->dtype == TG_F64;
@@ -831,7 +816,7 @@ void tg__sdpa_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
     tg_tensor *vd = kd ? sdpa_operand(c, v, &g, &mv) : NULL;
     tg_tensor *dd = vd ? sdpa_operand(c, dout, &g, &md) : NULL;
     if (!dd) return;
-    memcpy(sh, P->shape, (size_t)g.nb * sizeof(int64_t));
+    memcpy(sh, g.bs, (size_t)g.nb * sizeof(int64_t));
     sdpa_mat out[4] = {{.t = NULL}, {.t = NULL}, {.t = NULL}, {.t = NULL}};
     const int64_t last[4] = {g.D, g.D, g.Dv, g.Lk};
     const int64_t rows[4] = {Lq, Lk, Lk, Lq};
@@ -848,10 +833,12 @@ void tg__sdpa_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
     bool need_ds = NEED(0) || NEED(1) || NEED(3);
     int64_t nds = tg_ctx_threads(c) < g.nbatch ? tg_ctx_threads(c) : g.nbatch;
     char **ds = need_ds ? sdpa_scratch(c, nds, Lq * Lk, es) : NULL;
-    char **pf = packed ? sdpa_scratch(c, nds, Lq * Lk, es) : NULL;
-    if ((need_ds && !ds) || (packed && !pf)) return;
-    sdpa_bwd_job j = {c, &g, &mq, &mk, &mv, &md, f64, scale, es, tg__ptr(P), out,
-                      need_ds, packed, ds, pf, 0};
+    char **pf = sdpa_scratch(c, nds, Lq * Lk, es);
+    if ((need_ds && !ds) || !pf) return;
+    int64_t mst[TG_MAX_DIMS + 2];
+    sdpa_mask_strides(mask, &g, mst);
+    const sdpa_scores s = {c, &g, &mq, &mk, mask, mst, n->iv[0] != 0, f64, scale, es};
+    sdpa_bwd_job j = {c, &g, &mq, &mk, &mv, &md, f64, scale, es, &s, out, need_ds, ds, pf, 0};
     atomic_init(&j.next, 0);
     tg__parallel_for(c, g.nbatch, 1, sdpa_bwd_task, &j);
     for (int i = 0; i < 4; i++) dx[i] = (tg_tensor *)out[i].t;

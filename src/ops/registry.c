@@ -76,7 +76,7 @@ const uint32_t tg__ops_reads[TG_OP_COUNT] = {
      * saved mean and 1/std */
     [TG_OP_LAYER_NORM] = TG__READS | TG__IN(0) | TG__IN(1),
     [TG_OP_RMS_NORM] = TG__READS | TG__IN(0) | TG__IN(1),
-    /* q, k, v, the mask, and the saved probabilities; not its output */
+    /* q, k, v and the mask (it recomputes the probabilities); not its output */
     [TG_OP_SDPA] = TG__READS | TG__IN(0) | TG__IN(1) | TG__IN(2) | TG__IN(3),
 };
 
