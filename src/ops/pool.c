@@ -424,12 +424,6 @@ static void code_index(void *arg, int64_t p0, int64_t p1)
 UNPOOL_CODES_KERNEL(float, f32)
 UNPOOL_CODES_KERNEL(double, f64)
 
-/* 2x2 windows at stride 2, no padding or dilation, byte codes: the windows
- * do not overlap, so each element of dx is written once, 0 + dout at a
- * window's maximum (the bits of zeroing and adding: -0 becomes +0) and 0
- * elsewhere, rows and columns no window covers included. Over chunks as in
- * MAXP22_KERNEL: the top and bottom rows of every window of the chunk in
- * one loop, then copied row by row. */
 /* v where m is all ones, +0 where it is 0: a select by bit masks, which
  * GCC vectorises where it leaves a ternary as a branch. */
 static inline float keep_f32(float v, int32_t m)
@@ -449,6 +443,12 @@ static inline double keep_f64(double v, int64_t m)
     return v;
 }
 
+/* 2x2 windows at stride 2, no padding or dilation, byte codes: the windows
+ * do not overlap, so each element of dx is written once, 0 + dout at a
+ * window's maximum (the bits of zeroing and adding: -0 becomes +0) and 0
+ * elsewhere, rows and columns no window covers included. Over chunks as in
+ * MAXP22_KERNEL: the top and bottom rows of every window of the chunk in
+ * one loop, then copied row by row. */
 #define UNPOOL22_KERNEL(T, MT, SFX)                                                    \
     TG__VEC_CLONES static void unpool22_##SFX(void *arg, int64_t p0, int64_t p1)       \
     {                                                                                  \
