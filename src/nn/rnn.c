@@ -197,7 +197,7 @@ static tg_tensor *run(tg_ctx *c, const char *fn, tg_module *mod, tg_tensor *x, t
         /* No backward reads the projection (only views of it and
          * tg_linear_add's addend did): its memory goes to what follows,
          * the next layer's projection first. */
-        if (xw->requires_grad && !c->backward_of && tg_recompute_later(xw) != TG_OK) return NULL;
+        tg__give_back_unread(xw);
         seq = tg_stack(c, hs, (int)T, 1); /* [B, T, H] */
         if (k < L - 1 && o->dropout > 0) seq = tg_dropout(c, seq, o->dropout, training);
     }
