@@ -16,7 +16,7 @@
 
 #include "tapegrad.h"
 
-#define MAX_IN 6
+#define MAX_IN 7
 #define MAX_VAR 4
 
 /*

@@ -69,14 +69,6 @@ static tg_tensor *vec(tg_ctx *c, tg_dtype dt, int64_t n, const double *v)
 }
 
 /* The context's message names fn and contains what. */
-static void assert_error(tg_ctx *c, tg_status want, const char *fn, const char *what)
-{
-    tu_assert_status(tg_ctx_status(c), want);
-    const char *m = tg_ctx_errmsg(c);
-    ck_assert_msg(strstr(m, fn) != NULL, "message '%s' does not name %s", m, fn);
-    if (what) ck_assert_msg(strstr(m, what) != NULL, "message '%s' lacks '%s'", m, what);
-    tg_ctx_clear_error(c);
-}
 
 /* ====================================================================== */
 /* Normalisation values                                                   */
@@ -312,51 +304,51 @@ START_TEST(test_norm_errors)
     tg_tensor *w4 = tg_full(c, TG_F64, TG_SHAPE(4), 1.0);
 
     ck_assert_ptr_null(tg_layer_norm(c, x, TG_SHAPE(3), NULL, NULL, 1e-5));
-    assert_error(c, TG_ERR_SHAPE, "tg_layer_norm", "normalized_shape [3]");
+    tu_assert_error(c, TG_ERR_SHAPE, "tg_layer_norm", "normalized_shape [3]");
     ck_assert_ptr_null(tg_layer_norm(c, x, 4, (const int64_t[]){1, 2, 3, 4}, NULL, NULL, 1e-5));
-    assert_error(c, TG_ERR_SHAPE, "tg_layer_norm", NULL);
+    tu_assert_error(c, TG_ERR_SHAPE, "tg_layer_norm", NULL);
     ck_assert_ptr_null(tg_layer_norm(c, x, TG_SHAPE(4), w3, NULL, 1e-5));
-    assert_error(c, TG_ERR_SHAPE, "tg_layer_norm", "weight is [3]");
+    tu_assert_error(c, TG_ERR_SHAPE, "tg_layer_norm", "weight is [3]");
     ck_assert_ptr_null(
         tg_layer_norm(c, x, TG_SHAPE(4), NULL, tg_full(c, TG_F32, TG_SHAPE(4), 0), 1e-5));
-    assert_error(c, TG_ERR_DTYPE, "tg_layer_norm", "bias");
+    tu_assert_error(c, TG_ERR_DTYPE, "tg_layer_norm", "bias");
     ck_assert_ptr_null(tg_rms_norm(c, x, TG_SHAPE(4), w4, -1.0));
-    assert_error(c, TG_ERR_INVALID, "tg_rms_norm", "eps");
+    tu_assert_error(c, TG_ERR_INVALID, "tg_rms_norm", "eps");
     ck_assert_ptr_null(tg_group_norm(c, x, 2, NULL, NULL, 1e-5));
-    assert_error(c, TG_ERR_INVALID, "tg_group_norm", "3 channels");
+    tu_assert_error(c, TG_ERR_INVALID, "tg_group_norm", "3 channels");
     ck_assert_ptr_null(tg_group_norm(c, x, 3, w4, NULL, 1e-5));
-    assert_error(c, TG_ERR_SHAPE, "tg_group_norm", "weight");
+    tu_assert_error(c, TG_ERR_SHAPE, "tg_group_norm", "weight");
     ck_assert_ptr_null(tg_group_norm(c, w4, 1, NULL, NULL, 1e-5));
-    assert_error(c, TG_ERR_SHAPE, "tg_group_norm", NULL);
+    tu_assert_error(c, TG_ERR_SHAPE, "tg_group_norm", NULL);
 
     tg_batch_norm_opts o = tg_batch_norm_defaults();
     o.training = false;
     ck_assert_ptr_null(tg_batch_norm(c, x, NULL, NULL, NULL, NULL, &o));
-    assert_error(c, TG_ERR_INVALID, "tg_batch_norm", "running_mean and running_var");
+    tu_assert_error(c, TG_ERR_INVALID, "tg_batch_norm", "running_mean and running_var");
     tg_tensor *rm = tg_tensor_new(c, TG_F64, TG_SHAPE(3)), *rv = tg_full(c, TG_F64, TG_SHAPE(3), 1);
     ck_assert_ptr_null(tg_batch_norm(c, x, NULL, NULL, rm, NULL, NULL));
-    assert_error(c, TG_ERR_INVALID, "tg_batch_norm", "running_var is NULL");
+    tu_assert_error(c, TG_ERR_INVALID, "tg_batch_norm", "running_var is NULL");
     ck_assert_ptr_null(tg_batch_norm(c, x, NULL, NULL, w4, w4, NULL));
-    assert_error(c, TG_ERR_SHAPE, "tg_batch_norm", "running_mean");
+    tu_assert_error(c, TG_ERR_SHAPE, "tg_batch_norm", "running_mean");
     ck_assert_ptr_null(
         tg_batch_norm(c, tg_tensor_new(c, TG_F64, TG_SHAPE(1, 3)), NULL, NULL, rm, rv, NULL));
-    assert_error(c, TG_ERR_INVALID, "tg_batch_norm", "more than 1 value per channel");
+    tu_assert_error(c, TG_ERR_INVALID, "tg_batch_norm", "more than 1 value per channel");
     ck_assert_close(tg_item(tg_sum(c, rm)), 0.0, 0); /* nothing updated on error */
     tg_tensor *rg = tg_tensor_new(c, TG_F64, TG_SHAPE(3));
     tg_set_requires_grad(rg, true);
     ck_assert_ptr_null(tg_batch_norm(c, x, NULL, NULL, rg, rv, NULL));
-    assert_error(c, TG_ERR_INVALID, "tg_batch_norm", "requires grad");
+    tu_assert_error(c, TG_ERR_INVALID, "tg_batch_norm", "requires grad");
     o = tg_batch_norm_defaults();
     o.momentum = 1.5;
     ck_assert_ptr_null(tg_batch_norm(c, x, NULL, NULL, rm, rv, &o));
-    assert_error(c, TG_ERR_INVALID, "tg_batch_norm", "momentum");
+    tu_assert_error(c, TG_ERR_INVALID, "tg_batch_norm", "momentum");
     ck_assert_ptr_null(tg_batch_norm(c, w4, NULL, NULL, NULL, NULL, NULL));
-    assert_error(c, TG_ERR_SHAPE, "tg_batch_norm", NULL);
+    tu_assert_error(c, TG_ERR_SHAPE, "tg_batch_norm", NULL);
 
     /* NULL in, NULL out, the first error kept */
     ck_assert_ptr_null(tg_layer_norm(c, NULL, TG_SHAPE(4), NULL, NULL, 1e-5));
     ck_assert_ptr_null(tg_batch_norm(c, x, NULL, NULL, NULL, NULL, NULL));
-    assert_error(c, TG_ERR_INVALID, "tg_layer_norm", "NULL");
+    tu_assert_error(c, TG_ERR_INVALID, "tg_layer_norm", "NULL");
     tg_ctx_free(c);
 }
 END_TEST
@@ -446,13 +438,13 @@ START_TEST(test_dropout_eval_and_edges)
     ck_assert_close(tg_item(tg_sum(c, z)), 0.0, 0);
     /* p outside [0, 1] */
     ck_assert_ptr_null(tg_dropout(c, x, 1.5, true));
-    assert_error(c, TG_ERR_INVALID, "tg_dropout", "p 1.5");
+    tu_assert_error(c, TG_ERR_INVALID, "tg_dropout", "p 1.5");
     ck_assert_ptr_null(tg_dropout(c, x, -0.1, false));
-    assert_error(c, TG_ERR_INVALID, "tg_dropout", NULL);
+    tu_assert_error(c, TG_ERR_INVALID, "tg_dropout", NULL);
     ck_assert_ptr_null(tg_dropout(c, x, NAN, true));
-    assert_error(c, TG_ERR_INVALID, "tg_dropout", NULL);
+    tu_assert_error(c, TG_ERR_INVALID, "tg_dropout", NULL);
     ck_assert_ptr_null(tg_dropout(c, tg_tensor_new(c, TG_I64, TG_SHAPE(2)), 0.5, true));
-    assert_error(c, TG_ERR_DTYPE, "tg_dropout", NULL);
+    tu_assert_error(c, TG_ERR_DTYPE, "tg_dropout", NULL);
     tg_ctx_free(c);
 }
 END_TEST
@@ -532,19 +524,19 @@ START_TEST(test_embedding_errors)
     tg_tensor *w = tg_tensor_new(c, TG_F64, TG_SHAPE(5, 2));
     tg_tensor *bad = tg_tensor_from(c, TG_I64, TG_SHAPE(2, 2), (const int64_t[]){0, 4, 7, 1});
     ck_assert_ptr_null(tg_embedding(c, w, bad));
-    assert_error(c, TG_ERR_INVALID, "tg_embedding", "index 7 at position [1,0]");
+    tu_assert_error(c, TG_ERR_INVALID, "tg_embedding", "index 7 at position [1,0]");
     tg_tensor *neg = tg_tensor_from(c, TG_I64, TG_SHAPE(1), (const int64_t[]){-1});
     ck_assert_ptr_null(tg_embedding(c, w, neg));
-    assert_error(c, TG_ERR_INVALID, "tg_embedding", "index -1");
+    tu_assert_error(c, TG_ERR_INVALID, "tg_embedding", "index -1");
     ck_assert_ptr_null(tg_embedding(c, w, tg_tensor_new(c, TG_F64, TG_SHAPE(2))));
-    assert_error(c, TG_ERR_DTYPE, "tg_embedding", "i64");
+    tu_assert_error(c, TG_ERR_DTYPE, "tg_embedding", "i64");
     ck_assert_ptr_null(tg_embedding(c, tg_tensor_new(c, TG_F64, TG_SHAPE(5)), neg));
-    assert_error(c, TG_ERR_SHAPE, "tg_embedding", "2-d");
+    tu_assert_error(c, TG_ERR_SHAPE, "tg_embedding", "2-d");
     ck_assert_ptr_null(tg_embedding_backward(c, tg_tensor_new(c, TG_F64, TG_SHAPE(2, 3)), bad, 8));
-    assert_error(c, TG_ERR_SHAPE, "tg_embedding_backward", NULL);
+    tu_assert_error(c, TG_ERR_SHAPE, "tg_embedding_backward", NULL);
     ck_assert_ptr_null(
         tg_embedding_backward(c, tg_tensor_new(c, TG_F64, TG_SHAPE(2, 2, 3)), bad, 5));
-    assert_error(c, TG_ERR_INVALID, "tg_embedding_backward", "index 7");
+    tu_assert_error(c, TG_ERR_INVALID, "tg_embedding_backward", "index 7");
     tg_ctx_free(c);
 }
 END_TEST
@@ -769,7 +761,7 @@ START_TEST(test_sdpa_errors)
     tg_tensor *m = tg_tensor_new(c, TG_F64, TG_SHAPE(3, 5));
     for (int j = 0; j < 5; j++) ((double *)tg_data(m))[1 * 5 + j] = -INFINITY;
     ck_assert_ptr_null(tg_sdpa(c, t.q, t.k, t.v, m, false, 0.0));
-    assert_error(c, TG_ERR_NUMERIC, "tg_sdpa", "query 1 of batch 0 is fully masked");
+    tu_assert_error(c, TG_ERR_NUMERIC, "tg_sdpa", "query 1 of batch 0 is fully masked");
     /* a large finite negative on a whole row cancels in the softmax: the row
      * attends as if unmasked, up to the rounding of s - 1e9 (PyTorch too) */
     for (int j = 0; j < 5; j++) ((double *)tg_data(m))[1 * 5 + j] = -1e9;
@@ -779,22 +771,22 @@ START_TEST(test_sdpa_errors)
     ck_assert_close(tg_get(y, (int64_t[]){0, 1, 0}), tg_get(y0, (int64_t[]){0, 1, 0}), 1e-6);
 
     ck_assert_ptr_null(tg_sdpa(c, t.q, t.v, t.v, NULL, false, 0.0));
-    assert_error(c, TG_ERR_SHAPE, "tg_sdpa", NULL);
+    tu_assert_error(c, TG_ERR_SHAPE, "tg_sdpa", NULL);
     ck_assert_ptr_null(tg_sdpa(c, t.q, t.k, t.q, NULL, false, 0.0));
-    assert_error(c, TG_ERR_SHAPE, "tg_sdpa", NULL);
+    tu_assert_error(c, TG_ERR_SHAPE, "tg_sdpa", NULL);
     ck_assert_ptr_null(
         tg_sdpa(c, t.q, t.k, t.v, tg_tensor_new(c, TG_F64, TG_SHAPE(4, 5)), false, 0));
-    assert_error(c, TG_ERR_SHAPE, "tg_sdpa", "mask [4,5]");
+    tu_assert_error(c, TG_ERR_SHAPE, "tg_sdpa", "mask [4,5]");
     ck_assert_ptr_null(
         tg_sdpa(c, t.q, tg_tensor_new(c, TG_F64, TG_SHAPE(3, 5, 4)), t.v, NULL, false, 0));
-    assert_error(c, TG_ERR_SHAPE, "tg_sdpa", "batch dims");
+    tu_assert_error(c, TG_ERR_SHAPE, "tg_sdpa", "batch dims");
     ck_assert_ptr_null(tg_sdpa(c, t.q, t.k, t.v, NULL, false, INFINITY));
-    assert_error(c, TG_ERR_INVALID, "tg_sdpa", "scale");
+    tu_assert_error(c, TG_ERR_INVALID, "tg_sdpa", "scale");
     ck_assert_ptr_null(
         tg_sdpa(c, t.q, t.k, tg_tensor_new(c, TG_F32, TG_SHAPE(2, 5, 2)), NULL, false, 0));
-    assert_error(c, TG_ERR_DTYPE, "tg_sdpa", NULL);
+    tu_assert_error(c, TG_ERR_DTYPE, "tg_sdpa", NULL);
     ck_assert_ptr_null(tg_sdpa(c, t.q, NULL, t.v, NULL, false, 0));
-    assert_error(c, TG_ERR_INVALID, "tg_sdpa", NULL);
+    tu_assert_error(c, TG_ERR_INVALID, "tg_sdpa", NULL);
     tg_ctx_free(c);
 }
 END_TEST
@@ -944,15 +936,15 @@ START_TEST(test_lstm_cell_errors)
     tg_tensor *G = tg_tensor_new(c, TG_F64, TG_SHAPE(3, 8));
     tg_tensor *cp = tg_tensor_new(c, TG_F64, TG_SHAPE(3, 2));
     ck_assert_ptr_null(tg_lstm_cell(c, G, tg_tensor_new(c, TG_F64, TG_SHAPE(3, 3))));
-    assert_error(c, TG_ERR_SHAPE, "tg_lstm_cell", "need gates [B, 4H] and cell [B, H]");
+    tu_assert_error(c, TG_ERR_SHAPE, "tg_lstm_cell", "need gates [B, 4H] and cell [B, H]");
     ck_assert_ptr_null(tg_lstm_cell(c, G, tg_tensor_new(c, TG_F64, TG_SHAPE(2, 2))));
-    assert_error(c, TG_ERR_SHAPE, "tg_lstm_cell", "gates [3,8], cell [2,2]");
+    tu_assert_error(c, TG_ERR_SHAPE, "tg_lstm_cell", "gates [3,8], cell [2,2]");
     ck_assert_ptr_null(tg_lstm_cell(c, tg_tensor_new(c, TG_F64, TG_SHAPE(24)), cp));
-    assert_error(c, TG_ERR_SHAPE, "tg_lstm_cell", NULL);
+    tu_assert_error(c, TG_ERR_SHAPE, "tg_lstm_cell", NULL);
     ck_assert_ptr_null(tg_lstm_cell(c, G, tg_tensor_new(c, TG_F32, TG_SHAPE(3, 2))));
-    assert_error(c, TG_ERR_DTYPE, "tg_lstm_cell", NULL);
+    tu_assert_error(c, TG_ERR_DTYPE, "tg_lstm_cell", NULL);
     ck_assert_ptr_null(tg_lstm_cell(c, NULL, cp));
-    assert_error(c, TG_ERR_INVALID, "tg_lstm_cell", NULL);
+    tu_assert_error(c, TG_ERR_INVALID, "tg_lstm_cell", NULL);
     tg_ctx_free(c);
 }
 END_TEST

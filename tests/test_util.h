@@ -5,6 +5,9 @@
  *   tu_ctx()                         a new default context, or fail the test
  *   tu_assert_ok(c)                  fail with tg_ctx_errmsg(c) unless TG_OK
  *   tu_assert_status(got, want)      compare two tg_status, by name
+ *   tu_assert_error(c, st, fn, what) c holds st with a message naming fn
+ *                                    and containing what (NULL: anything);
+ *                                    then clears it
  *   tu_assert_values(t, vals, tol)   t's elements (row-major) against a list
  *   tu_tcase(name)                   tcase_create + an explicit timeout
  *   tu_under_valgrind()              true under `meson test --setup valgrind`
@@ -88,6 +91,20 @@ static inline void tu__assert_status_at(tg_status got, tg_status want, const cha
     if (got != want)
         _ck_assert_failed(file, line, NULL, "%s is %s (%d), expected %s (%d)", expr,
                           tg_status_str(got), (int)got, tg_status_str(want), (int)want);
+}
+
+#define tu_assert_error(c, want, fn, what) \
+    tu__assert_error_at((c), (want), (fn), (what), __FILE__, __LINE__)
+
+static inline void tu__assert_error_at(tg_ctx *c, tg_status want, const char *fn,
+                                       const char *what, const char *file, int line)
+{
+    tu__assert_status_at(tg_ctx_status(c), want, "tg_ctx_status(c)", file, line);
+    const char *m = tg_ctx_errmsg(c);
+    if (!strstr(m, fn)) _ck_assert_failed(file, line, NULL, "message '%s' does not name %s", m, fn);
+    if (what && !strstr(m, what))
+        _ck_assert_failed(file, line, NULL, "message '%s' lacks '%s'", m, what);
+    tg_ctx_clear_error(c);
 }
 
 static inline void tu__assert_values_at(const tg_tensor *t, const double *want, int64_t n,

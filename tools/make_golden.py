@@ -213,6 +213,21 @@ def t_lstm_cell(a, gates, cell):
     return torch.stack([torch.sigmoid(o) * torch.tanh(c2), c2])
 
 
+def t_lstm(a, x, w_ih, w_hh, *rest):
+    """PyTorch's own cell (torch.lstm_cell) step by step: y[0] the hidden
+    states, y[1] the cell states (nn.LSTM returns only the last cell)."""
+    b_ih, b_hh, h, c = (list(rest) + [None] * 4)[:4]
+    B, H = x.shape[0], w_hh.shape[1]
+    h = h if h is not None else torch.zeros(B, H, dtype=x.dtype)
+    c = c if c is not None else torch.zeros(B, H, dtype=x.dtype)
+    hs, cs = [], []
+    for t in range(x.shape[1]):
+        h, c = torch.lstm_cell(x[:, t], (h, c), w_ih, w_hh, b_ih, b_hh)
+        hs.append(h)
+        cs.append(c)
+    return torch.stack([torch.stack(hs, 1), torch.stack(cs, 1)])
+
+
 def t_sdpa(a, q, k, v, *m):
     scale = a.f[0] if a.f[0] != 0 else 1.0 / q.shape[-1] ** 0.5
     s = q @ k.transpose(-2, -1) * scale
@@ -420,6 +435,7 @@ MIRRORS = {
         (a.index_hi, dout.shape[-1]), dtype=dout.dtype
     ).index_add(0, i.reshape(-1), dout.reshape(-1, dout.shape[-1])),
     "lstm_cell": t_lstm_cell,
+    "lstm": t_lstm,
     "sdpa": t_sdpa,
     # loss (tests/opgrad_loss.c): iv[0] the reduction, iv[1] ignore_index
     "l1_loss": lambda a, x, t: F.l1_loss(x, t, reduction=red(a)),

@@ -316,10 +316,14 @@ typedef struct {
     bool batch_first;     /* x is [B, T, I] (true, the default) or [T, B, I] */
     double dropout;       /* on the outputs of every layer but the last, in training; 0 */
     tg_rnn_nonlin nonlin; /* plain RNN only; default TG_RNN_TANH */
+    bool recompute_gates; /* LSTM only: keep no gates for the backward, which
+                             recomputes them (tg_lstm's keep_gates false):
+                             a third of the layer's memory for one more pass
+                             of its forward; default false */
 } tg_rnn_opts;
 
 /* num_layers 1, bias, batch_first (tapegrad's default, unlike PyTorch's),
- * no dropout, tanh. */
+ * no dropout, tanh, gates kept. */
 tg_rnn_opts tg_rnn_defaults(void);
 
 /*
@@ -332,7 +336,7 @@ tg_rnn_opts tg_rnn_defaults(void);
  * all U(-1/sqrt(hidden), 1/sqrt(hidden)).
  *   RNN:  h' = act(W_ih x + b_ih + W_hh h + b_hh)
  *   LSTM: i, f, g, o = sig, sig, tanh, sig of (W_ih x + b_ih + W_hh h + b_hh);
- *         c' = f c + i g;  h' = o tanh(c')
+ *         c' = f c + i g;  h' = o tanh(c')   (each layer one tg_lstm op)
  *   GRU:  r, z = sig of (W_ih x + b_ih + W_hh h + b_hh) rows r, z;
  *         n = tanh(x_n + b_in + r (W_hn h + b_hn));  h' = (1 - z) n + z h
  * opts NULL: tg_rnn_defaults(). TG_ERR_INVALID for sizes < 1, num_layers

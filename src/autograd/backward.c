@@ -72,9 +72,9 @@ static slot *lookup(walk *w, tg_tensor *t)
 
 /* ---- releasing activations (tg_backward_release) ------------------------
  * A candidate is the storage an op on the walk's tape made for its output
- * (not shared with an input: views and in-place ops make none), of at
- * least tg__release_min bytes, not retained and not an output the walk
- * starts from. st->uses counts the nodes whose backward reads it
+ * (not shared with an input: views and in-place ops make none), or for a
+ * tensor it saved as its own (tg__save_own), of at least tg__release_min
+ * bytes, not retained and not an output the walk starts from. st->uses counts the nodes whose backward reads it
  * (tg__ops_reads, saved tensors) and that have not run yet; at zero its
  * data block joins the free list. A node that left a job for the commit
  * keeps what it reads, since the job reads it then. */
@@ -146,6 +146,8 @@ static void release_setup(walk *w, int n_out, tg_tensor *const *outs, tg_tensor 
             return;
         }
         nodes[i]->out->st->cand = false; /* an earlier walk's marks */
+        for (int k = 0; k < TG__NODE_SAVED; k++)
+            if (nodes[i]->saved_own >> k & 1) nodes[i]->saved[k]->st->cand = false;
     }
     for (int64_t i = 0; i < w->nt; i++) {
         const tg__node *n = nodes[i];
@@ -159,6 +161,14 @@ static void release_setup(walk *w, int n_out, tg_tensor *const *outs, tg_tensor 
             st->cand = true;
             st->uses = 0;
         }
+        for (int k = 0; k < TG__NODE_SAVED; k++) {
+            tg__storage *sv = n->saved_own >> k & 1 ? n->saved[k]->st : NULL;
+            if (sv && sv->cap >= tg__release_min && sv->cap >= 64 && !sv->retained &&
+                !sv->released) {
+                sv->cand = true;
+                sv->uses = 0;
+            }
+        }
     }
     for (int k = 0; k < n_out; k++) {
         outs[k]->st->cand = false;
@@ -170,6 +180,7 @@ static void release_setup(walk *w, int n_out, tg_tensor *const *outs, tg_tensor 
         if (st->cand && !st->uses && !st->released) release(w, st);
     }
     tg__recycle_settle(c);
+    c->releasing = w->release;
 }
 
 /* ---- recycling gradient memory -----------------------------------------
@@ -832,6 +843,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
 
 done:
     c->grad_enabled = prev_mode;
+    c->releasing = false;
     recycle_off(c);
     if (c->status != TG_OK && grads)
         for (int i = 0; i < n_in; i++) grads[i] = NULL;

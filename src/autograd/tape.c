@@ -73,6 +73,7 @@ tg_status tg__record_node(tg_ctx *c, tg_op op, tg_tensor *out, int n_in, tg_tens
         n->saved[i] = NULL;
         n->saved_version[i] = 0;
     }
+    n->saved_own = 0;
     for (int i = 0; i < 4; i++) n->f[i] = 0.0;
     n->n_iv = 0;
     n->custom = NULL;

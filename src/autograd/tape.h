@@ -23,6 +23,7 @@ typedef struct tg__node {
     uint64_t out_version;
     tg_tensor *saved[TG__NODE_SAVED]; /* op-specific, set with tg__save */
     uint64_t saved_version[TG__NODE_SAVED];
+    unsigned saved_own;   /* bit i: saved[i] is the node's own (tg__save_own) */
     double f[4];          /* scalar arguments (exponent, eps, momentum, ...) */
     int64_t iv[2 * TG_MAX_DIMS]; /* integer arguments (axes, perm, stride, ...) */
     int n_iv;
@@ -36,6 +37,25 @@ static inline void tg__save(tg__node *n, int i, tg_tensor *t)
 {
     n->saved[i] = t;
     n->saved_version[i] = t ? t->st->version : 0;
+}
+
+/* tg__save for a tensor the op made for this node alone, which nothing
+ * else reads: a releasing walk gives its memory back after the node's
+ * backward (as it does an activation's after its last reader), and the
+ * backward may overwrite it then (tg__saved_dies). */
+static inline void tg__save_own(tg__node *n, int i, tg_tensor *t)
+{
+    tg__save(n, i, t);
+    if (t) n->saved_own |= 1u << i;
+}
+
+/* True inside a backward when the walk gives t, a tensor the running node
+ * saved with tg__save_own, back right after this node: the node's backward
+ * may then use its memory as scratch. */
+static inline bool tg__saved_dies(const tg_ctx *c, const tg_tensor *t)
+{
+    const tg__storage *st = t->st;
+    return c->releasing && st->cand && st->uses == 1 && !st->released && !st->refs;
 }
 
 /* True when an op on c with these inputs must be recorded: grad mode on

@@ -61,6 +61,8 @@ struct tg_ctx {
     bool anomaly;                        /* check every output and gradient */
     const struct tg__node *backward_of;  /* node whose backward is running */
     bool recycling;                      /* see tg__recycle_give (tensor_impl.h) */
+    bool releasing;                      /* the running walk is tg_backward_release's
+                                            (see tg__saved_dies) */
     struct tg__free_block *free_blocks;  /* arena blocks given back in this walk
                                             or by tg_recompute_later */
     struct tg__free_block *given;        /* ...and not yet reusable (this node's) */

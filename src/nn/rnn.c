@@ -3,14 +3,14 @@
  * compositions of ops, with PyTorch's parameter names, shapes, gate order
  * and initialisation, so PyTorch weights load unchanged.
  *
- * Per layer the input projection of every time step is one tg_linear over
- * the whole [B, T, I] sequence; each step then adds one [B, H] x [H, G*H]
- * GEMM of the hidden state, accumulated straight onto the step's slice of
- * the projection (tg_linear_add) for an RNN or LSTM; an LSTM step's gates
- * and cell update are one fused op (tg_lstm_cell), a GRU's slice the gates
- * out as views. The hidden
- * states of the steps are stacked into the output with one tg_stack. The
- * only scratch is an array of T tensor pointers in the step arena.
+ * An LSTM layer is one op, tg_lstm, over the whole sequence. For an RNN or
+ * GRU, per layer the input projection of every time step is one tg_linear
+ * over the whole [B, T, I] sequence; each step then adds one [B, H] x
+ * [H, G*H] GEMM of the hidden state, accumulated straight onto the step's
+ * slice of the projection (tg_linear_add) for an RNN, while a GRU slices
+ * the gates out as views. The hidden states of the steps are stacked into
+ * the output with one tg_stack. The only scratch is an array of T tensor
+ * pointers in the step arena.
  */
 #include "nn_impl.h"
 
@@ -167,18 +167,26 @@ static tg_tensor *run(tg_ctx *c, const char *fn, tg_module *mod, tg_tensor *x, t
 
     for (int k = 0; k < L && seq; k++) {
         tg_tensor **w = mod->rw + 4 * k;
+        if (lstm) {
+            tg_tensor *s0[2] = {h0, c0};
+            for (int j = 0; j < 2; j++)
+                if (s0[j]) s0[j] = tg_squeeze(c, tg_slice(c, s0[j], 0, k, k + 1, 1), 0);
+            tg_tensor *y = tg_lstm(c, seq, w[0], w[1], w[2], w[3], s0[0], s0[1],
+                                   !o->recompute_gates); /* [2, B, T, H] */
+            seq = tg_squeeze(c, tg_slice(c, y, 0, 0, 1, 1), 0);
+            /* the last step's h and c: [B, H] views */
+            hfin[k] = tg_squeeze(c, tg_slice(c, seq, 1, T - 1, T, 1), 1);
+            cfin[k] = tg_squeeze(c, tg_slice(c, tg_squeeze(c, tg_slice(c, y, 0, 1, 2, 1), 0), 1,
+                                             T - 1, T, 1), 1);
+            if (!cfin[k]) return NULL;
+            if (k < L - 1 && o->dropout > 0) seq = tg_dropout(c, seq, o->dropout, training);
+            continue;
+        }
         tg_tensor *xw = tg_linear(c, seq, w[0], w[2]); /* [B, T, G*H] */
         tg_tensor *h = initial(c, h0, k, B, H, dt);
-        tg_tensor *cell = lstm ? initial(c, c0, k, B, H, dt) : NULL;
         for (int64_t t = 0; t < T; t++) {
             tg_tensor *xt = tg_squeeze(c, tg_slice(c, xw, 1, t, t + 1, 1), 1); /* [B, G*H] */
-            if (lstm) {
-                /* pre-activations x_t W_ih^T + b_ih + h W_hh^T + b_hh as one
-                 * tensor, then the gates and the cell update in one fused op */
-                tg_tensor *hc = tg_lstm_cell(c, tg_linear_add(c, h, w[1], w[3], xt), cell);
-                h = tg_squeeze(c, tg_slice(c, hc, 0, 0, 1, 1), 0); /* hc is [2, B, H] */
-                cell = tg_squeeze(c, tg_slice(c, hc, 0, 1, 2, 1), 0);
-            } else if (gru) {
+            if (gru) {
                 tg_tensor *hw = tg_linear(c, h, w[1], w[3]); /* [B, G*H] */
                 tg_tensor *r = tg_sigmoid(c, tg_add(c, gate(c, xt, 0, H), gate(c, hw, 0, H)));
                 tg_tensor *z = tg_sigmoid(c, tg_add(c, gate(c, xt, 1, H), gate(c, hw, 1, H)));
@@ -193,7 +201,6 @@ static tg_tensor *run(tg_ctx *c, const char *fn, tg_module *mod, tg_tensor *x, t
             if (!h) return NULL;
         }
         hfin[k] = h;
-        cfin[k] = cell;
         /* No backward reads the projection (only views of it and
          * tg_linear_add's addend did): its memory goes to what follows,
          * the next layer's projection first. */

@@ -122,15 +122,6 @@ TG__VEC_CLONES static void k_gelu_f32(int64_t n, char **p, const int64_t *s, voi
     }
 }
 
-/* t, or a contiguous copy of it in c (not recorded). */
-static tg_tensor *dense(tg_ctx *c, tg_tensor *t)
-{
-    if (tg_is_contiguous(t)) return t;
-    tg_tensor *d = tg__empty(c, "tg_gelu", t->dtype, t->ndim, t->shape);
-    if (d) tg__copy_strided(c, d, t);
-    return d;
-}
-
 /* gelu's f32 gradient over n dense elements: Phi(x) = y / x (1/2 at
  * |x| <= 1e-20, where y / x would lose it), so no erfc is evaluated again:
  * dout * (y / x + x e^(-x^2/2) / sqrt(2 pi)). Absolute error a few ulp of
@@ -152,7 +143,7 @@ TG__VEC_CLONES static void gelu_grad_f32(int64_t n, const float *restrict px,
  * tg__ew_grad) or over its dense copy: element i is read, then written. */
 static tg_tensor *gelu_grad(tg_ctx *c, tg_tensor *x, tg_tensor *y, tg_tensor *dout)
 {
-    tg_tensor *xd = dense(c, x), *yd = xd ? dense(c, y) : NULL, *dd = yd ? dense(c, dout) : NULL;
+    tg_tensor *xd = tg__dense(c, "tg_gelu", x), *yd = xd ? tg__dense(c, "tg_gelu", y) : NULL, *dd = yd ? tg__dense(c, "tg_gelu", dout) : NULL;
     if (!dd) return NULL;
     tg_tensor *g = dd; /* a dense copy of dout is ours to write over too */
     if (dd == dout && !tg__take_spare(c, dout))

@@ -164,15 +164,6 @@ static void save_opts(tg__node *n, const tg_conv2d_opts *o, int64_t e0, int64_t 
     n->n_iv = 9;
 }
 
-/* t, or a contiguous copy of it in c. */
-static tg_tensor *contig(tg_ctx *c, const char *fn, tg_tensor *t)
-{
-    if (tg_is_contiguous(t)) return t;
-    tg_tensor *cp = tg__empty(c, fn, t->dtype, t->ndim, t->shape);
-    if (cp) tg__copy_strided(c, cp, t);
-    return cp;
-}
-
 /* ====================================================================== */
 /* im2col / col2im                                                        */
 /* ====================================================================== */
@@ -512,7 +503,7 @@ static tg_tensor *conv2d_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_tensor 
     if (!y) return NULL;
     if (g->N == 0 || g->OC == 0) return y;
     const tg__arena_pos m = tg__arena_mark(c); /* scratch from here on */
-    tg_tensor *wc = contig(c, fn, w);
+    tg_tensor *wc = tg__dense(c, fn, w);
     images j = {.c = c, .g = g, .fn = forward_image, .f64 = x->dtype == TG_F64,
                 .es = (int64_t)tg__esize(x->dtype), .x = x, .b = b,
                 .pw = wc ? tg__ptr(wc) : NULL, .y = tg__ptr(y)};
@@ -582,7 +573,7 @@ static tg_tensor *input_grad_run(tg_ctx *c, const char *fn, tg_tensor *dout, tg_
     if (!dx) return NULL;
     if (g->N == 0 || g->C == 0 || g->H * g->W == 0) return dx;
     const tg__arena_pos m = tg__arena_mark(c); /* scratch from here on */
-    tg_tensor *wc = contig(c, fn, w), *dc = wc ? contig(c, fn, dout) : NULL;
+    tg_tensor *wc = tg__dense(c, fn, w), *dc = wc ? tg__dense(c, fn, dout) : NULL;
     images j = {.c = c, .g = g, .fn = backward_image, .f64 = dout->dtype == TG_F64,
                 .es = (int64_t)tg__esize(dout->dtype), .pw = wc ? tg__ptr(wc) : NULL,
                 .dout = dc ? tg__ptr(dc) : NULL, .dx = tg__ptr(dx)};
@@ -607,7 +598,7 @@ static tg_tensor *weight_grad_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_te
     tg_tensor *dw = weight_grad_new(c, fn, x->dtype, g);
     if (!dw || g->N == 0 || tg__numel(4, dw->shape) == 0) return dw;
     const tg__arena_pos m = tg__arena_mark(c); /* scratch from here on */
-    tg_tensor *dc = contig(c, fn, dout);
+    tg_tensor *dc = tg__dense(c, fn, dout);
     images j = {.c = c, .g = g, .fn = backward_image, .f64 = x->dtype == TG_F64,
                 .es = (int64_t)tg__esize(x->dtype), .x = x, .dout = dc ? tg__ptr(dc) : NULL};
     bool ok = dc && images_run(&j, !cols_are_x(x, g), false, tg__ptr(dw));
@@ -698,9 +689,9 @@ static bool backward_direct_run(tg_ctx *c, const geom *g, const tg_tensor *x, tg
                                 bool f64, int64_t es, int64_t per_out, int64_t per_in)
 {
     const char *fn = "tg_conv2d";
-    tg_tensor *dc = contig(c, fn, dout), *wc = NULL;
+    tg_tensor *dc = tg__dense(c, fn, dout), *wc = NULL;
     bias_args bp = {g->OC, g->OH * g->OW, SUM_BLOCK, NULL, NULL, NULL};
-    if (!dc || (gx && !(wc = contig(c, fn, w)))) return false;
+    if (!dc || (gx && !(wc = tg__dense(c, fn, w)))) return false;
     if (gb) {
         if (!(bp.acc = tg__arena_alloc(c, (size_t)(2 * g->OC) * sizeof(double) + 1)))
             return false;

@@ -112,15 +112,6 @@ static bool fold_rows(const tg_tensor *x, int64_t *rs)
     return true;
 }
 
-/* t, or a contiguous copy of it in c. */
-static tg_tensor *contig(tg_ctx *c, const char *fn, tg_tensor *t)
-{
-    if (tg_is_contiguous(t)) return t;
-    tg_tensor *cp = tg__empty(c, fn, t->dtype, t->ndim, t->shape);
-    if (cp) tg__copy_strided(c, cp, t);
-    return cp;
-}
-
 static void linear_fail(tg_ctx *c, const char *fn, const tg_tensor *x, const tg_tensor *w,
                         const tg_tensor *b, const char *what)
 {
@@ -258,7 +249,7 @@ static tg_tensor *linear_forward(tg_ctx *c, const char *fn, tg_op op, tg_tensor 
             tg_tensor *xa = x;
             if (!fold_rows(x, &rs) ||
                 !tg__mat_layout(R, IN, rs, x->stride[x->ndim - 1], &ta, &lda)) {
-                xa = contig(c, fn, x);
+                xa = tg__dense(c, fn, x);
                 if (!xa) return NULL;
                 ta = false;
                 lda = IN;
@@ -266,7 +257,7 @@ static tg_tensor *linear_forward(tg_ctx *c, const char *fn, tg_op op, tg_tensor 
             /* B = W^T as (in, out): strides (w's s1, w's s0) */
             tg_tensor *wb = w;
             if (!tg__mat_layout(IN, OUT, w->stride[1], w->stride[0], &tb, &ldb)) {
-                wb = contig(c, fn, w);
+                wb = tg__dense(c, fn, w);
                 if (!wb) return NULL;
                 tb = true;
                 ldb = IN;
@@ -390,7 +381,7 @@ void tg__linear_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout, 
     /* dout as an (R, OUT) matrix with element strides (rs, cs) */
     int64_t rs, cs;
     if (!fold_rows(dout, &rs)) {
-        if (!(dout = contig(c, "tg_linear", dout))) return;
+        if (!(dout = tg__dense(c, "tg_linear", dout))) return;
         rs = OUT;
     }
     cs = dout->stride[dout->ndim - 1];
@@ -413,7 +404,7 @@ void tg__linear_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout, 
         int64_t ldw;
         tg_tensor *wb = w;
         if (!tg__mat_layout(OUT, IN, w->stride[0], w->stride[1], &tw, &ldw)) {
-            if (!(wb = contig(c, "tg_linear", w))) return;
+            if (!(wb = tg__dense(c, "tg_linear", w))) return;
             tw = false;
             ldw = IN;
         }
@@ -427,7 +418,7 @@ void tg__linear_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout, 
         int64_t ldx, xs;
         tg_tensor *xa = x;
         if (!fold_rows(x, &xs) || !tg__mat_layout(R, IN, xs, x->stride[x->ndim - 1], &tx, &ldx)) {
-            if (!(xa = contig(c, "tg_linear", x))) return;
+            if (!(xa = tg__dense(c, "tg_linear", x))) return;
             tx = false;
             ldx = IN;
         }

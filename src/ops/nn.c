@@ -12,12 +12,11 @@
  * backward is an embedding again: second order needs nothing else.
  * Attention (tg_sdpa) is one fused op, its backward six GEMMs per batch;
  * when the gradient is itself recorded it is built from ops instead. The
- * LSTM cell fuses a step's gates and cell update.
+ * recurrent ops are in recurrent.c.
  *
  * Node arguments: DROPOUT: f[0] = p, saved[0] = the scaled mask.
  * EMBEDDING_BACKWARD: iv[0] = number of rows. SDPA: f[0] = scale, iv[0] =
- * causal, nothing saved (the backward recomputes P). LSTM_CELL: saved[0] = the
- * activations i, f, g, o and tanh(c') as (B, 5H).
+ * causal, nothing saved (the backward recomputes P).
  */
 #include "../core/arena_mark.h"
 #include "fastmath.h"
@@ -28,15 +27,6 @@
 #include <string.h>
 
 #define NEED(i) (n->in[i] && n->in[i]->requires_grad)
-
-/* t itself when contiguous, else a contiguous copy in c (not recorded). */
-static tg_tensor *dense(tg_ctx *c, const char *fn, tg_tensor *t)
-{
-    if (!t || tg_is_contiguous(t)) return t;
-    tg_tensor *d = tg__empty(c, fn, t->dtype, t->ndim, t->shape);
-    if (d) tg__copy_strided(c, d, t);
-    return d;
-}
 
 /* ====================================================================== */
 /* dropout                                                                */
@@ -86,7 +76,7 @@ tg_tensor *tg_dropout(tg_ctx *c, tg_tensor *x, double p, bool training)
     if (tg__record(c, TG_OP_DROPOUT, y, 1, &x, &n)) return NULL;
     if (n) {
         n->f[0] = p;
-        tg__save(n, 0, mask);
+        tg__save_own(n, 0, mask);
     }
     return y;
 }
@@ -117,7 +107,7 @@ static bool check_indices(tg_ctx *c, const char *fn, tg_tensor *indices, int64_t
                  fn, indices->ndim, TG_MAX_DIMS);
         return false;
     }
-    tg_tensor *d = dense(c, fn, indices);
+    tg_tensor *d = tg__dense(c, fn, indices);
     if (!d) return false;
     const int64_t *v = (const int64_t *)tg__ptr(d);
     int64_t total = tg__numel(d->ndim, d->shape);
@@ -272,7 +262,7 @@ tg_tensor *tg_embedding_backward(tg_ctx *c, tg_tensor *dout, tg_tensor *indices,
     if (!check_indices(c, fn, indices, num_rows, &idx)) return NULL;
     int64_t D = dout->shape[dout->ndim - 1], P = tg__numel(indices->ndim, indices->shape);
     int64_t shape[2] = {num_rows, D};
-    tg_tensor *g = dense(c, fn, dout);
+    tg_tensor *g = tg__dense(c, fn, dout);
     tg_tensor *y = tg__empty(c, fn, dout->dtype, 2, shape);
     int64_t *start = tg__arena_calloc(c, (size_t)num_rows + 2, sizeof(int64_t));
     int64_t *order = tg__arena_alloc(c, (size_t)(P > 0 ? P : 1) * sizeof(int64_t));
@@ -842,201 +832,4 @@ void tg__sdpa_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
     atomic_init(&j.next, 0);
     tg__parallel_for(c, g.nbatch, 1, sdpa_bwd_task, &j);
     for (int i = 0; i < 4; i++) dx[i] = (tg_tensor *)out[i].t;
-}
-
-/* ====================================================================== */
-/* lstm_cell                                                              */
-/* ====================================================================== */
-
-/* The activations i, f, g, o of gate row gr into ar[0, 4H), each gate a
- * loop of its own (so each vectorises). */
-#define LSTM_ACT(T, SIG, TANH)                                                          \
-    for (int64_t j = 0; j < 2 * H; j++) ar[j] = SIG(gr[j]);                             \
-    for (int64_t j = 2 * H; j < 3 * H; j++) ar[j] = TANH(gr[j]);                        \
-    for (int64_t j = 3 * H; j < 4 * H; j++) ar[j] = SIG(gr[j]);
-
-/* The fused cell over B rows: gates (B, 4H) i, f, g, o and cell (B, H) to
- * y = (h', c') (2, B, H). A row's activations and tanh(c') go to ar, one
- * row of scratch (5H): backward recomputes them from the gates, so a step
- * keeps only its gates and y. f32 uses the vectorisable fastmath.h
- * functions (and AVX2/AVX-512 copies), f64 libm. */
-#define LSTM_FWD(T, SIG, TANH)                                                          \
-    for (int64_t b = 0; b < B; b++) {                                                   \
-        const T *restrict gr = (const T *)pg + b * 4 * H;                               \
-        const T *restrict cr = (const T *)pc + b * H;                                   \
-        T *restrict ar = (T *)pa;                                                       \
-        T *restrict hr = (T *)py + b * H, *restrict nr = (T *)py + (B + b) * H;         \
-        LSTM_ACT(T, SIG, TANH)                                                          \
-        for (int64_t j = 0; j < H; j++) nr[j] = ar[H + j] * cr[j] + ar[j] * ar[2 * H + j]; \
-        for (int64_t j = 0; j < H; j++) {                                               \
-            ar[4 * H + j] = TANH(nr[j]);                                                \
-            hr[j] = ar[3 * H + j] * ar[4 * H + j];                                      \
-        }                                                                               \
-    }
-
-static inline double sigmoid_d(double x)
-{
-    if (x >= 0) return 1.0 / (1.0 + exp(-x));
-    double e = exp(x);
-    return e / (1.0 + e);
-}
-
-TG__VEC_CLONES static void lstm_fwd_f32(int64_t B, int64_t H, const char *pg, const char *pc,
-                                        char *py, char *pa)
-{
-    LSTM_FWD(float, tg__sigmoidf, tg__tanhf)
-}
-
-static void lstm_fwd_f64(int64_t B, int64_t H, const char *pg, const char *pc, char *py, char *pa)
-{
-    LSTM_FWD(double, sigmoid_d, tanh)
-}
-
-/* gates is (B, 4H) in PyTorch's order i, f, g, o; cell is (B, H); y is (2, B, H) */
-/* y[0] = h' = o tanh(c'), y[1] = c' = f cell + i g, i f o sigmoids, g tanh */
-tg_tensor *tg_lstm_cell(tg_ctx *c, tg_tensor *gates, tg_tensor *cell)
-{
-    const char *fn = "tg_lstm_cell";
-    tg_tensor *in[2] = {gates, cell};
-    if (!tg__check_inputs(c, fn, 2, in) || !tg__check_same_dtype(c, fn, gates, cell))
-        return NULL;
-    if (gates->ndim != 2 || cell->ndim != 2 || gates->shape[0] != cell->shape[0] ||
-        gates->shape[1] != 4 * cell->shape[1]) {
-        char a[128], b[128];
-        tg__fail(c, TG_ERR_SHAPE, "%s: gates %s, cell %s: need gates [B, 4H] and cell [B, H]",
-                 fn, tg__fmt_shape(a, sizeof a, gates->ndim, gates->shape),
-                 tg__fmt_shape(b, sizeof b, cell->ndim, cell->shape));
-        return NULL;
-    }
-    int64_t B = cell->shape[0], H = cell->shape[1];
-    tg_tensor *y = tg__empty(c, fn, cell->dtype, 3, (const int64_t[]){2, B, H});
-    if (!y) return NULL;
-    tg__arena_pos m = tg__arena_mark(c); /* dense copies of strided inputs are scratch */
-    tg_tensor *gd = dense(c, fn, gates), *cd = dense(c, fn, cell);
-    char *pa = tg__arena_alloc(c, (size_t)(5 * H) * tg__esize(cell->dtype));
-    if (!tg__ok(c)) return NULL;
-    if (cell->dtype == TG_F32) lstm_fwd_f32(B, H, tg__ptr(gd), tg__ptr(cd), tg__ptr(y), pa);
-    else lstm_fwd_f64(B, H, tg__ptr(gd), tg__ptr(cd), tg__ptr(y), pa);
-    tg__arena_rewind(c, m);
-    tg__node *n;
-    if (tg__record(c, TG_OP_LSTM_CELL, y, 2, in, &n)) return NULL;
-    return y;
-}
-
-/* The backward with ops (differentiable again): the cell rebuilt from the
- * inputs, then the chain rule of the forward's formula. */
-static void lstm_cell_backward_ops(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
-{
-    tg_tensor *G = n->in[0], *cp = n->in[1];
-    int64_t H = cp->shape[1];
-    tg_tensor *i = tg_sigmoid(c, tg_slice(c, G, 1, 0, H, 1));
-    tg_tensor *f = tg_sigmoid(c, tg_slice(c, G, 1, H, 2 * H, 1));
-    tg_tensor *g = tg_tanh(c, tg_slice(c, G, 1, 2 * H, 3 * H, 1));
-    tg_tensor *o = tg_sigmoid(c, tg_slice(c, G, 1, 3 * H, 4 * H, 1));
-    tg_tensor *tc = tg_tanh(c, tg_add(c, tg_mul(c, f, cp), tg_mul(c, i, g)));
-    tg_tensor *dh = tg_squeeze(c, tg_slice(c, dout, 0, 0, 1, 1), 0);
-    tg_tensor *dc = tg_squeeze(c, tg_slice(c, dout, 0, 1, 2, 1), 0);
-    /* 1 - t^2 and s (1 - s), the derivatives of tanh and sigmoid */
-#define DTANH(t) tg_add_scalar(c, tg_neg(c, tg_square(c, t)), 1.0)
-#define DSIG(s) tg_mul(c, s, tg_add_scalar(c, tg_neg(c, s), 1.0))
-    tg_tensor *dct = tg_add(c, dc, tg_mul(c, tg_mul(c, dh, o), DTANH(tc)));
-    if (NEED(0)) {
-        tg_tensor *parts[4] = {tg_mul(c, tg_mul(c, dct, g), DSIG(i)),
-                               tg_mul(c, tg_mul(c, dct, cp), DSIG(f)),
-                               tg_mul(c, tg_mul(c, dct, i), DTANH(g)),
-                               tg_mul(c, tg_mul(c, dh, tc), DSIG(o))};
-        dx[0] = tg_concat(c, parts, 4, 1);
-    }
-#undef DTANH
-#undef DSIG
-    if (NEED(1)) dx[1] = tg_mul(c, dct, f);
-}
-
-/* One row's d gates and d cell from its activations ar (i, f, g, o,
- * tanh(c')) and cell row cr; d c' = dc + dh o tanh'(c') in both. Functions
- * with restrict parameters, so the loops vectorise. */
-#define LSTM_DROWS(T, SFX)                                                              \
-    static inline void lstm_dgates_##SFX(int64_t H, const T *restrict ar,               \
-                                         const T *restrict cr, const T *restrict dh,    \
-                                         const T *restrict dc, T *restrict di,          \
-                                         T *restrict df, T *restrict dgg, T *restrict dov) \
-    {                                                                                   \
-        for (int64_t j = 0; j < H; j++) {                                               \
-            T i = ar[j], f = ar[H + j], g = ar[2 * H + j], o = ar[3 * H + j];           \
-            T tc = ar[4 * H + j];                                                       \
-            T dct = dc[j] + dh[j] * o * (1 - tc * tc);                                  \
-            di[j] = dct * g * i * (1 - i);                                              \
-            df[j] = dct * cr[j] * f * (1 - f);                                          \
-            dgg[j] = dct * i * (1 - g * g);                                             \
-            dov[j] = dh[j] * tc * o * (1 - o);                                          \
-        }                                                                               \
-    }                                                                                   \
-    static inline void lstm_dcell_##SFX(int64_t H, const T *restrict ar,                \
-                                        const T *restrict dh, const T *restrict dc,     \
-                                        T *restrict dcp)                                \
-    {                                                                                   \
-        for (int64_t j = 0; j < H; j++) {                                               \
-            T o = ar[3 * H + j], tc = ar[4 * H + j];                                    \
-            dcp[j] = (dc[j] + dh[j] * o * (1 - tc * tc)) * ar[H + j];                   \
-        }                                                                               \
-    }
-LSTM_DROWS(float, f32)
-LSTM_DROWS(double, f64)
-
-/* Backward over B rows: a row's activations recomputed into ar as forward
- * made them (the same bits), tanh(c') from y's c'. */
-#define LSTM_BWD(T, SIG, TANH, SFX)                                                     \
-    for (int64_t b = 0; b < B; b++) {                                                   \
-        const T *restrict gr = (const T *)pg + b * 4 * H;                               \
-        const T *restrict cr = (const T *)pc + b * H;                                   \
-        const T *restrict nr = (const T *)py + (B + b) * H;                             \
-        const T *dh = (const T *)pd + b * H, *dc = (const T *)pd + (B + b) * H;         \
-        T *restrict ar = (T *)pa;                                                       \
-        LSTM_ACT(T, SIG, TANH)                                                          \
-        for (int64_t j = 0; j < H; j++) ar[4 * H + j] = TANH(nr[j]);                    \
-        if (pdg) {                                                                      \
-            T *dg = (T *)pdg + b * 4 * H;                                               \
-            lstm_dgates_##SFX(H, ar, cr, dh, dc, dg, dg + H, dg + 2 * H, dg + 3 * H);   \
-        }                                                                               \
-        if (pdc) lstm_dcell_##SFX(H, ar, dh, dc, (T *)pdc + b * H);                     \
-    }
-
-TG__VEC_CLONES static void lstm_bwd_f32(int64_t B, int64_t H, const char *pg, const char *pc,
-                                        const char *py, const char *pd, char *pdg, char *pdc,
-                                        char *pa)
-{
-    LSTM_BWD(float, tg__sigmoidf, tg__tanhf, f32)
-}
-
-static void lstm_bwd_f64(int64_t B, int64_t H, const char *pg, const char *pc, const char *py,
-                         const char *pd, char *pdg, char *pdc, char *pa)
-{
-    LSTM_BWD(double, sigmoid_d, tanh, f64)
-}
-
-/* dout is (2, B, H): d gates (B, 4H) and d cell (B, H) in one pass over the
- * saved activations */
-void tg__lstm_cell_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
-{
-    if (c->grad_enabled) {
-        lstm_cell_backward_ops(c, n, dout, dx);
-        return;
-    }
-    const char *fn = "tg_lstm_cell";
-    tg_tensor *cp = n->in[1];
-    int64_t B = cp->shape[0], H = cp->shape[1];
-    tg_tensor *dg = NEED(0) ? tg__empty(c, fn, cp->dtype, 2, (const int64_t[]){B, 4 * H}) : NULL;
-    tg_tensor *dc = NEED(1) ? tg__empty(c, fn, cp->dtype, 2, (const int64_t[]){B, H}) : NULL;
-    if (!tg__ok(c)) return;
-    tg__arena_pos m = tg__arena_mark(c); /* dense copies of strided tensors are scratch */
-    tg_tensor *gd = dense(c, fn, n->in[0]), *cd = dense(c, fn, cp), *dd = dense(c, fn, dout);
-    char *pa = tg__arena_alloc(c, (size_t)(5 * H) * tg__esize(cp->dtype));
-    if (!tg__ok(c)) return;
-    const char *pg = tg__ptr(gd), *pc = tg__ptr(cd), *py = tg__ptr(n->out), *pd = tg__ptr(dd);
-    char *pdg = dg ? tg__ptr(dg) : NULL, *pdc = dc ? tg__ptr(dc) : NULL;
-    if (cp->dtype == TG_F32) lstm_bwd_f32(B, H, pg, pc, py, pd, pdg, pdc, pa);
-    else lstm_bwd_f64(B, H, pg, pc, py, pd, pdg, pdc, pa);
-    tg__arena_rewind(c, m);
-    dx[0] = dg;
-    dx[1] = dc;
 }

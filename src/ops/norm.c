@@ -42,16 +42,6 @@
 /* Shared helpers                                                         */
 /* ====================================================================== */
 
-/* t itself when contiguous (or NULL), else a contiguous copy in c that is
- * not recorded (kernels only read it). */
-static tg_tensor *dense(tg_ctx *c, const char *fn, tg_tensor *t)
-{
-    if (!t || tg_is_contiguous(t)) return t;
-    tg_tensor *d = tg__empty(c, fn, t->dtype, t->ndim, t->shape);
-    if (d) tg__copy_strided(c, d, t);
-    return d;
-}
-
 static bool check_eps(tg_ctx *c, const char *fn, double eps)
 {
     if (eps >= 0 && isfinite(eps)) return true;
@@ -241,7 +231,7 @@ static tg_tensor *last_dims_norm(tg_ctx *c, const char *fn, tg_op op, tg_tensor 
         else M *= x->shape[d];
     }
     bool rms = op == TG_OP_RMS_NORM;
-    tg_tensor *xd = dense(c, fn, x), *wd = dense(c, fn, weight), *bd = dense(c, fn, bias);
+    tg_tensor *xd = tg__dense(c, fn, x), *wd = tg__dense(c, fn, weight), *bd = tg__dense(c, fn, bias);
     tg_tensor *y = tg__empty(c, fn, x->dtype, x->ndim, x->shape);
     tg_tensor *mean = rms ? NULL : tg__empty(c, fn, x->dtype, x->ndim, ks);
     tg_tensor *rstd = tg__empty(c, fn, x->dtype, x->ndim, ks);
@@ -381,7 +371,7 @@ static void last_dims_backward_fused(tg_ctx *c, const tg__node *n, tg_tensor *do
     int64_t M = 1;
     for (int d = x->ndim - k; d < x->ndim; d++) M *= x->shape[d];
     int64_t R = M > 0 ? tg__numel(x->ndim, x->shape) / M : 0;
-    tg_tensor *xd = dense(c, fn, x), *dd = dense(c, fn, dout), *wd = dense(c, fn, w);
+    tg_tensor *xd = tg__dense(c, fn, x), *dd = tg__dense(c, fn, dout), *wd = tg__dense(c, fn, w);
     if (!tg__ok(c)) return;
     lnb_plan p = {tg__ptr(xd), tg__ptr(dd), wd ? tg__ptr(wd) : NULL,
                   n->saved[0] ? tg__ptr(n->saved[0]) : NULL, tg__ptr(n->saved[1]), NULL, M,
@@ -522,7 +512,7 @@ tg_tensor *tg_group_norm(tg_ctx *c, tg_tensor *x, int num_groups, tg_tensor *wei
     int64_t G = num_groups, S = 1;
     for (int d = 2; d < x->ndim; d++) S *= x->shape[d];
     int64_t ks[3] = {N, G, 1};
-    tg_tensor *xd = dense(c, fn, x), *wd = dense(c, fn, weight), *bd = dense(c, fn, bias);
+    tg_tensor *xd = tg__dense(c, fn, x), *wd = tg__dense(c, fn, weight), *bd = tg__dense(c, fn, bias);
     tg_tensor *y = tg__empty(c, fn, x->dtype, x->ndim, x->shape);
     tg_tensor *mean = tg__empty(c, fn, x->dtype, 3, ks);
     tg_tensor *rstd = tg__empty(c, fn, x->dtype, 3, ks);
@@ -712,7 +702,7 @@ tg_tensor *tg_batch_norm(tg_ctx *c, tg_tensor *x, tg_tensor *weight, tg_tensor *
 
     int64_t ks[TG_MAX_DIMS];
     for (int d = 0; d < x->ndim; d++) ks[d] = d == 1 ? C : 1;
-    tg_tensor *xd = dense(c, fn, x), *wd = dense(c, fn, weight), *bd = dense(c, fn, bias);
+    tg_tensor *xd = tg__dense(c, fn, x), *wd = tg__dense(c, fn, weight), *bd = tg__dense(c, fn, bias);
     tg_tensor *y = tg__empty(c, fn, x->dtype, x->ndim, x->shape);
     tg_tensor *mean = NULL, *rstd = NULL;
     double *st = tg__arena_alloc(c, (size_t)(C > 0 ? 2 * C : 1) * sizeof(double));

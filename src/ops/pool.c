@@ -36,15 +36,6 @@ static int64_t grain_for(int64_t work_per_item)
     return gr > 0 ? gr : 1;
 }
 
-/* t, or a contiguous copy of it in c. */
-static tg_tensor *contig(tg_ctx *c, const char *fn, tg_tensor *t)
-{
-    if (tg_is_contiguous(t)) return t;
-    tg_tensor *cp = tg__empty(c, fn, t->dtype, t->ndim, t->shape);
-    if (cp) tg__copy_strided(c, cp, t);
-    return cp;
-}
-
 static bool check_4d(tg_ctx *c, const char *fn, const char *name, const tg_tensor *t)
 {
     if (t->ndim == 4) return true;
@@ -563,7 +554,7 @@ tg_tensor *tg_max_pool2d_with_indices(tg_ctx *c, tg_tensor *x, const tg_pool2d_o
     }
     if (n) {
         save_popts(n, &r, H, W);
-        tg__save(n, 0, code);
+        tg__save_own(n, 0, code);
     }
     return y;
 }
@@ -591,7 +582,7 @@ void tg__max_pool2d_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_t
         return;
     }
     tg_tensor *y = tg__empty(c, fn, dout->dtype, 4, (const int64_t[]){N, C, H, W});
-    tg_tensor *dc = y ? contig(c, fn, dout) : NULL;
+    tg_tensor *dc = y ? tg__dense(c, fn, dout) : NULL;
     if (!dc) return;
     if (N * C > 0) {
         const bool f64 = dout->dtype == TG_F64;
@@ -651,7 +642,7 @@ static tg_tensor *check_index(tg_ctx *c, const char *fn, tg_tensor *idx, int64_t
                  tg_dtype_name(idx->dtype));
         return NULL;
     }
-    tg_tensor *ic = contig(c, fn, idx);
+    tg_tensor *ic = tg__dense(c, fn, idx);
     if (!ic) return NULL;
     const int64_t *v = (const int64_t *)tg__ptr(ic);
     int64_t m = tg__numel(ic->ndim, ic->shape);
@@ -669,7 +660,7 @@ static tg_tensor *check_index(tg_ctx *c, const char *fn, tg_tensor *idx, int64_t
 static tg_tensor *unpool_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_tensor *ic, int64_t h,
                              int64_t w_)
 {
-    tg_tensor *xc = contig(c, fn, x);
+    tg_tensor *xc = tg__dense(c, fn, x);
     if (!xc) return NULL;
     int64_t N = x->shape[0], C = x->shape[1];
     tg_tensor *y = tg__empty(c, fn, x->dtype, 4, (const int64_t[]){N, C, h, w_});
@@ -733,7 +724,7 @@ tg_tensor *tg_gather2d(tg_ctx *c, tg_tensor *x, tg_tensor *idx)
         return NULL;
     }
     tg_tensor *ic = check_index(c, fn, idx, x->shape[2] * x->shape[3]);
-    tg_tensor *xc = ic ? contig(c, fn, x) : NULL;
+    tg_tensor *xc = ic ? tg__dense(c, fn, x) : NULL;
     if (!xc) return NULL;
     int64_t N = x->shape[0], C = x->shape[1];
     tg_tensor *y = tg__empty(c, fn, x->dtype, 4, idx->shape);

@@ -72,6 +72,9 @@ const uint32_t tg__ops_reads[TG_OP_COUNT] = {
     [TG_OP_LOG_SOFTMAX] = TG__READS | TG__OUT,
     [TG_OP_GELU] = TG__READS | TG__IN(0) | TG__OUT,
     [TG_OP_LSTM_CELL] = TG__READS | TG__IN(0) | TG__IN(1) | TG__OUT,
+    /* everything (the biases when it recomputes its gates), and its gates */
+    [TG_OP_LSTM] = TG__READS | TG__IN(0) | TG__IN(1) | TG__IN(2) | TG__IN(3) | TG__IN(4) |
+                   TG__IN(5) | TG__IN(6) | TG__OUT,
     /* x and the weight (the bias's gradient is dout's column sums), and the
      * saved mean and 1/std */
     [TG_OP_LAYER_NORM] = TG__READS | TG__IN(0) | TG__IN(1),

@@ -268,6 +268,14 @@ tg_tensor *tg__empty(tg_ctx *c, const char *fn, tg_dtype dt, int ndim, const int
     return tg__empty_valid(c, dt, ndim, shape);
 }
 
+tg_tensor *tg__dense(tg_ctx *c, const char *fn, tg_tensor *t)
+{
+    if (!t || tg_is_contiguous(t)) return t;
+    tg_tensor *d = tg__empty(c, fn, t->dtype, t->ndim, t->shape);
+    if (d) tg__copy_strided(c, d, t);
+    return d;
+}
+
 tg_tensor *tg__view(tg_ctx *c, const tg_tensor *base, int ndim, const int64_t *shape,
                     const int64_t *stride, int64_t offset)
 {

@@ -87,6 +87,11 @@ tg_status tg__check_shape(tg_ctx *c, const char *fn, int ndim, const int64_t *sh
 tg_tensor *tg__empty(tg_ctx *c, const char *fn, tg_dtype dt, int ndim,
                      const int64_t *shape);
 
+/* t itself when contiguous (or NULL), else a contiguous copy of it in c,
+ * not recorded (for kernels that read dense data). NULL with the error on
+ * c when the copy cannot be made. */
+tg_tensor *tg__dense(tg_ctx *c, const char *fn, tg_tensor *t);
+
 /* tg__empty for a shape and dtype known to be valid (those of an existing
  * tensor): no validation, one arena allocation for the struct, the storage
  * and the data. NULL with TG_ERR_NOMEM on c. */
