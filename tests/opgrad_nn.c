@@ -1,7 +1,7 @@
 /*
  * opgrad_nn.c - the nn family's entries of the table-driven gradient
  * check (see tests/opgrad.h): normalisation, dropout, embedding, the
- * LSTM cell and layer (flag = recompute the gates), attention (sdpa: flag = causal, f[0] = scale, 0 the default).
+ * LSTM cell and layer (iv[0] = flags), attention (sdpa: flag = causal, f[0] = scale, 0 the default).
  *
  * Optional inputs are trailing: a variant with fewer inputs passes NULL
  * for the missing ones. Arguments: f[0] = eps (norms) or p (dropout),
@@ -35,7 +35,7 @@ BUILD(b_dropout, tg_dropout(c, in[0], a->f[0], a->flag))
 BUILD(b_embedding, tg_embedding(c, in[0], in[1]))
 BUILD(b_embedding_backward, tg_embedding_backward(c, in[0], in[1], a->index_hi))
 BUILD(b_lstm_cell, tg_lstm_cell(c, in[0], in[1]))
-BUILD(b_lstm, tg_lstm(c, in[0], in[1], in[2], IN(3), IN(4), IN(5), IN(6), !a->flag))
+BUILD(b_lstm, tg_lstm(c, in[0], in[1], in[2], IN(3), IN(4), IN(5), IN(6), (unsigned)a->iv[0]))
 BUILD(b_sdpa, tg_sdpa(c, in[0], in[1], in[2], IN(3), a->flag, a->f[0]))
 
 static const op_entry nn_table[] = {
@@ -90,14 +90,16 @@ static const op_entry nn_table[] = {
         {.what = "[3,8] gates, [3,2] cell", .n_in = 2, .in = {S(3, 8), S(3, 2)}},
         {.what = "[1,12] gates, [1,3] cell", .n_in = 2, .in = {S(1, 12), S(1, 3)}}}},
     [TG_OP_LSTM] = {b_lstm, {
-        {.what = "x [2,3,2], H 2, biases, h0, c0, gates kept", .n_in = 7,
-         .in = {S(2, 3, 2), S(8, 2), S(8, 2), S(8), S(8), S(2, 2), S(2, 2)}},
-        {.what = "x [2,3,2], H 2, biases, h0, c0, gates recomputed", .n_in = 7,
-         .in = {S(2, 3, 2), S(8, 2), S(8, 2), S(8), S(8), S(2, 2), S(2, 2)}, .flag = true},
+        {.what = "x [2,3,2], H 2, biases, h0, c0, cells out, gates kept", .n_in = 7,
+         .in = {S(2, 3, 2), S(8, 2), S(8, 2), S(8), S(8), S(2, 2), S(2, 2)},
+         .iv = {TG_LSTM_CELLS}},
+        {.what = "x [2,3,2], H 2, biases, h0, c0, cells out, gates recomputed", .n_in = 7,
+         .in = {S(2, 3, 2), S(8, 2), S(8, 2), S(8), S(8), S(2, 2), S(2, 2)},
+         .iv = {TG_LSTM_CELLS | TG_LSTM_RECOMPUTE}},
         {.what = "x [3,2,3], H 2, no biases, zero state", .n_in = 3,
          .in = {S(3, 2, 3), S(8, 3), S(8, 2)}},
         {.what = "x [1,4,1], H 3, biases, zero state, recomputed", .n_in = 5,
-         .in = {S(1, 4, 1), S(12, 1), S(12, 3), S(12), S(12)}, .flag = true}}},
+         .in = {S(1, 4, 1), S(12, 1), S(12, 3), S(12), S(12)}, .iv = {TG_LSTM_RECOMPUTE}}}},
     [TG_OP_SDPA] = {b_sdpa, {
         {.what = "q [2,3,4], k [2,5,4], v [2,5,2]", .n_in = 3,
          .in = {S(2, 3, 4), S(2, 5, 4), S(2, 5, 2)}, .has_bc = true,

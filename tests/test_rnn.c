@@ -1,9 +1,9 @@
 /*
  * test_rnn.c - what a recurrent layer keeps in the step arena, and the
  * fused LSTM ops' backwards against the rules built from ops:
- * - tg_lstm (one op per LSTM layer) keeps its output (h and c of every
- *   step) and, unless it recomputes them, its gates' activations; nothing
- *   per step besides, no node records, no scratch;
+ * - tg_lstm (one op per LSTM layer) keeps its output (h of every step),
+ *   its cell states and, unless it recomputes them, its gates'
+ *   activations; nothing per step besides, no node records, no scratch;
  * - recomputing the gates gives the same bits as keeping them;
  * - an RNN layer gives its input projection back for the next layer's;
  * - tg_lstm_cell recomputes its activations in its backward.
@@ -86,11 +86,12 @@ END_TEST
 
 /* Every gradient of loss = sum(w * y) for y = tg_lstm(...), as tensors of
  * c (NULL for an absent input). */
-static void lstm_grads(tg_ctx *c, tg_tensor **in, bool keep, bool create_graph, tg_tensor **g)
+static void lstm_grads(tg_ctx *c, tg_tensor **in, unsigned flags, bool create_graph,
+                       tg_tensor **g)
 {
-    tg_tensor *y = tg_lstm(c, in[0], in[1], in[2], in[3], in[4], in[5], in[6], keep);
+    tg_tensor *y = tg_lstm(c, in[0], in[1], in[2], in[3], in[4], in[5], in[6], flags);
     tu_assert_ok(c);
-    tg_tensor *w = tg_randn(c, tg_tensor_dtype(y), 4, tg_shape(y));
+    tg_tensor *w = tg_randn(c, tg_tensor_dtype(y), tg_ndim(y), tg_shape(y));
     tg_tensor *loss = tg_sum(c, tg_mul(c, w, y));
     tg_tensor *ins[7];
     int n = 0;
@@ -145,22 +146,23 @@ static void assert_grads_match(tg_tensor *const *in, tg_tensor *const *a, tg_ten
 }
 
 /* tg_lstm's fused backward (no graph) against the rule built from ops
- * (create_graph), f64, with the gates kept and recomputed: contiguous and
- * strided x, with and without biases, h0 without biases (the opgrad
- * table's variants drop trailing inputs only). */
+ * (create_graph), f64, with the gates kept and recomputed, with and without
+ * the cell states out: contiguous and strided x, with and without biases,
+ * h0 without biases (the opgrad table's variants drop trailing inputs
+ * only). */
 START_TEST(test_lstm_fused_matches_ops)
 {
     static const bool cfg[4][3] = {
         {false, true, true}, {true, true, false}, {false, false, true}, {true, false, false}};
     for (int v = 0; v < 4; v++)
-        for (int keep = 0; keep < 2; keep++) {
+        for (unsigned flags = 0; flags < 4; flags++) {
             tg_ctx *c = tu_ctx();
             tg_tensor *in[7], *fused[7], *ops[7];
             lstm_inputs(c, TG_F64, cfg[v][0], cfg[v][1], cfg[v][2], in);
             tg_ctx_seed(c, 5);
-            lstm_grads(c, in, keep, false, fused);
+            lstm_grads(c, in, flags, false, fused);
             tg_ctx_seed(c, 5);
-            lstm_grads(c, in, keep, true, ops);
+            lstm_grads(c, in, flags, true, ops);
             assert_grads_match(in, fused, ops, 1e-12);
             tg_ctx_free(c);
         }
@@ -168,16 +170,18 @@ START_TEST(test_lstm_fused_matches_ops)
 END_TEST
 
 /* Recomputing the gates in the backward gives the kept gates' bits, so the
- * same gradients, f32 and f64. */
+ * same gradients, f32 and f64, with and without the cell states out. */
 START_TEST(test_lstm_recompute_same_bits)
 {
-    for (int f64 = 0; f64 < 2; f64++) {
+    for (int v = 0; v < 4; v++) {
+        bool f64 = v & 1;
+        unsigned cells = v & 2 ? TG_LSTM_CELLS : 0;
         tg_ctx *c = tu_ctx();
         tg_tensor *in[7], *g[2][7];
         lstm_inputs(c, f64 ? TG_F64 : TG_F32, false, true, true, in);
-        for (int keep = 0; keep < 2; keep++) {
+        for (int rec = 0; rec < 2; rec++) {
             tg_ctx_seed(c, 9);
-            lstm_grads(c, in, keep, false, g[keep]);
+            lstm_grads(c, in, cells | (rec ? TG_LSTM_RECOMPUTE : 0), false, g[rec]);
         }
         assert_grads_match(in, g[0], g[1], 0);
         tg_ctx_free(c);
@@ -234,11 +238,11 @@ START_TEST(test_lstm_errors)
     tg_ctx *c = tu_ctx();
     tg_tensor *in[7];
     lstm_inputs(c, TG_F64, false, true, true, in);
-    ck_assert_ptr_null(tg_lstm(c, in[0], in[2], in[2], NULL, NULL, NULL, NULL, true));
+    ck_assert_ptr_null(tg_lstm(c, in[0], in[2], in[2], NULL, NULL, NULL, NULL, 0));
     tu_assert_error(c, TG_ERR_SHAPE, "tg_lstm", "x [3,5,4], w_ih [12,3], w_hh [12,3], b_ih none");
-    ck_assert_ptr_null(tg_lstm(c, in[0], in[1], in[2], in[3], in[4], in[0], NULL, true));
+    ck_assert_ptr_null(tg_lstm(c, in[0], in[1], in[2], in[3], in[4], in[0], NULL, 0));
     tu_assert_error(c, TG_ERR_SHAPE, "tg_lstm", "h0 [3,5,4]");
-    ck_assert_ptr_null(tg_lstm(c, in[0], in[1], in[2], in[2], NULL, NULL, NULL, true));
+    ck_assert_ptr_null(tg_lstm(c, in[0], in[1], in[2], in[2], NULL, NULL, NULL, 0));
     tu_assert_error(c, TG_ERR_SHAPE, "tg_lstm", "b_ih and b_hh [4H]");
     ck_assert_ptr_null(tg_lstm(c, tg_randn(c, TG_F64, TG_SHAPE(3, 0, 4)), in[1], in[2], NULL,
                                NULL, NULL, NULL, true));
@@ -246,11 +250,13 @@ START_TEST(test_lstm_errors)
     ck_assert_ptr_null(tg_lstm(c, tg_randn(c, TG_F32, TG_SHAPE(3, 5, 4)), in[1], in[2], NULL,
                                NULL, NULL, NULL, true));
     tu_assert_error(c, TG_ERR_DTYPE, "tg_lstm", NULL);
-    ck_assert_ptr_null(tg_lstm(c, in[0], NULL, in[2], NULL, NULL, NULL, NULL, true));
+    ck_assert_ptr_null(tg_lstm(c, in[0], NULL, in[2], NULL, NULL, NULL, NULL, 0));
     tu_assert_error(c, TG_ERR_INVALID, "tg_lstm", NULL);
     ck_assert_ptr_null(tg_lstm(c, tg_tensor_new(c, TG_I64, TG_SHAPE(3, 5, 4)), in[1], in[2],
-                               NULL, NULL, NULL, NULL, true));
+                               NULL, NULL, NULL, NULL, 0));
     tu_assert_error(c, TG_ERR_DTYPE, "tg_lstm", NULL);
+    ck_assert_ptr_null(tg_lstm(c, in[0], in[1], in[2], NULL, NULL, NULL, NULL, 0x4));
+    tu_assert_error(c, TG_ERR_INVALID, "tg_lstm", "unknown flags 0x4");
     tg_ctx_free(c);
 }
 END_TEST

@@ -214,8 +214,9 @@ def t_lstm_cell(a, gates, cell):
 
 
 def t_lstm(a, x, w_ih, w_hh, *rest):
-    """PyTorch's own cell (torch.lstm_cell) step by step: y[0] the hidden
-    states, y[1] the cell states (nn.LSTM returns only the last cell)."""
+    """PyTorch's own cell (torch.lstm_cell) step by step: the hidden states,
+    or with TG_LSTM_CELLS (iv[0] & 1) y[0] the hidden states and y[1] the
+    cell states (nn.LSTM returns only the last cell)."""
     b_ih, b_hh, h, c = (list(rest) + [None] * 4)[:4]
     B, H = x.shape[0], w_hh.shape[1]
     h = h if h is not None else torch.zeros(B, H, dtype=x.dtype)
@@ -225,7 +226,9 @@ def t_lstm(a, x, w_ih, w_hh, *rest):
         h, c = torch.lstm_cell(x[:, t], (h, c), w_ih, w_hh, b_ih, b_hh)
         hs.append(h)
         cs.append(c)
-    return torch.stack([torch.stack(hs, 1), torch.stack(cs, 1)])
+    if a.iv[0] & 1:
+        return torch.stack([torch.stack(hs, 1), torch.stack(cs, 1)])
+    return torch.stack(hs, 1)
 
 
 def t_sdpa(a, q, k, v, *m):

@@ -197,35 +197,42 @@ tg_tensor *tg_sdpa(tg_ctx *c, tg_tensor *q, tg_tensor *k, tg_tensor *v, tg_tenso
  */
 tg_tensor *tg_lstm_cell(tg_ctx *c, tg_tensor *gates, tg_tensor *cell);
 
+/* Flags of tg_lstm. */
+#define TG_LSTM_CELLS 0x1u     /* y holds the cell states too: (2, B, T, H) */
+#define TG_LSTM_RECOMPUTE 0x2u /* keep no gates: the backward recomputes them */
+
 /*
  * A whole LSTM layer over a batch-first sequence, as one op (what
  * tg_nn_lstm_new's layers run): x is (B, T, I), w_ih (4H, I), w_hh
- * (4H, H), b_ih and b_hh (4H) or NULL, h0 and c0 (B, H) or NULL for zeros;
- * the result y is (2, B, T, H), y[0] the hidden states h_1..h_T and y[1]
- * the cell states c_1..c_T, each step as tg_lstm_cell computes it from
+ * (4H, H), b_ih and b_hh (4H) or NULL, h0 and c0 (B, H) or NULL for zeros.
+ * The result y is (B, T, H), the hidden states h_1..h_T; with
+ * TG_LSTM_CELLS it is (2, B, T, H), y[0] the hidden states and y[1] the
+ * cell states c_1..c_T (for c_T, or to differentiate through the cells).
+ * Each step is tg_lstm_cell's, from
  *   gates_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh.
  * The input's product is one GEMM over all B T rows, then one [B, H] x
  * [H, 4H] GEMM per step accumulates onto that step's gates. The backward
  * walks the steps in reverse (one GEMM per step for d h_{t-1}), then gives
  * dx and dW_ih as one GEMM each over all B T rows and dW_hh as one per
  * sequence.
- * Memory: y, plus, with keep_gates, the gates' activations (B, T, 4H),
- * which the node keeps for the backward; tg_backward_release gives them
- * back after the node's backward, which turns them into their gradients in
- * place instead of into a copy. Without keep_gates the node keeps
- * nothing of its own and the backward recomputes the activations from x
- * and y[0] with the forward's own calls (the same bits, so the same
- * gradients): two thirds of the layer's memory for one more pass of its
- * forward in the backward. When the gradient is itself recorded the
- * backward is built from ops (linear, linear_add, lstm_cell), so second
- * order works. The result is a new tensor of c.
+ * Memory: y; the node keeps the cell states (B, T, H) when y does not
+ * hold them, and the gates' activations (B, T, 4H) unless
+ * TG_LSTM_RECOMPUTE. tg_backward_release gives both back after the node's
+ * backward, which turns the kept gates into their gradients in place
+ * instead of into a copy. With TG_LSTM_RECOMPUTE the backward recomputes
+ * the activations from x and the hidden states with the forward's own
+ * calls (the same bits, so the same gradients): two thirds of the layer's
+ * memory for one more pass of its forward in the backward. When the
+ * gradient is itself recorded the backward is built from ops (linear,
+ * linear_add, lstm_cell), so second order works. The result is a new
+ * tensor of c.
  * Errors: TG_ERR_SHAPE (shapes other than those above, or a size of 0;
  * the message lists every shape), TG_ERR_DTYPE (inputs of different or
- * integer dtypes), TG_ERR_INVALID (NULL x or weights; B T or 4H above
- * INT_MAX).
+ * integer dtypes), TG_ERR_INVALID (NULL x or weights, unknown flags, B T
+ * or 4H above INT_MAX).
  */
 tg_tensor *tg_lstm(tg_ctx *c, tg_tensor *x, tg_tensor *w_ih, tg_tensor *w_hh, tg_tensor *b_ih,
-                   tg_tensor *b_hh, tg_tensor *h0, tg_tensor *c0, bool keep_gates);
+                   tg_tensor *b_hh, tg_tensor *h0, tg_tensor *c0, unsigned flags);
 
 #ifdef __cplusplus
 }

@@ -171,14 +171,16 @@ static tg_tensor *run(tg_ctx *c, const char *fn, tg_module *mod, tg_tensor *x, t
             tg_tensor *s0[2] = {h0, c0};
             for (int j = 0; j < 2; j++)
                 if (s0[j]) s0[j] = tg_squeeze(c, tg_slice(c, s0[j], 0, k, k + 1, 1), 0);
-            tg_tensor *y = tg_lstm(c, seq, w[0], w[1], w[2], w[3], s0[0], s0[1],
-                                   !o->recompute_gates); /* [2, B, T, H] */
-            seq = tg_squeeze(c, tg_slice(c, y, 0, 0, 1, 1), 0);
+            /* the cell states only when c_n is asked for */
+            unsigned fl = (cn ? TG_LSTM_CELLS : 0u) | (o->recompute_gates ? TG_LSTM_RECOMPUTE : 0u);
+            tg_tensor *y = tg_lstm(c, seq, w[0], w[1], w[2], w[3], s0[0], s0[1], fl);
+            seq = cn ? tg_squeeze(c, tg_slice(c, y, 0, 0, 1, 1), 0) : y; /* [B, T, H] */
             /* the last step's h and c: [B, H] views */
             hfin[k] = tg_squeeze(c, tg_slice(c, seq, 1, T - 1, T, 1), 1);
-            cfin[k] = tg_squeeze(c, tg_slice(c, tg_squeeze(c, tg_slice(c, y, 0, 1, 2, 1), 0), 1,
-                                             T - 1, T, 1), 1);
-            if (!cfin[k]) return NULL;
+            if (cn)
+                cfin[k] = tg_squeeze(c, tg_slice(c, tg_squeeze(c, tg_slice(c, y, 0, 1, 2, 1), 0),
+                                                 1, T - 1, T, 1), 1);
+            if (!hfin[k] || (cn && !cfin[k])) return NULL;
             if (k < L - 1 && o->dropout > 0) seq = tg_dropout(c, seq, o->dropout, training);
             continue;
         }
@@ -210,8 +212,8 @@ static tg_tensor *run(tg_ctx *c, const char *fn, tg_module *mod, tg_tensor *x, t
     }
     if (!seq) return NULL;
     tg_tensor *h_n = tg_stack(c, hfin, L, 0);
-    tg_tensor *c_n = lstm ? tg_stack(c, cfin, L, 0) : NULL;
-    if (!h_n || (lstm && !c_n)) return NULL;
+    tg_tensor *c_n = lstm && cn ? tg_stack(c, cfin, L, 0) : NULL;
+    if (!h_n || (lstm && cn && !c_n)) return NULL;
     if (hn) *hn = h_n;
     if (cn) *cn = c_n;
     return o->batch_first ? seq : tg_transpose(c, seq, 0, 1);
@@ -235,7 +237,7 @@ tg_tensor *tg_nn_rnn_forward(tg_ctx *c, tg_module *rnn, tg_tensor *x, tg_tensor 
     }
     bool was_ok = tg__ok(c);
     tg_tensor *h_n = NULL, *c_n = NULL;
-    tg_tensor *y = run(c, fn, rnn, x, h0, c0, &h_n, &c_n);
+    tg_tensor *y = run(c, fn, rnn, x, h0, c0, &h_n, cn ? &c_n : NULL);
     y = tg__nn_blame(c, was_ok, fn, rnn, y);
     if (!y) return NULL;
     *out = y;

@@ -10,9 +10,11 @@
  * works.
  *
  * Node arguments: LSTM_CELL: nothing saved (the backward recomputes the
- * activations from the gates, an input). LSTM: iv[0] = 1 when saved[0]
- * holds the gates' activations (B, T, 4H), 0 when the backward recomputes
- * them.
+ * activations from the gates, an input). LSTM: iv[0] = the flags as
+ * recorded (TG_LSTM_RECOMPUTE also when the gates were not kept),
+ * saved[0] = the gates' activations (B, T, 4H) unless TG_LSTM_RECOMPUTE,
+ * saved[1] = the cell states (B, T, H) unless TG_LSTM_CELLS (then y[1]
+ * holds them).
  */
 #include "../core/arena_mark.h"
 #include "fastmath.h"
@@ -243,15 +245,17 @@ typedef struct {
     int64_t B, T, I, H;
     const char *x, *wih, *whh, *bih, *bhh, *h0, *c0; /* NULL when absent */
     char *G;                                         /* (B, T, 4H) */
-    const char *yh, *yc;                             /* y[0], y[1]: (B, T, H) each */
+    const char *yh, *yc;                             /* h and c: (B, T, H) each */
     const char *zero;                                /* H zeros */
     size_t es;
 } lstm_run;
 
 /* r for the inputs in (dense copies of strided ones, and H zeros, in c's
- * arena), gates G and output y. False on error (on c). */
+ * arena), gates G, hidden states y (B, T, H) and cell states cs (B, T, H)
+ * (views into one (2, B, T, H) y with TG_LSTM_CELLS). False on error (on
+ * c). */
 static bool lstm_setup(lstm_run *r, tg_ctx *c, const char *fn, tg_tensor *const *in,
-                       tg_tensor *G, tg_tensor *y)
+                       tg_tensor *G, const char *y, const char *cs)
 {
     tg_tensor *d[7];
     for (int k = 0; k < 7; k++) d[k] = tg__dense(c, fn, in[k]);
@@ -259,12 +263,11 @@ static bool lstm_setup(lstm_run *r, tg_ctx *c, const char *fn, tg_tensor *const 
     size_t es = tg__esize(dt);
     int64_t B = in[0]->shape[0], T = in[0]->shape[1], H = in[2]->shape[1];
     char *zero = tg__arena_calloc(c, (size_t)H, es);
-    if (!tg__ok(c) || !G) return false;
+    if (!tg__ok(c) || !G || !cs) return false;
     const char *p[7];
     for (int k = 0; k < 7; k++) p[k] = d[k] ? tg__ptr(d[k]) : NULL;
     *r = (lstm_run){c, dt == TG_F64, B, T, in[0]->shape[2], H, p[0], p[1], p[2], p[3], p[4],
-                    p[5], p[6], tg__ptr(G), tg__ptr(y), tg__ptr(y) + (B * T * H) * (int64_t)es,
-                    zero, es};
+                    p[5], p[6], tg__ptr(G), y, cs, zero, es};
     return true;
 }
 
@@ -396,10 +399,10 @@ static bool lstm_shape_ok(tg_ctx *c, const char *fn, tg_tensor *const *in)
 }
 
 /* x is (B, T, I); w_ih (4H, I); w_hh (4H, H); b_ih, b_hh (4H) or NULL; h0,
- * c0 (B, H) or NULL (zeros); y is (2, B, T, H): y[0] h_1..h_T, y[1]
- * c_1..c_T. */
+ * c0 (B, H) or NULL (zeros); y is (B, T, H) h_1..h_T, or with
+ * TG_LSTM_CELLS (2, B, T, H): y[0] h_1..h_T, y[1] c_1..c_T. */
 tg_tensor *tg_lstm(tg_ctx *c, tg_tensor *x, tg_tensor *w_ih, tg_tensor *w_hh, tg_tensor *b_ih,
-                   tg_tensor *b_hh, tg_tensor *h0, tg_tensor *c0, bool keep_gates)
+                   tg_tensor *b_hh, tg_tensor *h0, tg_tensor *c0, unsigned flags)
 {
     const char *fn = "tg_lstm";
     tg_tensor *in[7] = {x, w_ih, w_hh, b_ih, b_hh, h0, c0};
@@ -409,6 +412,10 @@ tg_tensor *tg_lstm(tg_ctx *c, tg_tensor *x, tg_tensor *w_ih, tg_tensor *w_hh, tg
     if (!tg__check_float(c, fn, x)) return NULL;
     for (int k = 1; k < 7; k++)
         if (in[k] && !tg__check_same_dtype(c, fn, x, in[k])) return NULL;
+    if (flags & ~(unsigned)(TG_LSTM_CELLS | TG_LSTM_RECOMPUTE)) {
+        tg__fail(c, TG_ERR_INVALID, "%s: unknown flags 0x%x", fn, flags);
+        return NULL;
+    }
     if (!lstm_shape_ok(c, fn, in)) return NULL;
     int64_t B = x->shape[0], T = x->shape[1], I = x->shape[2], H = w_hh->shape[1];
     if (B * T > INT_MAX || 4 * H > INT_MAX || I > INT_MAX) {
@@ -416,24 +423,32 @@ tg_tensor *tg_lstm(tg_ctx *c, tg_tensor *x, tg_tensor *w_ih, tg_tensor *w_hh, tg
         return NULL;
     }
     tg_dtype dt = x->dtype;
-    tg_tensor *y = tg__empty(c, fn, dt, 4, (const int64_t[]){2, B, T, H});
-    bool keep = keep_gates && tg__wants_grad(c, 7, in);
-    tg_tensor *G = keep ? tg__empty(c, fn, dt, 3, (const int64_t[]){B, T, 4 * H}) : NULL;
+    bool cells = flags & TG_LSTM_CELLS, rec = tg__wants_grad(c, 7, in);
+    bool keep = rec && !(flags & TG_LSTM_RECOMPUTE);
+    const int64_t ys[4] = {2, B, T, H}, bth[3] = {B, T, H}, gs[3] = {B, T, 4 * H};
+    tg_tensor *y = cells ? tg__empty(c, fn, dt, 4, ys) : tg__empty(c, fn, dt, 3, bth);
+    /* the cell states, when y has none: the node keeps them */
+    tg_tensor *cs = rec && !cells ? tg__empty(c, fn, dt, 3, bth) : NULL;
+    tg_tensor *G = keep ? tg__empty(c, fn, dt, 3, gs) : NULL;
     if (!tg__ok(c)) return NULL;
-    tg__arena_pos m = tg__arena_mark(c); /* dense copies and the gates unkept are scratch */
-    if (!G) G = tg__empty(c, fn, dt, 3, (const int64_t[]){B, T, 4 * H});
+    tg__arena_pos m = tg__arena_mark(c); /* dense copies, and what is not kept, are scratch */
+    if (!G) G = tg__empty(c, fn, dt, 3, gs);
+    if (!cs && !cells) cs = tg__empty(c, fn, dt, 3, bth);
     lstm_run r;
     const char **cprev = tg__arena_alloc(c, (size_t)B * sizeof *cprev);
-    if (!lstm_setup(&r, c, fn, in, G, y) || !cprev) return NULL;
+    if (!tg__ok(c)) return NULL;
+    const char *pc = cells ? tg__ptr(y) + (B * T * H) * (int64_t)tg__esize(dt) : tg__ptr(cs);
+    if (!lstm_setup(&r, c, fn, in, G, tg__ptr(y), pc) || !cprev) return NULL;
     lstm_input_gates(&r);
     lstm_recur(&r, cprev, true);
     tg__arena_rewind(c, m);
     tg__node *n;
     if (tg__record(c, TG_OP_LSTM, y, 7, in, &n)) return NULL;
     if (n) {
-        n->iv[0] = keep;
+        n->iv[0] = flags | (keep ? 0u : TG_LSTM_RECOMPUTE);
         n->n_iv = 1;
         if (keep) tg__save_own(n, 0, G);
+        if (!cells) tg__save_own(n, 1, cs);
     }
     return y;
 }
@@ -446,6 +461,7 @@ static void lstm_backward_ops(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_
 {
     tg_tensor *x = n->in[0], *wih = n->in[1], *whh = n->in[2];
     int64_t B = x->shape[0], T = x->shape[1], I = x->shape[2], H = whh->shape[1];
+    bool cells = (unsigned)n->iv[0] & TG_LSTM_CELLS;
     tg_tensor **G = tg__arena_alloc(c, (size_t)(4 * T) * sizeof *G);
     if (!G) return;
     tg_tensor **hp = G + T, **cp = G + 2 * T, **dG = G + 3 * T;
@@ -462,12 +478,17 @@ static void lstm_backward_ops(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_
     }
     tg_tensor *dh_next = NULL, *dc_next = NULL;
     for (int64_t t = T - 1; t >= 0 && tg__ok(c); t--) {
-        /* dout[k][:, t] */
-        tg_tensor *step = tg_squeeze(c, tg_slice(c, dout, 2, t, t + 1, 1), 2); /* (2, B, H) */
-        tg_tensor *dh = tg_squeeze(c, tg_slice(c, step, 0, 0, 1, 1), 0);
-        tg_tensor *dc = tg_squeeze(c, tg_slice(c, step, 0, 1, 2, 1), 0);
+        /* dout[:, t] (h only) or dout[k][:, t] */
+        tg_tensor *dh, *dc = NULL;
+        if (cells) {
+            tg_tensor *step = tg_squeeze(c, tg_slice(c, dout, 2, t, t + 1, 1), 2); /* (2, B, H) */
+            dh = tg_squeeze(c, tg_slice(c, step, 0, 0, 1, 1), 0);
+            dc = tg_squeeze(c, tg_slice(c, step, 0, 1, 2, 1), 0);
+        } else {
+            dh = tg_squeeze(c, tg_slice(c, dout, 1, t, t + 1, 1), 1);
+        }
         if (dh_next) dh = tg_add(c, dh, dh_next);
-        if (dc_next) dc = tg_add(c, dc, dc_next);
+        if (dc_next) dc = dc ? tg_add(c, dc, dc_next) : dc_next;
         cell_backward_ops(c, G[t], cp[t], dh, dc, &dG[t], &dc_next);
         dh_next = tg_matmul(c, dG[t], whh);
     }
@@ -489,14 +510,15 @@ static void lstm_backward_ops(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_
 
 /* Step t backward over the B rows, in place: G's activations of step t
  * become the gates' gradients; dcn holds d c_t from step t + 1 (zeros at
- * the last step) and becomes d c_{t-1}; dhn is d h_t from step t + 1. */
+ * the last step) and becomes d c_{t-1}; dhn is d h_t from step t + 1. dy
+ * is y's gradient for h, dyc for c (sc = 1), or H zeros (sc = 0). */
 #define LSTM_BACK(T_, TANH)                                                             \
     for (int64_t b = 0; b < B; b++) {                                                   \
         T_ *restrict a = (T_ *)(void *)G + (b * T + t) * 4 * H;                         \
         const T_ *restrict ct = (const T_ *)(const void *)yc + (b * T + t) * H;         \
         const T_ *restrict cp = (const T_ *)(const void *)cprev[b];                     \
         const T_ *restrict dho = (const T_ *)(const void *)dy + (b * T + t) * H;        \
-        const T_ *restrict dco = (const T_ *)(const void *)dy + ((B + b) * T + t) * H;  \
+        const T_ *restrict dco = (const T_ *)(const void *)dyc + (b * T + t) * H * sc;  \
         const T_ *restrict dhn = (const T_ *)(const void *)dh_next + b * H;             \
         T_ *restrict dcn = (T_ *)(void *)dc_next + b * H;                               \
         for (int64_t j = 0; j < H; j++) {                                               \
@@ -514,14 +536,15 @@ static void lstm_backward_ops(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_
 
 TG__VEC_CLONES static void lstm_back_f32(int64_t B, int64_t T, int64_t H, int64_t t, char *G,
                                          const char *yc, const char *const *cprev,
-                                         const char *dy, const char *dh_next, char *dc_next)
+                                         const char *dy, const char *dyc, int64_t sc,
+                                         const char *dh_next, char *dc_next)
 {
     LSTM_BACK(float, tg__tanhf)
 }
 
 static void lstm_back_f64(int64_t B, int64_t T, int64_t H, int64_t t, char *G, const char *yc,
-                          const char *const *cprev, const char *dy, const char *dh_next,
-                          char *dc_next)
+                          const char *const *cprev, const char *dy, const char *dyc, int64_t sc,
+                          const char *dh_next, char *dc_next)
 {
     LSTM_BACK(double, tanh)
 }
@@ -570,25 +593,30 @@ void tg__lstm_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
     tg_tensor *dd = tg__dense(c, fn, dout);
     /* the kept gates become their gradients in place when the walk gives
      * them back after this node anyway; else a scratch copy does */
-    bool kept = n->iv[0] != 0, inplace = kept && tg__saved_dies(c, n->saved[0]);
+    unsigned flags = (unsigned)n->iv[0];
+    bool cells = flags & TG_LSTM_CELLS, kept = !(flags & TG_LSTM_RECOMPUTE);
+    bool inplace = kept && tg__saved_dies(c, n->saved[0]);
     tg_tensor *Gt = inplace ? n->saved[0] : tg__empty(c, fn, dt, 3, (const int64_t[]){B, T, G4});
     const char **cprev = tg__arena_alloc(c, (size_t)B * sizeof *cprev);
     char *dh_next = tg__arena_calloc(c, (size_t)(B * H), es);
     char *dc_next = tg__arena_calloc(c, (size_t)(B * H), es);
     double *acc = tg__arena_alloc(c, (size_t)G4 * sizeof *acc);
     lstm_run r;
-    if (!tg__ok(c) || !lstm_setup(&r, c, fn, n->in, Gt, n->out)) return;
+    const char *py = tg__ptr(n->out);
+    const char *pc = cells ? py + (R * H) * (int64_t)es : tg__ptr(n->saved[1]);
+    if (!tg__ok(c) || !lstm_setup(&r, c, fn, n->in, Gt, py, pc)) return;
     if (kept && !inplace) {
         memcpy(r.G, tg__ptr(n->saved[0]), (size_t)(R * G4) * es);
     } else if (!kept) {
         lstm_input_gates(&r);
         lstm_recur(&r, cprev, false);
     }
-    const char *dy = tg__ptr(dd);
+    const char *dy = tg__ptr(dd), *dyc = cells ? dy + (R * H) * (int64_t)es : r.zero;
+    int64_t sc = cells;
     for (int64_t t = T - 1; t >= 0; t--) {
         for (int64_t b = 0; b < B; b++) cprev[b] = prev_row(&r, r.yc, r.c0, b, t);
-        if (r.f64) lstm_back_f64(B, T, H, t, r.G, r.yc, cprev, dy, dh_next, dc_next);
-        else lstm_back_f32(B, T, H, t, r.G, r.yc, cprev, dy, dh_next, dc_next);
+        if (r.f64) lstm_back_f64(B, T, H, t, r.G, r.yc, cprev, dy, dyc, sc, dh_next, dc_next);
+        else lstm_back_f32(B, T, H, t, r.G, r.yc, cprev, dy, dyc, sc, dh_next, dc_next);
         if (t > 0 || NEED(5)) /* d h_{t-1} = dG_t W_hh */
             tg__gemm(c, r.f64, false, false, B, H, G4, 1.0, r.G + (t * G4) * (int64_t)es,
                      T * G4, r.whh, H, 0.0, dh_next, H);
