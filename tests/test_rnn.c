@@ -232,6 +232,64 @@ START_TEST(test_lstm_release_same_bits)
 }
 END_TEST
 
+/* Out of memory from every allocation of a step context on (small first
+ * arena block, so the forward and the backward each need new ones)
+ * running an LSTM layer and tg_backward_release: TG_ERR_NOMEM with a
+ * message, no leak, no gradient; the run that fails nowhere gives the
+ * reference's bits. */
+START_TEST(test_lstm_out_of_memory)
+{
+    enum { b = 3, t = 4, in = 5, h = 16, NP = 4 };
+    static float ref[NP][4 * h * h], got[NP][4 * h * h];
+    long k;
+    int errors = 0, bwd_errors = 0;
+    for (k = 0; k < 100000; k++) {
+        tu_alloc hs = {0};
+        hs.fail_at = k;
+        hs.fail_rest = true;
+        tg_ctx *pc = tu_ctx();
+        tg_ctx_seed(pc, 4);
+        tg_model *m = tg_model_new(pc);
+        tg_module *lstm = tg_nn_lstm_new(m, "lstm", in, h, NULL);
+        tu_assert_ok(pc);
+        ck_assert_int_eq(tg_model_nparams(m), NP);
+        tg_ctx *s = tu_alloc_ctx(&hs, 512);
+        bool ok = false;
+        if (s) {
+            tg_ctx_seed(s, 5);
+            tg_tensor *x = tg_randn(s, TG_F32, TG_SHAPE(b, t, in)), *out = NULL;
+            tg_nn_rnn_forward(s, lstm, x, NULL, NULL, &out, NULL, NULL);
+            tg_tensor *loss = tg_sum(s, tg_mul(s, out, out));
+            bool fwd_ok = tg_ctx_status(s) == TG_OK;
+            ok = tg_backward_release(s, loss) == TG_OK;
+            bwd_errors += fwd_ok && !ok;
+            if (!ok) {
+                tu_assert_status(tg_ctx_status(s), TG_ERR_NOMEM);
+                ck_assert_msg(tg_ctx_errmsg(s)[0] != 0, "k=%ld: no message", k);
+            }
+        }
+        ck_assert_msg(ok || hs.failed, "k=%ld: an error without an allocation failure", k);
+        for (int i = 0; i < NP; i++) {
+            tg_tensor *g = tg_grad(tg_model_params(m)[i]);
+            if (!ok) {
+                ck_assert_msg(g == NULL, "k=%ld: a gradient after a failed backward", k);
+                continue;
+            }
+            ck_assert_int_eq(tg_copy_out(g, k ? got[i] : ref[i], (size_t)tg_numel(g) * 4), TG_OK);
+            if (k) ck_assert_msg(memcmp(got[i], ref[i], sizeof ref[i]) == 0, "k=%ld: differs", k);
+        }
+        errors += !ok;
+        tg_ctx_free(s);
+        tg_ctx_free(pc);
+        tu_alloc_assert_no_leak(&hs);
+        if (k && !hs.failed) break;
+    }
+    ck_assert_int_ge(errors, 3);
+    ck_assert_msg(bwd_errors >= 1, "%d failures inside the backward", bwd_errors);
+    ck_assert_int_lt(k, 100000);
+}
+END_TEST
+
 /* Bad input: a clear message and a status, nothing recorded. */
 START_TEST(test_lstm_errors)
 {
@@ -336,6 +394,7 @@ Suite *rnn_suite(void)
     tcase_add_test(tc, test_lstm_recompute_same_bits);
     tcase_add_test(tc, test_lstm_errors);
     tcase_add_test(tc, test_lstm_release_same_bits);
+    tcase_add_test(tc, test_lstm_out_of_memory);
     tcase_add_test(tc, test_lstm_cell_scratch_rewound);
     tcase_add_test(tc, test_lstm_cell_fused_matches_ops);
     suite_add_tcase(s, tc);
