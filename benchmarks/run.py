@@ -14,7 +14,8 @@ its better one is the reference. tapegrad gets --threads N and
 TG_NUM_THREADS=N (one budget shared with OpenBLAS); OPENBLAS_NUM_THREADS=N
 is set for both. Peak memory is each process image's own peak RSS (VmHWM of
 /proc/self/status, see README.md); PyTorch's is also shown minus the same
-figure of a process that only imports torch.
+figure of a process that only imports torch, and tapegrad's ("tg net")
+minus its own VmRSS on entry (the binary and its shared libraries).
 """
 import argparse
 import datetime
@@ -109,6 +110,9 @@ def main():
                    'pt_rss_kb': med(pt, 'peak_rss_kb'), 'allocs': med(tg, 'allocs_per_step')}
             row['speedup'] = row['pt_ms'] / row['tg_ms']
             row['pt_rss_net_kb'] = row['pt_rss_kb'] - import_kb
+            # the same subtraction on our side: the process once its binary
+            # and libraries are loaded, before any tensor
+            row['tg_rss_net_kb'] = row['tg_rss_kb'] - med(tg, 'rss_start_kb')
             rows.append(row)
 
     print_table(rows, import_kb, a.rounds)
@@ -128,7 +132,8 @@ def print_table(rows, import_kb, rounds):
           'of `import torch`' % (torch_version(), datetime.date.today().isoformat(), rounds,
                                  import_kb / 1024))
     hdr = ('bench', 'batch', 'thr', 'tg ms', 'torch ms', 'tg/s', 'torch/s', 'tg/torch',
-           'GEMM ms', 'step/GEMM', 'tg MB', 'torch MB', 'net MB', 'allocs', 'torch thr')
+           'GEMM ms', 'step/GEMM', 'tg MB', 'tg net MB', 'torch MB', 'net MB', 'allocs',
+           'torch thr')
     print('| ' + ' | '.join(hdr) + ' |')
     print('|' + '---|' * len(hdr))
     for r in rows:
@@ -138,7 +143,7 @@ def print_table(rows, import_kb, rounds):
             '%.0f' % (r['batch'] * 1e3 / r['tg_ms']), '%.0f' % (r['batch'] * 1e3 / r['pt_ms']),
             '%.2fx' % r['speedup'], fmt_ms(gm) if gm else '-',
             '%.2f' % (r['tg_ms'] / gm) if gm else '-', '%.1f' % (r['tg_rss_kb'] / 1024),
-            '%.1f' % (r['pt_rss_kb'] / 1024), '%.1f' % (r['pt_rss_net_kb'] / 1024),
+            '%.1f' % (r['tg_rss_net_kb'] / 1024), '%.1f' % (r['pt_rss_kb'] / 1024), '%.1f' % (r['pt_rss_net_kb'] / 1024),
             '%g' % r['allocs'], r['torch_setting']]) + ' |')
     print('(chain: batch = ops in the chain; per op tapegrad %s, PyTorch %s; torch thr = '
           'intra-op/OpenBLAS threads of the better PyTorch setting)' % (
@@ -183,9 +188,12 @@ def print_targets(rows):
                 checks.append(('%s %dt: >= 1.3x PyTorch throughput' % (name, t), r['speedup'] >= 1.3,
                                '%.2fx' % r['speedup']))
     for r in rows:
-        ratio = r['tg_rss_kb'] / r['pt_rss_net_kb'] if r['pt_rss_net_kb'] > 0 else float('inf')
+        # the target compares our whole process with PyTorch's net figure;
+        # net against net (both minus their loaded code) is shown beside it
+        pt = r['pt_rss_net_kb'] if r['pt_rss_net_kb'] > 0 else float('nan')
+        ratio, net = r['tg_rss_kb'] / pt, r['tg_rss_net_kb'] / pt
         checks.append(('memory %s b%d %dt: <= 0.5x PyTorch net' % (r['bench'], r['batch'], r['threads']),
-                       ratio <= 0.5, '%.2fx' % ratio))
+                       ratio <= 0.5, '%.2fx (net of loaded code %.2fx)' % (ratio, net)))
     print()
     print('targets:')
     for what, ok, fig in checks:
