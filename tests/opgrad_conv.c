@@ -66,6 +66,7 @@ BUILD(b_linear, tg_linear(c, in[0], in[1], n > 2 ? in[2] : NULL))
 /* four inputs: x, W, b, addend; three: x, W, addend (no bias) */
 BUILD(b_linear_add, tg_linear_add(c, in[0], in[1], n > 3 ? in[2] : NULL, in[n - 1]))
 BUILD(b_conv2d, tg_conv2d(c, in[0], in[1], n > 2 ? in[2] : NULL, copts(a)))
+BUILD(b_conv2d_relu, tg_conv2d_relu(c, in[0], in[1], n > 2 ? in[2] : NULL, copts(a)))
 BUILD(b_conv2d_input_grad,
       tg_conv2d_input_grad(c, in[0], in[1], a->iv[7], a->iv[8], copts(a)))
 BUILD(b_conv2d_weight_grad,
@@ -178,6 +179,15 @@ static const op_entry conv_table[] = {
               .bc = {S(3, 4), S(2, 4), S(2)}},
              {.what = "x [4] W [3,4] b [3] addend [3]", .n_in = 4,
               .in = {S(4), S(3, 4), S(3), S(3)}}}},
+    /* about half the outputs clamped; a pre-activation within the check's
+     * step of 0 is a 1e-6 chance per element */
+    [14] = {b_conv2d_relu,
+            {{.what = "x [2,2,5,5] w [3,2,3,3] b [3]", .n_in = 3,
+              .in = {S(2, 2, 5, 5), S(3, 2, 3, 3), S(3)}, CV(1, 1, 0, 0, 1, 1, 1, 0, 0)},
+             {.what = "stride 2 padding 1, no bias", .n_in = 2,
+              .in = {S(2, 2, 5, 5), S(2, 2, 3, 3)}, CV(2, 2, 1, 1, 1, 1, 1, 0, 0)},
+             {.what = "dilation 2 groups 2", .n_in = 3,
+              .in = {S(1, 4, 5, 5), S(4, 2, 2, 2), S(4)}, CV(1, 1, 0, 0, 2, 2, 2, 0, 0)}}},
 };
 /* clang-format on */
 
@@ -187,6 +197,7 @@ void opgrad_fill_conv(op_entry *table)
     table[TG_OP_LINEAR] = conv_table[1];
     table[TG_OP_LINEAR_ADD] = conv_table[13];
     table[TG_OP_CONV2D] = conv_table[2];
+    table[TG_OP_CONV2D_RELU] = conv_table[14];
     table[TG_OP_CONV2D_INPUT_GRAD] = conv_table[3];
     table[TG_OP_CONV2D_WEIGHT_GRAD] = conv_table[4];
     table[TG_OP_CONV1D] = conv_table[5];

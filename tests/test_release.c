@@ -546,6 +546,70 @@ END_TEST
  * input, tanh's its output), whose block the last linear's output takes.
  * The same gradients as the children called one by one, less arena; with
  * grad mode off nothing is recorded and nothing given back. */
+/* Sequential runs a Conv2d and the ReLU after it as one tg_conv2d_relu:
+ * the output and the gradients are the children's one by one, bit for bit
+ * (f32 and f64), with at least the first convolution's output less in the
+ * forward; an op output given to Sequential as its input stays readable
+ * (it is not one of the children's outputs to give back). */
+START_TEST(test_sequential_fuses_conv_relu)
+{
+    tg_dtype dt = _i ? TG_F64 : TG_F32;
+    tg_ctx *pc = tu_ctx();
+    tg_ctx_seed(pc, 3);
+    tg_model *m = tg_model_new(pc);
+    tu_assert_status(tg_model_set_dtype(m, dt), TG_OK);
+    tg_conv2d_opts co = tg_conv2d_defaults();
+    co.padding[0] = co.padding[1] = 1;
+    tg_pool2d_opts po = tg_pool2d_defaults();
+    po.kernel[0] = po.kernel[1] = 2;
+    tg_module *seq = tg_nn_sequential_new(m, "seq");
+    tg_module *kids[5] = {tg_nn_conv2d_new(m, "seq.0", 2, 4, 3, 3, &co, true), tg_nn_relu_new(m),
+                          tg_nn_max_pool2d_new(m, "seq.2", &po),
+                          tg_nn_conv2d_new(m, "seq.3", 4, 4, 3, 3, &co, false),
+                          tg_nn_relu_new(m)};
+    for (int i = 0; i < 5; i++) ck_assert_int_eq(tg_nn_sequential_add(seq, kids[i]), TG_OK);
+    tu_assert_ok(pc);
+    int np = tg_model_nparams(m);
+    tg_tensor *const *params = tg_model_params(m);
+    static double g[2][2 * 4 * 9 + 4 + 4 * 4 * 9], out[2][3 * 4 * 4 * 4];
+    size_t fwd_bytes[2];
+    for (int r = 0; r < 2; r++) {
+        tg_ctx *c = tu_ctx();
+        tg_tensor *x0 = filled(c, dt, TG_SHAPE(3, 2, 8, 8), 9, 1.0);
+        tg_set_requires_grad(x0, true);
+        tg_tensor *x = tg_scale(c, x0, 0.5); /* an op's output */
+        size_t before = tg_ctx_bytes_used(c);
+        tg_tensor *y = x;
+        if (r) {
+            y = tg_module_forward(c, seq, x);
+        } else {
+            for (int i = 0; i < 5; i++) y = tg_module_forward(c, kids[i], y);
+        }
+        tu_assert_ok(c);
+        fwd_bytes[r] = tg_ctx_bytes_used(c) - before;
+        ck_assert(!tg_is_released(x));
+        ck_assert_int_eq(tg_numel(y), (int64_t)(sizeof out[0] / sizeof out[0][0]));
+        for (int64_t k = 0; k < tg_numel(y); k++) out[r][k] = tg__get_flat(y, k);
+        ck_assert_int_eq(tg_backward(c, tg_sum(c, tg_mul(c, y, y))), TG_OK);
+        int at = 0;
+        for (int i = 0; i < np; i++) {
+            tg_tensor *gi = tg_grad(params[i]);
+            for (int64_t k = 0; k < tg_numel(gi); k++) g[r][at++] = tg__get_flat(gi, k);
+            tg_zero_grad(params[i]);
+        }
+        ck_assert_int_eq(at, (int)(sizeof g[0] / sizeof g[0][0]));
+        tg_ctx_free(c);
+    }
+    ck_assert(memcmp(out[0], out[1], sizeof out[0]) == 0);
+    ck_assert(memcmp(g[0], g[1], sizeof g[0]) == 0);
+    size_t conv1 = (size_t)3 * 4 * 8 * 8 * tg_dtype_size(dt);
+    ck_assert_msg(fwd_bytes[1] + conv1 <= fwd_bytes[0],
+                  "Sequential's forward took %zu bytes, the children one by one %zu",
+                  fwd_bytes[1], fwd_bytes[0]);
+    tg_ctx_free(pc);
+}
+END_TEST
+
 START_TEST(test_sequential_gives_back_unread)
 {
     tg_ctx *pc = tu_ctx();
@@ -608,6 +672,7 @@ Suite *release_suite(void)
     tcase_add_test(tc, test_recompute_second_order);
     tcase_add_test(tc, test_fail_inside_recompute);
     tcase_add_test(tc, test_sequential_gives_back_unread);
+    tcase_add_loop_test(tc, test_sequential_fuses_conv_relu, 0, 2);
     tcase_add_test(tc, test_custom_op_releases_nothing);
     tcase_add_test(tc, test_fail_inside_release_walk);
     suite_add_tcase(s, tc);

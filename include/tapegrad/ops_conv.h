@@ -32,6 +32,7 @@ extern "C" {
     X(LINEAR_ADD, linear_add, 4, TG_OPF_OPTIONAL)               \
     /* convolution, src/ops/conv.c */                           \
     X(CONV2D, conv2d, 3, TG_OPF_OPTIONAL)                       \
+    X(CONV2D_RELU, conv2d_relu, 3, TG_OPF_OPTIONAL)             \
     X(CONV2D_INPUT_GRAD, conv2d_input_grad, 2, 0)               \
     X(CONV2D_WEIGHT_GRAD, conv2d_weight_grad, 2, 0)             \
     X(CONV1D, conv1d, 3, TG_OPF_OPTIONAL)                       \
@@ -115,6 +116,20 @@ tg_conv1d_opts tg_conv1d_defaults(void);
  */
 tg_tensor *tg_conv2d(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b,
                      const tg_conv2d_opts *o);
+
+/*
+ * relu(tg_conv2d(x, w, b, o)) as one op: each image's output is clamped
+ * while it is in cache, and no tensor holds the convolution before the
+ * ReLU. The backward reads x, w and a byte per output element saying
+ * where it is > 0, not y itself: a step that passes y on to an op whose
+ * backward does not read it (a max pool) can give y back
+ * (tg_recompute_later frees it at no cost; Sequential, which runs a
+ * Conv2d followed by a ReLU this way, does so), where the two ops keep
+ * the convolution's output for the ReLU's backward. The same values and
+ * gradients, bit for bit, as the two ops. Errors: tg_conv2d's.
+ */
+tg_tensor *tg_conv2d_relu(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b,
+                          const tg_conv2d_opts *o);
 
 /*
  * The gradient of tg_conv2d with respect to x, given dout: the transposed

@@ -352,6 +352,17 @@ static tg_tensor *batch_norm_forward(tg_ctx *c, const char *fn, tg_module *mod, 
     return y;
 }
 
+tg_tensor *tg__nn_conv2d_relu_forward(tg_ctx *c, tg_module *mod, tg_tensor *x)
+{
+    const char *fn = "tg_module_forward";
+    if (!tg__nn_begin(c, fn, mod, x)) return NULL;
+    bool was_ok = tg__ok(c);
+    tg_tensor *y = NULL;
+    if (check_input(c, fn, mod, x, 4, 4, 1, mod->in, "in_channels"))
+        y = tg_conv2d_relu(c, x, mod->weight, mod->bias, &mod->conv2);
+    return tg__nn_blame(c, was_ok, fn, mod, y);
+}
+
 tg_tensor *tg__nn_layer_forward(tg_ctx *c, tg_module *mod, tg_tensor *x)
 {
     const char *fn = "tg_module_forward";

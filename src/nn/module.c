@@ -474,12 +474,21 @@ tg_tensor *tg_module_forward(tg_ctx *c, tg_module *mod, tg_tensor *x)
     if (!tg__nn_begin(c, "tg_module_forward", mod, x)) return NULL;
     switch (mod->kind) {
     case TG__NN_SEQUENTIAL:
-        for (int i = 0; i < mod->children.n && x; i++) {
-            tg_tensor *y = tg_module_forward(c, mod->children.v[i], x);
+        for (int i = 0, first = 1; i < mod->children.n && x; i++, first = 0) {
+            tg_module *ch = mod->children.v[i];
+            tg_module *next = i + 1 < mod->children.n ? mod->children.v[i + 1] : NULL;
+            tg_tensor *y;
+            if (ch->kind == TG__NN_CONV2D && next && next->kind == TG__NN_RELU) {
+                /* a convolution and its ReLU as one op: one output tensor */
+                y = tg__nn_conv2d_relu_forward(c, ch, x);
+                i++;
+            } else {
+                y = tg_module_forward(c, ch, x);
+            }
             /* a child's output reaches only the next child: once that has
              * run, its memory goes back if no backward reads it (a ReLU's
              * output under a max pool, say) */
-            if (i > 0 && y && y->st != x->st) tg__give_back_unread(x);
+            if (!first && y && y->st != x->st) tg__give_back_unread(x);
             x = y;
         }
         return x;

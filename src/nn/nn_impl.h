@@ -128,6 +128,10 @@ tg_tensor *tg__nn_blame(tg_ctx *c, bool was_ok, const char *fn, const tg_module 
 
 /* Per-kind forwards (one input, one output). */
 tg_tensor *tg__nn_layer_forward(tg_ctx *c, tg_module *mod, tg_tensor *x);
+/* A Conv2d module and the ReLU after it, as one tg_conv2d_relu: what
+ * tg_module_forward(relu, tg_module_forward(conv, x)) gives, bit for bit,
+ * with one output tensor instead of two. Errors named as the conv's. */
+tg_tensor *tg__nn_conv2d_relu_forward(tg_ctx *c, tg_module *conv, tg_tensor *x);
 tg_tensor *tg__nn_rnn_seq_forward(tg_ctx *c, tg_module *mod, tg_tensor *x);
 tg_tensor *tg__nn_mha_self_forward(tg_ctx *c, tg_module *mod, tg_tensor *x);
 

@@ -27,6 +27,7 @@
  * GEMMs use the threads instead.
  */
 #include "../core/arena_mark.h"
+#include "ew_kernels.h" /* tg__take_spare */
 #include "fastmath.h"
 #include "ops_impl.h"
 
@@ -402,6 +403,8 @@ struct images {
     const tg_tensor *b;     /* the bias (forward) or NULL */
     const char *pw, *dout;  /* contiguous weights and dout */
     char *y, *dx;           /* outputs: forward y, input gradient */
+    bool relu;              /* forward: clamp y at 0 (conv2d_relu) */
+    unsigned char *mask;    /* ...and mark where y > 0, or NULL */
     int64_t P;              /* groups */
     char **bufs;            /* one columns buffer per running thread */
     char **zbufs;           /* one zeroed gradient columns buffer per thread */
@@ -468,6 +471,28 @@ static bool images_run(images *j, bool cols_buf, bool zero_buf, char *dw)
     return true;
 }
 
+/* tg_relu over n elements in place, its rule and bits (positive values
+ * and NaN pass, everything else, -0 too, becomes +0), and m[i] = y[i] > 0
+ * when m: where relu's backward passes the gradient. */
+#define RELU_LOOP(T)                                                                    \
+    for (int64_t i = 0; i < n; i++) y[i] = (y[i] > 0 || y[i] != y[i]) ? y[i] : (T)0;   \
+    for (int64_t i = 0; m && i < n; i++) m[i] = y[i] > 0;
+TG__VEC_CLONES static void relu_f32(int64_t n, float *restrict y, unsigned char *restrict m)
+{
+    RELU_LOOP(float)
+}
+static void relu_f64(int64_t n, double *restrict y, unsigned char *restrict m)
+{
+    RELU_LOOP(double)
+}
+#undef RELU_LOOP
+
+static void relu_run(bool f64, int64_t n, char *y, unsigned char *m)
+{
+    if (f64) relu_f64(n, (double *)(void *)y, m);
+    else relu_f32(n, (float *)(void *)y, m);
+}
+
 /* y's image nn = the bias, then the GEMMs add to it (beta 1) */
 static void forward_image(const images *j, int64_t nn, bool first, char *buf, char *zbuf,
                           char *dw)
@@ -493,11 +518,12 @@ static void forward_image(const images *j, int64_t nn, bool first, char *buf, ch
     for (int64_t gi = 0; gi < g->G; gi++)
         tg__gemm(j->c, j->f64, false, false, ocg, OHW, ckk, 1.0, j->pw + gi * ocg * ckk * es, ckk,
                  cols + gi * ckk * OHW * es, OHW, b ? 1.0 : 0.0, py + gi * ocg * OHW * es, OHW);
+    if (j->relu) relu_run(j->f64, g->OC * OHW, py, j->mask ? j->mask + nn * g->OC * OHW : NULL);
 }
 
 /* x is (N, C, H, W) any strides, w is (OC, C/G, KH, KW), b is (OC) or NULL; y is (N, OC, OH, OW) */
 static tg_tensor *conv2d_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_tensor *w,
-                             tg_tensor *b, const geom *g)
+                             tg_tensor *b, const geom *g, bool relu, unsigned char *mask)
 {
     tg_tensor *y = tg__empty(c, fn, x->dtype, 4, (const int64_t[]){g->N, g->OC, g->OH, g->OW});
     if (!y) return NULL;
@@ -506,7 +532,8 @@ static tg_tensor *conv2d_run(tg_ctx *c, const char *fn, tg_tensor *x, tg_tensor 
     tg_tensor *wc = tg__dense(c, fn, w);
     images j = {.c = c, .g = g, .fn = forward_image, .f64 = x->dtype == TG_F64,
                 .es = (int64_t)tg__esize(x->dtype), .x = x, .b = b,
-                .pw = wc ? tg__ptr(wc) : NULL, .y = tg__ptr(y)};
+                .pw = wc ? tg__ptr(wc) : NULL, .y = tg__ptr(y), .relu = relu,
+                .mask = mask};
     bool ok = wc && images_run(&j, !cols_are_x(x, g), false, NULL);
     tg__arena_rewind(c, m);
     return ok ? y : NULL;
@@ -773,11 +800,10 @@ static bool check_rank(tg_ctx *c, const char *fn, const char *an, const tg_tenso
 /* ====================================================================== */
 
 /* x is (N, C, H, W), w is (OC, C/G, KH, KW), b is (OC); y is (N, OC, OH, OW) */
-/* y = b + correlation of x with w (see ops_conv.h) */
-tg_tensor *tg_conv2d(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b,
-                     const tg_conv2d_opts *o)
+/* y = b + correlation of x with w (see ops_conv.h), then relu(y) for CONV2D_RELU */
+static tg_tensor *conv2d_op(tg_ctx *c, const char *fn, tg_op op, tg_tensor *x, tg_tensor *w,
+                            tg_tensor *b, const tg_conv2d_opts *o)
 {
-    const char *fn = "tg_conv2d";
     tg_conv2d_opts d = tg_conv2d_defaults();
     if (!o) o = &d;
     tg_tensor *in[3] = {x, w, b};
@@ -795,12 +821,31 @@ tg_tensor *tg_conv2d(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b,
         return NULL;
     }
     if (!finish_geom(c, fn, "x", x, "w", w, o, &g)) return NULL;
-    tg_tensor *y = conv2d_run(c, fn, x, w, b, &g);
+    /* conv2d_relu's backward reads a byte per output, where it is > 0, not
+     * the output (which then goes back once nothing else reads it) */
+    bool relu = op == TG_OP_CONV2D_RELU;
+    int64_t len = (g.N * g.OC * g.OH * g.OW + 7) / 8;
+    tg_tensor *mask = relu && tg__wants_grad(c, 3, in) ? tg__empty(c, fn, TG_I64, 1, &len) : NULL;
+    if (!tg__ok(c)) return NULL;
+    tg_tensor *y = conv2d_run(c, fn, x, w, b, &g, relu, mask ? (unsigned char *)tg__ptr(mask) : NULL);
     if (!y) return NULL;
     tg__node *n;
-    if (tg__record(c, TG_OP_CONV2D, y, 3, in, &n)) return NULL;
+    if (tg__record(c, op, y, 3, in, &n)) return NULL;
     if (n) save_opts(n, o, g.H, g.W);
+    if (n && mask) tg__save_own(n, 0, mask);
     return y;
+}
+
+tg_tensor *tg_conv2d(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b,
+                     const tg_conv2d_opts *o)
+{
+    return conv2d_op(c, "tg_conv2d", TG_OP_CONV2D, x, w, b, o);
+}
+
+tg_tensor *tg_conv2d_relu(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b,
+                          const tg_conv2d_opts *o)
+{
+    return conv2d_op(c, "tg_conv2d_relu", TG_OP_CONV2D_RELU, x, w, b, o);
 }
 
 /* dx = input_grad(dout, w), dw = weight_grad(x, dout), db = dout summed over (N, OH, OW) */
@@ -816,6 +861,45 @@ void tg__conv2d_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tenso
     if (NEED(0)) dx[0] = tg_conv2d_input_grad(c, dout, w, x->shape[2], x->shape[3], &o);
     if (NEED(1)) dx[1] = tg_conv2d_weight_grad(c, x, dout, w->shape[2], w->shape[3], &o);
     if (NEED(2)) dx[2] = tg_sum_axes(c, dout, 3, (const int[]){0, 2, 3}, false);
+}
+
+/* d = d times m (0 or 1), or with !keep the 0/1 mask m itself: relu's
+ * backward rule and bits (dout * 0 gives its -0s and NaNs, as relu's
+ * does). */
+#define MASK_LOOP(T)                                                                    \
+    if (keep)                                                                           \
+        for (int64_t i = 0; i < n; i++) d[i] *= (T)m[i];                                \
+    else                                                                                \
+        for (int64_t i = 0; i < n; i++) d[i] = (T)m[i];
+TG__VEC_CLONES static void mask_f32(int64_t n, bool keep, const unsigned char *restrict m,
+                                    float *restrict d)
+{
+    MASK_LOOP(float)
+}
+static void mask_f64(int64_t n, bool keep, const unsigned char *restrict m, double *restrict d)
+{
+    MASK_LOOP(double)
+}
+#undef MASK_LOOP
+
+/* conv2d's backward of dout where y > 0 (relu's rule, from the forward's
+ * byte mask): without a graph the masked dout (in dout itself when the
+ * driver offers it), with one dout times a constant 0/1 tensor */
+void tg__conv2d_relu_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
+{
+    const char *fn = "tg_conv2d_relu";
+    const unsigned char *m = (const unsigned char *)tg__ptr(n->saved[0]);
+    const bool graph = c->grad_enabled, f64 = dout->dtype == TG_F64;
+    const int64_t cnt = tg__numel(dout->ndim, dout->shape);
+    tg_tensor *dst = !graph && tg__take_spare(c, dout)
+                         ? dout
+                         : tg__empty(c, fn, dout->dtype, dout->ndim, dout->shape);
+    if (!tg__ok(c)) return;
+    if (!graph && dst != dout) tg__copy_strided(c, dst, dout);
+    if (f64) mask_f64(cnt, !graph, m, (double *)(void *)tg__ptr(dst));
+    else mask_f32(cnt, !graph, m, (float *)(void *)tg__ptr(dst));
+    tg_tensor *dm = graph ? tg_mul(c, dout, dst) : dst;
+    if (dm) tg__conv2d_backward(c, n, dm, dx);
 }
 
 /* ====================================================================== */
@@ -967,7 +1051,7 @@ tg_tensor *tg_conv1d(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b,
     }
     if (!finish_geom(c, fn, "x", x, "w", w, &o2, &g)) return NULL;
     tg_tensor *x4 = view4(c, x), *w4 = x4 ? view4(c, w) : NULL;
-    tg_tensor *y4 = w4 ? conv2d_run(c, fn, x4, w4, b, &g) : NULL;
+    tg_tensor *y4 = w4 ? conv2d_run(c, fn, x4, w4, b, &g, false, NULL) : NULL;
     if (!y4) return NULL;
     tg_tensor *y = tg__view(c, y4, 3, (const int64_t[]){g.N, g.OC, g.OW},
                             (const int64_t[]){g.OC * g.OW, g.OW, 1}, 0);

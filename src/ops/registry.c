@@ -51,6 +51,7 @@ const uint32_t tg__ops_reads[TG_OP_COUNT] = {
     [TG_OP_LINEAR] = TG__READS | TG__IN(0) | TG__IN(1),
     [TG_OP_LINEAR_ADD] = TG__READS | TG__IN(0) | TG__IN(1),
     [TG_OP_CONV2D] = TG__READS | TG__IN(0) | TG__IN(1),
+    [TG_OP_CONV2D_RELU] = TG__READS | TG__IN(0) | TG__IN(1), /* and its saved mask */
     [TG_OP_CROSS_ENTROPY] = TG__READS | TG__IN(0) | TG__IN(1),
     [TG_OP_EMBEDDING] = TG__READS | TG__IN(1),
     [TG_OP_MATMUL] = TG__READS | TG__IN(0) | TG__IN(1),
