@@ -74,9 +74,9 @@ static slot *lookup(walk *w, tg_tensor *t)
  * A candidate is the storage an op on the walk's tape made for its output
  * (not shared with an input: views and in-place ops make none), or for a
  * tensor it saved as its own (tg__save_own), of at least tg__release_min
- * bytes, not retained and not an output the walk starts from. st->uses counts the nodes whose backward reads it
- * (tg__ops_reads, saved tensors) and that have not run yet; at zero its
- * data block joins the free list. A node that left a job for the commit
+ * bytes, not retained and not an output the walk starts from. st->uses
+ * counts the nodes whose backward reads it (tg__ops_reads, saved tensors)
+ * and that have not run yet; at zero its data block joins the free list. A node that left a job for the commit
  * keeps what it reads, since the job reads it then. */
 
 /* Set once any storage was given back in this process (by a releasing
