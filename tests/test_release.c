@@ -115,26 +115,27 @@ static fwd net_forward(tg_ctx *s, const net *m, tg_dtype dt)
 
 /* Every parameter's gradient, as doubles, into g (cap entries); then
  * zeroes the gradients. Returns how many. */
-static int64_t take_grads(net *m, double *g, int64_t cap)
+/* The gradients of the np tensors p, flattened in order into g (at most
+ * cap), each then zeroed; how many were written. */
+static int64_t take_grads_of(tg_tensor *const *p, int np, double *g, int64_t cap)
 {
     int64_t at = 0;
-    for (int i = 0; i < N_PARAMS; i++) {
-        tg_tensor *gi = tg_grad(m->p[i]);
+    for (int i = 0; i < np; i++) {
+        tg_tensor *gi = tg_grad(p[i]);
         ck_assert_ptr_nonnull(gi);
         int64_t n = tg_numel(gi);
-        int64_t idx[4] = {0};
         for (int64_t k = 0; k < n; k++) {
             ck_assert_int_lt(at, cap);
-            int64_t r = k;
-            for (int d = tg_ndim(gi) - 1; d >= 0; d--) {
-                idx[d] = r % tg_shape(gi)[d];
-                r /= tg_shape(gi)[d];
-            }
-            g[at++] = tg_get(gi, idx);
+            g[at++] = tg__get_flat(gi, k);
         }
-        tg_zero_grad(m->p[i]);
+        tg_zero_grad(p[i]);
     }
     return at;
+}
+
+static int64_t take_grads(net *m, double *g, int64_t cap)
+{
+    return take_grads_of(m->p, N_PARAMS, g, cap);
 }
 
 enum { MAX_G = 20000 };
@@ -546,6 +547,23 @@ END_TEST
  * input, tanh's its output), whose block the last linear's output takes.
  * The same gradients as the children called one by one, less arena; with
  * grad mode off nothing is recorded and nothing given back. */
+/* seq's forward of x on c, or with !whole its nk children's one by one;
+ * *bytes: the arena bytes it took. */
+static tg_tensor *seq_forward(tg_ctx *c, tg_module *seq, tg_module *const *kids, int nk,
+                              bool whole, tg_tensor *x, size_t *bytes)
+{
+    size_t before = tg_ctx_bytes_used(c);
+    tg_tensor *y = x;
+    if (whole) {
+        y = tg_module_forward(c, seq, x);
+    } else {
+        for (int i = 0; i < nk; i++) y = tg_module_forward(c, kids[i], y);
+    }
+    tu_assert_ok(c);
+    *bytes = tg_ctx_bytes_used(c) - before;
+    return y;
+}
+
 /* Sequential runs a Conv2d and the ReLU after it as one tg_conv2d_relu:
  * the output and the gradients are the children's one by one, bit for bit
  * (f32 and f64), with at least the first convolution's output less in the
@@ -578,26 +596,13 @@ START_TEST(test_sequential_fuses_conv_relu)
         tg_tensor *x0 = filled(c, dt, TG_SHAPE(3, 2, 8, 8), 9, 1.0);
         tg_set_requires_grad(x0, true);
         tg_tensor *x = tg_scale(c, x0, 0.5); /* an op's output */
-        size_t before = tg_ctx_bytes_used(c);
-        tg_tensor *y = x;
-        if (r) {
-            y = tg_module_forward(c, seq, x);
-        } else {
-            for (int i = 0; i < 5; i++) y = tg_module_forward(c, kids[i], y);
-        }
-        tu_assert_ok(c);
-        fwd_bytes[r] = tg_ctx_bytes_used(c) - before;
+        tg_tensor *y = seq_forward(c, seq, kids, 5, r, x, &fwd_bytes[r]);
         ck_assert(!tg_is_released(x));
         ck_assert_int_eq(tg_numel(y), (int64_t)(sizeof out[0] / sizeof out[0][0]));
         for (int64_t k = 0; k < tg_numel(y); k++) out[r][k] = tg__get_flat(y, k);
         ck_assert_int_eq(tg_backward(c, tg_sum(c, tg_mul(c, y, y))), TG_OK);
-        int at = 0;
-        for (int i = 0; i < np; i++) {
-            tg_tensor *gi = tg_grad(params[i]);
-            for (int64_t k = 0; k < tg_numel(gi); k++) g[r][at++] = tg__get_flat(gi, k);
-            tg_zero_grad(params[i]);
-        }
-        ck_assert_int_eq(at, (int)(sizeof g[0] / sizeof g[0][0]));
+        int64_t cap = (int64_t)(sizeof g[0] / sizeof g[0][0]);
+        ck_assert_int_eq(take_grads_of(params, np, g[r], cap), cap);
         tg_ctx_free(c);
     }
     ck_assert(memcmp(out[0], out[1], sizeof out[0]) == 0);
@@ -626,22 +631,10 @@ START_TEST(test_sequential_gives_back_unread)
     for (int r = 0; r < 2; r++) {
         tg_ctx *c = tu_ctx();
         tg_tensor *x = filled(c, TG_F32, TG_SHAPE(64, 32), 9, 1.0);
-        size_t before = tg_ctx_bytes_used(c);
-        tg_tensor *y = x;
-        if (r) {
-            y = tg_module_forward(c, seq, x);
-        } else {
-            for (int i = 0; i < 4; i++) y = tg_module_forward(c, kids[i], y);
-        }
-        tu_assert_ok(c);
-        fwd_bytes[r] = tg_ctx_bytes_used(c) - before;
+        tg_tensor *y = seq_forward(c, seq, kids, 4, r, x, &fwd_bytes[r]);
         ck_assert_int_eq(tg_backward(c, tg_sum(c, y)), TG_OK);
-        int at = 0;
-        for (int i = 0; i < np; i++) {
-            tg_tensor *gi = tg_grad(params[i]);
-            for (int64_t k = 0; k < tg_numel(gi); k++) g[r][at++] = tg__get_flat(gi, k);
-            tg_zero_grad(params[i]);
-        }
+        int64_t cap = (int64_t)(sizeof g[0] / sizeof g[0][0]);
+        ck_assert_int_eq(take_grads_of(params, np, g[r], cap), cap);
         tg_ctx_free(c);
     }
     ck_assert(memcmp(g[0], g[1], sizeof g[0]) == 0);
