@@ -76,8 +76,9 @@ static slot *lookup(walk *w, tg_tensor *t)
  * tensor it saved as its own (tg__save_own), of at least tg__release_min
  * bytes, not retained and not an output the walk starts from. st->uses
  * counts the nodes whose backward reads it (tg__ops_reads, saved tensors)
- * and that have not run yet; at zero its data block joins the free list. A node that left a job for the commit
- * keeps what it reads, since the job reads it then. */
+ * and that have not run yet; at zero its data block joins the free list. A
+ * node that left a job for the commit keeps what it reads, since the job
+ * reads it then. */
 
 /* Set once any storage was given back in this process (by a releasing
  * walk or tg_recompute_later): from then on every walk checks what each
@@ -133,6 +134,15 @@ static bool end_use(void *w, const tg_tensor *t)
     return false;
 }
 
+/* Whether st's block may be released: large enough to serve a recycled
+ * allocation, not retained, and holding data (a storage tg_recompute_later
+ * gave back is released again after its recomputed data's last reader). */
+static bool releasable(const tg__storage *st)
+{
+    return st->cap >= tg__release_min && st->cap >= 64 && !st->retained &&
+           (!st->released || st->remake);
+}
+
 /* Marks the candidates, counts their readers and releases those no node
  * reads; nothing when the tape holds a custom op, whose state may keep any
  * tensor. */
@@ -152,10 +162,7 @@ static void release_setup(walk *w, int n_out, tg_tensor *const *outs, tg_tensor 
     for (int64_t i = 0; i < w->nt; i++) {
         const tg__node *n = nodes[i];
         tg__storage *st = n->out->st;
-        /* a storage tg_recompute_later gave back is released again after
-         * its recomputed data's last reader */
-        bool fresh = st->cap >= tg__release_min && st->cap >= 64 && !st->retained &&
-                     (!st->released || st->remake);
+        bool fresh = releasable(st);
         for (int j = 0; j < n->n_in && fresh; j++) fresh = !n->in[j] || n->in[j]->st != st;
         if (fresh) {
             st->cand = true;
@@ -163,8 +170,7 @@ static void release_setup(walk *w, int n_out, tg_tensor *const *outs, tg_tensor 
         }
         for (int k = 0; k < TG__NODE_SAVED; k++) {
             tg__storage *sv = n->saved_own >> k & 1 ? n->saved[k]->st : NULL;
-            if (sv && sv->cap >= tg__release_min && sv->cap >= 64 && !sv->retained &&
-                !sv->released) {
+            if (sv && releasable(sv)) { /* never remade: releasable iff not released */
                 sv->cand = true;
                 sv->uses = 0;
             }
