@@ -178,9 +178,7 @@ static bool prefill(tg_ctx *c, tg_tensor *y, const tg_tensor *b, const tg_tensor
         else
             for (int64_t j = 0; j < OUT; j++)
                 ((float *)(void *)py)[j] = ((const float *)(const void *)pb)[j * sb];
-        size_t row = (size_t)OUT * es, total = (size_t)R * row;
-        for (size_t done = row; done < total; done *= 2)
-            memcpy(py + done, py, done < total - done ? done : total - done);
+        tg__repeat_row(py, (size_t)OUT * es, R);
     }
     return true;
 }
@@ -345,7 +343,7 @@ static void run_gemm(tg_ctx *c, const tg__defer *d, tg_tensor *dst, bool add)
 
 /* dst (+)= the column sums of the k x n matrix at a (row stride lda, column
  * stride ldb): each sum in double, rows in order, rounded once. */
-static void run_colsum(tg_ctx *c, const tg__defer *d, tg_tensor *dst, bool add)
+void tg__colsum_run(tg_ctx *c, const tg__defer *d, tg_tensor *dst, bool add)
 {
     (void)c; /* one pass over memory: not worth threads */
     double acc[COLSUM_BLOCK];
@@ -427,7 +425,7 @@ void tg__linear_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout, 
         if (!dx[1] && !defer[1]) return;
     }
     if (NEED(2)) {
-        tg__defer job = {run_colsum, f64, false, false, 1, OUT, R, rs, cs, pd, NULL};
+        tg__defer job = {tg__colsum_run, f64, false, false, 1, OUT, R, rs, cs, pd, NULL};
         dx[2] = give(c, &job, defer[2], b->dtype, 1, b->shape);
     }
 }

@@ -10,6 +10,8 @@
 #include "tapegrad/autograd.h"
 #include "tapegrad/ops.h"
 
+#include <string.h>
+
 /*
  * Backward of one node: given dout (the gradient of the node's output, in
  * the output's shape), sets dx[i] for every input i that requires grad, and
@@ -145,6 +147,20 @@ void tg__linear_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout, 
                                  tg__defer **defer);
 void tg__linear_add_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout,
                                      tg_tensor **dx, tg__defer **defer);
+/* A tg__defer run (linear.c): dst (+)= the column sums of the k x n matrix
+ * at d->a (row stride lda, column stride ldb, elements), each in double,
+ * rows in order, rounded once: linear's bias gradient, and tg_lstm's. */
+void tg__colsum_run(tg_ctx *c, const tg__defer *d, tg_tensor *dst, bool add);
+
+/* Copies the first row (row bytes) of the R rows at p into every other
+ * row, doubling the rows done with each memcpy: log2(R) calls, not R (a
+ * bias broadcast into the rows a GEMM then adds onto). */
+static inline void tg__repeat_row(char *p, size_t row, int64_t R)
+{
+    size_t total = (size_t)R * row;
+    for (size_t done = row; done < total; done *= 2)
+        memcpy(p + done, p, done < total - done ? done : total - done);
+}
 
 /* ---- convolution and pooling options (conv.c, pool.c), also checked by
  * the layer constructors so a bad option fails at construction ---------- */

@@ -221,7 +221,8 @@ void tg__lstm_cell_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_te
     tg_tensor *dc = NEED(1) ? tg__empty(c, fn, cp->dtype, 2, (const int64_t[]){B, H}) : NULL;
     if (!tg__ok(c)) return;
     tg__arena_pos m = tg__arena_mark(c); /* dense copies of strided tensors are scratch */
-    tg_tensor *gd = tg__dense(c, fn, n->in[0]), *cd = tg__dense(c, fn, cp), *dd = tg__dense(c, fn, dout);
+    tg_tensor *gd = tg__dense(c, fn, n->in[0]), *cd = tg__dense(c, fn, cp),
+              *dd = tg__dense(c, fn, dout);
     char *pa = tg__arena_alloc(c, (size_t)(5 * H) * tg__esize(cp->dtype));
     if (!tg__ok(c)) return;
     const char *pg = tg__ptr(gd), *pc = tg__ptr(cd), *py = tg__ptr(n->out), *pd = tg__ptr(dd);
@@ -298,9 +299,7 @@ static void lstm_input_gates(const lstm_run *r)
             const float *b = (const float *)(const void *)r->bhh;
             for (int64_t j = 0; j < G4; j++) row[j] = (a ? a[j] : 0.0f) + (b ? b[j] : 0.0f);
         }
-        size_t row = (size_t)G4 * r->es, total = (size_t)R * row;
-        for (size_t done = row; done < total; done *= 2)
-            memcpy(r->G + done, r->G, done < total - done ? done : total - done);
+        tg__repeat_row(r->G, (size_t)G4 * r->es, R);
     }
     tg__gemm(r->c, r->f64, false, true, R, G4, r->I, 1.0, r->x, r->I, r->wih, r->I, beta, r->G,
              G4);
@@ -549,31 +548,12 @@ static void lstm_back_f64(int64_t B, int64_t T, int64_t H, int64_t t, char *G, c
     LSTM_BACK(double, tanh)
 }
 
-/* dst[j] = sum over the R rows of a (row length N) of a[r, j], in double,
- * rows in order. */
-static void colsum(bool f64, int64_t R, int64_t N, const char *a, char *dst, double *acc)
-{
-    for (int64_t j = 0; j < N; j++) acc[j] = 0;
-    for (int64_t r = 0; r < R; r++) {
-        if (f64) {
-            const double *row = (const double *)(const void *)a + r * N;
-            for (int64_t j = 0; j < N; j++) acc[j] += row[j];
-        } else {
-            const float *row = (const float *)(const void *)a + r * N;
-            for (int64_t j = 0; j < N; j++) acc[j] += (double)row[j];
-        }
-    }
-    for (int64_t j = 0; j < N; j++) {
-        if (f64) ((double *)(void *)dst)[j] = acc[j];
-        else ((float *)(void *)dst)[j] = (float)acc[j];
-    }
-}
-
-/* dout is (2, B, T, H). The gates' activations (kept, or recomputed with
- * the forward's own calls, so the same bits) turn into their gradients
- * step by step backwards in time, each step's d h_{t-1} one GEMM with
- * W_hh; then the inputs' and weights' gradients are one GEMM each over
- * all B T rows. */
+/* dout is y's shape: (B, T, H), or (2, B, T, H) with TG_LSTM_CELLS. The
+ * gates' activations (kept, or recomputed with the forward's own calls, so
+ * the same bits) turn into their gradients step by step backwards in time,
+ * each step's d h_{t-1} one GEMM with W_hh; then dx and dW_ih are one GEMM
+ * each over all B T rows, dW_hh one per sequence, the biases' gradient
+ * dG's column sums (linear's). */
 void tg__lstm_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
     if (c->grad_enabled) {
@@ -600,7 +580,6 @@ void tg__lstm_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
     const char **cprev = tg__arena_alloc(c, (size_t)B * sizeof *cprev);
     char *dh_next = tg__arena_calloc(c, (size_t)(B * H), es);
     char *dc_next = tg__arena_calloc(c, (size_t)(B * H), es);
-    double *acc = tg__arena_alloc(c, (size_t)G4 * sizeof *acc);
     lstm_run r;
     const char *py = tg__ptr(n->out);
     const char *pc = cells ? py + (R * H) * (int64_t)es : tg__ptr(n->saved[1]);
@@ -643,7 +622,8 @@ void tg__lstm_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
     }
     if (NEED(3) || NEED(4)) {
         tg_tensor *db = NEED(3) ? dx[3] : dx[4];
-        colsum(r.f64, R, G4, r.G, tg__ptr(db), acc);
+        const tg__defer sums = {tg__colsum_run, r.f64, false, false, 1, G4, R, G4, 1, r.G, NULL};
+        tg__colsum_run(c, &sums, db, false);
         if (NEED(3) && NEED(4)) memcpy(tg__ptr(dx[4]), tg__ptr(dx[3]), (size_t)G4 * es);
     }
     tg__arena_rewind(c, m);
