@@ -143,7 +143,9 @@ TG__VEC_CLONES static void gelu_grad_f32(int64_t n, const float *restrict px,
  * tg__ew_grad) or over its dense copy: element i is read, then written. */
 static tg_tensor *gelu_grad(tg_ctx *c, tg_tensor *x, tg_tensor *y, tg_tensor *dout)
 {
-    tg_tensor *xd = tg__dense(c, "tg_gelu", x), *yd = xd ? tg__dense(c, "tg_gelu", y) : NULL, *dd = yd ? tg__dense(c, "tg_gelu", dout) : NULL;
+    const char *fn = "tg_gelu";
+    tg_tensor *xd = tg__dense(c, fn, x), *yd = xd ? tg__dense(c, fn, y) : NULL;
+    tg_tensor *dd = yd ? tg__dense(c, fn, dout) : NULL;
     if (!dd) return NULL;
     tg_tensor *g = dd; /* a dense copy of dout is ours to write over too */
     if (dd == dout && !tg__take_spare(c, dout))

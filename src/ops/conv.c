@@ -827,7 +827,8 @@ static tg_tensor *conv2d_op(tg_ctx *c, const char *fn, tg_op op, tg_tensor *x, t
     int64_t len = (g.N * g.OC * g.OH * g.OW + 7) / 8;
     tg_tensor *mask = relu && tg__wants_grad(c, 3, in) ? tg__empty(c, fn, TG_I64, 1, &len) : NULL;
     if (!tg__ok(c)) return NULL;
-    tg_tensor *y = conv2d_run(c, fn, x, w, b, &g, relu, mask ? (unsigned char *)tg__ptr(mask) : NULL);
+    tg_tensor *y =
+        conv2d_run(c, fn, x, w, b, &g, relu, mask ? (unsigned char *)tg__ptr(mask) : NULL);
     if (!y) return NULL;
     tg__node *n;
     if (tg__record(c, op, y, 3, in, &n)) return NULL;

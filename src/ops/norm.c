@@ -231,7 +231,8 @@ static tg_tensor *last_dims_norm(tg_ctx *c, const char *fn, tg_op op, tg_tensor 
         else M *= x->shape[d];
     }
     bool rms = op == TG_OP_RMS_NORM;
-    tg_tensor *xd = tg__dense(c, fn, x), *wd = tg__dense(c, fn, weight), *bd = tg__dense(c, fn, bias);
+    tg_tensor *xd = tg__dense(c, fn, x), *wd = tg__dense(c, fn, weight),
+              *bd = tg__dense(c, fn, bias);
     tg_tensor *y = tg__empty(c, fn, x->dtype, x->ndim, x->shape);
     tg_tensor *mean = rms ? NULL : tg__empty(c, fn, x->dtype, x->ndim, ks);
     tg_tensor *rstd = tg__empty(c, fn, x->dtype, x->ndim, ks);
@@ -512,7 +513,8 @@ tg_tensor *tg_group_norm(tg_ctx *c, tg_tensor *x, int num_groups, tg_tensor *wei
     int64_t G = num_groups, S = 1;
     for (int d = 2; d < x->ndim; d++) S *= x->shape[d];
     int64_t ks[3] = {N, G, 1};
-    tg_tensor *xd = tg__dense(c, fn, x), *wd = tg__dense(c, fn, weight), *bd = tg__dense(c, fn, bias);
+    tg_tensor *xd = tg__dense(c, fn, x), *wd = tg__dense(c, fn, weight),
+              *bd = tg__dense(c, fn, bias);
     tg_tensor *y = tg__empty(c, fn, x->dtype, x->ndim, x->shape);
     tg_tensor *mean = tg__empty(c, fn, x->dtype, 3, ks);
     tg_tensor *rstd = tg__empty(c, fn, x->dtype, 3, ks);
@@ -702,7 +704,8 @@ tg_tensor *tg_batch_norm(tg_ctx *c, tg_tensor *x, tg_tensor *weight, tg_tensor *
 
     int64_t ks[TG_MAX_DIMS];
     for (int d = 0; d < x->ndim; d++) ks[d] = d == 1 ? C : 1;
-    tg_tensor *xd = tg__dense(c, fn, x), *wd = tg__dense(c, fn, weight), *bd = tg__dense(c, fn, bias);
+    tg_tensor *xd = tg__dense(c, fn, x), *wd = tg__dense(c, fn, weight),
+              *bd = tg__dense(c, fn, bias);
     tg_tensor *y = tg__empty(c, fn, x->dtype, x->ndim, x->shape);
     tg_tensor *mean = NULL, *rstd = NULL;
     double *st = tg__arena_alloc(c, (size_t)(C > 0 ? 2 * C : 1) * sizeof(double));
