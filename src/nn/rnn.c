@@ -101,11 +101,17 @@ static tg_tensor *gate(tg_ctx *c, tg_tensor *pre, int g, int64_t H)
     return tg_slice(c, pre, 1, g * H, (g + 1) * H, 1);
 }
 
+/* Layer k's [B, H] view of a [L, B, H] initial state, or NULL. */
+static tg_tensor *layer_state(tg_ctx *c, tg_tensor *s0, int k)
+{
+    return s0 ? tg_squeeze(c, tg_slice(c, s0, 0, k, k + 1, 1), 0) : NULL;
+}
+
 /* Layer k's state from a [L, B, H] initial state, or zeros. */
 static tg_tensor *initial(tg_ctx *c, tg_tensor *s0, int k, int64_t B, int64_t H, tg_dtype dt)
 {
     if (!s0) return tg_tensor_new(c, dt, TG_SHAPE(B, H));
-    return tg_squeeze(c, tg_slice(c, s0, 0, k, k + 1, 1), 0);
+    return layer_state(c, s0, k);
 }
 
 static bool check_state(tg_ctx *c, const char *fn, const tg_module *mod, const char *what,
@@ -168,12 +174,11 @@ static tg_tensor *run(tg_ctx *c, const char *fn, tg_module *mod, tg_tensor *x, t
     for (int k = 0; k < L && seq; k++) {
         tg_tensor **w = mod->rw + 4 * k;
         if (lstm) {
-            tg_tensor *s0[2] = {h0, c0};
-            for (int j = 0; j < 2; j++)
-                if (s0[j]) s0[j] = tg_squeeze(c, tg_slice(c, s0[j], 0, k, k + 1, 1), 0);
             /* the cell states only when c_n is asked for */
-            unsigned fl = (cn ? TG_LSTM_CELLS : 0u) | (o->recompute_gates ? TG_LSTM_RECOMPUTE : 0u);
-            tg_tensor *y = tg_lstm(c, seq, w[0], w[1], w[2], w[3], s0[0], s0[1], fl);
+            unsigned fl = cn ? TG_LSTM_CELLS : 0u;
+            if (o->recompute_gates) fl |= TG_LSTM_RECOMPUTE;
+            tg_tensor *y = tg_lstm(c, seq, w[0], w[1], w[2], w[3], layer_state(c, h0, k),
+                                   layer_state(c, c0, k), fl);
             seq = cn ? tg_squeeze(c, tg_slice(c, y, 0, 0, 1, 1), 0) : y; /* [B, T, H] */
             /* the last step's h and c: [B, H] views */
             hfin[k] = tg_squeeze(c, tg_slice(c, seq, 1, T - 1, T, 1), 1);
