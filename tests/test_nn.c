@@ -268,6 +268,152 @@ START_TEST(test_norm_backward_acc)
 }
 END_TEST
 
+/* A tensor's values as doubles (malloc'd; the caller frees). */
+static double *values_of(const tg_tensor *t)
+{
+    int64_t n = tg_numel(t);
+    double *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
+    ck_assert_ptr_nonnull(v);
+    if (tg_tensor_dtype(t) == TG_F64) {
+        tu_assert_status(tg_copy_out(t, v, (size_t)n * sizeof *v), TG_OK);
+        return v;
+    }
+    float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof *f);
+    ck_assert_ptr_nonnull(f);
+    tu_assert_status(tg_copy_out(t, f, (size_t)n * sizeof *f), TG_OK);
+    for (int64_t i = 0; i < n; i++) v[i] = f[i];
+    free(f);
+    return v;
+}
+
+/* (float)(s * sin(a * i + b)) + (float)(off |s|), as a tensor of dt: the
+ * same values in f32 and f64 */
+static tg_tensor *seq_f32_as(tg_ctx *c, tg_dtype dt, int nd, const int64_t *shape, double a,
+                             double b, double s, double off)
+{
+    tg_tensor *t = tg_tensor_new(c, dt, nd, shape);
+    ck_assert_ptr_nonnull(t);
+    for (int64_t i = 0; i < tg_numel(t); i++) {
+        float v = (float)(s * sin(a * (double)i + b)) + (float)(off * fabs(s));
+        if (dt == TG_F32) ((float *)tg_data(t))[i] = v;
+        else ((double *)tg_data(t))[i] = v;
+    }
+    return t;
+}
+
+/* f32 layer_norm and rms_norm run in float lanes (sums per block in
+ * double, the mean as two floats): their output and x, weight and bias
+ * gradients agree with f64 on the same (f32-rounded) inputs, within
+ * 4e-6 of each tensor's largest magnitude (times the R rows summed for
+ * weight and bias), for rows shorter than a vector, with tails, longer
+ * than a summation block; with a mean 10^4 times the spread (where a
+ * one-float mean would shift every deviation by up to half its ulp, 1e-3
+ * of the spread here); and with values around 1e20, whose squares pass
+ * FLT_MAX, so the rows go to the double fallback. */
+START_TEST(test_norm_f32_lanes)
+{
+    static const int64_t Ms[] = {5, 37, 128, 1000, 4099};
+    static const double offs[] = {0.6, 2e4, 0.6}, scales[] = {0.5, 0.5, 1e20};
+    for (int op = 0; op < 2; op++)
+        for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
+            for (int oi = 0; oi < 3; oi++)
+                for (int affine = 0; affine < 2; affine++) {
+                    const int64_t M = Ms[mi], R = 3;
+                    double *v[2][4];
+                    int nv = 0;
+                    for (int k = 0; k < 2; k++) {
+                        tg_ctx *c = tu_ctx();
+                        const tg_dtype dt = k ? TG_F64 : TG_F32;
+                        tg_tensor *x =
+                            seq_f32_as(c, dt, TG_SHAPE(R, M), 0.61, 0.2, scales[oi], offs[oi]);
+                        tg_tensor *w = seq_f32_as(c, dt, TG_SHAPE(M), 0.37, 0.1, 1.3, 0.0);
+                        tg_tensor *b = seq_f32_as(c, dt, TG_SHAPE(M), 0.23, 0.4, 0.7, 0.0);
+                        tg_tensor *wt = seq_f32_as(c, dt, TG_SHAPE(R, M), 0.17, 0.5, 1.0, 0.0);
+                        tg_tensor *in[3] = {x, w, b};
+                        for (int i = 0; i < 3; i++) tg_set_requires_grad(in[i], true);
+                        tg_tensor *y = op ? tg_rms_norm(c, x, TG_SHAPE(M), affine ? w : NULL, 1e-5)
+                                          : tg_layer_norm(c, x, TG_SHAPE(M), affine ? w : NULL,
+                                                          affine ? b : NULL, 1e-5);
+                        tg_tensor *L = tg_sum(c, tg_mul(c, y, wt));
+                        tu_assert_ok(c);
+                        nv = affine ? (op ? 2 : 3) : 1;
+                        tg_tensor *g[3];
+                        tu_assert_status(tg_grad_of(c, 1, &L, NULL, nv, in, false, g), TG_OK);
+                        v[k][0] = values_of(y);
+                        for (int i = 0; i < nv; i++) v[k][1 + i] = values_of(g[i]);
+                        tg_ctx_free(c);
+                    }
+                    /* gradients of weight and bias sum R rows */
+                    for (int t = 0; t < 1 + nv; t++) {
+                        int64_t n = t <= 1 ? R * M : M;
+                        double big = 0.0;
+                        for (int64_t i = 0; i < n; i++) big = fmax(big, fabs(v[1][t][i]));
+                        double lim = 4e-6 * (t <= 1 ? 1.0 : (double)R) * big;
+                        for (int64_t i = 0; i < n; i++)
+                            ck_assert_msg(fabs(v[0][t][i] - v[1][t][i]) <= lim,
+                                          "op %d M %lld offset %g affine %d: tensor %d [%lld]: "
+                                          "f32 %.9g, f64 %.9g",
+                                          op, (long long)M, offs[oi], affine, t, (long long)i,
+                                          v[0][t][i], v[1][t][i]);
+                        free(v[0][t]);
+                        free(v[1][t]);
+                    }
+                }
+}
+END_TEST
+
+/* Output gradients whose float sums pass FLT_MAX although every result is
+ * finite: rows of 16 elements of 2e38 (each row's sum of g), and 2e38,
+ * 2e38, -3.3e38 down each column of three equal rows of x (the weight and
+ * bias gradients' sums over rows). The f32 backward does those sums again
+ * in double and agrees with f64 on the same values. */
+START_TEST(test_norm_f32_overflow)
+{
+    enum { R = 3, M = 16 };
+    double v[2][3][R * M];
+    for (int k = 0; k < 2; k++) {
+        tg_ctx *c = tu_ctx();
+        const tg_dtype dt = k ? TG_F64 : TG_F32;
+        tg_tensor *x = tg_tensor_new(c, dt, 2, (const int64_t[]){R, M});
+        tg_tensor *w = seq_f32_as(c, dt, TG_SHAPE(M), 0.37, 0.1, 0.2, 4.0);
+        tg_tensor *b = seq_f32_as(c, dt, TG_SHAPE(M), 0.23, 0.4, 0.7, 0.0);
+        tg_tensor *d = tg_tensor_new(c, dt, 2, (const int64_t[]){R, M});
+        ck_assert_ptr_nonnull(d);
+        ck_assert_ptr_nonnull(x);
+        for (int64_t i = 0; i < R * M; i++) {
+            float xv = (float)(3.0 * sin(0.61 * (double)(i % M) + 0.2));
+            float dv = i / M == 2 ? -3.3e38f : 2e38f;
+            if (k) {
+                ((double *)tg_data(x))[i] = xv;
+                ((double *)tg_data(d))[i] = dv;
+            } else {
+                ((float *)tg_data(x))[i] = xv;
+                ((float *)tg_data(d))[i] = dv;
+            }
+        }
+        tg_tensor *in[3] = {x, w, b};
+        for (int i = 0; i < 3; i++) tg_set_requires_grad(in[i], true);
+        tg_tensor *y = tg_layer_norm(c, x, TG_SHAPE(M), w, b, 1e-5);
+        tu_assert_status(tg_backward_with_grad(c, y, d), TG_OK);
+        for (int i = 0; i < 3; i++) {
+            double *g = values_of(tg_grad(in[i]));
+            memcpy(v[k][i], g, (size_t)(i ? M : R * M) * sizeof(double));
+            free(g);
+        }
+        tg_ctx_free(c);
+    }
+    for (int i = 0; i < 3; i++) {
+        double big = 0.0;
+        for (int64_t j = 0; j < (i ? M : R * M); j++) big = fmax(big, fabs(v[1][i][j]));
+        ck_assert_msg(big < 3.4e38, "grad %d: f64 %g is past FLT_MAX", i, big);
+        for (int64_t j = 0; j < (i ? M : R * M); j++)
+            ck_assert_msg(fabs(v[0][i][j] - v[1][i][j]) <= 4e-6 * big,
+                          "grad %d [%lld]: f32 %.9g, f64 %.9g", i, (long long)j, v[0][i][j],
+                          v[1][i][j]);
+    }
+}
+END_TEST
+
 /* The fused kernels give the same bits with 1 and 4 threads. */
 START_TEST(test_norm_threads)
 {
@@ -959,6 +1105,8 @@ Suite *nn_suite(void)
     tcase_add_loop_test(norm, test_batch_norm_running_stats, 0, 2);
     tcase_add_test(norm, test_norm_backward_f32);
     tcase_add_test(norm, test_norm_threads);
+    tcase_add_test(norm, test_norm_f32_lanes);
+    tcase_add_test(norm, test_norm_f32_overflow);
     tcase_add_loop_test(norm, test_norm_backward_acc, 0, 2);
     tcase_add_test(norm, test_norm_errors);
     suite_add_tcase(s, norm);

@@ -3,9 +3,12 @@
  * beside its backward.
  *
  * Forward: one fused kernel per op. Each normalised row (or channel, for
- * batch_norm) is handled by one thread, its statistics taken in double in a
- * fixed order (the mean, then the mean of squared deviations: two passes,
- * no cancellation), so results are bit-identical whatever the thread count.
+ * batch_norm) is handled by one thread, its statistics taken in a fixed
+ * order (the mean, then the mean of squared deviations: two passes, no
+ * cancellation), so results are bit-identical whatever the thread count.
+ * They are sums in double, except for f32 layer_norm and rms_norm, which
+ * sum blocks in float lanes and carry the mean as two floats (see
+ * ln_rows_f32; half the time of the double form).
  * Inputs are made contiguous first (a copy for strided views). The mean
  * and rstd = 1 / sqrt(var + eps) are saved on the node in "keepdim" shape
  * (x's shape with the normalised dims set to 1), ready to broadcast.
@@ -117,8 +120,9 @@ typedef struct {
 ROW_SUMS(float)
 ROW_SUMS(double)
 
-#define ROWS(T)                                                                        \
-    for (int64_t r = r0; r < r1; r++) {                                                \
+/* row r, in double (layer and rms norm: also f32's fallback, see ln_rows_f32) */
+#define ROW(T)                                                                         \
+    do {                                                                               \
         const T *xr = (const T *)p->x + r * p->M;                                      \
         T *yr = (T *)p->y + r * p->M;                                                  \
         const T *w = (const T *)p->w, *b = (const T *)p->b;                            \
@@ -133,7 +137,7 @@ ROW_SUMS(double)
                 if (b) v += (double)b[m];                                              \
                 yr[m] = (T)v;                                                          \
             }                                                                          \
-            continue;                                                                  \
+            break;                                                                     \
         }                                                                              \
         int64_t c0 = (r % p->G) * p->Cg, nj = p->M / p->S;                             \
         for (int64_t j = 0; j < nj; j++) {                                             \
@@ -146,12 +150,100 @@ ROW_SUMS(double)
                 yr[m] = (T)v;                                                          \
             }                                                                          \
         }                                                                              \
+    } while (0)
+#define ROWS(T)                                                                        \
+    for (int64_t r = r0; r < r1; r++) ROW(T);
+
+/*
+ * f32 layer and rms norm rows (channel = element) in float lanes: the
+ * row's sums run as NSUMF float partials over blocks of SUMF_BLOCK
+ * elements, each block's partials added into a double in a fixed order
+ * (the same bits whatever the thread count; a lane adds at most
+ * SUMF_BLOCK / NSUMF values in float). The mean is carried as two floats,
+ * mh + ml, and a deviation is (x - mh) - ml: x - mh is exact where x is
+ * within a factor 2 of the mean, so the deviations keep the double mean's
+ * accuracy. The output is (d * rstd) * w + b in float; the saved mean and
+ * rstd are the floats it used. A row whose float sums are not finite (an
+ * inf or NaN in it, or squares past FLT_MAX, from |x| around 1e19) is
+ * done again in double (ROW).
+ */
+#define NSUMF 16
+#define SUMF_BLOCK 256
+
+/* the partials' sum, a fixed tree: halves added as vectors */
+static inline float sumf_parts(const float *a)
+{
+    float h[8], q[4];
+    for (int k = 0; k < 8; k++) h[k] = a[k] + a[k + 8];
+    for (int k = 0; k < 4; k++) q[k] = h[k] + h[k + 4];
+    return (q[0] + q[2]) + (q[1] + q[3]);
+}
+
+/* OUT += the sum of EXPR(m) over m in [0, n): NSUMF float partials per
+ * block of SUMF_BLOCK, each block's total added into OUT (a double) */
+#define SUMF(n, EXPR, OUT)                                                    \
+    do {                                                                      \
+        for (int64_t m0_ = 0; m0_ < (n); m0_ += SUMF_BLOCK) {                 \
+            const int64_t m1_ = (n) - m0_ < SUMF_BLOCK ? (n) : m0_ + SUMF_BLOCK; \
+            float a_[NSUMF] = {0}, t_ = 0.0f;                                 \
+            int64_t m = m0_;                                                  \
+            for (; m + NSUMF <= m1_; m += NSUMF)                              \
+                for (int k_ = 0; k_ < NSUMF; k_++) a_[k_] += EXPR(m + k_);    \
+            for (; m < m1_; m++) t_ += EXPR(m);                               \
+            OUT += (double)(sumf_parts(a_) + t_);                             \
+        }                                                                     \
+    } while (0)
+
+/* The mean of x[0..M) as x0 + the mean of x - x0, x0 the row's first
+ * element: the differences are exact where x is within a factor 2 of x0,
+ * so a mean far larger than the spread costs no accuracy in float sums.
+ * The backward calls it again for the low half of the mean. */
+#define LNF_X(m) (xr[m] - x0)
+static inline double ln_mean_f32(const float *xr, int64_t M)
+{
+    if (M == 0) return 0.0;
+    const float x0 = xr[0];
+    double s = 0.0;
+    SUMF(M, LNF_X, s);
+    return (double)x0 + s / (double)M;
+}
+
+#define LNF_SQ(m) (((xr[m] - mh) - ml) * ((xr[m] - mh) - ml))
+TG__VEC_CLONES static void ln_rows_f32(const rows_plan *p, int64_t r0, int64_t r1)
+{
+    const int64_t M = p->M;
+    const float *w = (const float *)p->w, *b = (const float *)p->b;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = (const float *)p->x + r * M;
+        float *yr = (float *)p->y + r * M;
+        const double mu = p->rms ? 0.0 : ln_mean_f32(xr, M);
+        const float mh = (float)mu, ml = (float)(mu - (double)mh);
+        double ss = 0.0;
+        SUMF(M, LNF_SQ, ss);
+        if (!isfinite(mu) || !isfinite(ss)) { /* an inf or NaN, or float sums overflowed */
+            ROW(float);
+            continue;
+        }
+        const float rs = 1.0f / sqrtf((float)(ss / (double)M + p->eps));
+        if (p->mean) ((float *)p->mean)[r] = mh;
+        ((float *)p->rstd)[r] = rs;
+        if (w && b)
+            for (int64_t m = 0; m < M; m++) yr[m] = (((xr[m] - mh) - ml) * rs) * w[m] + b[m];
+        else if (w)
+            for (int64_t m = 0; m < M; m++) yr[m] = (((xr[m] - mh) - ml) * rs) * w[m];
+        else if (b)
+            for (int64_t m = 0; m < M; m++) yr[m] = ((xr[m] - mh) - ml) * rs + b[m];
+        else
+            for (int64_t m = 0; m < M; m++) yr[m] = ((xr[m] - mh) - ml) * rs;
     }
+}
 
 TG__VEC_CLONES static void rows_task(void *arg, int64_t r0, int64_t r1)
 {
     const rows_plan *p = arg;
-    if (p->dt == TG_F32) {
+    if (p->dt == TG_F32 && p->S == 1 && p->G == 1) {
+        ln_rows_f32(p, r0, r1);
+    } else if (p->dt == TG_F32) {
         ROWS(float)
     } else {
         ROWS(double)
@@ -275,6 +367,7 @@ typedef struct {
     char *dx;
     int64_t M;
     bool add;
+    float *mlo; /* f32 layer norm: per row, the low half of the forward's mean */
 } lnb_plan;
 
 /* the row sums of g = dout (* w) and of g xhat, with the g of element m
@@ -306,8 +399,9 @@ typedef struct {
                 o[m] = (T)(rs * (G(m) - mg - ((double)xr[m] - mu) * rs * mgx));       \
     } while (0)
 
-#define LNB_ROWS(T)                                                                 \
-    for (int64_t r = r0; r < r1; r++) {                                             \
+/* row r in double (also f32's fallback, see lnb_f32) */
+#define LNB_ROW(T)                                                                  \
+    do {                                                                            \
         const T *xr = (const T *)p->x + r * p->M, *dr = (const T *)p->d + r * p->M; \
         const T *w = (const T *)p->w;                                               \
         T *o = (T *)p->dx + r * p->M;                                               \
@@ -322,12 +416,61 @@ typedef struct {
         double mg = p->mean ? sg / (double)p->M : 0.0, mgx = sgx / (double)p->M;    \
         if (w) LNB_DX(T, LNB_GW);                                                   \
         else LNB_DX(T, LNB_G);                                                      \
-    }
+    } while (0)
+#define LNB_ROWS(T)                                                                 \
+    for (int64_t r = r0; r < r1; r++) LNB_ROW(T);
+
+/* The low half of row xr's mean, whose high half mh the forward saved:
+ * its mean again (the same bits), minus mh. */
+static inline float mean_lo(const float *xr, int64_t M, float mh)
+{
+    return (float)(ln_mean_f32(xr, M) - (double)mh);
+}
+
+/* f32 rows in float lanes (see ln_rows_f32): the sums of g and g xhat
+ * by SUMF, dx = rs ((g - mean g) - xhat mean(g xhat)) in float, with
+ * xhat = ((x - mh) - ml) rs from the forward's statistics; a row whose
+ * sums are not finite is done again in double (LNB_ROW) */
+#define LNBF_GW(m) (dr[m] * w[m])
+#define LNBF_G(m) dr[m]
+#define LNBF_XH(m) (((xr[m] - mu) - ml) * rs)
+#define LNBF_GWX(m) (LNBF_GW(m) * LNBF_XH(m))
+#define LNBF_GX(m) (LNBF_G(m) * LNBF_XH(m))
+#define LNBF_DX(G)                                                                    \
+    do {                                                                              \
+        if (p->add)                                                                   \
+            for (int64_t m = 0; m < M; m++) o[m] += rs * ((G(m) - mg) - LNBF_XH(m) * mgx); \
+        else                                                                          \
+            for (int64_t m = 0; m < M; m++) o[m] = rs * ((G(m) - mg) - LNBF_XH(m) * mgx); \
+    } while (0)
 
 TG__VEC_CLONES static void lnb_f32(void *arg, int64_t r0, int64_t r1)
 {
     const lnb_plan *p = arg;
-    LNB_ROWS(float)
+    const int64_t M = p->M;
+    const float *w = (const float *)p->w;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = (const float *)p->x + r * M, *dr = (const float *)p->d + r * M;
+        float *o = (float *)p->dx + r * M;
+        const float mu = p->mean ? ((const float *)p->mean)[r] : 0.0f;
+        const float ml = p->mlo ? (p->mlo[r] = mean_lo(xr, M, mu)) : 0.0f;
+        const float rs = ((const float *)p->rstd)[r];
+        double sg = 0.0, sgx = 0.0;
+        if (w) {
+            if (p->mean) SUMF(M, LNBF_GW, sg);
+            SUMF(M, LNBF_GWX, sgx);
+        } else {
+            if (p->mean) SUMF(M, LNBF_G, sg);
+            SUMF(M, LNBF_GX, sgx);
+        }
+        if (!isfinite(ml) || !isfinite(sg) || !isfinite(sgx)) {
+            LNB_ROW(float);
+            continue;
+        }
+        const float mg = (float)(sg / (double)M), mgx = (float)(sgx / (double)M);
+        if (w) LNBF_DX(LNBF_GW);
+        else LNBF_DX(LNBF_G);
+    }
 }
 
 TG__VEC_CLONES static void lnb_f64(void *arg, int64_t r0, int64_t r1)
@@ -337,8 +480,8 @@ TG__VEC_CLONES static void lnb_f64(void *arg, int64_t r0, int64_t r1)
 }
 
 /* dweight[m] = sum_r dout xhat, dbias[m] = sum_r dout, rows in order */
-#define LNB_PARAMS(T)                                                                 \
-    for (int64_t r = 0; r < R; r++) {                                                 \
+#define LNB_PARAMS_ROWS(T, R0, R1)                                                    \
+    for (int64_t r = (R0); r < (R1); r++) {                                           \
         const T *xr = (const T *)p.x + r * M, *dr = (const T *)p.d + r * M;           \
         double mu = p.mean ? (double)((const T *)p.mean)[r] : 0.0;                    \
         double rs = (double)((const T *)p.rstd)[r];                                   \
@@ -348,14 +491,39 @@ TG__VEC_CLONES static void lnb_f64(void *arg, int64_t r0, int64_t r1)
         }                                                                             \
     }
 
+/* f32: float sums over blocks of PARAMS_BLOCK rows (in f, 2 M floats),
+ * each block's sums added into acc in double; a block whose float sums
+ * are not finite is summed again in double */
+#define PARAMS_BLOCK 32
+
 TG__VEC_CLONES static void lnb_params(const lnb_plan *pp, bool f32, int64_t R, int64_t M,
-                                     double *restrict acc)
+                                     double *restrict acc, float *restrict f, bool mlo_set)
 {
     const lnb_plan p = *pp;
-    if (f32) {
-        LNB_PARAMS(float)
-    } else {
-        LNB_PARAMS(double)
+    if (!f32) {
+        LNB_PARAMS_ROWS(double, 0, R)
+        return;
+    }
+    for (int64_t r0 = 0; r0 < R; r0 += PARAMS_BLOCK) {
+        const int64_t r1 = R - r0 < PARAMS_BLOCK ? R : r0 + PARAMS_BLOCK;
+        for (int64_t m = 0; m < 2 * M; m++) f[m] = 0.0f;
+        for (int64_t r = r0; r < r1; r++) {
+            const float *xr = (const float *)p.x + r * M, *dr = (const float *)p.d + r * M;
+            const float mu = p.mean ? ((const float *)p.mean)[r] : 0.0f;
+            const float ml = !p.mlo ? 0.0f : mlo_set ? p.mlo[r] : mean_lo(xr, M, mu);
+            const float rs = ((const float *)p.rstd)[r];
+            for (int64_t m = 0; m < M; m++) {
+                f[m] += dr[m] * LNBF_XH(m);
+                f[M + m] += dr[m];
+            }
+        }
+        bool finite = true;
+        for (int64_t m = 0; m < 2 * M; m++) finite &= isfinite(f[m]) != 0;
+        if (!finite) { /* an inf or NaN, or a float sum past FLT_MAX: in double */
+            LNB_PARAMS_ROWS(float, r0, r1);
+            continue;
+        }
+        for (int64_t m = 0; m < 2 * M; m++) acc[m] += (double)f[m];
     }
 }
 
@@ -376,8 +544,10 @@ static void last_dims_backward_fused(tg_ctx *c, const tg__node *n, tg_tensor *do
     if (!tg__ok(c)) return;
     lnb_plan p = {tg__ptr(xd), tg__ptr(dd), wd ? tg__ptr(wd) : NULL,
                   n->saved[0] ? tg__ptr(n->saved[0]) : NULL, tg__ptr(n->saved[1]), NULL, M,
-                  acc != NULL};
+                  acc != NULL, NULL};
     bool f32 = x->dtype == TG_F32;
+    if (f32 && n->saved[0] && !(p.mlo = tg__arena_alloc(c, (size_t)(R > 0 ? R : 1) * sizeof(float))))
+        return;
     if (NEED(0)) {
         tg_tensor *g = acc ? acc[0] : tg__empty(c, fn, x->dtype, x->ndim, x->shape);
         if (!g) return;
@@ -390,9 +560,10 @@ static void last_dims_backward_fused(tg_ctx *c, const tg__node *n, tg_tensor *do
     }
     bool nw = w && NEED(1), nb = b && NEED(2);
     if (!nw && !nb) return;
-    double *sums = tg__arena_calloc(c, (size_t)(2 * M > 0 ? 2 * M : 1), sizeof(double));
+    /* 2 M double sums, then 2 M floats of scratch (f32) */
+    double *sums = tg__arena_calloc(c, (size_t)(3 * M > 0 ? 3 * M : 1), sizeof(double));
     if (!sums) return;
-    lnb_params(&p, f32, R, M, sums);
+    lnb_params(&p, f32, R, M, sums, (float *)(sums + 2 * M), NEED(0));
     for (int j = 0; j < 2; j++) {
         if (j == 0 ? !nw : !nb) continue;
         tg_tensor *t = acc ? acc[1 + j] : tg__empty(c, fn, x->dtype, k, x->shape + x->ndim - k);
