@@ -341,14 +341,20 @@ static void run_gemm(tg_ctx *c, const tg__defer *d, tg_tensor *dst, bool add)
         }                                                                               \
     } while (0)
 
+/* the sums, compiled for the vector units (TG__VEC_CLONES) */
+TG__VEC_CLONES static void colsum(const tg__defer *d, tg_tensor *dst, bool add)
+{
+    double acc[COLSUM_BLOCK];
+    if (d->f64) COLSUM(double);
+    else COLSUM(float);
+}
+
 /* dst (+)= the column sums of the k x n matrix at a (row stride lda, column
  * stride ldb): each sum in double, rows in order, rounded once. */
 void tg__colsum_run(tg_ctx *c, const tg__defer *d, tg_tensor *dst, bool add)
 {
     (void)c; /* one pass over memory: not worth threads */
-    double acc[COLSUM_BLOCK];
-    if (d->f64) COLSUM(double);
-    else COLSUM(float);
+    colsum(d, dst, add);
 }
 
 /* The job handed to the driver (defer non-NULL), or the gradient computed
