@@ -370,6 +370,14 @@ typedef struct {
     float *mlo; /* f32 layer norm: per row, the low half of the forward's mean */
 } lnb_plan;
 
+/* the low half of row r's mean for the double fallback rows: 0 without
+ * one (f64, rms) or where it is not finite (a row the forward did in
+ * double, whose saved mean is the whole of it) */
+static inline double mean_lo_at(const float *mlo, int64_t r)
+{
+    return mlo && isfinite(mlo[r]) ? (double)mlo[r] : 0.0;
+}
+
 /* the row sums of g = dout (* w) and of g xhat, with the g of element m
  * given by G(m): one loop per sum and per form, which GCC vectorises (it
  * does not vectorise a loop that feeds two sets of partial sums) */
@@ -405,7 +413,7 @@ typedef struct {
         const T *xr = (const T *)p->x + r * p->M, *dr = (const T *)p->d + r * p->M; \
         const T *w = (const T *)p->w;                                               \
         T *o = (T *)p->dx + r * p->M;                                               \
-        double mu = p->mean ? (double)((const T *)p->mean)[r] : 0.0;                \
+        double mu = p->mean ? (double)((const T *)p->mean)[r] + mean_lo_at(p->mlo, r) : 0.0; \
         double rs = (double)((const T *)p->rstd)[r], sg = 0.0, sgx = 0.0;           \
         double ag[TG__NSUM] = {0}, agx[TG__NSUM] = {0};                             \
         int64_t m = 0;                                                              \
@@ -483,7 +491,7 @@ TG__VEC_CLONES static void lnb_f64(void *arg, int64_t r0, int64_t r1)
 #define LNB_PARAMS_ROWS(T, R0, R1)                                                    \
     for (int64_t r = (R0); r < (R1); r++) {                                           \
         const T *xr = (const T *)p.x + r * M, *dr = (const T *)p.d + r * M;           \
-        double mu = p.mean ? (double)((const T *)p.mean)[r] : 0.0;                    \
+        double mu = p.mean ? (double)((const T *)p.mean)[r] + mean_lo_at(p.mlo, r) : 0.0; \
         double rs = (double)((const T *)p.rstd)[r];                                   \
         for (int64_t m = 0; m < M; m++) {                                             \
             acc[m] += (double)dr[m] * (((double)xr[m] - mu) * rs);                    \
@@ -510,7 +518,7 @@ TG__VEC_CLONES static void lnb_params(const lnb_plan *pp, bool f32, int64_t R, i
         for (int64_t r = r0; r < r1; r++) {
             const float *xr = (const float *)p.x + r * M, *dr = (const float *)p.d + r * M;
             const float mu = p.mean ? ((const float *)p.mean)[r] : 0.0f;
-            const float ml = !p.mlo ? 0.0f : mlo_set ? p.mlo[r] : mean_lo(xr, M, mu);
+            const float ml = !p.mlo ? 0.0f : mlo_set ? p.mlo[r] : (p.mlo[r] = mean_lo(xr, M, mu));
             const float rs = ((const float *)p.rstd)[r];
             for (int64_t m = 0; m < M; m++) {
                 f[m] += dr[m] * LNBF_XH(m);
