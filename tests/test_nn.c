@@ -362,6 +362,48 @@ START_TEST(test_norm_f32_lanes)
 }
 END_TEST
 
+/* A NaN or an inf in a row of x: that row's output and gradient are those
+ * of f64 on the same values (the double fallback: NaN, or for rms_norm
+ * and an inf, zeros beside it), and the other rows keep the bits they
+ * have without it, in f32 layer_norm and rms_norm. */
+START_TEST(test_norm_f32_nonfinite)
+{
+    enum { R = 4, M = 40 };
+    static const float bad[2] = {NAN, INFINITY};
+    for (int op = 0; op < 2; op++)
+        for (int k = 0; k < 2; k++) {
+            double *v[3][2]; /* f32 clean, f32 poisoned, f64 poisoned */
+            for (int run = 0; run < 3; run++) {
+                tg_ctx *c = tu_ctx();
+                tg_dtype dt = run == 2 ? TG_F64 : TG_F32;
+                tg_tensor *x = seq_f32_as(c, dt, TG_SHAPE(R, M), 0.61, 0.2, 0.5, 0.6);
+                if (run && dt == TG_F32) ((float *)tg_data(x))[1 * M + 7] = bad[k];
+                if (run && dt == TG_F64) ((double *)tg_data(x))[1 * M + 7] = bad[k];
+                tg_tensor *w = seq_f32_as(c, dt, TG_SHAPE(M), 0.37, 0.1, 1.3, 0.0);
+                tg_tensor *wt = seq_f32_as(c, dt, TG_SHAPE(R, M), 0.17, 0.5, 1.0, 0.0);
+                tg_set_requires_grad(x, true);
+                tg_tensor *y = op ? tg_rms_norm(c, x, TG_SHAPE(M), w, 1e-5)
+                                  : tg_layer_norm(c, x, TG_SHAPE(M), w, NULL, 1e-5);
+                tg_tensor *L = tg_sum(c, tg_mul(c, y, wt)), *g;
+                tu_assert_status(tg_grad_of(c, 1, &L, NULL, 1, &x, false, &g), TG_OK);
+                v[run][0] = values_of(y);
+                v[run][1] = values_of(g);
+                tg_ctx_free(c);
+            }
+            for (int t = 0; t < 2; t++) {
+                for (int64_t i = 0; i < R * M; i++) {
+                    double a = v[1][t][i], b = i / M == 1 ? v[2][t][i] : v[0][t][i];
+                    bool same = isnan(b) ? isnan(a) : i / M != 1 ? a == b
+                                                    : fabs(a - b) <= 1e-5 * fmax(1, fabs(b));
+                    ck_assert_msg(same, "op %d x %g: %s [%lld] = %g, want %g", op,
+                                  (double)bad[k], t ? "dx" : "y", (long long)i, a, b);
+                }
+                for (int run = 0; run < 3; run++) free(v[run][t]);
+            }
+        }
+}
+END_TEST
+
 /* Output gradients whose float sums pass FLT_MAX although every result is
  * finite: rows of 16 elements of 2e38 (each row's sum of g), and 2e38,
  * 2e38, -3.3e38 down each column of three equal rows of x (the weight and
@@ -1108,6 +1150,7 @@ Suite *nn_suite(void)
     tcase_add_test(norm, test_norm_threads);
     tcase_add_test(norm, test_norm_f32_lanes);
     tcase_add_test(norm, test_norm_f32_overflow);
+    tcase_add_test(norm, test_norm_f32_nonfinite);
     tcase_add_loop_test(norm, test_norm_backward_acc, 0, 2);
     tcase_add_test(norm, test_norm_errors);
     suite_add_tcase(s, norm);
