@@ -5,10 +5,15 @@
  * src/ops/norm.c, src/ops/nn.c.
  *
  * The normalisations compute their statistics in one fused pass per row
- * (in double, also for f32 tensors: mean first, then the mean of squared
- * deviations, so no cancellation) and save them for backward. Their
- * backward rebuilds the normalised input from x with ops whenever the
- * gradient itself is being recorded, so gradients of gradients are exact.
+ * (mean first, then the mean of squared deviations, so no cancellation)
+ * and save them for backward. The sums are in double, except that f32
+ * layer_norm and rms_norm sum blocks of a row in float lanes added in
+ * double, with the mean carried as two floats (outputs and gradients are
+ * tested within 4e-6 of f64's, relative to the largest; a row whose float
+ * sums overflow is done in double). Results do not depend on the thread
+ * count. Their backward rebuilds the normalised input from x with ops
+ * whenever the gradient itself is being recorded, so gradients of
+ * gradients are exact.
  * Variances used to normalise are biased (divide by the count), as in
  * PyTorch.
  */
