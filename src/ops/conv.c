@@ -27,7 +27,7 @@
  * GEMMs use the threads instead.
  */
 #include "../core/arena_mark.h"
-#include "ew_kernels.h" /* tg__take_spare */
+#include "ew_kernels.h" /* tg__take_spare, TG__RELU */
 #include "fastmath.h"
 #include "ops_impl.h"
 
@@ -471,11 +471,10 @@ static bool images_run(images *j, bool cols_buf, bool zero_buf, char *dw)
     return true;
 }
 
-/* tg_relu over n elements in place, its rule and bits (positive values
- * and NaN pass, everything else, -0 too, becomes +0), and m[i] = y[i] > 0
- * when m: where relu's backward passes the gradient. */
+/* tg_relu over n elements in place, its rule (TG__RELU) and bits, and
+ * m[i] = y[i] > 0 when m: where relu's backward passes the gradient. */
 #define RELU_LOOP(T)                                                                    \
-    for (int64_t i = 0; i < n; i++) y[i] = (y[i] > 0 || y[i] != y[i]) ? y[i] : (T)0;   \
+    for (int64_t i = 0; i < n; i++) y[i] = TG__RELU(T, y[i]);                           \
     for (int64_t i = 0; m && i < n; i++) m[i] = y[i] > 0;
 TG__VEC_CLONES static void relu_f32(int64_t n, float *restrict y, unsigned char *restrict m)
 {

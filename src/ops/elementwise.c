@@ -72,8 +72,8 @@ EW_UN_PAIR(k_sigmoid, tg__sigmoidf(X), sigmoid_(X))
 /* relu's f32 kernels run on every conv layer's output (the CNN benchmark's
  * 2.4 M elements a step each way): compiled for AVX-512 and AVX2 as well
  * (TG__VEC_CLONES; exact operations, so every copy gives the same bits). */
-TG__VEC_CLONES EW_UN_KERNEL(k_relu_f32, float, (X > 0 || X != X) ? X : 0.0f)
-EW_UN_KERNEL(k_relu_f64, double, (X > 0 || X != X) ? X : 0.0)
+TG__VEC_CLONES EW_UN_KERNEL(k_relu_f32, float, TG__RELU(float, X))
+EW_UN_KERNEL(k_relu_f64, double, TG__RELU(double, X))
 EW_UN_PAIR(k_positive, X > 0 ? 1.0f : 0.0f, X > 0 ? 1.0 : 0.0)
 /* fused backward rules (NO_GRAPH), the composite's operations in order */
 EW_BIN_PAIR(k_sqrt_bw, A / (B * 2.0f), A / (B * 2.0))

@@ -17,6 +17,10 @@
 
 #include <math.h>
 
+/* relu's rule, for tg_relu and tg_conv2d_relu alike: positive values and
+ * NaN pass, everything else (-0 too) becomes +0 */
+#define TG__RELU(T, X) (((X) > 0 || (X) != (X)) ? (X) : (T)0)
+
 /* o = EXPR(A, B, P0, P1) over a run; fast paths for contiguous and scalar
  * operands. */
 #define EW_BIN_KERNEL(NAME, T, EXPR)                                   \
