@@ -24,6 +24,7 @@
 #include "tapegrad.h"
 #include "autograd/tape.h"
 #include "ops/fastmath.h"
+#include "tensor/tensor_impl.h" /* tg__get_flat */
 #include "test_util.h"
 
 static const tg_dtype dts[2] = {TG_F64, TG_F32};
@@ -268,21 +269,14 @@ START_TEST(test_norm_backward_acc)
 }
 END_TEST
 
-/* A tensor's values as doubles (malloc'd; the caller frees). */
+/* A tensor's values as doubles, in row-major order (malloc'd; the caller
+ * frees). */
 static double *values_of(const tg_tensor *t)
 {
     int64_t n = tg_numel(t);
     double *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
     ck_assert_ptr_nonnull(v);
-    if (tg_tensor_dtype(t) == TG_F64) {
-        tu_assert_status(tg_copy_out(t, v, (size_t)n * sizeof *v), TG_OK);
-        return v;
-    }
-    float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof *f);
-    ck_assert_ptr_nonnull(f);
-    tu_assert_status(tg_copy_out(t, f, (size_t)n * sizeof *f), TG_OK);
-    for (int64_t i = 0; i < n; i++) v[i] = f[i];
-    free(f);
+    for (int64_t i = 0; i < n; i++) v[i] = tg__get_flat(t, i);
     return v;
 }
 
