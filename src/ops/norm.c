@@ -370,12 +370,12 @@ typedef struct {
     float *mlo; /* f32 layer norm: per row, the low half of the forward's mean */
 } lnb_plan;
 
-/* the low half of row r's mean for the double fallback rows: 0 without
- * one (f64, rms) or where it is not finite (a row the forward did in
- * double, whose saved mean is the whole of it) */
+/* the low half of row r's mean for the f32 double fallback rows (mlo set:
+ * layer norm), 0 where it is not finite (a row the forward did in double,
+ * whose saved mean is the whole of it) */
 static inline double mean_lo_at(const float *mlo, int64_t r)
 {
-    return mlo && isfinite(mlo[r]) ? (double)mlo[r] : 0.0;
+    return isfinite(mlo[r]) ? (double)mlo[r] : 0.0;
 }
 
 /* the row sums of g = dout (* w) and of g xhat, with the g of element m
@@ -413,7 +413,8 @@ static inline double mean_lo_at(const float *mlo, int64_t r)
         const T *xr = (const T *)p->x + r * p->M, *dr = (const T *)p->d + r * p->M; \
         const T *w = (const T *)p->w;                                               \
         T *o = (T *)p->dx + r * p->M;                                               \
-        double mu = p->mean ? (double)((const T *)p->mean)[r] + mean_lo_at(p->mlo, r) : 0.0; \
+        double mu = p->mean ? (double)((const T *)p->mean)[r] : 0.0;                \
+        if (p->mlo) mu += mean_lo_at(p->mlo, r);                                    \
         double rs = (double)((const T *)p->rstd)[r], sg = 0.0, sgx = 0.0;           \
         double ag[TG__NSUM] = {0}, agx[TG__NSUM] = {0};                             \
         int64_t m = 0;                                                              \
@@ -491,7 +492,8 @@ TG__VEC_CLONES static void lnb_f64(void *arg, int64_t r0, int64_t r1)
 #define LNB_PARAMS_ROWS(T, R0, R1)                                                    \
     for (int64_t r = (R0); r < (R1); r++) {                                           \
         const T *xr = (const T *)p.x + r * M, *dr = (const T *)p.d + r * M;           \
-        double mu = p.mean ? (double)((const T *)p.mean)[r] + mean_lo_at(p.mlo, r) : 0.0; \
+        double mu = p.mean ? (double)((const T *)p.mean)[r] : 0.0;                    \
+        if (p.mlo) mu += mean_lo_at(p.mlo, r);                                        \
         double rs = (double)((const T *)p.rstd)[r];                                   \
         for (int64_t m = 0; m < M; m++) {                                             \
             acc[m] += (double)dr[m] * (((double)xr[m] - mu) * rs);                    \
@@ -554,8 +556,10 @@ static void last_dims_backward_fused(tg_ctx *c, const tg__node *n, tg_tensor *do
                   n->saved[0] ? tg__ptr(n->saved[0]) : NULL, tg__ptr(n->saved[1]), NULL, M,
                   acc != NULL, NULL};
     bool f32 = x->dtype == TG_F32;
-    if (f32 && n->saved[0] && !(p.mlo = tg__arena_alloc(c, (size_t)(R > 0 ? R : 1) * sizeof(float))))
-        return;
+    if (f32 && n->saved[0]) {
+        p.mlo = tg__arena_alloc(c, (size_t)(R > 0 ? R : 1) * sizeof(float));
+        if (!p.mlo) return;
+    }
     if (NEED(0)) {
         tg_tensor *g = acc ? acc[0] : tg__empty(c, fn, x->dtype, x->ndim, x->shape);
         if (!g) return;
@@ -568,10 +572,10 @@ static void last_dims_backward_fused(tg_ctx *c, const tg__node *n, tg_tensor *do
     }
     bool nw = w && NEED(1), nb = b && NEED(2);
     if (!nw && !nb) return;
-    /* 2 M double sums, then 2 M floats of scratch (f32) */
-    double *sums = tg__arena_calloc(c, (size_t)(3 * M > 0 ? 3 * M : 1), sizeof(double));
-    if (!sums) return;
-    lnb_params(&p, f32, R, M, sums, (float *)(sums + 2 * M), NEED(0));
+    double *sums = tg__arena_calloc(c, (size_t)(2 * M > 0 ? 2 * M : 1), sizeof(double));
+    float *fsums = f32 ? tg__arena_alloc(c, (size_t)(2 * M > 0 ? 2 * M : 1) * sizeof(float)) : NULL;
+    if (!sums || (f32 && !fsums)) return;
+    lnb_params(&p, f32, R, M, sums, fsums, NEED(0));
     for (int j = 0; j < 2; j++) {
         if (j == 0 ? !nw : !nb) continue;
         tg_tensor *t = acc ? acc[1 + j] : tg__empty(c, fn, x->dtype, k, x->shape + x->ndim - k);
