@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_GEMMS 4096
 
@@ -92,57 +93,72 @@ void bench_fill_labels(int64_t *y, int64_t n, int64_t k, uint64_t seed)
     }
 }
 
-/* The median over reps of the time of every listed GEMM run once, each on
- * its own buffers (as in the step), in ms. */
-static double time_gemms(const bench_gemm *g, int ng, int reps, int threads)
+/* The step's GEMMs on buffers of their own (one set per GEMM, as in the
+ * step), for the raw cblas_sgemm replay. */
+typedef struct {
+    const bench_gemm *g;
+    int ng;
+    float **a, **b, **c;
+} replay;
+
+static void replay_free(replay *r)
+{
+    for (int i = 0; r->a && r->b && r->c && i < r->ng; i++) {
+        free(r->a[i]);
+        free(r->b[i]);
+        free(r->c[i]);
+    }
+    free(r->a);
+    free(r->b);
+    free(r->c);
+    *r = (replay){0};
+}
+
+static bool replay_init(replay *r, const bench_gemm *g, int ng)
+{
+    *r = (replay){g, ng, calloc((size_t)ng, sizeof(float *)), calloc((size_t)ng, sizeof(float *)),
+                  calloc((size_t)ng, sizeof(float *))};
+    if (!r->a || !r->b || !r->c) {
+        replay_free(r);
+        return false;
+    }
+    for (int i = 0; i < ng; i++) {
+        size_t sa = (size_t)g[i].m * (size_t)g[i].k, sb = (size_t)g[i].k * (size_t)g[i].n,
+               sc = (size_t)g[i].m * (size_t)g[i].n;
+        r->a[i] = malloc(sa * sizeof(float));
+        r->b[i] = malloc(sb * sizeof(float));
+        r->c[i] = calloc(sc ? sc : 1, sizeof(float));
+        if (!r->a[i] || !r->b[i] || !r->c[i]) {
+            replay_free(r);
+            return false;
+        }
+        bench_fill_uniform(r->a[i], (int64_t)sa, -1.0f, 1.0f, 11u + (uint64_t)i);
+        bench_fill_uniform(r->b[i], (int64_t)sb, -1.0f, 1.0f, 23u + (uint64_t)i);
+    }
+    return true;
+}
+
+/* The time of every GEMM of the step run once, in ms. */
+static double replay_run(const replay *r, int threads)
 {
 #ifdef TG_HAVE_OPENBLAS_THREADS
     /* tapegrad keeps OpenBLAS on one thread and runs GEMM blocks on its own
-     * threads; the raw reference gets OpenBLAS's own threads instead. */
+     * threads (it sets OpenBLAS back to one before its next GEMM); the raw
+     * reference gets OpenBLAS's own threads instead. */
     openblas_set_num_threads(threads);
 #else
     (void)threads;
 #endif
-    float **a = calloc((size_t)ng, sizeof *a), **b = calloc((size_t)ng, sizeof *b),
-          **cm = calloc((size_t)ng, sizeof *cm);
-    double *t = calloc((size_t)reps, sizeof *t);
-    double result = NAN;
-    if (!a || !b || !cm || !t) goto out;
-    for (int i = 0; i < ng; i++) {
-        size_t sa = (size_t)g[i].m * (size_t)g[i].k, sb = (size_t)g[i].k * (size_t)g[i].n,
-               sc = (size_t)g[i].m * (size_t)g[i].n;
-        a[i] = malloc(sa * sizeof(float));
-        b[i] = malloc(sb * sizeof(float));
-        cm[i] = malloc(sc * sizeof(float));
-        if (!a[i] || !b[i] || !cm[i]) goto out;
-        bench_fill_uniform(a[i], (int64_t)sa, -1.0f, 1.0f, 11u + (uint64_t)i);
-        bench_fill_uniform(b[i], (int64_t)sb, -1.0f, 1.0f, 23u + (uint64_t)i);
-        memset(cm[i], 0, sc * sizeof(float));
+    double t0 = now_ms();
+    for (int i = 0; i < r->ng; i++) {
+        const bench_gemm *x = &r->g[i];
+        int lda = x->trans_a ? x->m : x->k, ldb = x->trans_b ? x->k : x->n;
+        cblas_sgemm(CblasRowMajor, x->trans_a ? CblasTrans : CblasNoTrans,
+                    x->trans_b ? CblasTrans : CblasNoTrans, x->m, x->n, x->k, 1.0f, r->a[i],
+                    lda > 0 ? lda : 1, r->b[i], ldb > 0 ? ldb : 1, x->beta, r->c[i],
+                    x->n > 0 ? x->n : 1);
     }
-    for (int r = -2; r < reps; r++) { /* two warm-up passes */
-        double t0 = now_ms();
-        for (int i = 0; i < ng; i++) {
-            const bench_gemm *x = &g[i];
-            int lda = x->trans_a ? x->m : x->k, ldb = x->trans_b ? x->k : x->n;
-            cblas_sgemm(CblasRowMajor, x->trans_a ? CblasTrans : CblasNoTrans,
-                        x->trans_b ? CblasTrans : CblasNoTrans, x->m, x->n, x->k, 1.0f, a[i],
-                        lda > 0 ? lda : 1, b[i], ldb > 0 ? ldb : 1, x->beta, cm[i],
-                        x->n > 0 ? x->n : 1);
-        }
-        if (r >= 0) t[r] = now_ms() - t0;
-    }
-    result = median(t, reps);
-out:
-    for (int i = 0; a && b && cm && i < ng; i++) {
-        free(a[i]);
-        free(b[i]);
-        free(cm[i]);
-    }
-    free(a);
-    free(b);
-    free(cm);
-    free(t);
-    return result;
+    return now_ms() - t0;
 }
 
 void bench_add_gemm(bench_gemm *g, int *ng, int max, int m, int n, int k, int trans_a,
@@ -190,6 +206,56 @@ void bench_give_back(tg_tensor *t)
     if (!keep_activations && !no_recompute) (void)tg_recompute_later(t); /* errors stay on t's context */
 }
 
+/* One step in sc, its time in *ms; false (message printed) on failure. */
+static bool timed_step(const bench_workload *w, void *st, tg_ctx *pc, tg_ctx *sc, long s,
+                       double *loss, double *ms)
+{
+    double t0 = now_ms();
+    tg_ctx_reset(sc);
+    *loss = w->step(st, sc);
+    *ms = now_ms() - t0;
+    if (tg_ctx_status(sc) == TG_OK && tg_ctx_status(pc) == TG_OK && isfinite(*loss)) return true;
+    fprintf(stderr, "%s: step %ld failed: %s%s\n", w->name, s, tg_ctx_errmsg(sc),
+            tg_ctx_errmsg(pc));
+    return false;
+}
+
+/* The GEMMs-alone figure and the step time it is compared with, measured
+ * in turns (PAIR_BLOCK replays, then PAIR_BLOCK steps, n of each) so that
+ * the host's load, which changes within seconds here, weighs on both
+ * medians alike. The replay runs on buffers of its own, allocated after
+ * the peak RSS was read. Returns false on a failed step; leaves NaNs if
+ * the replay's buffers cannot be had. */
+#define PAIR_BLOCK 5
+static bool paired_times(const bench_workload *w, void *st, tg_ctx *pc, tg_ctx *sc, long batch,
+                         int n, int threads, double *loss, double *gemm_ms, double *step_ms)
+{
+    static bench_gemm g[MAX_GEMMS];
+    *gemm_ms = *step_ms = NAN;
+    int ng = w->gemms(st, batch, g, MAX_GEMMS);
+    replay r;
+    if (ng <= 0 || !replay_init(&r, g, ng)) return true;
+    double *tr = calloc((size_t)n, sizeof *tr), *ts = calloc((size_t)n, sizeof *ts);
+    bool ok = tr && ts;
+    if (ok) {
+        (void)replay_run(&r, threads); /* warm-up: OpenBLAS's threads and buffer */
+        (void)replay_run(&r, threads);
+    }
+    for (int i0 = 0; ok && i0 < n; i0 += PAIR_BLOCK) {
+        int m = n - i0 < PAIR_BLOCK ? n - i0 : PAIR_BLOCK;
+        for (int i = i0; i < i0 + m; i++) tr[i] = replay_run(&r, threads);
+        for (int i = i0; ok && i < i0 + m; i++) ok = timed_step(w, st, pc, sc, i, loss, &ts[i]);
+    }
+    if (ok && tr && ts) {
+        *gemm_ms = median(tr, n);
+        *step_ms = median(ts, n);
+    }
+    free(tr);
+    free(ts);
+    replay_free(&r);
+    return ok || !tr || !ts;
+}
+
 int bench_main(int argc, char **argv, const bench_workload *w)
 {
     long batch = (long)w->default_batch, threads = 1, steps = 100, warmup = 10;
@@ -211,6 +277,15 @@ int bench_main(int argc, char **argv, const bench_workload *w)
     if (tiny) {
         steps = 3;
         warmup = 2;
+    }
+    if (threads > 1 && gemm && w->gemms && !getenv("OPENBLAS_THREAD_TIMEOUT")) {
+        /* OpenBLAS's idle threads spin for 2^28 cycles (about 0.1 s) after
+         * each GEMM before they sleep, so after a replay block they would
+         * take the second core from the steps that follow (ms_paired 1.9x
+         * ms_median at 2 threads). 2^22 cycles is still far longer than any
+         * gap between the replay's GEMMs. OpenBLAS reads this when it is
+         * loaded, so the program starts again with it set. */
+        if (setenv("OPENBLAS_THREAD_TIMEOUT", "22", 1) == 0) execv("/proc/self/exe", argv);
     }
 
     long rss_start = status_kb("VmRSS"); /* the binary and its libraries */
@@ -237,15 +312,8 @@ int bench_main(int argc, char **argv, const bench_workload *w)
     unsigned long long allocs0 = 0;
     for (long s = -warmup; s < steps; s++) {
         if (s == 0) allocs0 = k.allocs;
-        double t0 = now_ms();
-        tg_ctx_reset(sc);
-        loss = w->step(st, sc);
-        double dt = now_ms() - t0;
-        if (tg_ctx_status(sc) != TG_OK || tg_ctx_status(pc) != TG_OK || !isfinite(loss)) {
-            fprintf(stderr, "%s: step %ld failed: %s%s\n", w->name, s, tg_ctx_errmsg(sc),
-                    tg_ctx_errmsg(pc));
-            goto out;
-        }
+        double dt;
+        if (!timed_step(w, st, pc, sc, s, &loss, &dt)) goto out;
         if (s >= 0) t[s] = dt;
         if (s == -warmup) hwm_first = status_kb("VmHWM"); /* the first step, untimed */
     }
@@ -255,17 +323,15 @@ int bench_main(int argc, char **argv, const bench_workload *w)
     double ms = median(t, (int)steps);
 
     long peak = status_kb("VmHWM"); /* before the GEMM replay, whose buffers are not the step's */
-    double gemm_ms = NAN;
-    if (gemm && w->gemms) {
-        static bench_gemm g[MAX_GEMMS];
-        int ng = w->gemms(st, batch, g, MAX_GEMMS);
-        if (ng > 0) gemm_ms = time_gemms(g, ng, tiny ? 2 : (int)(steps < 50 ? 50 : steps), (int)threads);
-    }
+    double gemm_ms = NAN, paired_ms = NAN;
+    if (gemm && w->gemms && !paired_times(w, st, pc, sc, batch, tiny ? 2 : (int)steps,
+                                          (int)threads, &loss, &gemm_ms, &paired_ms))
+        goto out;
     printf("{\"bench\": \"%s\", \"batch\": %ld, \"threads\": %ld, \"steps\": %ld, "
            "\"ms_median\": %.6g, \"ms_min\": %.6g, \"samples_per_s\": %.6g, ",
            w->name, batch, threads, steps, ms, ms_min, (double)batch * 1e3 / ms);
-    if (isnan(gemm_ms)) printf("\"gemm_ms\": null, ");
-    else printf("\"gemm_ms\": %.6g, ", gemm_ms);
+    if (isnan(gemm_ms)) printf("\"gemm_ms\": null, \"ms_paired\": null, ");
+    else printf("\"gemm_ms\": %.6g, \"ms_paired\": %.6g, ", gemm_ms, paired_ms);
     printf("\"peak_rss_kb\": %ld, \"rss_start_kb\": %ld, \"rss_setup_kb\": %ld, "
            "\"peak_rss_first_step_kb\": %ld, \"param_used_kb\": %zu, \"param_reserved_kb\": %zu, "
            "\"step_used_kb\": %zu, \"step_reserved_kb\": %zu, ",

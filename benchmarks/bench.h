@@ -6,11 +6,12 @@
  * command line, builds the model in a persistent context and the step in a
  * step context (both with a counting allocator hook), runs warm-up and
  * timed steps, optionally times the step's GEMMs alone through raw
- * cblas_sgemm, and prints one JSON line of figures on stdout:
+ * cblas_sgemm in turns with more steps (ms_paired: the step time to
+ * compare gemm_ms with), and prints one JSON line of figures on stdout:
  *
  *   {"bench": "mlp", "batch": 128, "threads": 1, "steps": 200,
  *    "ms_median": ..., "ms_min": ..., "samples_per_s": ...,
- *    "gemm_ms": ..., "peak_rss_kb": ..., "allocs_per_step": ..., "loss": ...}
+ *    "gemm_ms": ..., "ms_paired": ..., "peak_rss_kb": ..., "allocs_per_step": ..., "loss": ...}
  *
  * Options: --batch N, --threads N (tapegrad's and OpenBLAS's budget),
  * --steps N (timed), --warmup N, --tiny (a few steps: the CI smoke run),

@@ -106,9 +106,16 @@ def main():
             setting, pt = min(pts, key=lambda kv: med(kv[1], 'ms_median'))
             row = {'bench': name, 'batch': batch, 'threads': t, 'torch_setting': setting,
                    'tg_ms': med(tg, 'ms_median'), 'pt_ms': med(pt, 'ms_median'),
-                   'gemm_ms': med(tg, 'gemm_ms'), 'tg_rss_kb': med(tg, 'peak_rss_kb'),
+                   'gemm_ms': med(tg, 'gemm_ms'), 'paired_ms': med(tg, 'ms_paired'),
+                   'tg_rss_kb': med(tg, 'peak_rss_kb'),
                    'pt_rss_kb': med(pt, 'peak_rss_kb'), 'allocs': med(tg, 'allocs_per_step')}
-            row['speedup'] = row['pt_ms'] / row['tg_ms']
+            # each round's PyTorch run over the tapegrad run just before it,
+            # then the median: the pairs share the host's load of the moment
+            row['speedup'] = statistics.median(p['ms_median'] / t['ms_median']
+                                               for t, p in zip(tg, pt))
+            # the step against its GEMMs alone, both timed in turns in one
+            # process (bench.c's paired_times)
+            row['step_gemm'] = (row['paired_ms'] / row['gemm_ms']) if row['gemm_ms'] else None
             row['pt_rss_net_kb'] = row['pt_rss_kb'] - import_kb
             # the same subtraction on our side: the process once its binary
             # and libraries are loaded, before any tensor
@@ -142,7 +149,7 @@ def print_table(rows, import_kb, rounds):
             r['bench'], str(r['batch']), str(r['threads']), fmt_ms(r['tg_ms']), fmt_ms(r['pt_ms']),
             '%.0f' % (r['batch'] * 1e3 / r['tg_ms']), '%.0f' % (r['batch'] * 1e3 / r['pt_ms']),
             '%.2fx' % r['speedup'], fmt_ms(gm) if gm else '-',
-            '%.2f' % (r['tg_ms'] / gm) if gm else '-', '%.1f' % (r['tg_rss_kb'] / 1024),
+            '%.2f' % r['step_gemm'] if gm else '-', '%.1f' % (r['tg_rss_kb'] / 1024),
             '%.1f' % (r['tg_rss_net_kb'] / 1024), '%.1f' % (r['pt_rss_kb'] / 1024), '%.1f' % (r['pt_rss_net_kb'] / 1024),
             '%g' % r['allocs'], r['torch_setting']]) + ' |')
     print('(chain: batch = ops in the chain; per op tapegrad %s, PyTorch %s; torch thr = '
@@ -168,8 +175,8 @@ def print_targets(rows):
     for t in (1, 2):
         m = get('mlp', 128, t)
         if m and m['gemm_ms']:
-            checks.append(('MLP b128 %dt: step <= 1.15x GEMMs alone' % t, m['tg_ms'] / m['gemm_ms'] <= 1.15,
-                           '%.2fx' % (m['tg_ms'] / m['gemm_ms'])))
+            checks.append(('MLP b128 %dt: step <= 1.15x GEMMs alone' % t, m['step_gemm'] <= 1.15,
+                           '%.2fx' % m['step_gemm']))
         if m:
             need = 1.7 if t == 1 else 1.0
             checks.append(('MLP b128 %dt: >= %.1fx PyTorch throughput' % (t, need),
