@@ -157,6 +157,59 @@ START_TEST(test_rewind_forgets_young_storage)
 }
 END_TEST
 
+/* How many blocks c's free list holds, and whether one starts at data. */
+static int free_count(const tg_ctx *c, const void *data, bool *found)
+{
+    int n = 0;
+    *found = false;
+    for (const struct tg__free_block *b = c->free_blocks; b; b = *(void *const *)(const void *)b) {
+        n++;
+        if ((const void *)b == data) *found = true;
+    }
+    return n;
+}
+
+/* Scratch that took a block off the free list (a gradient the walk gave
+ * back, or an activation tg_recompute_later did) gives it back at the
+ * rewind, in a walk and out of one, once even if the scratch tensor gave
+ * it back itself; without that the block was lost to the rest of the step
+ * (tg_gelu_linear's blocks in GPT's backward: 2 MB of arena). */
+START_TEST(test_rewind_returns_taken_blocks)
+{
+    for (int walk = 0; walk < 2; walk++)
+        for (int self = 0; self < 1 + walk; self++) {
+            tg_ctx *c = tu_ctx();
+            c->recycling = true;
+            tg_tensor *a = tg__empty_valid(c, TG_F32, 1, (int64_t[]){16384});
+            ck_assert_ptr_nonnull(a);
+            char *data = a->st->data;
+            tg__recycle_give(c, a->st);
+            tg__recycle_settle(c);
+            c->recycling = walk;
+            bool found;
+            ck_assert_int_eq(free_count(c, data, &found), 1);
+            tg__arena_pos m = tg__arena_mark(c);
+            tg_tensor *b = tg__empty_valid(c, TG_F32, 1, (int64_t[]){12000});
+            ck_assert_ptr_nonnull(b);
+            ck_assert_ptr_eq(b->st->data, data); /* off the free list */
+            ck_assert_int_eq(free_count(c, data, &found), 0);
+            if (self) { /* the walk gave it back before the rewind */
+                tg__recycle_give(c, b->st);
+                tg__recycle_settle(c);
+            }
+            tg__arena_rewind(c, m);
+            ck_assert_int_eq(free_count(c, data, &found), 1);
+            ck_assert(found);
+            size_t used = tg_ctx_bytes_used(c);
+            tg_tensor *d = tg__empty_valid(c, TG_F32, 1, (int64_t[]){16384});
+            ck_assert_ptr_eq(d->st->data, data); /* reused, not new arena */
+            ck_assert_uint_lt(tg_ctx_bytes_used(c) - used, 1024);
+            c->recycling = false;
+            tg_ctx_free(c);
+        }
+}
+END_TEST
+
 /* Rewinding past a recorded node would free the node: TG_ASSERT aborts. */
 START_TEST(test_rewind_across_node_aborts)
 {
@@ -179,6 +232,7 @@ Suite *arena_suite(void)
     tcase_add_test(tc, test_rewind_to_empty_arena);
     tcase_add_test(tc, test_steady_step_with_scratch);
     tcase_add_test(tc, test_rewind_forgets_young_storage);
+    tcase_add_test(tc, test_rewind_returns_taken_blocks);
     /* A test that aborts needs its own process: not under CK_FORK=no
      * (valgrind), where it would end the whole run. */
     const char *fork = getenv("CK_FORK");

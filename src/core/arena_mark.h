@@ -27,12 +27,16 @@ typedef struct {
     size_t used;      /* bytes handed out since the reset */
     int64_t tape_n, tape_cap;
     void *young;      /* c->young then (see tg__recycle_young) */
+    void *taken;      /* c->taken then */
 } tg__arena_pos;
 
 /* The arena's position now. */
 tg__arena_pos tg__arena_mark(const tg_ctx *c);
 
-/* Frees every arena allocation made on c since m, for reuse. */
+/* Frees every arena allocation made on c since m, for reuse; a block that
+ * a tensor made since m took off the free list of blocks given back (see
+ * tg__recycle_give) goes back on it, unless the tensor gave it back
+ * itself. */
 void tg__arena_rewind(tg_ctx *c, tg__arena_pos m);
 
 #endif /* TG_ARENA_MARK_H */

@@ -70,6 +70,9 @@ struct tg_ctx {
                                             else reads it (tg__ew_grad) */
     void *young;                         /* recyclable storage made since the walk
                                             last looked (tg__recycle_young) */
+    void *taken;                         /* storage whose data block came off
+                                            free_blocks, newest first (see
+                                            tg__arena_rewind) */
 
     tg_status status;
     char msg[512];
@@ -183,5 +186,10 @@ void tg__profile_mark(tg_ctx *c); /* later charges count from now */
 void tg__gemm(tg_ctx *c, bool f64, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
               double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
               double beta, void *cmat, int64_t ldc);
+
+/* (tensor.c) For tg__arena_rewind: gives back to c's free list the data
+ * block of every storage on c->taken newer than upto that has not given it
+ * back itself, and leaves c->taken at upto. */
+void tg__recycle_untake(tg_ctx *c, void *upto);
 
 #endif /* TG_CORE_IMPL_H */

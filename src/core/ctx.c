@@ -146,6 +146,7 @@ void tg_ctx_reset(tg_ctx *c)
     c->free_blocks = NULL;
     c->given = NULL;
     c->young = NULL;
+    c->taken = NULL;
     if (c->head && c->head->next) {
         /* Merge all blocks into one so the next identical step fits. On
          * failure keep the old blocks: correctness does not depend on it. */
@@ -222,7 +223,7 @@ void *tg__arena_calloc(tg_ctx *c, size_t count, size_t size)
 
 tg__arena_pos tg__arena_mark(const tg_ctx *c)
 {
-    return (tg__arena_pos){c->cur, c->bump, c->used, c->tape.n, c->tape.cap, c->young};
+    return (tg__arena_pos){c->cur, c->bump, c->used, c->tape.n, c->tape.cap, c->young, c->taken};
 }
 
 /* Blocks after the mark's block hold only allocations made since the mark,
@@ -231,6 +232,9 @@ tg__arena_pos tg__arena_mark(const tg_ctx *c)
 void tg__arena_rewind(tg_ctx *c, tg__arena_pos m)
 {
     TG_ASSERT(m.used <= c->used && m.tape_n == c->tape.n && m.tape_cap == c->tape.cap);
+    /* the storage headers since the mark are read before anything reuses
+     * their memory: nothing is allocated in between */
+    tg__recycle_untake(c, m.taken);
     use_chunk(c, m.chunk);
     if (m.chunk) c->bump = m.bump;
     c->used = m.used;

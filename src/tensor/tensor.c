@@ -177,6 +177,19 @@ void tg__recycle_settle(tg_ctx *c)
     }
 }
 
+void tg__recycle_untake(tg_ctx *c, void *upto)
+{
+    for (tg__storage *st = c->taken; st && st != upto; st = st->taken) {
+        /* given back already: by a walk (block cleared) or released */
+        if (st->released || (st->took_block && !st->block)) continue;
+        tg__free_block *b = (tg__free_block *)(void *)st->data;
+        b->size = st->cap;
+        b->next = c->free_blocks;
+        c->free_blocks = b;
+    }
+    c->taken = upto;
+}
+
 void tg__recycle_young(tg_ctx *c)
 {
     for (tg__storage *st = c->young; st; st = st->young)
@@ -231,6 +244,11 @@ tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shap
      * goes past ndim. */
     size_t block = c->recycling && nbytes >= TG__RECYCLE_MIN ? cap : 0;
     *st = (tg__storage){.data = data, .nbytes = nbytes, .cap = cap, .block = block};
+    if (mem + HEAD_BYTES != data) { /* a block off the free list */
+        st->taken = c->taken;
+        st->took_block = block != 0;
+        c->taken = st;
+    }
     if (block) {
         st->young = c->young;
         c->young = st;

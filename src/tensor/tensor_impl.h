@@ -27,6 +27,9 @@ typedef struct tg__storage {
     bool released;    /* its data block was given back: data holds garbage */
     bool retained;    /* tg_retain: never released */
     struct tg__storage *young; /* the next older one on c->young */
+    struct tg__storage *taken; /* the next older one on c->taken, when data is a
+                                  block taken off the free list */
+    bool took_block;  /* ...and block was set then (else 0 from the start) */
     const struct tg__node *remake; /* tg_recompute_later: the node whose forward
                                       refills data when a backward reads it */
 } tg__storage;
