@@ -16,7 +16,7 @@
 #define L 2
 
 typedef struct {
-    tg_module *wte, *wpe, *ln1[L], *attn[L], *ln2[L], *fc[L], *proj[L], *lnf, *head;
+    tg_module *wte, *wpe, *ln1[L], *attn[L], *ln2[L], *mlp[L], *lnf, *head;
     tg_optim *opt;
     tg_tensor *idx, *pos, *tgt;
     int64_t batch;
@@ -33,8 +33,13 @@ static void *setup(tg_ctx *pc, int64_t batch)
         s.ln1[l] = tg_nn_layer_norm_new(m, tg_model_name(m, "h%d.ln1", l), 1, (const int64_t[]){D}, 1e-5, true);
         s.attn[l] = tg_nn_mha_new(m, tg_model_name(m, "h%d.attn", l), D, H, true, true);
         s.ln2[l] = tg_nn_layer_norm_new(m, tg_model_name(m, "h%d.ln2", l), 1, (const int64_t[]){D}, 1e-5, true);
-        s.fc[l] = tg_nn_linear_new(m, tg_model_name(m, "h%d.fc", l), D, 4 * D, true);
-        s.proj[l] = tg_nn_linear_new(m, tg_model_name(m, "h%d.proj", l), 4 * D, D, true);
+        /* Sequential runs the GELU and proj as one tg_gelu_linear */
+        s.mlp[l] = tg_nn_sequential_new(m, tg_model_name(m, "h%d.mlp", l));
+        tg_nn_sequential_add(s.mlp[l], tg_nn_linear_new(m, tg_model_name(m, "h%d.mlp.0", l), D,
+                                                        4 * D, true));
+        tg_nn_sequential_add(s.mlp[l], tg_nn_gelu_new(m));
+        tg_nn_sequential_add(s.mlp[l], tg_nn_linear_new(m, tg_model_name(m, "h%d.mlp.2", l),
+                                                        4 * D, D, true));
     }
     s.lnf = tg_nn_layer_norm_new(m, "ln_f", 1, (const int64_t[]){D}, 1e-5, true);
     s.head = tg_nn_linear_new(m, "head", D, V, false);
@@ -53,8 +58,9 @@ static void *setup(tg_ctx *pc, int64_t batch)
 
 /* Activations go back to the arena once the forward is done with them
  * (bench_give_back): the residual summands and the token embeddings (no
- * backward reads them), the layer norms' outputs and the GELU's (their
- * backwards recompute them, a few percent of the step). */
+ * backward reads them) and the layer norms' outputs (their backwards
+ * recompute them, a few percent of the step). The GELU's output never
+ * exists whole: the MLP's Sequential runs GELU + proj as tg_gelu_linear. */
 static double step(void *st, tg_ctx *sc)
 {
     gpt *s = st;
@@ -68,11 +74,8 @@ static double step(void *st, tg_ctx *sc)
         x = tg_add(sc, x, a);
         bench_give_back(a);
         h = tg_module_forward(sc, s->ln2[l], x);
-        tg_tensor *f = tg_module_forward(sc, s->fc[l], h);
+        tg_tensor *p = tg_module_forward(sc, s->mlp[l], h);
         bench_give_back(h);
-        tg_tensor *g = tg_gelu(sc, f);
-        tg_tensor *p = tg_module_forward(sc, s->proj[l], g);
-        bench_give_back(g);
         x = tg_add(sc, x, p);
         bench_give_back(p);
     }

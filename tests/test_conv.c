@@ -811,6 +811,114 @@ START_TEST(test_linear_add)
 }
 END_TEST
 
+/* t's bytes (malloc'ed, *nb of them) */
+static void *raw_of(const tg_tensor *t, size_t *nb)
+{
+    ck_assert_ptr_nonnull(t);
+    *nb = (size_t)tg_numel(t) * tg_dtype_size(tg_tensor_dtype(t));
+    void *p = malloc(*nb ? *nb : 1);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(tg_copy_out(t, p, *nb), TG_OK);
+    return p;
+}
+
+/* element i of n bytes of dtype dt's elements at p, as a double */
+static double elem_of(const void *p, tg_dtype dt, size_t i)
+{
+    return dt == TG_F64 ? ((const double *)p)[i] : (double)((const float *)p)[i];
+}
+
+/* tg_gelu_linear against tg_linear(tg_gelu(x)) on rows that take several
+ * of its blocks (700 rows of 200: 327, 327 and 46), for x contiguous, a
+ * column slice (row stride 256) and a transposed view, f32 and f64, with
+ * and without bias, gradients of sum(y * y): the output and every gradient
+ * within rounding of the two ops' (BLAS may sum a block's rows in another
+ * order than one call's, and W's gradient is summed block by block), and
+ * every bit the same at 1 and 3 threads. */
+START_TEST(test_gelu_linear)
+{
+    const int64_t R = 700, IN = 200, OUT = 24;
+    tg_dtype dt = (_i & 1) ? TG_F64 : TG_F32;
+    int layout = (_i >> 1) % 3;
+    bool bias = _i < 6;
+    void *got[3][4] = {{NULL}}; /* unfused; fused at 1 thread; at 3: y, dx, dW, db */
+    size_t nb[4] = {0};
+    for (int run = 0; run < 3; run++) {
+        tg_ctx *c = tu_ctx();
+        tu_assert_status(tg_ctx_set_threads(c, run == 2 ? 3 : 1), TG_OK);
+        double *h;
+        tg_tensor *src = layout == 0   ? mk(c, dt, 2, (const int64_t[]){R, IN}, 1, &h)
+                         : layout == 1 ? mk(c, dt, 2, (const int64_t[]){R, 256}, 1, &h)
+                                       : mk(c, dt, 2, (const int64_t[]){IN, R}, 1, &h);
+        free(h);
+        tg_tensor *w = mk(c, dt, 2, (const int64_t[]){OUT, IN}, 2, &h);
+        free(h);
+        tg_tensor *b = bias ? mk(c, dt, 1, (const int64_t[]){OUT}, 3, &h) : NULL;
+        if (b) free(h);
+        tg_set_requires_grad(src, true);
+        tg_set_requires_grad(w, true);
+        if (b) tg_set_requires_grad(b, true);
+        tg_tensor *x = layout == 0   ? src
+                       : layout == 1 ? tg_slice(c, src, 1, 0, IN, 1)
+                                     : tg_transpose(c, src, 0, 1);
+        tg_tensor *y = run == 0 ? tg_linear(c, tg_gelu(c, x), w, b) : tg_gelu_linear(c, x, w, b);
+        tu_assert_ok(c);
+        ck_assert_int_eq(tg_tensor_op(y), run == 0 ? TG_OP_LINEAR : TG_OP_GELU_LINEAR);
+        tu_assert_status(tg_backward(c, tg_sum(c, tg_mul(c, y, y))), TG_OK);
+        tg_tensor *outs[4] = {y, tg_grad(src), tg_grad(w), b ? tg_grad(b) : NULL};
+        for (int k = 0; k < 4 && outs[k]; k++) got[run][k] = raw_of(outs[k], &nb[k]);
+        tg_ctx_free(c);
+    }
+    for (int k = 0; k < 4 && got[0][k]; k++) {
+        ck_assert_msg(memcmp(got[1][k], got[2][k], nb[k]) == 0,
+                      "output %d differs between 1 and 3 threads", k);
+        double d = 0, mag = 0;
+        for (size_t i = 0; i < nb[k] / tg_dtype_size(dt); i++) {
+            double u = elem_of(got[0][k], dt, i), f = elem_of(got[1][k], dt, i);
+            d = fmax(d, fabs(u - f));
+            mag = fmax(mag, fabs(u));
+        }
+        ck_assert_msg(d <= (dt == TG_F32 ? 2e-6 : 1e-14) * mag,
+                      "output %d: %g off the two ops' (largest %g)", k, d, mag);
+    }
+    for (int r = 0; r < 3; r++)
+        for (int k = 0; k < 4; k++) free(got[r][k]);
+}
+END_TEST
+
+/* tg_gelu_linear's errors: linear's, and a dtype gelu cannot take */
+START_TEST(test_gelu_linear_errors)
+{
+    tg_ctx *c = tu_ctx();
+    tg_tensor *x = tg_tensor_new(c, TG_F32, 2, (const int64_t[]){3, 4});
+    tg_tensor *w = tg_tensor_new(c, TG_F32, 2, (const int64_t[]){5, 3});
+    expect_err(c, tg_gelu_linear(c, x, w, NULL), TG_ERR_SHAPE,
+               "tg_gelu_linear: x [3,4] W [5,3] b none: in features 4 != W's 3");
+    tg_tensor *w4 = tg_tensor_new(c, TG_F32, 2, (const int64_t[]){5, 4});
+    expect_err(c, tg_gelu_linear(c, x, w4, tg_tensor_new(c, TG_F32, 1, (const int64_t[]){4})),
+               TG_ERR_SHAPE, "bias must be [5]");
+    expect_err(c, tg_gelu_linear(c, x, w4, tg_tensor_new(c, TG_F64, 1, (const int64_t[]){5})),
+               TG_ERR_DTYPE, "tg_gelu_linear");
+    expect_err(c, tg_gelu_linear(c, x, NULL, NULL), TG_ERR_INVALID, "tg_gelu_linear");
+    expect_err(c, tg_gelu_linear(c, NULL, w4, NULL), TG_ERR_INVALID, "tg_gelu_linear");
+    tg_tensor *xi = tg_tensor_new(c, TG_I64, 2, (const int64_t[]){3, 4});
+    expect_err(c, tg_gelu_linear(c, xi, w4, NULL), TG_ERR_DTYPE, "tg_gelu_linear");
+    tg_tensor *y = tg_gelu_linear(c, x, w4, NULL); /* zeros in, zeros out */
+    ck_assert_ptr_nonnull(y);
+    ck_assert_double_eq(tg_get(y, (const int64_t[]){2, 4}), 0.0);
+    /* empty rows and an empty inner dimension: the bias alone, or zeros */
+    tg_tensor *b5 = tg_full(c, TG_F32, 1, (const int64_t[]){5}, 2.0);
+    y = tg_gelu_linear(c, tg_tensor_new(c, TG_F32, 2, (const int64_t[]){3, 0}),
+                       tg_tensor_new(c, TG_F32, 2, (const int64_t[]){5, 0}), b5);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_double_eq(tg_get(y, (const int64_t[]){1, 3}), 2.0);
+    ck_assert_int_eq(tg_numel(tg_gelu_linear(c, tg_tensor_new(c, TG_F32, 2, (const int64_t[]){0, 4}),
+                                             w4, b5)), 0);
+    tu_assert_ok(c);
+    tg_ctx_free(c);
+}
+END_TEST
+
 START_TEST(test_pool_errors)
 {
     tg_ctx *c = tu_ctx();
@@ -920,6 +1028,8 @@ Suite *conv_suite(void)
     tcase_add_test(tc, test_conv_errors);
     tcase_add_test(tc, test_linear_errors);
     tcase_add_test(tc, test_linear_add);
+    tcase_add_loop_test(tc, test_gelu_linear, 0, 12);
+    tcase_add_test(tc, test_gelu_linear_errors);
     tcase_add_test(tc, test_pool_errors);
     suite_add_tcase(s, tc);
 

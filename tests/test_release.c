@@ -564,6 +564,31 @@ static tg_tensor *seq_forward(tg_ctx *c, tg_module *seq, tg_module *const *kids,
     return y;
 }
 
+/* y's elements into out (nout of them), then the gradients of sum(y * y)
+ * into g (cap values: every parameter's, in order). */
+static void out_and_grads(tg_ctx *c, tg_tensor *y, double *out, int64_t nout,
+                          tg_tensor *const *params, int np, double *g, int64_t cap)
+{
+    ck_assert_int_eq(tg_numel(y), nout);
+    for (int64_t k = 0; k < nout; k++) out[k] = tg__get_flat(y, k);
+    ck_assert_int_eq(tg_backward(c, tg_sum(c, tg_mul(c, y, y))), TG_OK);
+    ck_assert_int_eq(take_grads_of(params, np, g, cap), cap);
+}
+
+/* The fused run (1) against the children's one by one (0): the same
+ * output and gradients bit for bit, and a forward at least saved bytes
+ * smaller. */
+static void assert_fused_same(const double *out0, const double *out1, size_t out_bytes,
+                              const double *g0, const double *g1, size_t g_bytes,
+                              const size_t *fwd_bytes, size_t saved)
+{
+    ck_assert(memcmp(out0, out1, out_bytes) == 0);
+    ck_assert(memcmp(g0, g1, g_bytes) == 0);
+    ck_assert_msg(fwd_bytes[1] + saved <= fwd_bytes[0],
+                  "Sequential's forward took %zu bytes, the children one by one %zu",
+                  fwd_bytes[1], fwd_bytes[0]);
+}
+
 /* Sequential runs a Conv2d and the ReLU after it as one tg_conv2d_relu:
  * the output and the gradients are the children's one by one, bit for bit
  * (f32 and f64), with at least the first convolution's output less in the
@@ -598,19 +623,48 @@ START_TEST(test_sequential_fuses_conv_relu)
         tg_tensor *x = tg_scale(c, x0, 0.5); /* an op's output */
         tg_tensor *y = seq_forward(c, seq, kids, 5, r, x, &fwd_bytes[r]);
         ck_assert(!tg_is_released(x));
-        ck_assert_int_eq(tg_numel(y), (int64_t)(sizeof out[0] / sizeof out[0][0]));
-        for (int64_t k = 0; k < tg_numel(y); k++) out[r][k] = tg__get_flat(y, k);
-        ck_assert_int_eq(tg_backward(c, tg_sum(c, tg_mul(c, y, y))), TG_OK);
-        int64_t cap = (int64_t)(sizeof g[0] / sizeof g[0][0]);
-        ck_assert_int_eq(take_grads_of(params, np, g[r], cap), cap);
+        out_and_grads(c, y, out[r], (int64_t)(sizeof out[0] / sizeof out[0][0]), params, np,
+                      g[r], (int64_t)(sizeof g[0] / sizeof g[0][0]));
         tg_ctx_free(c);
     }
-    ck_assert(memcmp(out[0], out[1], sizeof out[0]) == 0);
-    ck_assert(memcmp(g[0], g[1], sizeof g[0]) == 0);
-    size_t conv1 = (size_t)3 * 4 * 8 * 8 * tg_dtype_size(dt);
-    ck_assert_msg(fwd_bytes[1] + conv1 <= fwd_bytes[0],
-                  "Sequential's forward took %zu bytes, the children one by one %zu",
-                  fwd_bytes[1], fwd_bytes[0]);
+    assert_fused_same(out[0], out[1], sizeof out[0], g[0], g[1], sizeof g[0], fwd_bytes,
+                      (size_t)3 * 4 * 8 * 8 * tg_dtype_size(dt)); /* the first conv's output */
+    tg_ctx_free(pc);
+}
+END_TEST
+
+/* Sequential runs a GELU and the Linear after it as one tg_gelu_linear:
+ * at a size of one block (32 rows of 64) the output and the gradients are
+ * the children's one by one, bit for bit (f32 and f64: the same GEMM calls
+ * on the same operands), with at least the GELU's output less in the
+ * forward. */
+START_TEST(test_sequential_fuses_gelu_linear)
+{
+    tg_dtype dt = _i ? TG_F64 : TG_F32;
+    tg_ctx *pc = tu_ctx();
+    tg_ctx_seed(pc, 5);
+    tg_model *m = tg_model_new(pc);
+    tu_assert_status(tg_model_set_dtype(m, dt), TG_OK);
+    tg_module *seq = tg_nn_sequential_new(m, "seq");
+    tg_module *kids[3] = {tg_nn_linear_new(m, "seq.0", 16, 64, true), tg_nn_gelu_new(m),
+                          tg_nn_linear_new(m, "seq.2", 64, 16, true)};
+    for (int i = 0; i < 3; i++) ck_assert_int_eq(tg_nn_sequential_add(seq, kids[i]), TG_OK);
+    tu_assert_ok(pc);
+    int np = tg_model_nparams(m);
+    tg_tensor *const *params = tg_model_params(m);
+    static double g[2][16 * 64 + 64 + 64 * 16 + 16], out[2][32 * 16];
+    size_t fwd_bytes[2];
+    for (int r = 0; r < 2; r++) {
+        tg_ctx *c = tu_ctx();
+        tg_tensor *x = filled(c, dt, TG_SHAPE(32, 16), 9, 1.0);
+        tg_tensor *y = seq_forward(c, seq, kids, 3, r, x, &fwd_bytes[r]);
+        ck_assert_int_eq(tg_tensor_op(y), r ? TG_OP_GELU_LINEAR : TG_OP_LINEAR);
+        out_and_grads(c, y, out[r], (int64_t)(sizeof out[0] / sizeof out[0][0]), params, np,
+                      g[r], (int64_t)(sizeof g[0] / sizeof g[0][0]));
+        tg_ctx_free(c);
+    }
+    assert_fused_same(out[0], out[1], sizeof out[0], g[0], g[1], sizeof g[0], fwd_bytes,
+                      (size_t)32 * 64 * tg_dtype_size(dt)); /* the GELU's output */
     tg_ctx_free(pc);
 }
 END_TEST
@@ -666,6 +720,7 @@ Suite *release_suite(void)
     tcase_add_test(tc, test_fail_inside_recompute);
     tcase_add_test(tc, test_sequential_gives_back_unread);
     tcase_add_loop_test(tc, test_sequential_fuses_conv_relu, 0, 2);
+    tcase_add_loop_test(tc, test_sequential_fuses_gelu_linear, 0, 2);
     tcase_add_test(tc, test_custom_op_releases_nothing);
     tcase_add_test(tc, test_fail_inside_release_walk);
     suite_add_tcase(s, tc);

@@ -132,6 +132,11 @@ tg_tensor *tg__nn_layer_forward(tg_ctx *c, tg_module *mod, tg_tensor *x);
  * tg_module_forward(relu, tg_module_forward(conv, x)) gives, bit for bit,
  * with one output tensor instead of two. Errors named as the conv's. */
 tg_tensor *tg__nn_conv2d_relu_forward(tg_ctx *c, tg_module *conv, tg_tensor *x);
+/* A GELU module and the Linear after it, as one tg_gelu_linear: what
+ * tg_module_forward(linear, tg_module_forward(gelu, x)) gives within
+ * rounding, with no tensor for the GELU's output. Errors named as the
+ * linear's. */
+tg_tensor *tg__nn_gelu_linear_forward(tg_ctx *c, tg_module *linear, tg_tensor *x);
 tg_tensor *tg__nn_rnn_seq_forward(tg_ctx *c, tg_module *mod, tg_tensor *x);
 tg_tensor *tg__nn_mha_self_forward(tg_ctx *c, tg_module *mod, tg_tensor *x);
 

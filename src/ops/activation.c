@@ -138,6 +138,21 @@ TG__VEC_CLONES static void gelu_grad_f32(int64_t n, const float *restrict px,
     }
 }
 
+void tg__gelu_grad_run(bool f64, int64_t n, const void *x, const void *y, const void *dout,
+                       void *o)
+{
+    if (!f64) {
+        gelu_grad_f32(n, x, y, dout, o);
+        return;
+    }
+    const double *px = x, *py = y, *pd = dout;
+    double *po = o;
+    for (int64_t i = 0; i < n; i++) {
+        double v = px[i], phi = fabs(v) > 1e-20 ? py[i] / v : 0.5;
+        po[i] = pd[i] * (phi + v * exp(-0.5 * v * v) * TG__INV_SQRT_2PI);
+    }
+}
+
 /* gelu's gradient from the forward's output y, in one pass (f64 with
  * libm's exp), written over dout when the backward walk offers it (see
  * tg__ew_grad) or over its dense copy: element i is read, then written. */
@@ -151,19 +166,8 @@ static tg_tensor *gelu_grad(tg_ctx *c, tg_tensor *x, tg_tensor *y, tg_tensor *do
     if (dd == dout && !tg__take_spare(c, dout))
         g = tg__empty(c, "tg_gelu", x->dtype, x->ndim, x->shape);
     if (!g) return NULL;
-    int64_t n = tg__numel(x->ndim, x->shape);
-    if (x->dtype == TG_F32) {
-        gelu_grad_f32(n, (const float *)tg__ptr(xd), (const float *)tg__ptr(yd),
-                      (const float *)tg__ptr(dd), (float *)tg__ptr(g));
-    } else {
-        const double *px = (const double *)tg__ptr(xd), *py = (const double *)tg__ptr(yd);
-        const double *pd = (const double *)tg__ptr(dd);
-        double *o = (double *)tg__ptr(g);
-        for (int64_t i = 0; i < n; i++) {
-            double v = px[i], phi = fabs(v) > 1e-20 ? py[i] / v : 0.5;
-            o[i] = pd[i] * (phi + v * exp(-0.5 * v * v) * TG__INV_SQRT_2PI);
-        }
-    }
+    tg__gelu_grad_run(x->dtype == TG_F64, tg__numel(x->ndim, x->shape), tg__ptr(xd),
+                      tg__ptr(yd), tg__ptr(dd), tg__ptr(g));
     return g;
 }
 
@@ -226,10 +230,29 @@ void tg__gelu_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
         dx[0] = gelu_grad(c, x, n->out, dout);
         return;
     }
+    dx[0] = tg__gelu_grad_ops(c, x, dout);
+}
+
+tg_tensor *tg__gelu_grad_ops(tg_ctx *c, tg_tensor *x, tg_tensor *dout)
+{
     tg_tensor *cdf =
         tg_add_scalar(c, tg_scale(c, tg_erf(c, tg_scale(c, x, TG__SQRT1_2)), 0.5), 0.5);
     tg_tensor *pdf = tg_scale(c, tg_exp(c, tg_scale(c, tg_square(c, x), -0.5)), TG__INV_SQRT_2PI);
-    dx[0] = tg_mul(c, dout, tg_add(c, cdf, tg_mul(c, x, pdf)));
+    return tg_mul(c, dout, tg_add(c, cdf, tg_mul(c, x, pdf)));
+}
+
+void tg__gelu_rows(bool f64, int64_t rows, int64_t n, const char *x, int64_t rs, int64_t cs,
+                   char *o)
+{
+    const int64_t es = f64 ? (int64_t)sizeof(double) : (int64_t)sizeof(float);
+    const tg__ew_kernel k = f64 ? k_gelu_f64 : k_gelu_f32;
+    if (cs == es && rs == n * es) { /* one dense run */
+        n *= rows;
+        rows = 1;
+    }
+    for (int64_t r = 0; r < rows; r++)
+        k(n, (char *[]){o + r * n * es, (char *)(uintptr_t)(x + r * rs)}, (const int64_t[]){es, cs},
+          NULL);
 }
 
 /* y = x/2 (1 + t), t = tanh(u), u = k (x + c x^3), k = sqrt(2/pi);

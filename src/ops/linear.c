@@ -9,8 +9,14 @@
  * plus the bias instead, so "projection + something" costs one tensor.
  * Backward rules are public ops (matmul on transposed views, sum over rows,
  * reshape), so they differentiate again.
+ *
+ * tg_gelu_linear is gelu then linear with gelu(x) made GL_BLOCK elements
+ * (whole rows) at a time, each block's GEMM run while it is in cache, so
+ * no tensor ever holds all of gelu(x).
  */
 #include "ops_impl.h"
+
+#include "../core/arena_mark.h"
 
 #include <limits.h>
 #include <string.h>
@@ -184,12 +190,25 @@ static bool prefill(tg_ctx *c, tg_tensor *y, const tg_tensor *b, const tg_tensor
 }
 #undef ADD_BIAS
 
-/* x is (R, in) after folding leading dims, w is (out, in), b is (out); y is (R, out) */
-/* y = x W^T + b (+ addend): the rows pre-filled, then one GEMM with beta = 1 */
-static tg_tensor *linear_forward(tg_ctx *c, const char *fn, tg_op op, tg_tensor *x, tg_tensor *w,
-                                 tg_tensor *b, tg_tensor *addend)
+/* y's rows pre-filled (see prefill), and for an empty inner dimension
+ * finished: true when a GEMM must still add x W^T onto them (*beta for
+ * it); false when there is nothing more to do or on error (on c). */
+static bool rows_ready(tg_ctx *c, tg_tensor *y, const tg_tensor *b, const tg_tensor *addend,
+                       int64_t R, int64_t IN, int64_t OUT, double *beta)
 {
-    tg_tensor *in[4] = {x, w, b, addend};
+    if (R == 0 || OUT == 0 || !prefill(c, y, b, addend, R, OUT, beta)) return false;
+    if (IN > 0) return true;
+    if (*beta == 0.0) memset(tg__ptr(y), 0, (size_t)(R * OUT) * tg__esize(y->dtype));
+    return false;
+}
+
+/* Checks linear's inputs in[] (x, W, b, and for TG_OP_LINEAR_ADD the
+ * addend) for fn and allocates y; x's rows R (leading dims folded), IN and
+ * OUT. NULL with the error on c. */
+static tg_tensor *linear_out(tg_ctx *c, const char *fn, tg_op op, tg_tensor *const *in,
+                             int64_t *R_, int64_t *IN_, int64_t *OUT_)
+{
+    tg_tensor *x = in[0], *w = in[1], *b = in[2], *addend = op == TG_OP_LINEAR_ADD ? in[3] : NULL;
     if (!tg__check_inputs(c, fn, 2, in) || !tg__check_same_dtype(c, fn, x, w) ||
         (b && (!tg__check_inputs(c, fn, 1, &in[2]) || !tg__check_same_dtype(c, fn, x, b))))
         return NULL;
@@ -231,39 +250,53 @@ static tg_tensor *linear_forward(tg_ctx *c, const char *fn, tg_op op, tg_tensor 
                  tg__fmt_shape(sy, sizeof sy, y->ndim, y->shape));
         return NULL;
     }
-    bool f64 = x->dtype == TG_F64;
-    size_t es = tg__esize(x->dtype);
-    char *py = tg__ptr(y);
+    *R_ = R;
+    *IN_ = IN;
+    *OUT_ = OUT;
+    return y;
+}
 
+/* W [out, in] as GEMM's B = W^T (in, out): itself when its strides allow
+ * (*tb, *ldb set), else a dense copy. NULL with the error on c. */
+static tg_tensor *w_as_bt(tg_ctx *c, const char *fn, tg_tensor *w, bool *tb, int64_t *ldb)
+{
+    int64_t IN = w->shape[1], OUT = w->shape[0];
+    if (tg__mat_layout(IN, OUT, w->stride[1], w->stride[0], tb, ldb)) return w;
+    *tb = true;
+    *ldb = IN;
+    return tg__dense(c, fn, w);
+}
+
+/* x is (R, in) after folding leading dims, w is (out, in), b is (out); y is (R, out) */
+/* y = x W^T + b (+ addend): the rows pre-filled, then one GEMM with beta = 1 */
+static tg_tensor *linear_forward(tg_ctx *c, const char *fn, tg_op op, tg_tensor *x, tg_tensor *w,
+                                 tg_tensor *b, tg_tensor *addend)
+{
+    tg_tensor *in[4] = {x, w, b, addend};
+    int64_t R, IN, OUT;
+    tg_tensor *y = linear_out(c, fn, op, in, &R, &IN, &OUT);
+    if (!y) return NULL;
+    bool f64 = x->dtype == TG_F64;
+    char *py = tg__ptr(y);
     double beta;
-    if (R > 0 && OUT > 0) {
-        if (!prefill(c, y, b, addend, R, OUT, &beta)) return NULL;
-        if (IN == 0) {
-            if (beta == 0.0) memset(py, 0, (size_t)(R * OUT) * es);
-        } else {
-            /* A = x as (R, in) */
-            bool ta = false, tb = false;
-            int64_t lda = 0, ldb = 0, rs;
-            tg_tensor *xa = x;
-            if (!fold_rows(x, &rs) ||
-                !tg__mat_layout(R, IN, rs, x->stride[x->ndim - 1], &ta, &lda)) {
-                xa = tg__dense(c, fn, x);
-                if (!xa) return NULL;
-                ta = false;
-                lda = IN;
-            }
-            /* B = W^T as (in, out): strides (w's s1, w's s0) */
-            tg_tensor *wb = w;
-            if (!tg__mat_layout(IN, OUT, w->stride[1], w->stride[0], &tb, &ldb)) {
-                wb = tg__dense(c, fn, w);
-                if (!wb) return NULL;
-                tb = true;
-                ldb = IN;
-            }
-            tg__gemm(c, f64, ta, tb, R, OUT, IN, 1.0, tg__ptr(xa), lda, tg__ptr(wb), ldb, beta,
-                     py, OUT);
+    if (rows_ready(c, y, b, addend, R, IN, OUT, &beta)) {
+        /* A = x as (R, in) */
+        bool ta = false, tb = false;
+        int64_t lda = 0, ldb = 0, rs;
+        tg_tensor *xa = x;
+        if (!fold_rows(x, &rs) ||
+            !tg__mat_layout(R, IN, rs, x->stride[x->ndim - 1], &ta, &lda)) {
+            xa = tg__dense(c, fn, x);
+            if (!xa) return NULL;
+            ta = false;
+            lda = IN;
         }
+        tg_tensor *wb = w_as_bt(c, fn, w, &tb, &ldb); /* B = W^T as (in, out) */
+        if (!wb) return NULL;
+        tg__gemm(c, f64, ta, tb, R, OUT, IN, 1.0, tg__ptr(xa), lda, tg__ptr(wb), ldb, beta,
+                 py, OUT);
     }
+    if (!tg__ok(c)) return NULL;
     tg__node *n;
     if (tg__record(c, op, y, op == TG_OP_LINEAR_ADD ? 4 : 3, in, &n)) return NULL;
     return y;
@@ -450,4 +483,194 @@ void tg__linear_add_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *do
 {
     tg__linear_backward_nograph(c, n, dout, dx, defer);
     if (NEED(3) && tg__ok(c)) dx[3] = dout;
+}
+
+/* ====================================================================== */
+/* gelu_linear                                                            */
+/* ====================================================================== */
+
+/* Elements of gelu(x) that exist at once (whole rows, at least one): 256 KB
+ * of f32, 128 of GPT's 512-wide rows. A constant, so the blocks, and with
+ * them W's gradient's sums, are the same at any thread count. */
+#define GL_BLOCK 65536
+
+static int64_t gl_rows(int64_t IN)
+{
+    return IN < GL_BLOCK ? GL_BLOCK / IN : 1;
+}
+
+/* x's rows as (R, IN) with byte strides *rs and *cs: x itself when its
+ * leading dims fold, else a dense copy. NULL with the error on c. */
+static tg_tensor *rows_of(tg_ctx *c, const char *fn, tg_tensor *x, int64_t IN, int64_t *rs,
+                          int64_t *cs)
+{
+    const int64_t es = (int64_t)tg__esize(x->dtype);
+    int64_t r;
+    if (!fold_rows(x, &r)) {
+        if (!(x = tg__dense(c, fn, x))) return NULL;
+        r = IN;
+    }
+    *rs = r * es;
+    *cs = x->stride[x->ndim - 1] * es;
+    return x;
+}
+
+/* The forward's blocks of rows, split into T runs of consecutive blocks:
+ * run t makes gelu of each of its blocks in scratch t and runs the block's
+ * GEMM onto y's rows, single-threaded, so the runs go side by side. A
+ * block's GEMM is the same call whichever thread runs it. */
+typedef struct {
+    tg_ctx *c; /* lends its threads to the GEMMs when T is 1 */
+    bool f64, tb;
+    int64_t R, IN, OUT, rb, nb, T, rs, cs, ldb;
+    const char *x, *w;
+    char *y, *scratch;
+    double beta;
+} gl_fwd;
+
+static void gl_fwd_runs(void *arg, int64_t t0, int64_t t1)
+{
+    const gl_fwd *j = arg;
+    const int64_t es = j->f64 ? (int64_t)sizeof(double) : (int64_t)sizeof(float);
+    for (int64_t t = t0; t < t1; t++) {
+        char *g = j->scratch + t * j->rb * j->IN * es;
+        for (int64_t bi = t * j->nb / j->T; bi < (t + 1) * j->nb / j->T; bi++) {
+            int64_t r0 = bi * j->rb, rows = j->R - r0 < j->rb ? j->R - r0 : j->rb;
+            tg__gelu_rows(j->f64, rows, j->IN, j->x + r0 * j->rs, j->rs, j->cs, g);
+            tg__gemm(j->T == 1 ? j->c : NULL, j->f64, false, j->tb, rows, j->OUT, j->IN, 1.0, g,
+                     j->IN, j->w, j->ldb, j->beta, j->y + r0 * j->OUT * es, j->OUT);
+        }
+    }
+}
+
+/* y = gelu(x) W^T + b: the bias rows, then per block of rows gelu of the
+ * block into scratch and its GEMM onto y's rows (beta = 1) */
+tg_tensor *tg_gelu_linear(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b)
+{
+    const char *fn = "tg_gelu_linear";
+    tg_tensor *in[3] = {x, w, b};
+    int64_t R, IN, OUT;
+    if (!tg__check_inputs(c, fn, 1, in) || !tg__check_float(c, fn, x)) return NULL;
+    tg_tensor *y = linear_out(c, fn, TG_OP_GELU_LINEAR, in, &R, &IN, &OUT);
+    if (!y) return NULL;
+    size_t es = tg__esize(x->dtype);
+    double beta;
+    if (rows_ready(c, y, b, NULL, R, IN, OUT, &beta)) {
+        const tg__arena_pos m = tg__arena_mark(c); /* copies and gelu's blocks */
+        gl_fwd j = {.c = c, .f64 = x->dtype == TG_F64, .R = R, .IN = IN, .OUT = OUT,
+                    .rb = gl_rows(IN), .y = tg__ptr(y), .beta = beta};
+        j.nb = (R + j.rb - 1) / j.rb;
+        j.T = tg_ctx_threads(c) < j.nb ? tg_ctx_threads(c) : j.nb;
+        tg_tensor *xr = rows_of(c, fn, x, IN, &j.rs, &j.cs);
+        tg_tensor *wb = xr ? w_as_bt(c, fn, w, &j.tb, &j.ldb) : NULL;
+        j.scratch = wb ? tg__arena_alloc(c, (size_t)(j.T * j.rb * IN) * es) : NULL;
+        if (j.scratch) {
+            j.x = tg__ptr(xr);
+            j.w = tg__ptr(wb);
+            tg__parallel_for(c, j.T, 1, gl_fwd_runs, &j);
+        }
+        tg__arena_rewind(c, m);
+        if (!j.scratch) return NULL;
+    }
+    if (!tg__ok(c)) return NULL;
+    tg__node *n;
+    if (tg__record(c, TG_OP_GELU_LINEAR, y, 3, in, &n)) return NULL;
+    return y;
+}
+
+/* linear's rules on g = gelu(x), then gelu's: recorded ops (second order) */
+static void gelu_linear_ops(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
+{
+    tg_tensor *x = n->in[0], *w = n->in[1];
+    int64_t IN = w->shape[1], OUT = w->shape[0], R = tg__numel(x->ndim - 1, x->shape);
+    tg_tensor *d2 = tg_reshape(c, dout, 2, (const int64_t[]){R, OUT});
+    if (NEED(0))
+        dx[0] = tg__gelu_grad_ops(c, x, tg_reshape(c, tg_matmul(c, d2, w), x->ndim, x->shape));
+    if (NEED(1))
+        dx[1] = tg_matmul(c, tg_transpose(c, d2, 0, 1),
+                          tg_reshape(c, tg_gelu(c, x), 2, (const int64_t[]){R, IN}));
+    if (NEED(2)) dx[2] = tg_sum_axes(c, d2, 1, (const int[]){0}, false);
+}
+
+/* Rows [r0 + i0, r0 + i1) of a backward block: gelu of x's dense rows into
+ * the block's scratch g, and d_g's rows turned into dx in place. */
+typedef struct {
+    bool f64;
+    int64_t IN, r0;
+    const char *x; /* dense (R, IN) */
+    char *g, *dg;  /* the block's gelu; d_g (R, IN) or NULL */
+} gl_bwd;
+
+static void gl_bwd_rows(void *arg, int64_t i0, int64_t i1)
+{
+    const gl_bwd *j = arg;
+    const int64_t es = j->f64 ? (int64_t)sizeof(double) : (int64_t)sizeof(float);
+    const int64_t row = j->IN * es, n = (i1 - i0) * j->IN;
+    const char *x = j->x + (j->r0 + i0) * row;
+    char *g = j->g + i0 * row;
+    tg__gelu_rows(j->f64, 1, n, x, n * es, es, g);
+    if (j->dg) {
+        char *o = j->dg + (j->r0 + i0) * row;
+        tg__gelu_grad_run(j->f64, n, x, g, o, o);
+    }
+}
+
+/* dout is (..., out) viewed as (R, out), x as (R, in), W is (out, in):
+ * d_g = dout W whole (beta = 0), then per block of rows gelu of the block
+ * again, dW (+)= dout_block^T gelu_block (beta = 0 for the first block, 1
+ * after) and the block of d_g turned into dx in place; db the column sums
+ * of dout. Without a graph only; with one, gelu_linear_ops. */
+void tg__gelu_linear_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
+{
+    const char *fn = "tg_gelu_linear";
+    tg_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+    int64_t IN = w->shape[1], OUT = w->shape[0], R = tg__numel(x->ndim - 1, x->shape);
+    if (c->grad_enabled || R == 0 || IN == 0 || OUT == 0) {
+        gelu_linear_ops(c, n, dout, dx);
+        return;
+    }
+    const bool f64 = x->dtype == TG_F64;
+    const size_t es = tg__esize(x->dtype);
+    tg_tensor *dd = tg__dense(c, fn, dout); /* (R, OUT) rows */
+    tg_tensor *xd = dd ? tg__dense(c, fn, x) : NULL; /* gelu's gradient reads x densely */
+    if (!xd) return;
+    const char *pd = tg__ptr(dd);
+    tg_tensor *dg = NULL, *dw = NULL;
+    if (NEED(0)) {
+        bool tw;
+        int64_t ldw;
+        tg_tensor *wb = w; /* B = W as (out, in) */
+        if (!tg__mat_layout(OUT, IN, w->stride[0], w->stride[1], &tw, &ldw)) {
+            if (!(wb = tg__dense(c, fn, w))) return;
+            tw = false;
+            ldw = IN;
+        }
+        if (!(dg = tg__empty(c, fn, x->dtype, x->ndim, x->shape))) return;
+        tg__gemm(c, f64, false, tw, R, IN, OUT, 1.0, pd, OUT, tg__ptr(wb), ldw, 0.0,
+                 tg__ptr(dg), IN);
+    }
+    if (NEED(1) && !(dw = tg__empty(c, fn, w->dtype, 2, w->shape))) return;
+    const int64_t rb = gl_rows(IN);
+    const tg__arena_pos m = tg__arena_mark(c); /* gelu's block */
+    gl_bwd j = {.f64 = f64, .IN = IN, .x = tg__ptr(xd),
+                .g = tg__arena_alloc(c, (size_t)((R < rb ? R : rb) * IN) * es),
+                .dg = dg ? tg__ptr(dg) : NULL};
+    for (int64_t r0 = 0; j.g && r0 < R; r0 += rb) {
+        int64_t rows = R - r0 < rb ? R - r0 : rb;
+        j.r0 = r0;
+        int64_t grain = TG__PAR_GRAIN / IN;
+        tg__parallel_for(c, rows, grain > 0 ? grain : 1, gl_bwd_rows, &j);
+        if (dw)
+            tg__gemm(c, f64, true, false, OUT, IN, rows, 1.0, pd + (size_t)(r0 * OUT) * es, OUT,
+                     j.g, IN, r0 > 0 ? 1.0 : 0.0, tg__ptr(dw), IN);
+    }
+    const bool ok = j.g != NULL;
+    tg__arena_rewind(c, m);
+    if (!ok) return;
+    dx[0] = dg;
+    dx[1] = dw;
+    if (NEED(2)) {
+        tg__defer job = {tg__colsum_run, f64, false, false, 1, OUT, R, OUT, 1, pd, NULL};
+        dx[2] = give(c, &job, NULL, b->dtype, 1, b->shape);
+    }
 }

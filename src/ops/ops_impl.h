@@ -152,6 +152,19 @@ void tg__linear_add_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *do
  * rows in order, rounded once: linear's bias gradient, and tg_lstm's. */
 void tg__colsum_run(tg_ctx *c, const tg__defer *d, tg_tensor *dst, bool add);
 
+/* gelu's pieces, for tg_gelu_linear (activation.c): */
+/* o = gelu(x) for rows of n elements at x (row stride rs, element stride
+ * cs, in bytes) into dense rows at o; tg_gelu's bits. One thread. */
+void tg__gelu_rows(bool f64, int64_t rows, int64_t n, const char *x, int64_t rs, int64_t cs,
+                   char *o);
+/* o = dout * gelu'(x) over n dense elements, Phi(x) taken from y =
+ * gelu(x); tg_gelu's backward's bits. o may be dout (element i is read,
+ * then written). One thread. */
+void tg__gelu_grad_run(bool f64, int64_t n, const void *x, const void *y, const void *dout,
+                       void *o);
+/* dout * gelu'(x) as recorded ops, which differentiate again */
+tg_tensor *tg__gelu_grad_ops(tg_ctx *c, tg_tensor *x, tg_tensor *dout);
+
 /* Copies the first row (row bytes) of the R rows at p into every other
  * row, doubling the rows done with each memcpy: log2(R) calls, not R (a
  * bias broadcast into the rows a GEMM then adds onto). */

@@ -50,6 +50,7 @@ const uint32_t tg__ops_reads[TG_OP_COUNT] = {
     [TG_OP_MUL] = TG__READS | TG__IN(0) | TG__IN(1),
     [TG_OP_LINEAR] = TG__READS | TG__IN(0) | TG__IN(1),
     [TG_OP_LINEAR_ADD] = TG__READS | TG__IN(0) | TG__IN(1),
+    [TG_OP_GELU_LINEAR] = TG__READS | TG__IN(0) | TG__IN(1),
     [TG_OP_CONV2D] = TG__READS | TG__IN(0) | TG__IN(1),
     [TG_OP_CONV2D_RELU] = TG__READS | TG__IN(0) | TG__IN(1), /* and its saved mask */
     [TG_OP_CROSS_ENTROPY] = TG__READS | TG__IN(0) | TG__IN(1),
@@ -154,6 +155,10 @@ static tg_tensor *remake_linear(tg_ctx *c, const tg__node *n)
 {
     return tg_linear(c, n->in[0], n->in[1], n->in[2]);
 }
+static tg_tensor *remake_gelu_linear(tg_ctx *c, const tg__node *n)
+{
+    return tg_gelu_linear(c, n->in[0], n->in[1], n->in[2]);
+}
 
 static tg_tensor *remake_linear_add(tg_ctx *c, const tg__node *n)
 {
@@ -210,6 +215,7 @@ const tg__remake_fn tg__ops_remake[TG_OP_COUNT] = {
     [TG_OP_LOG_SOFTMAX] = remake_log_softmax,
     [TG_OP_LINEAR] = remake_linear,
     [TG_OP_LINEAR_ADD] = remake_linear_add,
+    [TG_OP_GELU_LINEAR] = remake_gelu_linear,
     [TG_OP_LAYER_NORM] = remake_norm,
     [TG_OP_RMS_NORM] = remake_norm,
 };
