@@ -201,6 +201,8 @@ tg_status bench_backward(tg_ctx *sc, tg_tensor *loss)
     return keep_activations ? tg_backward(sc, loss) : tg_backward_release(sc, loss);
 }
 
+bool bench_recomputes(void) { return !keep_activations && !no_recompute; }
+
 void bench_give_back(tg_tensor *t)
 {
     if (!keep_activations && !no_recompute) (void)tg_recompute_later(t); /* errors stay on t's context */

@@ -18,7 +18,8 @@
  * --no-gemm (skip the GEMMs-alone timing), --keep-activations (the
  * workloads that release their activations in the backward, see
  * bench_backward, keep them instead, and give nothing back in the
- * forward), --no-recompute (bench_give_back does nothing).
+ * forward), --no-recompute (bench_give_back does nothing and
+ * bench_recomputes is false: the LSTM keeps its gates).
  */
 #ifndef TG_BENCH_H
 #define TG_BENCH_H
@@ -66,6 +67,12 @@ tg_status bench_backward(tg_ctx *sc, tg_tensor *loss);
  * (unless --keep-activations or --no-recompute). An error stays on t's
  * context, and the step fails with it. */
 void bench_give_back(tg_tensor *t);
+
+/* Whether the workload recomputes in the backward what its forward could
+ * keep (bench_give_back, an LSTM's gates): true unless --keep-activations
+ * or --no-recompute. Valid once bench_main has parsed the command line
+ * (in setup and step). */
+bool bench_recomputes(void);
 
 /* Runs the workload as the command line asks; returns the exit status. */
 int bench_main(int argc, char **argv, const bench_workload *w);

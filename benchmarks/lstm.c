@@ -2,7 +2,9 @@
  * lstm.c - benchmark: embedding 65 -> 128, a 2-layer LSTM of hidden size
  * 128 (batch-first), linear head 128 -> 65, next-token cross-entropy,
  * Adam (lr 1e-3), batch 16 of the same random tokens as gpt.c (context
- * 64). Reference: torch_lstm.py.
+ * 64). Reference: torch_lstm.py. The LSTM layers keep no gates for the
+ * backward, which recomputes them (recompute_gates; --no-recompute keeps
+ * them): 2 MB a layer less at the peak for about a GEMM pass more.
  */
 #include "bench.h"
 
@@ -25,6 +27,7 @@ static void *setup(tg_ctx *pc, int64_t batch)
     tg_model *m = tg_model_new(pc);
     tg_rnn_opts ro = tg_rnn_defaults();
     ro.num_layers = 2;
+    ro.recompute_gates = bench_recomputes(); /* the gates, 2 MB a layer, not kept */
     s.batch = batch;
     s.emb = tg_nn_embedding_new(m, "emb", V, D);
     s.lstm = tg_nn_lstm_new(m, "lstm", D, D, &ro);
