@@ -63,6 +63,7 @@ static const tg_pool2d_opts *popts(const op_case *a)
 /* clang-format off */
 BUILD(b_outer, tg_outer(c, in[0], in[1]))
 BUILD(b_linear, tg_linear(c, in[0], in[1], n > 2 ? in[2] : NULL))
+BUILD(b_linear_relu, tg_linear_relu(c, in[0], in[1], n > 2 ? in[2] : NULL))
 BUILD(b_gelu_linear, tg_gelu_linear(c, in[0], in[1], n > 2 ? in[2] : NULL))
 /* four inputs: x, W, b, addend; three: x, W, addend (no bias) */
 BUILD(b_linear_add, tg_linear_add(c, in[0], in[1], n > 3 ? in[2] : NULL, in[n - 1]))
@@ -193,6 +194,12 @@ static const op_entry conv_table[] = {
             {{.what = "x [2,3,4] W [5,4] b [5]", .n_in = 3, .in = {S(2, 3, 4), S(5, 4), S(5)}},
              {.what = "x [3,4] W [2,4], no bias", .n_in = 2, .in = {S(3, 4), S(2, 4)}},
              {.what = "x [4] W [3,4] b [3]", .n_in = 3, .in = {S(4), S(3, 4), S(3)}}}},
+    /* about half the outputs clamped; a pre-activation within the check's
+     * step of 0 is a 1e-6 chance per element */
+    [16] = {b_linear_relu,
+            {{.what = "x [2,3,4] W [5,4] b [5]", .n_in = 3, .in = {S(2, 3, 4), S(5, 4), S(5)}},
+             {.what = "x [3,4] W [2,4], no bias", .n_in = 2, .in = {S(3, 4), S(2, 4)}},
+             {.what = "x [4] W [3,4] b [3]", .n_in = 3, .in = {S(4), S(3, 4), S(3)}}}},
 };
 /* clang-format on */
 
@@ -202,6 +209,7 @@ void opgrad_fill_conv(op_entry *table)
     table[TG_OP_LINEAR] = conv_table[1];
     table[TG_OP_LINEAR_ADD] = conv_table[13];
     table[TG_OP_GELU_LINEAR] = conv_table[15];
+    table[TG_OP_LINEAR_RELU] = conv_table[16];
     table[TG_OP_CONV2D] = conv_table[2];
     table[TG_OP_CONV2D_RELU] = conv_table[14];
     table[TG_OP_CONV2D_INPUT_GRAD] = conv_table[3];

@@ -886,6 +886,60 @@ START_TEST(test_gelu_linear)
 }
 END_TEST
 
+/* tg_linear_relu against tg_relu(tg_linear(x)): the output and every
+ * gradient bit for bit, f32 and f64, contiguous and transposed x, with and
+ * without bias, gradients of sum(y * y) with tg_backward (no graph: dout
+ * masked in place, linear's jobs deferred) and with tg_grad_of's graph;
+ * then its errors. */
+START_TEST(test_linear_relu)
+{
+    tg_dtype dt = (_i & 1) ? TG_F64 : TG_F32;
+    bool strided_x = _i & 2, bias = _i < 4;
+    void *got[2][5] = {{NULL}};
+    size_t nb[5] = {0};
+    for (int run = 0; run < 2; run++) { /* the two ops; the fused one */
+        tg_ctx *c = tu_ctx();
+        double *h;
+        tg_tensor *x = mk(c, dt, 2, (const int64_t[]){40, 24}, 1, &h);
+        free(h);
+        tg_tensor *w = mk(c, dt, 2, (const int64_t[]){30, 24}, 2, &h);
+        free(h);
+        tg_tensor *b = bias ? mk(c, dt, 1, (const int64_t[]){30}, 3, &h) : NULL;
+        if (b) free(h);
+        tg_tensor *leaves[3] = {x, w, b};
+        for (int i = 0; i < (bias ? 3 : 2); i++) tg_set_requires_grad(leaves[i], true);
+        tg_tensor *xv = strided_x ? strided(c, x) : x;
+        tg_tensor *y = run ? tg_linear_relu(c, xv, w, b) : tg_relu(c, tg_linear(c, xv, w, b));
+        tu_assert_ok(c);
+        ck_assert_int_eq(tg_tensor_op(y), run ? TG_OP_LINEAR_RELU : TG_OP_RELU);
+        tu_assert_status(tg_backward(c, tg_sum(c, tg_mul(c, y, y))), TG_OK);
+        tg_tensor *gg[3];
+        tu_assert_status(tg_grad_of(c, 1, &(tg_tensor *){tg_sum(c, tg_mul(c, y, y))}, NULL,
+                                    bias ? 3 : 2, leaves, true, gg),
+                         TG_OK);
+        tg_tensor *outs[5] = {y, tg_grad(x), tg_grad(w), gg[0], bias ? tg_grad(b) : NULL};
+        for (int k = 0; k < 5 && outs[k]; k++) got[run][k] = raw_of(outs[k], &nb[k]);
+        tg_ctx_free(c);
+    }
+    for (int k = 0; k < 5 && got[0][k]; k++)
+        ck_assert_msg(memcmp(got[0][k], got[1][k], nb[k]) == 0, "output %d differs", k);
+    for (int r = 0; r < 2; r++)
+        for (int k = 0; k < 5; k++) free(got[r][k]);
+
+    tg_ctx *c = tu_ctx();
+    tg_tensor *x3 = tg_tensor_new(c, TG_F32, 2, (const int64_t[]){3, 4});
+    tg_tensor *w53 = tg_tensor_new(c, TG_F32, 2, (const int64_t[]){5, 3});
+    expect_err(c, tg_linear_relu(c, x3, w53, NULL), TG_ERR_SHAPE,
+               "tg_linear_relu: x [3,4] W [5,3] b none: in features 4 != W's 3");
+    tg_tensor *w4 = tg_tensor_new(c, TG_F32, 2, (const int64_t[]){5, 4});
+    expect_err(c, tg_linear_relu(c, x3, w4, tg_tensor_new(c, TG_F64, 1, (const int64_t[]){5})),
+               TG_ERR_DTYPE, "tg_linear_relu");
+    expect_err(c, tg_linear_relu(c, x3, NULL, NULL), TG_ERR_INVALID, "tg_linear_relu");
+    ck_assert_ptr_nonnull(tg_linear_relu(c, x3, w4, NULL));
+    tg_ctx_free(c);
+}
+END_TEST
+
 /* tg_gelu_linear's errors: linear's, and a dtype gelu cannot take */
 START_TEST(test_gelu_linear_errors)
 {
@@ -1030,6 +1084,7 @@ Suite *conv_suite(void)
     tcase_add_test(tc, test_linear_add);
     tcase_add_loop_test(tc, test_gelu_linear, 0, 12);
     tcase_add_test(tc, test_gelu_linear_errors);
+    tcase_add_loop_test(tc, test_linear_relu, 0, 8);
     tcase_add_test(tc, test_pool_errors);
     suite_add_tcase(s, tc);
 

@@ -543,8 +543,9 @@ START_TEST(test_recompute_second_order)
 END_TEST
 
 /* Sequential gives back a child's output that no backward reads once the
- * next child has run: the relu's under the tanh (relu's backward reads its
- * input, tanh's its output), whose block the last linear's output takes.
+ * next child has run: the relu's under the second tanh (relu's backward
+ * reads its input, tanh's its output), whose block the last linear's
+ * output takes.
  * The same gradients as the children called one by one, less arena; with
  * grad mode off nothing is recorded and nothing given back. */
 /* seq's forward of x on c, or with !whole its nk children's one by one;
@@ -633,6 +634,41 @@ START_TEST(test_sequential_fuses_conv_relu)
 }
 END_TEST
 
+/* Sequential runs a Linear and the ReLU after it as one tg_linear_relu:
+ * the output and the gradients are the children's one by one, bit for bit
+ * (f32 and f64), with at least the first linear's pre-activation less in
+ * the forward. */
+START_TEST(test_sequential_fuses_linear_relu)
+{
+    tg_dtype dt = _i ? TG_F64 : TG_F32;
+    tg_ctx *pc = tu_ctx();
+    tg_ctx_seed(pc, 6);
+    tg_model *m = tg_model_new(pc);
+    tu_assert_status(tg_model_set_dtype(m, dt), TG_OK);
+    tg_module *seq = tg_nn_sequential_new(m, "seq");
+    tg_module *kids[4] = {tg_nn_linear_new(m, "seq.0", 16, 48, true), tg_nn_relu_new(m),
+                          tg_nn_linear_new(m, "seq.2", 48, 8, false), tg_nn_relu_new(m)};
+    for (int i = 0; i < 4; i++) ck_assert_int_eq(tg_nn_sequential_add(seq, kids[i]), TG_OK);
+    tu_assert_ok(pc);
+    int np = tg_model_nparams(m);
+    tg_tensor *const *params = tg_model_params(m);
+    static double g[2][16 * 48 + 48 + 48 * 8], out[2][32 * 8];
+    size_t fwd_bytes[2];
+    for (int r = 0; r < 2; r++) {
+        tg_ctx *c = tu_ctx();
+        tg_tensor *x = filled(c, dt, TG_SHAPE(32, 16), 9, 1.0);
+        tg_tensor *y = seq_forward(c, seq, kids, 4, r, x, &fwd_bytes[r]);
+        ck_assert_int_eq(tg_tensor_op(y), r ? TG_OP_LINEAR_RELU : TG_OP_RELU);
+        out_and_grads(c, y, out[r], (int64_t)(sizeof out[0] / sizeof out[0][0]), params, np,
+                      g[r], (int64_t)(sizeof g[0] / sizeof g[0][0]));
+        tg_ctx_free(c);
+    }
+    assert_fused_same(out[0], out[1], sizeof out[0], g[0], g[1], sizeof g[0], fwd_bytes,
+                      (size_t)32 * 48 * tg_dtype_size(dt)); /* the first pre-activation */
+    tg_ctx_free(pc);
+}
+END_TEST
+
 /* Sequential runs a GELU and the Linear after it as one tg_gelu_linear:
  * at a size of one block (32 rows of 64) the output and the gradients are
  * the children's one by one, bit for bit (f32 and f64: the same GEMM calls
@@ -674,9 +710,11 @@ START_TEST(test_sequential_gives_back_unread)
     tg_ctx *pc = tu_ctx();
     tg_model *m = tg_model_new(pc);
     tg_module *seq = tg_nn_sequential_new(m, "seq");
-    tg_module *kids[4] = {tg_nn_linear_new(m, "seq.0", 32, 64, true), tg_nn_relu_new(m),
-                          tg_nn_tanh_new(m), tg_nn_linear_new(m, "seq.3", 64, 64, true)};
-    for (int i = 0; i < 4; i++) ck_assert_int_eq(tg_nn_sequential_add(seq, kids[i]), TG_OK);
+    /* no pair Sequential fuses (a Linear before a ReLU would be one op) */
+    tg_module *kids[5] = {tg_nn_linear_new(m, "seq.0", 32, 64, true), tg_nn_tanh_new(m),
+                          tg_nn_relu_new(m), tg_nn_tanh_new(m),
+                          tg_nn_linear_new(m, "seq.4", 64, 64, true)};
+    for (int i = 0; i < 5; i++) ck_assert_int_eq(tg_nn_sequential_add(seq, kids[i]), TG_OK);
     tu_assert_ok(pc);
     int np = tg_model_nparams(m);
     tg_tensor *const *params = tg_model_params(m);
@@ -685,7 +723,7 @@ START_TEST(test_sequential_gives_back_unread)
     for (int r = 0; r < 2; r++) {
         tg_ctx *c = tu_ctx();
         tg_tensor *x = filled(c, TG_F32, TG_SHAPE(64, 32), 9, 1.0);
-        tg_tensor *y = seq_forward(c, seq, kids, 4, r, x, &fwd_bytes[r]);
+        tg_tensor *y = seq_forward(c, seq, kids, 5, r, x, &fwd_bytes[r]);
         ck_assert_int_eq(tg_backward(c, tg_sum(c, y)), TG_OK);
         int64_t cap = (int64_t)(sizeof g[0] / sizeof g[0][0]);
         ck_assert_int_eq(take_grads_of(params, np, g[r], cap), cap);
@@ -721,6 +759,7 @@ Suite *release_suite(void)
     tcase_add_test(tc, test_sequential_gives_back_unread);
     tcase_add_loop_test(tc, test_sequential_fuses_conv_relu, 0, 2);
     tcase_add_loop_test(tc, test_sequential_fuses_gelu_linear, 0, 2);
+    tcase_add_loop_test(tc, test_sequential_fuses_linear_relu, 0, 2);
     tcase_add_test(tc, test_custom_op_releases_nothing);
     tcase_add_test(tc, test_fail_inside_release_walk);
     suite_add_tcase(s, tc);

@@ -417,6 +417,7 @@ MIRRORS = {
     "linear": lambda a, x, w, b=None: F.linear(x, w, b),
     "linear_add": lambda a, x, w, *r: F.linear(x, w, r[0] if len(r) == 2 else None) + r[-1],
     "gelu_linear": lambda a, x, w, b=None: F.linear(F.gelu(x), w, b),
+    "linear_relu": lambda a, x, w, b=None: F.relu(F.linear(x, w, b)),
     "conv2d": lambda a, x, w, b=None: F.conv2d(x, w, b, **conv2d_opts(a)),
     "conv2d_relu": lambda a, x, w, b=None: F.relu(F.conv2d(x, w, b, **conv2d_opts(a))),
     "conv2d_input_grad": t_conv2d_input_grad,

@@ -30,6 +30,7 @@ extern "C" {
     X(OUTER, outer, 2, 0)                                       \
     X(LINEAR, linear, 3, TG_OPF_OPTIONAL)                       \
     X(LINEAR_ADD, linear_add, 4, TG_OPF_OPTIONAL)               \
+    X(LINEAR_RELU, linear_relu, 3, TG_OPF_OPTIONAL)             \
     X(GELU_LINEAR, gelu_linear, 3, TG_OPF_OPTIONAL)             \
     /* convolution, src/ops/conv.c */                           \
     X(CONV2D, conv2d, 3, TG_OPF_OPTIONAL)                       \
@@ -74,6 +75,18 @@ tg_tensor *tg_linear(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b);
  * not fit, TG_ERR_DTYPE unless all share one float dtype.
  */
 tg_tensor *tg_linear_add(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b, tg_tensor *addend);
+
+/*
+ * tg_relu(tg_linear(x, W, b)) as one op: the GEMM's output is clamped in
+ * place, so there is one output tensor instead of two, and the backward
+ * masks dout by y > 0 (in place when nothing else reads dout) before
+ * linear's backward. y is what the next layer reads anyway, so the
+ * pre-activation is never kept. The same values and gradients, bit for
+ * bit, as the two ops. x, W and b as tg_linear (b may be NULL).
+ * TG_ERR_SHAPE naming the shapes when they do not fit, TG_ERR_DTYPE unless
+ * all share one float dtype.
+ */
+tg_tensor *tg_linear_relu(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b);
 
 /*
  * tg_linear(tg_gelu(x), W, b) as one op (a transformer MLP's second half):

@@ -102,11 +102,6 @@ TG__VEC_CLONES EW_BIN_KERNEL(k_relu_bw_f32, float, A * pos_onef(B))
 EW_BIN_KERNEL(k_relu_bw_f64, double, A * pos_one(B))
 
 /* A constant (no grad, not recorded) 0/1 mask of x > 0. */
-static tg_tensor *positive_mask(tg_ctx *c, tg_tensor *x)
-{
-    return tg__ew_const1(c, "tg_relu", EW_KP(k_positive), x, NULL);
-}
-
 static tg_tensor *binary(tg_ctx *c, const char *fn, tg_op op, tg__kpair k, tg_tensor *a,
                          tg_tensor *b)
 {
@@ -282,8 +277,13 @@ tg_tensor *tg_relu(tg_ctx *c, tg_tensor *x)
 }
 void tg__relu_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
-    if (NEED(0) && NO_GRAPH(c)) dx[0] = FUSED(c, "tg_relu", k_relu_bw, dout, n->in[0]);
-    else if (NEED(0)) dx[0] = tg_mul(c, dout, positive_mask(c, n->in[0]));
+    if (NEED(0)) dx[0] = tg__relu_grad(c, "tg_relu", dout, n->in[0]);
+}
+
+tg_tensor *tg__relu_grad(tg_ctx *c, const char *fn, tg_tensor *dout, tg_tensor *ref)
+{
+    if (NO_GRAPH(c)) return FUSED(c, fn, k_relu_bw, dout, ref);
+    return tg_mul(c, dout, tg__ew_const1(c, fn, EW_KP(k_positive), ref, NULL));
 }
 
 /* ---- in-place accumulation (the backward driver's owned buffers) ------- */

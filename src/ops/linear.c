@@ -17,6 +17,7 @@
 #include "ops_impl.h"
 
 #include "../core/arena_mark.h"
+#include "ew_kernels.h"
 
 #include <limits.h>
 #include <string.h>
@@ -267,6 +268,27 @@ static tg_tensor *w_as_bt(tg_ctx *c, const char *fn, tg_tensor *w, bool *tb, int
     return tg__dense(c, fn, w);
 }
 
+/* relu over y's elements in place (tg_relu's rule, so its bits), split
+ * over c's threads */
+TG__VEC_CLONES static void relu_f32(float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] = TG__RELU(float, y[i]);
+}
+static void relu_f64(double *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] = TG__RELU(double, y[i]);
+}
+static void relu_task(void *arg, int64_t i0, int64_t i1)
+{
+    tg_tensor *y = arg;
+    if (y->dtype == TG_F64) relu_f64((double *)(void *)tg__ptr(y) + i0, i1 - i0);
+    else relu_f32((float *)(void *)tg__ptr(y) + i0, i1 - i0);
+}
+static void relu_in_place(tg_ctx *c, tg_tensor *y)
+{
+    tg__parallel_for(c, tg__numel(y->ndim, y->shape), TG__PAR_GRAIN, relu_task, y);
+}
+
 /* x is (R, in) after folding leading dims, w is (out, in), b is (out); y is (R, out) */
 /* y = x W^T + b (+ addend): the rows pre-filled, then one GEMM with beta = 1 */
 static tg_tensor *linear_forward(tg_ctx *c, const char *fn, tg_op op, tg_tensor *x, tg_tensor *w,
@@ -297,6 +319,7 @@ static tg_tensor *linear_forward(tg_ctx *c, const char *fn, tg_op op, tg_tensor 
                  py, OUT);
     }
     if (!tg__ok(c)) return NULL;
+    if (op == TG_OP_LINEAR_RELU) relu_in_place(c, y);
     tg__node *n;
     if (tg__record(c, op, y, op == TG_OP_LINEAR_ADD ? 4 : 3, in, &n)) return NULL;
     return y;
@@ -306,6 +329,12 @@ static tg_tensor *linear_forward(tg_ctx *c, const char *fn, tg_op op, tg_tensor 
 tg_tensor *tg_linear(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b)
 {
     return linear_forward(c, "tg_linear", TG_OP_LINEAR, x, w, b, NULL);
+}
+
+/* y = relu(x W^T + b) */
+tg_tensor *tg_linear_relu(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b)
+{
+    return linear_forward(c, "tg_linear_relu", TG_OP_LINEAR_RELU, x, w, b, NULL);
 }
 
 /* y = x W^T + b + addend */
@@ -467,6 +496,25 @@ void tg__linear_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout, 
         tg__defer job = {tg__colsum_run, f64, false, false, 1, OUT, R, rs, cs, pd, NULL};
         dx[2] = give(c, &job, defer[2], b->dtype, 1, b->shape);
     }
+}
+
+/* ---- linear_relu: relu's rule on dout (from y), then linear's --------- */
+
+/* dout where y > 0 (y > 0 exactly where the pre-activation is), then
+ * linear's gradients of it */
+void tg__linear_relu_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
+{
+    tg_tensor *dm = tg__relu_grad(c, "tg_linear_relu", dout, n->out);
+    if (dm) tg__linear_backward(c, n, dm, dx);
+}
+
+/* the same, masked in place over dout when the walk offers it; linear's
+ * jobs then read the masked dout, which the walk holds for them */
+void tg__linear_relu_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout,
+                                      tg_tensor **dx, tg__defer **defer)
+{
+    tg_tensor *dm = tg__relu_grad(c, "tg_linear_relu", dout, n->out);
+    if (dm) tg__linear_backward_nograph(c, n, dm, dx, defer);
 }
 
 /* ---- linear_add: linear's gradients, and dout itself for the addend ----- */

@@ -145,12 +145,20 @@ typedef void (*tg__backward_nograph_fn)(tg_ctx *c, const tg__node *n, tg_tensor 
 extern const tg__backward_nograph_fn tg__ops_nograph[TG_OP_COUNT];
 void tg__linear_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx,
                                  tg__defer **defer);
+void tg__linear_relu_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout,
+                                      tg_tensor **dx, tg__defer **defer);
 void tg__linear_add_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout,
                                      tg_tensor **dx, tg__defer **defer);
 /* A tg__defer run (linear.c): dst (+)= the column sums of the k x n matrix
  * at d->a (row stride lda, column stride ldb, elements), each in double,
  * rows in order, rounded once: linear's bias gradient, and tg_lstm's. */
 void tg__colsum_run(tg_ctx *c, const tg__defer *d, tg_tensor *dst, bool add);
+
+/* relu's backward with the mask taken from ref, where ref > 0 exactly where
+ * relu's input is (its input, or its output): dout * (ref > 0), relu's
+ * bits; without a graph one fused pass, over dout when the walk offers
+ * it; with one, recorded ops (elementwise.c). fn names errors. */
+tg_tensor *tg__relu_grad(tg_ctx *c, const char *fn, tg_tensor *dout, tg_tensor *ref);
 
 /* gelu's pieces, for tg_gelu_linear (activation.c): */
 /* o = gelu(x) for rows of n elements at x (row stride rs, element stride

@@ -21,6 +21,7 @@ const tg__backward_acc_fn tg__ops_acc[TG_OP_COUNT] = {
 const tg__backward_nograph_fn tg__ops_nograph[TG_OP_COUNT] = {
     [TG_OP_LINEAR] = tg__linear_backward_nograph,
     [TG_OP_LINEAR_ADD] = tg__linear_add_backward_nograph,
+    [TG_OP_LINEAR_RELU] = tg__linear_relu_backward_nograph,
 };
 
 const uint32_t tg__ops_reads[TG_OP_COUNT] = {
@@ -50,6 +51,7 @@ const uint32_t tg__ops_reads[TG_OP_COUNT] = {
     [TG_OP_MUL] = TG__READS | TG__IN(0) | TG__IN(1),
     [TG_OP_LINEAR] = TG__READS | TG__IN(0) | TG__IN(1),
     [TG_OP_LINEAR_ADD] = TG__READS | TG__IN(0) | TG__IN(1),
+    [TG_OP_LINEAR_RELU] = TG__READS | TG__IN(0) | TG__IN(1) | TG__OUT,
     [TG_OP_GELU_LINEAR] = TG__READS | TG__IN(0) | TG__IN(1),
     [TG_OP_CONV2D] = TG__READS | TG__IN(0) | TG__IN(1),
     [TG_OP_CONV2D_RELU] = TG__READS | TG__IN(0) | TG__IN(1), /* and its saved mask */
@@ -155,6 +157,10 @@ static tg_tensor *remake_linear(tg_ctx *c, const tg__node *n)
 {
     return tg_linear(c, n->in[0], n->in[1], n->in[2]);
 }
+static tg_tensor *remake_linear_relu(tg_ctx *c, const tg__node *n)
+{
+    return tg_linear_relu(c, n->in[0], n->in[1], n->in[2]);
+}
 static tg_tensor *remake_gelu_linear(tg_ctx *c, const tg__node *n)
 {
     return tg_gelu_linear(c, n->in[0], n->in[1], n->in[2]);
@@ -215,6 +221,7 @@ const tg__remake_fn tg__ops_remake[TG_OP_COUNT] = {
     [TG_OP_LOG_SOFTMAX] = remake_log_softmax,
     [TG_OP_LINEAR] = remake_linear,
     [TG_OP_LINEAR_ADD] = remake_linear_add,
+    [TG_OP_LINEAR_RELU] = remake_linear_relu,
     [TG_OP_GELU_LINEAR] = remake_gelu_linear,
     [TG_OP_LAYER_NORM] = remake_norm,
     [TG_OP_RMS_NORM] = remake_norm,
