@@ -54,7 +54,8 @@ static double step(void *st, tg_ctx *sc)
 {
     lstm *s = st;
     tg_tensor *out = tg_module_forward(sc, s->emb, s->idx);
-    for (int l = 0; l < 2; l++) tg_nn_rnn_forward(sc, s->lstm[l], out, NULL, NULL, &out, NULL, NULL);
+    for (int l = 0; l < 2; l++)
+        tg_nn_rnn_forward(sc, s->lstm[l], out, NULL, NULL, &out, NULL, NULL);
     tg_tensor *logits = tg_module_forward(sc, s->head, out);
     tg_tensor *loss = tg_cross_entropy(sc, tg_reshape(sc, logits, TG_SHAPE(s->batch * T, V)),
                                        s->tgt);
