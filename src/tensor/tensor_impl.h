@@ -26,10 +26,11 @@ typedef struct tg__storage {
     bool cand;        /* that walk may release it */
     bool released;    /* its data block was given back: data holds garbage */
     bool retained;    /* tg_retain: never released */
+    bool took_block;  /* on c->taken with block set (else 0 from the start) */
     struct tg__storage *young; /* the next older one on c->young */
     struct tg__storage *taken; /* the next older one on c->taken, when data is a
-                                  block taken off the free list */
-    bool took_block;  /* ...and block was set then (else 0 from the start) */
+                                  block taken off the free list (see
+                                  took_block) */
     const struct tg__node *remake; /* tg_recompute_later: the node whose forward
                                       refills data when a backward reads it */
 } tg__storage;
