@@ -210,6 +210,39 @@ START_TEST(test_rewind_returns_taken_blocks)
 }
 END_TEST
 
+/* A tensor of up to 48 data bytes keeps its data in its header's padding
+ * (16-aligned): a scalar's arena is no larger than the header, and filling
+ * the data leaves its own and its neighbours' headers as they were. */
+START_TEST(test_small_data_in_header)
+{
+    tg_ctx *c = tu_ctx();
+    size_t used = tg_ctx_bytes_used(c);
+    tg_tensor *s = tg__empty_valid(c, TG_F64, 0, NULL);
+    size_t head = tg_ctx_bytes_used(c) - used;
+    ck_assert_uint_ge(head, sizeof(tg_tensor) + sizeof(tg__storage));
+    tg_tensor *prev = s;
+    for (int n = 1; n <= 24; n++) {
+        used = tg_ctx_bytes_used(c);
+        tg_tensor *t = tg__empty_valid(c, TG_F32, 1, (int64_t[]){n});
+        ck_assert_ptr_nonnull(t);
+        ck_assert_uint_eq((uintptr_t)t->st->data % 16, 0);
+        bool inside = t->st->data < (char *)t + head;
+        ck_assert(inside == (n * sizeof(float) <= head - ((sizeof(tg_tensor) +
+                                                           sizeof(tg__storage) + 15) & ~15u)));
+        if (inside) ck_assert_uint_eq(tg_ctx_bytes_used(c) - used, head);
+        float *d = tg_data(t);
+        for (int i = 0; i < n; i++) d[i] = -1.0f;
+        ck_assert_int_eq(tg_ndim(t), 1);
+        ck_assert_int_eq(tg_shape(t)[0], n);
+        ck_assert_int_eq(tg_strides(t)[0], 1);
+        ck_assert_ptr_eq(t->st->data, (char *)d);
+        ck_assert_int_eq(tg_ndim(prev), prev == s ? 0 : 1);
+        prev = t;
+    }
+    tg_ctx_free(c);
+}
+END_TEST
+
 /* Rewinding past a recorded node would free the node: TG_ASSERT aborts. */
 START_TEST(test_rewind_across_node_aborts)
 {
@@ -233,6 +266,7 @@ Suite *arena_suite(void)
     tcase_add_test(tc, test_steady_step_with_scratch);
     tcase_add_test(tc, test_rewind_forgets_young_storage);
     tcase_add_test(tc, test_rewind_returns_taken_blocks);
+    tcase_add_test(tc, test_small_data_in_header);
     /* A test that aborts needs its own process: not under CK_FORK=no
      * (valgrind), where it would end the whole run. */
     const char *fork = getenv("CK_FORK");
