@@ -238,24 +238,25 @@ static bool paired_times(const bench_workload *w, void *st, tg_ctx *pc, tg_ctx *
     replay r;
     if (ng <= 0 || !replay_init(&r, g, ng)) return true;
     double *tr = calloc((size_t)n, sizeof *tr), *ts = calloc((size_t)n, sizeof *ts);
-    bool ok = tr && ts;
-    if (ok) {
+    bool ok = true;
+    if (tr && ts) {
         (void)replay_run(&r, threads); /* warm-up: OpenBLAS's threads and buffer */
         (void)replay_run(&r, threads);
-    }
-    for (int i0 = 0; ok && i0 < n; i0 += PAIR_BLOCK) {
-        int m = n - i0 < PAIR_BLOCK ? n - i0 : PAIR_BLOCK;
-        for (int i = i0; i < i0 + m; i++) tr[i] = replay_run(&r, threads);
-        for (int i = i0; ok && i < i0 + m; i++) ok = timed_step(w, st, pc, sc, i, loss, &ts[i]);
-    }
-    if (ok && tr && ts) {
-        *gemm_ms = median(tr, n);
-        *step_ms = median(ts, n);
+        for (int i0 = 0; ok && i0 < n; i0 += PAIR_BLOCK) {
+            int m = n - i0 < PAIR_BLOCK ? n - i0 : PAIR_BLOCK;
+            for (int i = i0; i < i0 + m; i++) tr[i] = replay_run(&r, threads);
+            for (int i = i0; ok && i < i0 + m; i++)
+                ok = timed_step(w, st, pc, sc, i, loss, &ts[i]);
+        }
+        if (ok) {
+            *gemm_ms = median(tr, n);
+            *step_ms = median(ts, n);
+        }
     }
     free(tr);
     free(ts);
     replay_free(&r);
-    return ok || !tr || !ts;
+    return ok;
 }
 
 int bench_main(int argc, char **argv, const bench_workload *w)

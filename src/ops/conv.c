@@ -486,7 +486,7 @@ static void relu_f64(int64_t n, double *restrict y, unsigned char *restrict m)
 }
 #undef RELU_LOOP
 
-static void relu_run(bool f64, int64_t n, char *y, unsigned char *m)
+void tg__relu_run(bool f64, int64_t n, char *y, unsigned char *m)
 {
     if (f64) relu_f64(n, (double *)(void *)y, m);
     else relu_f32(n, (float *)(void *)y, m);
@@ -517,7 +517,7 @@ static void forward_image(const images *j, int64_t nn, bool first, char *buf, ch
     for (int64_t gi = 0; gi < g->G; gi++)
         tg__gemm(j->c, j->f64, false, false, ocg, OHW, ckk, 1.0, j->pw + gi * ocg * ckk * es, ckk,
                  cols + gi * ckk * OHW * es, OHW, b ? 1.0 : 0.0, py + gi * ocg * OHW * es, OHW);
-    if (j->relu) relu_run(j->f64, g->OC * OHW, py, j->mask ? j->mask + nn * g->OC * OHW : NULL);
+    if (j->relu) tg__relu_run(j->f64, g->OC * OHW, py, j->mask ? j->mask + nn * g->OC * OHW : NULL);
 }
 
 /* x is (N, C, H, W) any strides, w is (OC, C/G, KH, KW), b is (OC) or NULL; y is (N, OC, OH, OW) */

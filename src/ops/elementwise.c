@@ -101,7 +101,6 @@ static inline double pos_one(double x)
 TG__VEC_CLONES EW_BIN_KERNEL(k_relu_bw_f32, float, A * pos_onef(B))
 EW_BIN_KERNEL(k_relu_bw_f64, double, A * pos_one(B))
 
-/* A constant (no grad, not recorded) 0/1 mask of x > 0. */
 static tg_tensor *binary(tg_ctx *c, const char *fn, tg_op op, tg__kpair k, tg_tensor *a,
                          tg_tensor *b)
 {
@@ -283,6 +282,7 @@ void tg__relu_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
 tg_tensor *tg__relu_grad(tg_ctx *c, const char *fn, tg_tensor *dout, tg_tensor *ref)
 {
     if (NO_GRAPH(c)) return FUSED(c, fn, k_relu_bw, dout, ref);
+    /* dout times a constant (no grad, not recorded) 0/1 mask of ref > 0 */
     return tg_mul(c, dout, tg__ew_const1(c, fn, EW_KP(k_positive), ref, NULL));
 }
 

@@ -17,7 +17,6 @@
 #include "ops_impl.h"
 
 #include "../core/arena_mark.h"
-#include "ew_kernels.h"
 
 #include <limits.h>
 #include <string.h>
@@ -268,21 +267,25 @@ static tg_tensor *w_as_bt(tg_ctx *c, const char *fn, tg_tensor *w, bool *tb, int
     return tg__dense(c, fn, w);
 }
 
-/* relu over y's elements in place (tg_relu's rule, so its bits), split
- * over c's threads */
-TG__VEC_CLONES static void relu_f32(float *y, int64_t n)
+/* W [out, in] as GEMM's B = W (out, in) (dx = dout W): itself when its
+ * strides allow (*tw, *ldw set), else a dense copy. NULL with the error on
+ * c. */
+static tg_tensor *w_as_b(tg_ctx *c, const char *fn, tg_tensor *w, bool *tw, int64_t *ldw)
 {
-    for (int64_t i = 0; i < n; i++) y[i] = TG__RELU(float, y[i]);
+    int64_t IN = w->shape[1], OUT = w->shape[0];
+    if (tg__mat_layout(OUT, IN, w->stride[0], w->stride[1], tw, ldw)) return w;
+    *tw = false;
+    *ldw = IN;
+    return tg__dense(c, fn, w);
 }
-static void relu_f64(double *y, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) y[i] = TG__RELU(double, y[i]);
-}
+
+/* relu over y's elements in place (tg__relu_run: tg_relu's rule, so its
+ * bits), split over c's threads */
 static void relu_task(void *arg, int64_t i0, int64_t i1)
 {
     tg_tensor *y = arg;
-    if (y->dtype == TG_F64) relu_f64((double *)(void *)tg__ptr(y) + i0, i1 - i0);
-    else relu_f32((float *)(void *)tg__ptr(y) + i0, i1 - i0);
+    const int64_t es = (int64_t)tg__esize(y->dtype);
+    tg__relu_run(y->dtype == TG_F64, i1 - i0, (char *)tg__ptr(y) + i0 * es, NULL);
 }
 static void relu_in_place(tg_ctx *c, tg_tensor *y)
 {
@@ -465,15 +468,10 @@ void tg__linear_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout, 
     }
     const char *pd = tg__ptr(dout);
     if (NEED(0)) {
-        /* B = W as (out, in) */
         bool tw;
         int64_t ldw;
-        tg_tensor *wb = w;
-        if (!tg__mat_layout(OUT, IN, w->stride[0], w->stride[1], &tw, &ldw)) {
-            if (!(wb = tg__dense(c, "tg_linear", w))) return;
-            tw = false;
-            ldw = IN;
-        }
+        tg_tensor *wb = w_as_b(c, "tg_linear", w, &tw, &ldw);
+        if (!wb) return;
         tg__defer job = {run_gemm, f64, td, tw, R, IN, OUT, ldd, ldw, pd, tg__ptr(wb)};
         dx[0] = give(c, &job, defer[0], x->dtype, x->ndim, x->shape);
         if (!dx[0] && !defer[0]) return;
@@ -687,13 +685,8 @@ void tg__gelu_linear_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_
     if (NEED(0)) {
         bool tw;
         int64_t ldw;
-        tg_tensor *wb = w; /* B = W as (out, in) */
-        if (!tg__mat_layout(OUT, IN, w->stride[0], w->stride[1], &tw, &ldw)) {
-            if (!(wb = tg__dense(c, fn, w))) return;
-            tw = false;
-            ldw = IN;
-        }
-        if (!(dg = tg__empty(c, fn, x->dtype, x->ndim, x->shape))) return;
+        tg_tensor *wb = w_as_b(c, fn, w, &tw, &ldw);
+        if (!wb || !(dg = tg__empty(c, fn, x->dtype, x->ndim, x->shape))) return;
         tg__gemm(c, f64, false, tw, R, IN, OUT, 1.0, pd, OUT, tg__ptr(wb), ldw, 0.0,
                  tg__ptr(dg), IN);
     }

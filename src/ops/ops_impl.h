@@ -154,6 +154,10 @@ void tg__linear_add_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *do
  * rows in order, rounded once: linear's bias gradient, and tg_lstm's. */
 void tg__colsum_run(tg_ctx *c, const tg__defer *d, tg_tensor *dst, bool add);
 
+/* tg_relu over n elements at y in place, its rule (TG__RELU) and bits, and
+ * m[i] = y[i] > 0 when m is not NULL (conv.c). One thread. */
+void tg__relu_run(bool f64, int64_t n, char *y, unsigned char *m);
+
 /* relu's backward with the mask taken from ref, where ref > 0 exactly where
  * relu's input is (its input, or its output): dout * (ref > 0), relu's
  * bits; without a graph one fused pass, over dout when the walk offers
