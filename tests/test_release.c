@@ -634,73 +634,53 @@ START_TEST(test_sequential_fuses_conv_relu)
 }
 END_TEST
 
-/* Sequential runs a Linear and the ReLU after it as one tg_linear_relu:
- * the output and the gradients are the children's one by one, bit for bit
- * (f32 and f64), with at least the first linear's pre-activation less in
- * the forward. */
-START_TEST(test_sequential_fuses_linear_relu)
+/* Sequential runs a Linear and the ReLU after it as one tg_linear_relu
+ * (_i / 2 == 0) and a GELU and the Linear after it as one tg_gelu_linear
+ * (_i / 2 == 1, at a size of one block, 32 rows of 64: the same GEMM calls
+ * on the same operands): the output and the gradients are the children's
+ * one by one, bit for bit (f32 and f64, _i % 2), with at least the first
+ * pre-activation or the GELU's output less in the forward. */
+START_TEST(test_sequential_fuses_linear_pairs)
 {
-    tg_dtype dt = _i ? TG_F64 : TG_F32;
+    tg_dtype dt = _i % 2 ? TG_F64 : TG_F32;
+    const bool gelu = _i / 2;
     tg_ctx *pc = tu_ctx();
-    tg_ctx_seed(pc, 6);
+    tg_ctx_seed(pc, gelu ? 5 : 6);
     tg_model *m = tg_model_new(pc);
     tu_assert_status(tg_model_set_dtype(m, dt), TG_OK);
     tg_module *seq = tg_nn_sequential_new(m, "seq");
-    tg_module *kids[4] = {tg_nn_linear_new(m, "seq.0", 16, 48, true), tg_nn_relu_new(m),
-                          tg_nn_linear_new(m, "seq.2", 48, 8, false), tg_nn_relu_new(m)};
-    for (int i = 0; i < 4; i++) ck_assert_int_eq(tg_nn_sequential_add(seq, kids[i]), TG_OK);
-    tu_assert_ok(pc);
-    int np = tg_model_nparams(m);
-    tg_tensor *const *params = tg_model_params(m);
-    static double g[2][16 * 48 + 48 + 48 * 8], out[2][32 * 8];
-    size_t fwd_bytes[2];
-    for (int r = 0; r < 2; r++) {
-        tg_ctx *c = tu_ctx();
-        tg_tensor *x = filled(c, dt, TG_SHAPE(32, 16), 9, 1.0);
-        tg_tensor *y = seq_forward(c, seq, kids, 4, r, x, &fwd_bytes[r]);
-        ck_assert_int_eq(tg_tensor_op(y), r ? TG_OP_LINEAR_RELU : TG_OP_RELU);
-        out_and_grads(c, y, out[r], (int64_t)(sizeof out[0] / sizeof out[0][0]), params, np,
-                      g[r], (int64_t)(sizeof g[0] / sizeof g[0][0]));
-        tg_ctx_free(c);
+    tg_module *kids[4];
+    int nk = gelu ? 3 : 4;
+    if (gelu) {
+        kids[0] = tg_nn_linear_new(m, "seq.0", 16, 64, true);
+        kids[1] = tg_nn_gelu_new(m);
+        kids[2] = tg_nn_linear_new(m, "seq.2", 64, 16, true);
+    } else {
+        kids[0] = tg_nn_linear_new(m, "seq.0", 16, 48, true);
+        kids[1] = tg_nn_relu_new(m);
+        kids[2] = tg_nn_linear_new(m, "seq.2", 48, 8, false);
+        kids[3] = tg_nn_relu_new(m);
     }
-    assert_fused_same(out[0], out[1], sizeof out[0], g[0], g[1], sizeof g[0], fwd_bytes,
-                      (size_t)32 * 48 * tg_dtype_size(dt)); /* the first pre-activation */
-    tg_ctx_free(pc);
-}
-END_TEST
-
-/* Sequential runs a GELU and the Linear after it as one tg_gelu_linear:
- * at a size of one block (32 rows of 64) the output and the gradients are
- * the children's one by one, bit for bit (f32 and f64: the same GEMM calls
- * on the same operands), with at least the GELU's output less in the
- * forward. */
-START_TEST(test_sequential_fuses_gelu_linear)
-{
-    tg_dtype dt = _i ? TG_F64 : TG_F32;
-    tg_ctx *pc = tu_ctx();
-    tg_ctx_seed(pc, 5);
-    tg_model *m = tg_model_new(pc);
-    tu_assert_status(tg_model_set_dtype(m, dt), TG_OK);
-    tg_module *seq = tg_nn_sequential_new(m, "seq");
-    tg_module *kids[3] = {tg_nn_linear_new(m, "seq.0", 16, 64, true), tg_nn_gelu_new(m),
-                          tg_nn_linear_new(m, "seq.2", 64, 16, true)};
-    for (int i = 0; i < 3; i++) ck_assert_int_eq(tg_nn_sequential_add(seq, kids[i]), TG_OK);
+    for (int i = 0; i < nk; i++) ck_assert_int_eq(tg_nn_sequential_add(seq, kids[i]), TG_OK);
     tu_assert_ok(pc);
     int np = tg_model_nparams(m);
     tg_tensor *const *params = tg_model_params(m);
+    const int64_t ng = gelu ? 16 * 64 + 64 + 64 * 16 + 16 : 16 * 48 + 48 + 48 * 8;
+    const int64_t nout = gelu ? 32 * 16 : 32 * 8;
     static double g[2][16 * 64 + 64 + 64 * 16 + 16], out[2][32 * 16];
     size_t fwd_bytes[2];
     for (int r = 0; r < 2; r++) {
         tg_ctx *c = tu_ctx();
         tg_tensor *x = filled(c, dt, TG_SHAPE(32, 16), 9, 1.0);
-        tg_tensor *y = seq_forward(c, seq, kids, 3, r, x, &fwd_bytes[r]);
-        ck_assert_int_eq(tg_tensor_op(y), r ? TG_OP_GELU_LINEAR : TG_OP_LINEAR);
-        out_and_grads(c, y, out[r], (int64_t)(sizeof out[0] / sizeof out[0][0]), params, np,
-                      g[r], (int64_t)(sizeof g[0] / sizeof g[0][0]));
+        tg_tensor *y = seq_forward(c, seq, kids, nk, r, x, &fwd_bytes[r]);
+        ck_assert_int_eq(tg_tensor_op(y), gelu ? (r ? TG_OP_GELU_LINEAR : TG_OP_LINEAR)
+                                               : (r ? TG_OP_LINEAR_RELU : TG_OP_RELU));
+        out_and_grads(c, y, out[r], nout, params, np, g[r], ng);
         tg_ctx_free(c);
     }
-    assert_fused_same(out[0], out[1], sizeof out[0], g[0], g[1], sizeof g[0], fwd_bytes,
-                      (size_t)32 * 64 * tg_dtype_size(dt)); /* the GELU's output */
+    assert_fused_same(out[0], out[1], (size_t)nout * sizeof(double), g[0], g[1],
+                      (size_t)ng * sizeof(double), fwd_bytes,
+                      (size_t)32 * (gelu ? 64 : 48) * tg_dtype_size(dt));
     tg_ctx_free(pc);
 }
 END_TEST
@@ -758,8 +738,7 @@ Suite *release_suite(void)
     tcase_add_test(tc, test_fail_inside_recompute);
     tcase_add_test(tc, test_sequential_gives_back_unread);
     tcase_add_loop_test(tc, test_sequential_fuses_conv_relu, 0, 2);
-    tcase_add_loop_test(tc, test_sequential_fuses_gelu_linear, 0, 2);
-    tcase_add_loop_test(tc, test_sequential_fuses_linear_relu, 0, 2);
+    tcase_add_loop_test(tc, test_sequential_fuses_linear_pairs, 0, 4);
     tcase_add_test(tc, test_custom_op_releases_nothing);
     tcase_add_test(tc, test_fail_inside_release_walk);
     suite_add_tcase(s, tc);
