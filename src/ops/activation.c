@@ -172,7 +172,6 @@ static tg_tensor *gelu_grad(tg_ctx *c, tg_tensor *x, tg_tensor *y, tg_tensor *do
 }
 
 /* masks: 1 where the first argument is the active branch */
-EW_UN_PAIR(k_pos, X > 0 ? 1.0f : 0.0f, X > 0 ? 1.0 : 0.0)
 EW_UN_PAIR(k_over_threshold, P0 * X > P1 ? 1.0f : 0.0f, P0 * X > P1 ? 1.0 : 0.0)
 EW_UN_PAIR(k_in_open, X > P0 && X < P1 ? 1.0f : 0.0f, X > P0 && X < P1 ? 1.0 : 0.0)
 /* clang-format on */
@@ -212,7 +211,7 @@ void tg__elu_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor *
     /* y + alpha is alpha exp(x) on the negative branch, where its derivative
      * is y's own; on the positive branch it is finite and not selected */
     tg_tensor *neg = tg_mul(c, dout, tg_add_scalar(c, n->out, n->f[0]));
-    dx[0] = tg_where(c, tg__ew_const1(c, "tg_elu", EW_KP(k_pos), n->in[0], NULL), dout, neg);
+    dx[0] = tg_where(c, tg__positive_mask(c, "tg_elu", n->in[0]), dout, neg);
 }
 
 /* y = x Phi(x);  dx = dout * (Phi(x) + x phi(x)),

@@ -283,7 +283,12 @@ tg_tensor *tg__relu_grad(tg_ctx *c, const char *fn, tg_tensor *dout, tg_tensor *
 {
     if (NO_GRAPH(c)) return FUSED(c, fn, k_relu_bw, dout, ref);
     /* dout times a constant (no grad, not recorded) 0/1 mask of ref > 0 */
-    return tg_mul(c, dout, tg__ew_const1(c, fn, EW_KP(k_positive), ref, NULL));
+    return tg_mul(c, dout, tg__positive_mask(c, fn, ref));
+}
+
+tg_tensor *tg__positive_mask(tg_ctx *c, const char *fn, tg_tensor *x)
+{
+    return tg__ew_const1(c, fn, EW_KP(k_positive), x, NULL);
 }
 
 /* ---- in-place accumulation (the backward driver's owned buffers) ------- */

@@ -126,6 +126,10 @@ tg_tensor *tg__ew_const1(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *x, c
 tg_tensor *tg__ew_const2(tg_ctx *c, const char *fn, tg__kpair k, tg_tensor *a, tg_tensor *b,
                          const double *p);
 
+/* The constant 0/1 mask [x > 0] of x's shape and dtype (relu's and elu's
+ * backward rules). */
+tg_tensor *tg__positive_mask(tg_ctx *c, const char *fn, tg_tensor *x);
+
 /* where(mask, dout, 0): dout where the 0/1 mask is nonzero, exact zeros
  * elsewhere (even where dout is inf or NaN), differentiable in dout. */
 tg_tensor *tg__ew_masked(tg_ctx *c, tg_tensor *mask, tg_tensor *dout);
