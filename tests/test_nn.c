@@ -1019,6 +1019,50 @@ START_TEST(test_fastmath_ulps)
 }
 END_TEST
 
+/* f32 tg_tanh's runs of one or two elements (a branch to the one form the
+ * argument needs) give the bits of the vector loop (both forms and a
+ * select): the same sweep, once as a contiguous tensor and once as the
+ * first two columns of an [M, 3] buffer, whose rows reach the kernel as
+ * runs of two. */
+START_TEST(test_tanh_short_runs_same_bits)
+{
+    static const float pts[] = {0.0f,   -0.0f, 0.625f,   -0.625f,   0.6249999f, -0.6249999f,
+                                0.625001f, 1e-30f, 88.0f, INFINITY, -INFINITY, NAN, -NAN, 1e-45f};
+    const size_t np = sizeof pts / sizeof pts[0];
+    const uint64_t stride = tu_under_valgrind() ? 65537 : 4099;
+    const int64_t m = (int64_t)((np + (1ull << 32) / stride + 2) / 2); /* rows of two */
+    float *flat = calloc((size_t)(2 * m), sizeof *flat), *wide = calloc((size_t)(3 * m), 4);
+    float *a = malloc((size_t)(2 * m) * sizeof *a), *b = malloc((size_t)(2 * m) * sizeof *b);
+    ck_assert(flat && wide && a && b);
+    for (int64_t i = 0; i < 2 * m; i++) {
+        float x;
+        if ((size_t)i < np) {
+            x = pts[i];
+        } else {
+            uint32_t bits = (uint32_t)((uint64_t)(i - (int64_t)np) * stride);
+            memcpy(&x, &bits, sizeof x);
+        }
+        flat[i] = x;
+        wide[i / 2 * 3 + i % 2] = x;
+    }
+    tg_ctx *c = tu_ctx();
+    tg_tensor *v = tg_tanh(c, tg_tensor_from(c, TG_F32, TG_SHAPE(2 * m), flat));
+    tg_tensor *w = tg_tensor_from(c, TG_F32, TG_SHAPE(m, 3), wide);
+    tg_tensor *s = tg_tanh(c, tg_slice(c, w, 1, 0, 2, 1));
+    tu_assert_ok(c);
+    ck_assert_int_eq(tg_copy_out(v, a, (size_t)(2 * m) * sizeof *a), TG_OK);
+    ck_assert_int_eq(tg_copy_out(s, b, (size_t)(2 * m) * sizeof *b), TG_OK);
+    for (int64_t i = 0; i < 2 * m; i++)
+        ck_assert_msg(memcmp(&a[i], &b[i], sizeof a[i]) == 0, "tanh(%a): %a in a run of two, %a",
+                      (double)flat[i], (double)b[i], (double)a[i]);
+    tg_ctx_free(c);
+    free(flat);
+    free(wide);
+    free(a);
+    free(b);
+}
+END_TEST
+
 /* fastmath.h's tail k Phi(-|x|) and f32 tg_gelu (its kernel, whichever
  * copy the CPU runs) against double erfc over every 4099th float bit
  * pattern with |x| <= 16 (65537th under valgrind) plus chosen points:
@@ -1176,6 +1220,7 @@ Suite *nn_suite(void)
     TCase *rnn = tu_tcase("lstm_cell");
     tcase_set_timeout(rnn, 120);
     tcase_add_test(rnn, test_fastmath_ulps);
+    tcase_add_test(rnn, test_tanh_short_runs_same_bits);
     tcase_add_test(rnn, test_fastmath_gelu_ulps);
     tcase_add_loop_test(rnn, test_lstm_cell_values, 0, 2);
     tcase_add_test(rnn, test_lstm_cell_errors);

@@ -48,15 +48,18 @@ EW_UN_PAIR(k_sqrt, sqrtf(X), sqrt(X))
 TG__VEC_CLONES EW_UN_KERNEL(k_tanh_f32_vec, float, tg__tanhf(X))
 /* One element, for runs too short for the vector loop, whose setup (the
  * constants into vector registers) is half the cost again: one element
- * took 160 instructions through it, 109 through this (callgrind, AVX2).
- * Not inlined, so it stays one scalar evaluation: the same operations as
- * each lane of the vector loop, hence the same bits. */
+ * took 160 instructions through it, 109 through tg__tanhf alone
+ * (callgrind, AVX2), and a branch to the one form the argument needs
+ * takes the chain benchmark's tanh from about 34 ns to 12 (perf). Not
+ * inlined, so it stays one scalar evaluation: the same operations as the
+ * lane of the vector loop whose value is selected, hence the same bits
+ * (tests/test_nn.c). */
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
 static float tanh1f(float x)
 {
-    return tg__tanhf(x);
+    return tg__tanhf_is_small(x) ? tg__tanhf_small(x) : tg__tanhf_big(x);
 }
 static void k_tanh_f32(int64_t n, char **p, const int64_t *s, void *aux)
 {

@@ -32,6 +32,7 @@
 
 #include "../core/core_impl.h" /* TG__VEC_CLONES */
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -133,21 +134,34 @@ static inline float tg__sigmoidf(float x)
     return tg__f32_sel(-(int32_t)(tg__f32_bits(x) < 0), eq, q);
 }
 
-/* tanh x: Cephes' odd polynomial below |x| = 0.625, 1 - 2 / (e^2|x| + 1)
- * above (no cancellation there: the result is at least 0.55) */
-static inline float tg__tanhf(float x)
+/* tanh x: Cephes' odd polynomial below |x| = 0.625 (tg__tanhf_small),
+ * 1 - 2 / (e^2|x| + 1) above (tg__tanhf_big; no cancellation there: the
+ * result is at least 0.55). tg__tanhf evaluates both and selects, so it
+ * vectorises; a scalar caller may branch on tg__tanhf_is_small instead
+ * and evaluate one, for the same bits. */
+static inline bool tg__tanhf_is_small(float x)
 {
-    float a = tg__f32_from_bits(tg__f32_bits(x) & 0x7fffffff);
+    return tg__f32_from_bits(tg__f32_bits(x) & 0x7fffffff) < 0.625f; /* false for NaN */
+}
+static inline float tg__tanhf_small(float x)
+{
     float z = x * x;
     float s = -5.70498872745e-3f;
     s = s * z + 2.06390887954e-2f;
     s = s * z - 5.37397155531e-2f;
     s = s * z + 1.33314422036e-1f;
     s = s * z - 3.33332819422e-1f;
-    s = s * z * x + x;
+    return s * z * x + x;
+}
+static inline float tg__tanhf_big(float x)
+{
+    float a = tg__f32_from_bits(tg__f32_bits(x) & 0x7fffffff);
     float big = 1.0f - 2.0f / (tg__expf(a + a) + 1.0f);
-    big = tg__f32_from_bits(tg__f32_bits(big) | (tg__f32_bits(x) & INT32_MIN));
-    return tg__f32_sel(-(int32_t)(a < 0.625f), s, big);
+    return tg__f32_from_bits(tg__f32_bits(big) | (tg__f32_bits(x) & INT32_MIN));
+}
+static inline float tg__tanhf(float x)
+{
+    return tg__f32_sel(-(int32_t)tg__tanhf_is_small(x), tg__tanhf_small(x), tg__tanhf_big(x));
 }
 
 /* k Phi(-|x|) = k erfc(|x| / sqrt 2) / 2: the lower tail of the standard
