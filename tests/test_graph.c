@@ -102,6 +102,64 @@ START_TEST(test_version_after_backward_is_fine)
 }
 END_TEST
 
+/* The backward skips a node's version checks while no storage any tape
+ * recorded has been bumped since the node was recorded (tg__taped_bumps).
+ * Each way the library changes a tensor in place must count: for each, a
+ * graph reads the tensor (a parameter, or a gradient used as an input),
+ * the change comes after the forward, and the backward is refused. */
+enum { BUMP_COPY_IN, BUMP_API, BUMP_SGD, BUMP_ZERO_GRAD, BUMP_OPTIM_ZERO, BUMP_CLIP_NORM,
+       BUMP_CLIP_VALUE, BUMP_WAYS };
+START_TEST(test_version_every_bump_counts)
+{
+    tg_ctx *c = tu_ctx();
+    tg_tensor *w = leaf(c, "w", 2.0), *b = leaf(c, NULL, 3.0);
+    tg_optim *o = tg_sgd_new(c, &w, 1, NULL);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(tg_backward(c, tg_sum(c, tg_mul(c, tg_mul(c, w, w), b))), TG_OK);
+    tg_tensor *g = tg_grad(w); /* 2 w b = 12 everywhere */
+    ck_assert_ptr_nonnull(g);
+    /* the parameter, or its gradient, is an input of the recorded graph */
+    bool on_grad = _i >= BUMP_ZERO_GRAD;
+    tg_tensor *loss = tg_sum(c, tg_mul(c, on_grad ? g : w, b));
+    double v[6] = {1, 1, 1, 1, 1, 1};
+    double norm;
+    switch (_i) {
+    case BUMP_COPY_IN: ck_assert_int_eq(tg_copy_in(w, v, sizeof v), TG_OK); break;
+    case BUMP_API: tg_tensor_bump_version(w); break;
+    case BUMP_SGD: ck_assert_int_eq(tg_optim_step(o), TG_OK); break;
+    case BUMP_ZERO_GRAD: tg_zero_grad(w); break;
+    case BUMP_OPTIM_ZERO: tg_optim_zero_grad(o); break;
+    case BUMP_CLIP_NORM:
+        ck_assert_int_eq(tg_clip_grad_norm(c, &w, 1, 1.0, 2.0, false, &norm), TG_OK);
+        break;
+    default: ck_assert_int_eq(tg_clip_grad_value(c, &w, 1, 1.0), TG_OK); break;
+    }
+    ck_assert_int_eq(tg_backward(c, loss), TG_ERR_MISUSE);
+    ASSERT_MSG_HAS(c, "modified in place");
+    ASSERT_MSG_HAS(c, "input 0 of op 'mul'");
+    tg_ctx_free(c);
+}
+END_TEST
+
+/* Changes to tensors the graph never read leave it runnable, whether or
+ * not another graph recorded them. */
+START_TEST(test_version_unrelated_changes_are_fine)
+{
+    tg_ctx *c = tu_ctx();
+    tg_tensor *a = leaf(c, NULL, 2.0), *b = leaf(c, NULL, 3.0), *u = leaf(c, NULL, 1.0);
+    tg_tensor *other = tg_sum(c, tg_exp(c, u)); /* records u */
+    tg_tensor *loss = tg_sum(c, tg_mul(c, a, b));
+    double v[6] = {1, 1, 1, 1, 1, 1};
+    tg_tensor *fresh = tg_full(c, TG_F64, TG_SHAPE(2, 3), 0.0);
+    ck_assert_int_eq(tg_copy_in(fresh, v, sizeof v), TG_OK); /* never recorded */
+    ck_assert_int_eq(tg_copy_in(u, v, sizeof v), TG_OK);     /* recorded by other */
+    ck_assert_int_eq(tg_backward(c, loss), TG_OK);
+    ck_assert_double_eq(tg_get(tg_grad(a), (int64_t[]){1, 2}), 3.0);
+    ck_assert_int_eq(tg_backward(c, other), TG_ERR_MISUSE); /* but u's graph sees it */
+    tg_ctx_free(c);
+}
+END_TEST
+
 /* ---- anomaly mode ------------------------------------------------------- */
 
 START_TEST(test_anomaly_off_by_default)
@@ -256,6 +314,8 @@ Suite *graph_suite(void)
     tcase_add_test(tc, test_version_output_changed);
     tcase_add_test(tc, test_version_through_view);
     tcase_add_test(tc, test_version_after_backward_is_fine);
+    tcase_add_loop_test(tc, test_version_every_bump_counts, 0, BUMP_WAYS);
+    tcase_add_test(tc, test_version_unrelated_changes_are_fine);
     suite_add_tcase(s, tc);
     tc = tu_tcase("anomaly");
     tcase_set_timeout(tc, 60);

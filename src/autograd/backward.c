@@ -381,6 +381,7 @@ static tg_status check_versions(walk *w, const tg__node *n)
     const char *role = "";
     int idx = 0;
     uint64_t then = 0;
+    if (n->bumps == atomic_load_explicit(&tg__taped_bumps, memory_order_relaxed)) return TG_OK;
     for (int j = 0; j < n->n_in && !bad; j++)
         if (n->in[j] && n->in[j]->st->version != n->in_version[j])
             bad = n->in[j], role = "input", idx = j, then = n->in_version[j];
@@ -483,7 +484,7 @@ static tg_status commit_leaf_grads(walk *w)
             tg_tensor *ops[2] = {t->grad, s->g};
             tg__ew_apply(c, 2, ops, t->dtype == TG_F32 ? acc_f32 : acc_f64, NULL);
         }
-        t->grad->st->version++;
+        tg__bump_version(t->grad->st);
     }
     return TG_OK;
 }

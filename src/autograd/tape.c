@@ -29,6 +29,8 @@ static tg_status check_anomaly(tg_ctx *c, tg_op op, const tg_tensor *out, int n_
                     tg_op_name(op), where, v, (long long)at, tg__describe(out, o, sizeof o), ins);
 }
 
+_Atomic uint64_t tg__taped_bumps; /* tensor_impl.h */
+
 tg_status tg__record_node(tg_ctx *c, tg_op op, tg_tensor *out, int n_in, tg_tensor *const *in,
                           tg__node **node)
 {
@@ -55,7 +57,7 @@ tg_status tg__record_node(tg_ctx *c, tg_op op, tg_tensor *out, int n_in, tg_tens
     uint64_t *vers = (uint64_t *)(void *)(ins + k);
     for (int i = 0; i < n_in; i++) {
         ins[i] = in[i];
-        vers[i] = in[i] ? in[i]->st->version : 0;
+        vers[i] = in[i] ? tg__taped_version(in[i]->st) : 0;
     }
     /* Each field stored once instead of a pass of zeros over the whole node
      * first (this runs for every recorded op). iv is left unset: an op
@@ -68,7 +70,8 @@ tg_status tg__record_node(tg_ctx *c, tg_op op, tg_tensor *out, int n_in, tg_tens
     n->in = ins;
     n->in_version = vers;
     n->out = out;
-    n->out_version = out->st->version;
+    n->out_version = tg__taped_version(out->st);
+    n->bumps = atomic_load_explicit(&tg__taped_bumps, memory_order_relaxed);
     for (int i = 0; i < TG__NODE_SAVED; i++) {
         n->saved[i] = NULL;
         n->saved_version[i] = 0;
@@ -111,7 +114,7 @@ void tg_zero_grad(tg_tensor *t)
 {
     if (!t || !t->grad) return;
     memset(t->grad->st->data, 0, t->grad->st->nbytes);
-    t->grad->st->version++;
+    tg__bump_version(t->grad->st);
 }
 
 bool tg_set_anomaly(tg_ctx *c, bool on)

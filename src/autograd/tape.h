@@ -23,6 +23,7 @@ typedef struct tg__node {
     uint64_t out_version;
     tg_tensor *saved[TG__NODE_SAVED]; /* op-specific, set with tg__save */
     uint64_t saved_version[TG__NODE_SAVED];
+    uint64_t bumps;       /* tg__taped_bumps when it was recorded */
     unsigned saved_own;   /* bit i: saved[i] is the node's own (tg__save_own) */
     double f[4];          /* scalar arguments (exponent, eps, momentum, ...) */
     int64_t iv[2 * TG_MAX_DIMS]; /* integer arguments (axes, perm, stride, ...) */
@@ -36,7 +37,7 @@ typedef struct tg__node {
 static inline void tg__save(tg__node *n, int i, tg_tensor *t)
 {
     n->saved[i] = t;
-    n->saved_version[i] = t ? t->st->version : 0;
+    n->saved_version[i] = t ? tg__taped_version(t->st) : 0;
 }
 
 /* tg__save for a tensor the op made for this node alone, which nothing

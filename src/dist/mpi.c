@@ -398,7 +398,7 @@ tg_status tg_dist_allreduce_grads(tg_dist *d, tg_tensor *const *params, int n, d
     }
     if (c->status != TG_OK) return c->status;
     for (int i = 0; i < n; i++)
-        if (d->flags[i] > 0.5) params[i]->grad->st->version++;
+        if (d->flags[i] > 0.5) tg__bump_version(params[i]->grad->st);
     return TG_OK;
 }
 
@@ -444,7 +444,7 @@ static tg_status broadcast(tg_dist *d, const char *fn, tg_tensor *const *ts, int
         for (; i < n && start + nbytes_of(ts[i]) <= e; i++) start += nbytes_of(ts[i]);
     }
     if (d->rank != 0)
-        for (int k = 0; k < n; k++) ts[k]->st->version++;
+        for (int k = 0; k < n; k++) tg__bump_version(ts[k]->st);
     return TG_OK;
 }
 

@@ -240,6 +240,6 @@ tg_status tg_gather_rows(tg_ctx *c, tg_tensor *dst, const tg_tensor *src, const 
     const char *s = tg__ptr(src);
     for (int64_t i = 0; i < n; i++)
         if (row) memcpy(d + (size_t)i * row, s + (size_t)idx[i] * row, row);
-    dst->st->version++;
+    tg__bump_version(dst->st);
     return TG_OK;
 }

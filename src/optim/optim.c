@@ -410,7 +410,7 @@ static void slot_init(const tg_optim *o, tg_tensor *t)
             for (int64_t i = 0; i < n; i++) p[i] = o->init_acc;
         }
     }
-    t->st->version++;
+    tg__bump_version(t->st);
 }
 
 /* Allocates every state tensor and name; sets o->ready only when all of it
@@ -572,7 +572,7 @@ tg_status tg_optim_load_state(tg_optim *o, int n, const char *const *names,
     for (int i = 0; i < n; i++) {
         int k = state_index(o, names[i], i);
         tg__copy_strided(c, o->state[k], tensors[i]);
-        o->state[k]->st->version++;
+        tg__bump_version(o->state[k]->st);
     }
     return TG_OK;
 }
@@ -1187,8 +1187,8 @@ tg_status tg_optim_step(tg_optim *o)
             sg->start = total;
             total += sg->len;
         }
-        p->st->version++;
-        for (int k = 0; k < o->nslots; k++) o->slots[i * o->nslots + k]->st->version++;
+        tg__bump_version(p->st);
+        for (int k = 0; k < o->nslots; k++) tg__bump_version(o->slots[i * o->nslots + k]->st);
     }
     run_segs(o, ns, total, TG__PAR_GRAIN, PASS_BLOCK);
     ++*i64p(o->step_t);
@@ -1220,7 +1220,7 @@ void tg_optim_zero_grad(tg_optim *o)
             sg->len = (int64_t)g->st->nbytes;
             total += sg->len;
         }
-        g->st->version++;
+        tg__bump_version(g->st);
     }
     run_segs(o, ns, total, TG__PAR_GRAIN * (int64_t)sizeof(float),
              PASS_BLOCK * (int64_t)sizeof(float));
@@ -1391,7 +1391,7 @@ tg_status tg_clip_grad_norm(tg_ctx *c, tg_tensor *const *params, int n, double m
         if (!g) continue;
         ew_job e = {tg__ptr(g), g->dtype == TG_F64, coef};
         tg__parallel_for(c, tg__numel(g->ndim, g->shape), TG__PAR_GRAIN, scale_range, &e);
-        g->st->version++;
+        tg__bump_version(g->st);
     }
     return TG_OK;
 }
@@ -1410,7 +1410,7 @@ tg_status tg_clip_grad_value(tg_ctx *c, tg_tensor *const *params, int n, double 
         if (!g) continue;
         ew_job e = {tg__ptr(g), g->dtype == TG_F64, clip_value};
         tg__parallel_for(c, tg__numel(g->ndim, g->shape), TG__PAR_GRAIN, clamp_range, &e);
-        g->st->version++;
+        tg__bump_version(g->st);
     }
     return TG_OK;
 }

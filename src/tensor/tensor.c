@@ -560,7 +560,7 @@ const char *tg_tensor_name(const tg_tensor *t) { return t ? t->name : NULL; }
 
 void tg_tensor_bump_version(tg_tensor *t)
 {
-    if (t) t->st->version++;
+    if (t) tg__bump_version(t->st);
 }
 
 /* Row-major copy between t and a flat buffer, through t's strides. */
@@ -608,7 +608,7 @@ tg_status tg_copy_in(tg_tensor *t, const void *src, size_t nbytes)
     if (t->st->released) return TG_ERR_MISUSE;
     if (tg__overlaps(t)) return TG_ERR_INVALID;
     if (nbytes) copy_flat(t, (char *)src, false);
-    t->st->version++;
+    tg__bump_version(t->st);
     return TG_OK;
 }
 
