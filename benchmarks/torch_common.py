@@ -2,7 +2,8 @@
 
 Each torch_<name>.py builds the same model, data and training step as
 benchmarks/<name>.c and calls run(); the output is the same JSON line as
-the C programs print (gemm_ms and allocs_per_step null). Options:
+the C programs print (allocs_per_step null; gemm_ms null unless the script
+passes its step's matrix products to run()). Options:
 --batch N, --threads N (torch.set_num_threads), --steps N, --warmup N,
 --tiny. OpenBLAS's own thread count comes from OPENBLAS_NUM_THREADS, which
 the driver sets before the interpreter starts.
@@ -63,8 +64,13 @@ def peak_rss_kb():
     raise RuntimeError('no VmHWM in /proc/self/status')
 
 
-def run(name, args, step):
-    """Times step() (returns the loss tensor) and prints the JSON line."""
+def run(name, args, step, make_gemms=None):
+    """Times step() (returns the loss tensor) and prints the JSON line.
+    make_gemms, when given, is called after the timed steps and the peak
+    memory reading (its operands would add to the peak) and returns a
+    function that runs the step's matrix products alone, with the shapes
+    and operand layouts of its forward and backward; its median time over
+    as many calls as timed steps is gemm_ms."""
     times = []
     loss = float('nan')
     for s in range(-args.warmup, args.steps):
@@ -75,9 +81,20 @@ def run(name, args, step):
         if s >= 0:
             times.append(dt * 1e3)
     ms = statistics.median(times)
+    rss_kb = peak_rss_kb()
+    gemm_ms = None
+    if make_gemms is not None:
+        gemms = make_gemms()
+        gt = []
+        for s in range(-args.warmup, args.steps):
+            t0 = time.perf_counter()
+            gemms()
+            if s >= 0:
+                gt.append((time.perf_counter() - t0) * 1e3)
+        gemm_ms = statistics.median(gt)
     print(json.dumps({
         'bench': name, 'batch': args.batch, 'threads': args.threads,
         'steps': args.steps, 'ms_median': ms, 'ms_min': min(times),
-        'samples_per_s': args.batch * 1e3 / ms, 'gemm_ms': None,
-        'peak_rss_kb': peak_rss_kb(),
+        'samples_per_s': args.batch * 1e3 / ms, 'gemm_ms': gemm_ms,
+        'peak_rss_kb': rss_kb,
         'allocs_per_step': None, 'loss': loss}))
