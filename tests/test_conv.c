@@ -434,6 +434,9 @@ static const pspec pool_cases[] = {
     {2, 3, 6, 6, 2, 2, 0, 0, 0, 0, 1, 1, true},  {2, 2, 7, 5, 3, 3, 2, 2, 1, 1, 1, 1, true},
     {2, 2, 7, 5, 3, 3, 2, 2, 1, 1, 1, 1, false}, {1, 3, 8, 7, 3, 2, 1, 2, 1, 1, 1, 1, false},
     {1, 2, 7, 7, 2, 3, 1, 2, 1, 1, 2, 2, true}, /* dilation: max only */
+    /* 2x2 windows over an odd height: the 2x2 kernel's path for planes
+     * that are not whole row pairs (case 0 is the other) */
+    {2, 3, 7, 6, 2, 2, 0, 0, 0, 0, 1, 1, true},
 };
 #define N_POOL_CASES ((int)(sizeof pool_cases / sizeof pool_cases[0]))
 

@@ -301,6 +301,8 @@ MAXP_NOPAD_KERNEL(double, uint64_t, f64)
         const int64_t C = p->C, OH = p->OH, OW = p->OW, xs2 = p->xs[2];                \
         const int64_t cw = OW < MAXP22_CHUNK ? OW : MAXP22_CHUNK;                      \
         const int64_t rows = OW < MAXP22_CHUNK ? MAXP22_CHUNK / OW : 1;                \
+        /* planes one after another, each 2 OH rows: row pair t at t 2 xs2 */         \
+        const bool flat = p->xs[1] == 2 * OH * xs2 && p->xs[0] == C * p->xs[1];        \
         T cv[2 * MAXP22_CHUNK];                                                        \
         MT cb[2 * MAXP22_CHUNK], kc[MAXP22_CHUNK];                                     \
         for (int64_t ta = p0 * OH; ta < p1 * OH; ta += rows)                           \
@@ -309,8 +311,10 @@ MAXP_NOPAD_KERNEL(double, uint64_t, f64)
                 const int64_t n = (c0 + cw < OW ? c0 + cw : OW) - c0, m = (tb - ta) * n; \
                 for (int64_t t = ta; t < tb; t++) {                                    \
                     const int64_t pl = t / OH, oh = t % OH;                            \
-                    const T *restrict x0 = (const T *)p->x + (pl / C) * p->xs[0] +     \
-                                           (pl % C) * p->xs[1] + 2 * oh * xs2 + 2 * c0; \
+                    const T *restrict x0 =                                             \
+                        (const T *)p->x + 2 * c0 +                                     \
+                        (flat ? t * 2 * xs2                                            \
+                              : (pl / C) * p->xs[0] + (pl % C) * p->xs[1] + 2 * oh * xs2); \
                     const T *restrict x1 = x0 + xs2;                                   \
                     T *restrict v = cv + (t - ta) * 2 * n;                             \
                     MT *restrict b = cb + (t - ta) * 2 * n;                            \
