@@ -276,12 +276,15 @@ static inline void small_gemm(bool f64, bool trans_a, bool trans_b, int64_t m, i
  * cut dimension of GEMM_CUT2_DIM (2% at most) and 2^20 multiply-adds; four
  * need GEMM_CUT4_DIM and 2^22. Blocks are whole multiples of
  * GEMM_BLOCK_ALIGN rows or columns (the last takes the rest), so every
- * block but the last runs BLAS's full-width kernels. */
+ * block but the last runs BLAS's full-width kernels (x86 sgemm kernels
+ * unroll by 16 or less) and starts on a cache line of C. 64 cut the MLP's
+ * 512 x 784 x 128 weight gradient 448 / 336; 16 cuts it 400 / 384, and at
+ * 2 threads it takes 0.51-0.52 ms instead of 0.57-0.61 (AMD EPYC). */
 #define GEMM_CUT2_DIM 512
 #define GEMM_CUT2_MACS (INT64_C(1) << 20)
 #define GEMM_CUT4_DIM 1536
 #define GEMM_CUT4_MACS (INT64_C(1) << 22)
-#define GEMM_BLOCK_ALIGN 64
+#define GEMM_BLOCK_ALIGN 16
 
 typedef struct {
     bool f64, trans_a, trans_b;
