@@ -9,14 +9,15 @@
  * error.
  *
  * Hand-off: the caller publishes a job under the mutex and bumps a
- * generation counter. Workers poll that counter for up to TG__SPIN_NS, then
- * sleep on a condition variable until it moves (a worker remembers the last
- * generation it saw, so a bump that lands before it sleeps is never lost).
- * Each worker that ran a range decrements a pending count under the mutex;
- * the caller polls it for up to TG__SPIN_NS, then sleeps on a second
- * condition variable, and always confirms completion under the mutex. The counters are atomic only
- * so the spins may read them unlocked: every hand-off of data goes through
- * the mutex, which keeps TSan, helgrind and DRD able to see it.
+ * generation counter. Workers poll that counter for a while (spin_ns, see
+ * TG__SPIN_NS), then sleep on a condition variable until it moves (a
+ * worker remembers the last generation it saw, so a bump that lands before
+ * it sleeps is never lost). Each worker that ran a range decrements a
+ * pending count under the mutex; the caller polls it for a while too, then
+ * sleeps on a second condition variable, and always confirms completion
+ * under the mutex. The counters are atomic only so the spins may read them
+ * unlocked: every hand-off of data goes through the mutex, which keeps
+ * TSan, helgrind and DRD able to see it.
  *
  * The split depends only on n, grain and the pool size, and kernels keep
  * their results independent of it (see core_impl.h). A pool inherited
@@ -40,8 +41,12 @@
  * time step, short serial stretches between them) spent 18% of its time
  * in the scheduler with 2,000 polls (about a microsecond) and took 31 ms
  * against 20.5 ms with waits that outlast those stretches. A thread that
- * waits longer than this sleeps, so an idle pool costs nothing. */
+ * waits longer than this sleeps, so an idle pool costs nothing. A pool with
+ * more threads (the caller's included) than online CPUs polls only
+ * TG__SPIN_NS_OVER: there a polling thread may hold the CPU the thread it
+ * waits for needs. */
 #define TG__SPIN_NS 100000
+#define TG__SPIN_NS_OVER 1000
 
 struct tg__pool {
     pthread_mutex_t mu;
@@ -58,6 +63,7 @@ struct tg__pool {
     int sleeping; /* workers blocked on work_cv (under mu) */
     bool caller_waiting; /* the caller is blocked on done_cv (under mu) */
 
+    int64_t spin_ns;      /* how long a waiting thread polls (TG__SPIN_NS...) */
     _Atomic uint64_t gen; /* bumped once per job, under mu */
     _Atomic int pending;  /* worker ranges of the current job not yet done */
 
@@ -106,7 +112,7 @@ static inline void cpu_relax(void)
 }
 
 /* Polls until gen differs from seen (want_gen) or pending is zero (the
- * other), for at most TG__SPIN_NS; true when it happened. The clock is read
+ * other), for at most pool->spin_ns; true when it happened. The clock is read
  * every 64 polls. Only saves a sleep: callers confirm under mu. */
 static bool spin_wait(struct tg__pool *pool, bool want_gen, uint64_t seen)
 {
@@ -116,7 +122,7 @@ static bool spin_wait(struct tg__pool *pool, bool want_gen, uint64_t seen)
                      : atomic_load_explicit(&pool->pending, memory_order_relaxed) == 0)
             return true;
         cpu_relax();
-        if (i % 64 == 0 && now_ns() - start > TG__SPIN_NS) return false;
+        if (i % 64 == 0 && now_ns() - start > pool->spin_ns) return false;
     }
 }
 
@@ -209,6 +215,8 @@ static struct tg__pool *pool_create(tg_ctx *c, int want)
     memset(pool, 0, bytes);
     pool->bytes = bytes;
     pool->owner = getpid();
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    pool->spin_ns = ncpu >= 1 && want + 1 > ncpu ? TG__SPIN_NS_OVER : TG__SPIN_NS;
     pool->workers = (tg__worker *)(void *)((char *)pool + head);
     atomic_init(&pool->gen, 0);
     atomic_init(&pool->pending, 0);
