@@ -29,8 +29,10 @@ typedef struct tg__storage {
     bool released;    /* its data block was given back: data holds garbage */
     bool retained;    /* tg_retain: never released */
     bool took_block;  /* on c->taken with block set (else 0 from the start) */
-    bool taped;       /* a tape node recorded it (an input, output or saved
-                         tensor): its bumps count in tg__taped_bumps */
+    atomic_bool taped; /* a tape node recorded it (an input, output or saved
+                          tensor): its bumps count in tg__taped_bumps. Atomic:
+                          contexts on several threads may record one
+                          parameter at once */
     struct tg__storage *young; /* the next older one on c->young */
     struct tg__storage *taken; /* the next older one on c->taken, when data is a
                                   block taken off the free list (see
@@ -64,13 +66,15 @@ extern _Atomic uint64_t tg__taped_bumps;
 static inline void tg__bump_version(tg__storage *st)
 {
     st->version++;
-    if (st->taped) atomic_fetch_add_explicit(&tg__taped_bumps, 1, memory_order_relaxed);
+    if (atomic_load_explicit(&st->taped, memory_order_relaxed))
+        atomic_fetch_add_explicit(&tg__taped_bumps, 1, memory_order_relaxed);
 }
 
 /* st's version for a tape node to record; st is taped from now on */
 static inline uint64_t tg__taped_version(tg__storage *st)
 {
-    if (!st->taped) st->taped = true;
+    if (!atomic_load_explicit(&st->taped, memory_order_relaxed))
+        atomic_store_explicit(&st->taped, true, memory_order_relaxed);
     return st->version;
 }
 
