@@ -16,7 +16,7 @@
 #define L 2
 
 typedef struct {
-    tg_module *wte, *wpe, *ln1[L], *attn[L], *ln2[L], *mlp[L], *lnf, *head;
+    tg_module *wte, *wpe, *ln1[L], *attn[L], *ln2[L], *fc[L], *proj[L], *lnf, *head;
     tg_optim *opt;
     tg_tensor *idx, *pos, *tgt;
     int64_t batch;
@@ -33,13 +33,8 @@ static void *setup(tg_ctx *pc, int64_t batch)
         s.ln1[l] = tg_nn_layer_norm_new(m, tg_model_name(m, "h%d.ln1", l), 1, (const int64_t[]){D}, 1e-5, true);
         s.attn[l] = tg_nn_mha_new(m, tg_model_name(m, "h%d.attn", l), D, H, true, true);
         s.ln2[l] = tg_nn_layer_norm_new(m, tg_model_name(m, "h%d.ln2", l), 1, (const int64_t[]){D}, 1e-5, true);
-        /* Sequential runs the GELU and proj as one tg_gelu_linear */
-        s.mlp[l] = tg_nn_sequential_new(m, tg_model_name(m, "h%d.mlp", l));
-        tg_nn_sequential_add(s.mlp[l], tg_nn_linear_new(m, tg_model_name(m, "h%d.mlp.0", l), D,
-                                                        4 * D, true));
-        tg_nn_sequential_add(s.mlp[l], tg_nn_gelu_new(m));
-        tg_nn_sequential_add(s.mlp[l], tg_nn_linear_new(m, tg_model_name(m, "h%d.mlp.2", l),
-                                                        4 * D, D, true));
+        s.fc[l] = tg_nn_linear_new(m, tg_model_name(m, "h%d.mlp.0", l), D, 4 * D, true);
+        s.proj[l] = tg_nn_linear_new(m, tg_model_name(m, "h%d.mlp.2", l), 4 * D, D, true);
     }
     s.lnf = tg_nn_layer_norm_new(m, "ln_f", 1, (const int64_t[]){D}, 1e-5, true);
     s.head = tg_nn_linear_new(m, "head", D, V, false);
@@ -60,7 +55,9 @@ static void *setup(tg_ctx *pc, int64_t batch)
  * (bench_give_back): the residual summands and the token embeddings (no
  * backward reads them) and the layer norms' outputs (their backwards
  * recompute them, a few percent of the step). The GELU's output never
- * exists whole: the MLP's Sequential runs GELU + proj as tg_gelu_linear. */
+ * exists whole: the MLP runs GELU + proj as tg_gelu_linear, which makes it
+ * a block of rows at a time (4.1 MB less at the peak than the two ops,
+ * for 1-2 ms more per step). */
 static double step(void *st, tg_ctx *sc)
 {
     gpt *s = st;
@@ -74,7 +71,9 @@ static double step(void *st, tg_ctx *sc)
         x = tg_add(sc, x, a);
         bench_give_back(a);
         h = tg_module_forward(sc, s->ln2[l], x);
-        tg_tensor *p = tg_module_forward(sc, s->mlp[l], h);
+        tg_tensor *p = tg_gelu_linear(sc, tg_module_forward(sc, s->fc[l], h),
+                                      tg_module_get(s->proj[l], "weight"),
+                                      tg_module_get(s->proj[l], "bias"));
         bench_give_back(h);
         x = tg_add(sc, x, p);
         bench_give_back(p);

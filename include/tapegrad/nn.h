@@ -298,10 +298,11 @@ tg_module *tg_nn_identity_new(tg_model *m);
  * reaches only the next child, so once that has run, its memory goes back
  * to the step's arena if no backward reads it (a ReLU's output under a
  * pooling layer): the forward's peak is lower, the gradients the same.
- * Three pairs of children run as one fused op: a Conv2d or a Linear and
- * the ReLU after it as tg_conv2d_relu or tg_linear_relu (the same bits),
- * a GELU and the Linear after it as tg_gelu_linear (the same within
- * rounding; see ops_conv.h).
+ * Two pairs of children run as one fused op: a Conv2d or a Linear and the
+ * ReLU after it, as tg_conv2d_relu or tg_linear_relu (the same bits, less
+ * memory, no slower). A GELU and the Linear after it run as the two ops;
+ * tg_gelu_linear (ops_conv.h) runs them in less memory but more time, for
+ * a caller who wants that trade.
  */
 tg_module *tg_nn_sequential_new(tg_model *m, const char *name);
 tg_status tg_nn_sequential_add(tg_module *seq, tg_module *child);

@@ -92,7 +92,10 @@ tg_tensor *tg_linear_relu(tg_ctx *c, tg_tensor *x, tg_tensor *w, tg_tensor *b);
  * tg_linear(tg_gelu(x), W, b) as one op (a transformer MLP's second half):
  * gelu(x) is made 65,536 elements (whole rows) at a time and each block's
  * GEMM runs while it is in cache, so no tensor holds all of gelu(x); the
- * backward makes the blocks again from x. Against the two ops this saves
+ * backward makes the blocks again from x, so the step takes longer than
+ * the two ops' (GPT benchmark, d_model 128: 1-2 ms of a 35 ms step; 22%
+ * in examples/gpt.c at d_model 64), and Sequential does not run GELU +
+ * Linear as this op. Against the two ops this saves
  * gelu(x)'s memory through the step, or, where the step gives gelu(x)
  * back (tg_recompute_later), at the backward's peak, where the two ops
  * hold x, gelu(x) and its gradient at once (GPT's MLP: 2 MB of f32 per

@@ -486,10 +486,6 @@ tg_tensor *tg_module_forward(tg_ctx *c, tg_module *mod, tg_tensor *x)
                 /* a linear layer and its ReLU as one op: one output tensor */
                 y = tg__nn_linear_as(c, ch, x, tg_linear_relu);
                 i++;
-            } else if (ch->kind == TG__NN_GELU && next && next->kind == TG__NN_LINEAR) {
-                /* a GELU and the linear after it as one op: no GELU tensor */
-                y = tg__nn_linear_as(c, next, x, tg_gelu_linear);
-                i++;
             } else {
                 y = tg_module_forward(c, ch, x);
             }
