@@ -363,15 +363,14 @@ tg_tensor *tg__nn_conv2d_relu_forward(tg_ctx *c, tg_module *mod, tg_tensor *x)
     return tg__nn_blame(c, was_ok, fn, mod, y);
 }
 
-tg_tensor *tg__nn_linear_as(tg_ctx *c, tg_module *mod, tg_tensor *x,
-                            tg_tensor *(*op)(tg_ctx *, tg_tensor *, tg_tensor *, tg_tensor *))
+tg_tensor *tg__nn_linear_relu_forward(tg_ctx *c, tg_module *mod, tg_tensor *x)
 {
     const char *fn = "tg_module_forward";
     if (!tg__nn_begin(c, fn, mod, x)) return NULL;
     bool was_ok = tg__ok(c);
     tg_tensor *y = NULL;
     if (check_input(c, fn, mod, x, 1, TG_MAX_DIMS, -1, mod->in, "in_features"))
-        y = op(c, x, mod->weight, mod->bias);
+        y = tg_linear_relu(c, x, mod->weight, mod->bias);
     return tg__nn_blame(c, was_ok, fn, mod, y);
 }
 

@@ -484,7 +484,7 @@ tg_tensor *tg_module_forward(tg_ctx *c, tg_module *mod, tg_tensor *x)
                 i++;
             } else if (ch->kind == TG__NN_LINEAR && next && next->kind == TG__NN_RELU) {
                 /* a linear layer and its ReLU as one op: one output tensor */
-                y = tg__nn_linear_as(c, ch, x, tg_linear_relu);
+                y = tg__nn_linear_relu_forward(c, ch, x);
                 i++;
             } else {
                 y = tg_module_forward(c, ch, x);

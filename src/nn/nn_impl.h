@@ -132,13 +132,10 @@ tg_tensor *tg__nn_layer_forward(tg_ctx *c, tg_module *mod, tg_tensor *x);
  * tg_module_forward(relu, tg_module_forward(conv, x)) gives, bit for bit,
  * with one output tensor instead of two. Errors named as the conv's. */
 tg_tensor *tg__nn_conv2d_relu_forward(tg_ctx *c, tg_module *conv, tg_tensor *x);
-/* A Linear module with the child next to it, as one fused op of linear's
- * arguments: tg_linear_relu (a Linear and the ReLU after it: the two
- * modules' output bit for bit, one output tensor instead of two) or
- * tg_gelu_linear (a GELU and the Linear after it: within rounding, no
- * tensor for the GELU's output). Errors named as the linear's. */
-tg_tensor *tg__nn_linear_as(tg_ctx *c, tg_module *linear, tg_tensor *x,
-                            tg_tensor *(*op)(tg_ctx *, tg_tensor *, tg_tensor *, tg_tensor *));
+/* A Linear module and the ReLU after it, as one tg_linear_relu: the two
+ * modules' output bit for bit, with one output tensor instead of two.
+ * Errors named as the linear's. */
+tg_tensor *tg__nn_linear_relu_forward(tg_ctx *c, tg_module *linear, tg_tensor *x);
 tg_tensor *tg__nn_rnn_seq_forward(tg_ctx *c, tg_module *mod, tg_tensor *x);
 tg_tensor *tg__nn_mha_self_forward(tg_ctx *c, tg_module *mod, tg_tensor *x);
 
