@@ -237,11 +237,12 @@ tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shap
             return NULL;
         }
     }
-    if (!mem && nbytes <= SMALL_MAX) {
+    const bool taken = mem != NULL; /* data is a block off the free list */
+    if (!taken && nbytes <= SMALL_MAX) {
         if (!(mem = tg__arena_alloc(c, HEAD_BYTES))) return NULL;
         data = mem + SMALL_AT;
         cap = SMALL_MAX;
-    } else if (!mem) {
+    } else if (!taken) {
         if (!(mem = tg__arena_alloc(c, need))) return NULL;
         data = mem + HEAD_BYTES;
         cap = tg__arena_size(need) - HEAD_BYTES; /* what the arena took for it */
@@ -254,7 +255,7 @@ tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shap
      * goes past ndim. */
     size_t block = c->recycling && nbytes >= TG__RECYCLE_MIN ? cap : 0;
     *st = (tg__storage){.data = data, .nbytes = nbytes, .cap = cap, .block = block};
-    if (data != mem + HEAD_BYTES && data != mem + SMALL_AT) { /* a block off the free list */
+    if (taken) {
         st->taken = c->taken;
         st->took_block = block != 0;
         c->taken = st;
