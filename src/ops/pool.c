@@ -310,11 +310,12 @@ MAXP_NOPAD_KERNEL(double, uint64_t, f64)
                 const int64_t tb = ta + rows < p1 * OH ? ta + rows : p1 * OH;          \
                 const int64_t n = (c0 + cw < OW ? c0 + cw : OW) - c0, m = (tb - ta) * n; \
                 for (int64_t t = ta; t < tb; t++) {                                    \
-                    const int64_t pl = t / OH, oh = t % OH;                            \
+                    /* plane t / OH, row pair t % OH */                                \
                     const T *restrict x0 =                                             \
                         (const T *)p->x + 2 * c0 +                                     \
                         (flat ? t * 2 * xs2                                            \
-                              : (pl / C) * p->xs[0] + (pl % C) * p->xs[1] + 2 * oh * xs2); \
+                              : (t / OH / C) * p->xs[0] + (t / OH % C) * p->xs[1] +    \
+                                    2 * (t % OH) * xs2);                               \
                     const T *restrict x1 = x0 + xs2;                                   \
                     T *restrict v = cv + (t - ta) * 2 * n;                             \
                     MT *restrict b = cb + (t - ta) * 2 * n;                            \
