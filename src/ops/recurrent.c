@@ -507,11 +507,7 @@ static void lstm_backward_ops(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_
     if (NEED(6)) dx[6] = dc_next;
 }
 
-/* Step t backward over the B rows, in place: G's activations of step t
- * become the gates' gradients; dcn holds d c_t from step t + 1 (zeros at
- * the last step) and becomes d c_{t-1}; dhn is d h_t from step t + 1. dy
- * is y's gradient for h, dyc for c (sc = 1), or H zeros (sc = 0). */
-/* One sequence's row: the four gate rows (i, f, g, o) as restrict
+/* One sequence's row of LSTM_BACK: the four gate rows (i, f, g, o) as restrict
  * parameters of their own, which lets GCC vectorise the loop; with the
  * rows as offsets of one pointer it did not (the float kernel ran scalar,
  * 15% of the LSTM benchmark's step at one thread). */
@@ -537,6 +533,10 @@ static void lstm_backward_ops(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_
 LSTM_BACK_ROW(float, tg__tanhf, f32)
 LSTM_BACK_ROW(double, tanh, f64)
 
+/* Step t backward over the B rows, in place: G's activations of step t
+ * become the gates' gradients; dcn holds d c_t from step t + 1 (zeros at
+ * the last step) and becomes d c_{t-1}; dhn is d h_t from step t + 1. dy
+ * is y's gradient for h, dyc for c (sc = 1), or H zeros (sc = 0). */
 #define LSTM_BACK(T_, SFX)                                                              \
     for (int64_t b = 0; b < B; b++) {                                                   \
         T_ *a = (T_ *)(void *)G + (b * T + t) * 4 * H;                                  \
