@@ -991,6 +991,17 @@ static double ulps(float got, double want)
  * over a sweep of every 4099th float bit pattern (65537th under valgrind;
  * NaNs, infinities,
  * subnormals, the overflow edge included) plus chosen points */
+/* Entry i of a float sweep: the chosen points pts[0..np), then every
+ * stride-th bit pattern (stride odd, so the patterns are all distinct). */
+static float sweep_float(const float *pts, size_t np, uint64_t stride, uint64_t i)
+{
+    if (i < np) return pts[i];
+    uint32_t bits = (uint32_t)((i - np) * stride);
+    float x;
+    memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
 START_TEST(test_fastmath_ulps)
 {
     static const float pts[] = {0.0f,     -0.0f,   1e-30f,   0.625f,   -0.625f, 0.6249f,
@@ -998,14 +1009,9 @@ START_TEST(test_fastmath_ulps)
                                 -9.0f,    20.0f,   INFINITY, -INFINITY, NAN};
     double worst[3] = {0, 0, 0};
     const uint64_t stride = tu_under_valgrind() ? 65537 : 4099; /* odd: all bit patterns */
-    for (uint64_t i = 0; i < (1ull << 32) / stride + sizeof pts / sizeof pts[0]; i++) {
-        float x;
-        if (i < sizeof pts / sizeof pts[0]) {
-            x = pts[i];
-        } else {
-            uint32_t b = (uint32_t)((i - sizeof pts / sizeof pts[0]) * stride);
-            memcpy(&x, &b, sizeof x);
-        }
+    const size_t np = sizeof pts / sizeof pts[0];
+    for (uint64_t i = 0; i < (1ull << 32) / stride + np; i++) {
+        const float x = sweep_float(pts, np, stride, i);
         double xd = x;
         double e[3] = {ulps(tg__expf(x), exp(xd)), ulps(tg__sigmoidf(x), 1.0 / (1.0 + exp(-xd))),
                        ulps(tg__tanhf(x), tanh(xd))};
@@ -1035,13 +1041,7 @@ START_TEST(test_tanh_short_runs_same_bits)
     float *a = malloc((size_t)(2 * m) * sizeof *a), *b = malloc((size_t)(2 * m) * sizeof *b);
     ck_assert(flat && wide && a && b);
     for (int64_t i = 0; i < 2 * m; i++) {
-        float x;
-        if ((size_t)i < np) {
-            x = pts[i];
-        } else {
-            uint32_t bits = (uint32_t)((uint64_t)(i - (int64_t)np) * stride);
-            memcpy(&x, &bits, sizeof x);
-        }
+        const float x = sweep_float(pts, np, stride, (uint64_t)i);
         flat[i] = x;
         wide[i / 2 * 3 + i % 2] = x;
     }
