@@ -3,9 +3,11 @@
  * arena once the last node that reads it has run, so the backward's memory
  * does not grow with the depth of the graph. Checked here: the walk's
  * bytes stay flat as layers are added; the values are those of tg_grad_of
- * (which recycles nothing); a custom op's backward may keep the dout it was
- * given and what it returned; a backward that runs out of memory anywhere
- * in the walk changes no .grad and leaks nothing.
+ * (which recycles nothing); a node writes its gradient over its dout when
+ * nothing else holds that, tensors too small to recycle included; a custom
+ * op's backward may keep the dout it was given and what it returned; a
+ * backward that runs out of memory anywhere in the walk changes no .grad
+ * and leaks nothing.
  *
  * The graph: L residual layers h += f_l(h) over an [R, C] activation, with
  * f_l = tanh(h * a) (a broadcast leaf shared by the layers), reshaped views
@@ -243,6 +245,70 @@ START_TEST(test_unary_chain_in_place)
 }
 END_TEST
 
+/* The chain of tensors too small to give back (one to three elements): a
+ * node still writes its gradient over its dout when only its own slot holds
+ * that, so the walk's bytes do not grow with the number of unary and mul
+ * nodes; where a dout is also held elsewhere (an add passes it to both of
+ * its inputs; x * x needs two products of it) it is left alone, and the
+ * values are those of tg_grad_of bit for bit. */
+static tg_tensor *small_chain(tg_ctx *c, tg_tensor *x, tg_tensor *a, int L)
+{
+    tg_tensor *y = x;
+    for (int i = 0; i < L; i++) {
+        switch (i % 6) {
+        case 0: y = tg_mul(c, y, a); break;     /* both inputs need a gradient */
+        case 1: y = tg_tanh(c, y); break;
+        case 2: y = tg_add(c, y, y); break;     /* one dout for both inputs */
+        case 3: y = tg_sin(c, y); break;
+        case 4: y = tg_add_scalar(c, tg_mul(c, y, y), 0.5); break; /* two products of one dout */
+        default: y = tg_scale(c, tg_mul(c, a, y), 0.5); break;
+        }
+    }
+    return tg_sum(c, y);
+}
+
+/* A chain of L tanh, sin and mul-by-a-constant nodes on three elements. */
+static size_t small_unary_bytes(int L)
+{
+    tg_ctx *c = tu_ctx();
+    tg_tensor *x = param(c, TG_F64, TG_SHAPE(3), 31, 1.0);
+    tg_tensor *k = tg_full(c, TG_F64, TG_SHAPE(3), 0.9);
+    tg_tensor *y = x;
+    for (int i = 0; i < L; i++)
+        y = i % 3 == 0 ? tg_tanh(c, y) : i % 3 == 1 ? tg_sin(c, y) : tg_mul(c, y, k);
+    return walk_bytes(c, tg_sum(c, y));
+}
+
+START_TEST(test_small_chain_in_place)
+{
+    enum { L = 60 };
+    tg_ctx *c = tu_ctx();
+    tg_tensor *x = param(c, TG_F64, TG_SHAPE(3), 31, 1.0);
+    tg_tensor *a = param(c, TG_F64, TG_SHAPE(3), 32, 1.0);
+    tg_tensor *loss = small_chain(c, x, a, L);
+    tu_assert_ok(c);
+    tg_tensor *in[2] = {x, a}, *want[2];
+    ck_assert_int_eq(tg_grad_of(c, 1, &loss, NULL, 2, in, false, want), TG_OK);
+    ck_assert_int_eq(tg_backward(c, loss), TG_OK);
+    for (int i = 0; i < 2; i++) {
+        double *g = f64s(tg_grad(in[i])), *w = f64s(want[i]);
+        for (int j = 0; j < 3; j++)
+            ck_assert_msg(g[j] == w[j] && isfinite(w[j]) && w[j] != 0,
+                          "input %d element %d: backward %.17g, grad_of %.17g", i, j, g[j], w[j]);
+        free(g);
+        free(w);
+    }
+    tg_ctx_free(c);
+    /* a node that made its own gradient would add a tensor (struct, storage
+     * and data: over 200 bytes) per node; in place, only the walk's own
+     * tables (a few words per node) grow */
+    size_t short_run = small_unary_bytes(60), long_run = small_unary_bytes(240);
+    size_t per_node = long_run > short_run ? (long_run - short_run) / 180 : 0;
+    ck_assert_msg(per_node < 64, "the walk grows by %zu bytes per node (%zu for 60, %zu for 240)",
+                  per_node, short_run, long_run);
+}
+END_TEST
+
 /* ---- a custom op whose backward keeps what it sees -------------------- */
 
 typedef struct {
@@ -363,6 +429,7 @@ Suite *recycle_suite(void)
     tcase_add_test(tc, test_temporaries_given_back);
     tcase_add_test(tc, test_values_match_grad_of);
     tcase_add_test(tc, test_unary_chain_in_place);
+    tcase_add_test(tc, test_small_chain_in_place);
     tcase_add_test(tc, test_custom_keeps_dout);
     tcase_add_test(tc, test_fail_inside_walk);
     suite_add_tcase(s, tc);

@@ -191,19 +191,21 @@ static void release_setup(walk *w, int n_out, tg_tensor *const *outs, tg_tensor 
 
 /* ---- recycling gradient memory -----------------------------------------
  * With recycling on (tg_backward without a graph), the walk counts its
- * references to recyclable storage (see tg__recycle_give): each gradient
- * slot and each pending job holds one. A node's gradient slot is emptied
- * once its backward has run, so a gradient's memory is reused as soon as
- * the last node that reads it is done, and the walk's peak is the largest
- * set of gradients alive at once instead of all of them. */
+ * references to the storage it makes (st->counted; see tg__recycle_give):
+ * each gradient slot and each pending job holds one. A node's gradient slot
+ * is emptied once its backward has run, so a gradient's memory is reused as
+ * soon as the last node that reads it is done, and the walk's peak is the
+ * largest set of gradients alive at once instead of all of them. Storage
+ * too small to be given back is counted as well: a node whose dout only its
+ * own slot holds may write its result over it (c->spare_dout), at any size. */
 static inline void hold(const tg_tensor *t)
 {
-    if (t && t->st->block) t->st->refs++;
+    if (t && t->st->counted) t->st->refs++;
 }
 
 static inline void drop(walk *w, const tg_tensor *t)
 {
-    if (!t || !t->st->block) return;
+    if (!t || !t->st->counted) return;
     TG_ASSERT(t->st->refs > 0);
     if (--t->st->refs == 0) tg__recycle_give(w->c, t->st);
 }
@@ -786,11 +788,12 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
         if (n->op == TG_OP_CUSTOM) {
             /* the user's code may keep g or return what it makes */
             g->st->block = 0;
+            g->st->counted = false;
             c->recycling = false;
         }
         /* g may take the backward's result when only this node reads it */
         if (w.recycle) {
-            c->spare_dout = g->st->block && g->st->refs == 1 ? g : NULL;
+            c->spare_dout = g->st->counted && g->st->refs == 1 ? g : NULL;
             c->young = NULL;
             w.pended = false;
         }

@@ -153,6 +153,12 @@ tg_tensor *tg_mul(tg_ctx *c, tg_tensor *a, tg_tensor *b)
 }
 void tg__mul_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
+    if (NO_GRAPH(c)) { /* the last product may take dout's memory (FUSED: its last read) */
+        if (NEED(0) && NEED(1)) dx[0] = tg_mul(c, dout, n->in[1]);
+        else if (NEED(0)) dx[0] = FUSED(c, "tg_mul", k_mul, dout, n->in[1]);
+        if (NEED(1)) dx[1] = FUSED(c, "tg_mul", k_mul, dout, n->in[0]);
+        return;
+    }
     if (NEED(0)) dx[0] = tg_mul(c, dout, n->in[1]);
     if (NEED(1)) dx[1] = tg_mul(c, dout, n->in[0]);
 }

@@ -254,7 +254,8 @@ tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shap
      * output): shape and stride past ndim are left unset, as no reader
      * goes past ndim. */
     size_t block = c->recycling && nbytes >= TG__RECYCLE_MIN ? cap : 0;
-    *st = (tg__storage){.data = data, .nbytes = nbytes, .cap = cap, .block = block};
+    *st = (tg__storage){
+        .data = data, .nbytes = nbytes, .cap = cap, .block = block, .counted = c->recycling};
     if (taken) {
         st->taken = c->taken;
         st->took_block = block != 0;

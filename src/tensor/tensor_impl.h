@@ -22,13 +22,18 @@ typedef struct tg__storage {
     size_t cap;       /* bytes of the arena block data starts (data alone,
                          never the tensor struct or this header), when
                          tg__empty_valid made it, else 0 */
-    uint32_t refs;    /* that walk's gradient slots and pending jobs using it */
+    uint32_t refs;    /* that walk's gradient slots and pending jobs using it
+                         (counted only when counted is set) */
     uint32_t uses;    /* a releasing walk's nodes still to read it (see
                          tg_backward_release) */
     bool cand;        /* that walk may release it */
     bool released;    /* its data block was given back: data holds garbage */
     bool retained;    /* tg_retain: never released */
     bool took_block;  /* on c->taken with block set (else 0 from the start) */
+    bool counted;     /* made by a recycling walk, whatever its size: the walk
+                         counts its references in refs (only a block is given
+                         back when they end; any size may take a node's
+                         result in place, see c->spare_dout) */
     atomic_bool taped; /* a tape node recorded it (an input, output or saved
                           tensor): its bumps count in tg__taped_bumps. Atomic:
                           contexts on several threads may record one
