@@ -3,9 +3,11 @@
  * the results of the general ones bit for bit:
  *   - relu's no-graph backward against its composite rule, on zeros of
  *     both signs, NaN, infinities and dout of every kind;
- *   - max_pool2d's 2x2 stride-2 kernel against the general kernel (run on
- *     a strided copy of the same input), ties, NaN and signed zeros
- *     included, odd sizes included, and its no-graph backward against
+ *   - max_pool2d's 2x2 stride-2 kernels (the portable one, and AVX-512's
+ *     where the CPU has it) against the general kernel (run on a strided
+ *     copy of the same input), ties, NaN and signed zeros included (every
+ *     window of four drawn from six such values), odd sizes included, rows
+ *     shorter and longer than a vector, and its no-graph backward against
  *     max_unpool2d (the graph rule); the window codes max_pool2d keeps
  *     (bytes, int64 for windows over 255 places) against a plain scan and
  *     their backward against max_unpool2d of the indices, with padding,
@@ -29,6 +31,7 @@
  * The graph rule is what tg_grad_of(create_graph) runs; tg_backward runs
  * the fast one.
  */
+#include "ops/ops_impl.h"
 #include "test_util.h"
 
 /* Bytes of t (contiguous copy), malloc'd; *nb gets the size. */
@@ -150,11 +153,16 @@ START_TEST(test_max_pool_2x2_kernel)
     tg_pool2d_opts o = tg_pool2d_defaults();
     o.kernel[0] = o.kernel[1] = 2;
     tg_tensor *i_fast, *i_ref;
-    tg_tensor *y_fast = tg_max_pool2d_with_indices(c, x, &o, &i_fast);
     tg_tensor *y_ref = tg_max_pool2d_with_indices(c, strided(c, x), &o, &i_ref);
-    tu_assert_ok(c);
-    assert_same_bits(y_fast, y_ref, "max_pool2d 2x2 values");
-    assert_same_bits(i_fast, i_ref, "max_pool2d 2x2 indices");
+    for (int wide = 0; wide < 2; wide++) { /* the portable kernel, then AVX-512's if any */
+        const bool was = tg__maxp22_wide;
+        tg__maxp22_wide = wide;
+        tg_tensor *y_fast = tg_max_pool2d_with_indices(c, x, &o, &i_fast);
+        tg__maxp22_wide = was;
+        tu_assert_ok(c);
+        assert_same_bits(y_fast, y_ref, "max_pool2d 2x2 values");
+        assert_same_bits(i_fast, i_ref, "max_pool2d 2x2 indices");
+    }
 
     /* backward: the no-graph rule against max_unpool2d (the graph rule),
      * with dout's own specials */
@@ -171,6 +179,44 @@ START_TEST(test_max_pool_2x2_kernel)
     assert_same_bits(fast, ref, "max_pool2d backward");
     tu_assert_ok(c);
     free(dv);
+    free(v);
+    tg_ctx_free(c);
+}
+END_TEST
+
+/* Every window of four values drawn from NaN, -0, +0, 1 (twice: ties),
+ * -inf and 2 (6^4 = 1296 windows, in order), laid out as rows of 36
+ * windows (_i / 2 == 0: a row in chunks of 16, 16 and 4) or of 7 (a row
+ * shorter than one vector), against the general kernel: values, indices. */
+START_TEST(test_max_pool_2x2_special_windows)
+{
+    static const double sp[6] = {NAN, -0.0, 0.0, 1.0, -INFINITY, 2.0};
+    tg_dtype dt = (_i & 1) ? TG_F64 : TG_F32;
+    const int64_t OW = _i / 2 == 0 ? 36 : 7, OH = (1296 + OW - 1) / OW, H = 2 * OH, W = 2 * OW;
+    double *v = malloc((size_t)(H * W) * sizeof *v);
+    ck_assert_ptr_nonnull(v);
+    for (int64_t k = 0; k < OH * OW; k++) {
+        const int64_t q = k % 1296, r = 2 * (k / OW), col = 2 * (k % OW);
+        v[r * W + col] = sp[q % 6];
+        v[r * W + col + 1] = sp[q / 6 % 6];
+        v[(r + 1) * W + col] = sp[q / 36 % 6];
+        v[(r + 1) * W + col + 1] = sp[q / 216];
+    }
+    tg_ctx *c = tu_ctx();
+    tg_tensor *x = from_doubles(c, dt, 4, (const int64_t[]){1, 1, H, W}, v);
+    tg_pool2d_opts o = tg_pool2d_defaults();
+    o.kernel[0] = o.kernel[1] = 2;
+    tg_tensor *i_fast, *i_ref;
+    tg_tensor *y_ref = tg_max_pool2d_with_indices(c, strided(c, x), &o, &i_ref);
+    for (int wide = 0; wide < 2; wide++) { /* the portable kernel, then AVX-512's if any */
+        const bool was = tg__maxp22_wide;
+        tg__maxp22_wide = wide;
+        tg_tensor *y_fast = tg_max_pool2d_with_indices(c, x, &o, &i_fast);
+        tg__maxp22_wide = was;
+        tu_assert_ok(c);
+        assert_same_bits(y_fast, y_ref, "max_pool2d 2x2 values");
+        assert_same_bits(i_fast, i_ref, "max_pool2d 2x2 indices");
+    }
     free(v);
     tg_ctx_free(c);
 }
@@ -613,6 +659,7 @@ Suite *fastpaths_suite(void)
     suite_add_tcase(s, tc);
     tc = tu_tcase("max_pool2d");
     tcase_add_loop_test(tc, test_max_pool_2x2_kernel, 0, 12);
+    tcase_add_loop_test(tc, test_max_pool_2x2_special_windows, 0, 4);
     tcase_add_loop_test(tc, test_max_pool_codes, 0, 2 * N_POOL_CASES);
     suite_add_tcase(s, tc);
     tc = tu_tcase("conv2d");

@@ -38,6 +38,11 @@ TG_OP_MAP(TG__OP_DECL)
 
 extern const tg__opdef tg__ops[TG_OP_COUNT];
 
+/* Whether f32 2x2 max pooling may run its AVX-512 kernel where the CPU has
+ * AVX-512F (pool.c; true, false where it is not built). Tests turn it off
+ * to check the portable kernel on such a CPU too. */
+extern bool tg__maxp22_wide;
+
 /*
  * The data an op's backward reads when tg_backward runs it (no graph; the
  * accumulating or no-graph backward where the op has one), for

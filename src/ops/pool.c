@@ -346,6 +346,75 @@ MAXP_NOPAD_KERNEL(double, uint64_t, f64)
 MAXP22_KERNEL(float, int32_t, f32)
 MAXP22_KERNEL(double, int64_t, f64)
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+/* maxp22_f32 with AVX-512F, row pair by row pair: up to 16 windows of a
+ * row at once (32 columns of the two rows, masked loads past the row's
+ * end), so rows of 7 or 14 windows take one step each instead of a vector
+ * loop's scalar tail. The same two comparisons as MAXP22_KERNEL, lane for
+ * lane (the rows' pair of each column, then the two columns of each window
+ * by place), so the same values and codes, NaNs, ties and signed zeros
+ * included; maxima and comparisons round nothing. */
+#define MAXP22_WIDE 1
+#include <immintrin.h>
+
+bool tg__maxp22_wide = true;
+
+__attribute__((target("avx512f"))) static void maxp22_f32_avx512(void *arg, int64_t p0,
+                                                                 int64_t p1)
+{
+    const maxp_args *p = arg;
+    const int64_t C = p->C, OH = p->OH, OW = p->OW;
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                           28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const __m512i zero = _mm512_setzero_si512(), two = _mm512_set1_epi32(2);
+    for (int64_t pl = p0; pl < p1; pl++) {
+        const float *xp = (const float *)p->x + (pl / C) * p->xs[0] + (pl % C) * p->xs[1];
+        for (int64_t oh = 0; oh < OH; oh++) {
+            const float *r0 = xp + 2 * oh * p->xs[2], *r1 = r0 + p->xs[2];
+            float *y = (float *)p->y + (pl * OH + oh) * OW;
+            uint8_t *cd = (uint8_t *)p->code + (pl * OH + oh) * OW;
+            for (int64_t w0 = 0; w0 < OW; w0 += 16) {
+                const int64_t n = OW - w0 < 16 ? OW - w0 : 16;
+                const __mmask16 mo = (__mmask16)((1u << n) - 1u);
+                const __mmask16 ml = (__mmask16)(n >= 8 ? 0xffffu : (1u << 2 * n) - 1u);
+                const __mmask16 mh = (__mmask16)(n > 8 ? (1u << 2 * (n - 8)) - 1u : 0u);
+                const float *a0 = r0 + 2 * w0, *a1 = r1 + 2 * w0;
+                /* columns 2 w0 .. 2 w0 + 31: the bottom row wins a column
+                 * with a NaN or a larger number */
+                __m512 t = _mm512_maskz_loadu_ps(ml, a0), b = _mm512_maskz_loadu_ps(ml, a1);
+                __mmask16 ul = _mm512_cmp_ps_mask(b, t, _CMP_GT_OQ) |
+                               _mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q);
+                const __m512 vl = _mm512_mask_blend_ps(ul, t, b);
+                t = _mm512_maskz_loadu_ps(mh, a0 + 16);
+                b = _mm512_maskz_loadu_ps(mh, a1 + 16);
+                __mmask16 uh = _mm512_cmp_ps_mask(b, t, _CMP_GT_OQ) |
+                               _mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q);
+                const __m512 vh = _mm512_mask_blend_ps(uh, t, b);
+                const __m512i bl = _mm512_mask_mov_epi32(zero, ul, two);
+                const __m512i bh = _mm512_mask_mov_epi32(zero, uh, two);
+                /* each window's columns: a (place 0 or 2), e (1 or 3) */
+                const __m512 a = _mm512_permutex2var_ps(vl, even, vh);
+                const __m512 e = _mm512_permutex2var_ps(vl, odd, vh);
+                const __m512i ia = _mm512_permutex2var_epi32(bl, even, bh);
+                const __m512i ie = _mm512_add_epi32(_mm512_permutex2var_epi32(bl, odd, bh),
+                                                    _mm512_set1_epi32(1));
+                const __mmask16 an = _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q);
+                const __mmask16 en = _mm512_cmp_ps_mask(e, e, _CMP_UNORD_Q);
+                const __mmask16 later = _mm512_cmpgt_epi32_mask(ie, ia);
+                const __mmask16 u =
+                    (en & (~an | later)) | _mm512_cmp_ps_mask(e, a, _CMP_GT_OQ) |
+                    (_mm512_cmp_ps_mask(e, a, _CMP_EQ_OQ) & _mm512_cmplt_epi32_mask(ie, ia));
+                _mm512_mask_storeu_ps(y + w0, mo, _mm512_mask_blend_ps(u, a, e));
+                _mm512_mask_cvtepi32_storeu_epi8(cd + w0, mo, _mm512_mask_blend_epi32(u, ia, ie));
+            }
+        }
+    }
+}
+#else
+bool tg__maxp22_wide = false; /* no such kernel here */
+#endif
+
 /* ---- codes to plane indices, and the backward from codes ------------------ */
 
 /* Geometry of a max pooling's codes: output (OH, OW) planes of an (H, W)
@@ -541,8 +610,12 @@ tg_tensor *tg_max_pool2d_with_indices(tg_ctx *c, tg_tensor *x, const tg_pool2d_o
              !tap_tab_make(c, &p.tw, OW, W, r.kernel[1], r.stride[1], r.padding[1],
                            r.dilation[1])))
             return NULL;
+        tg__range_fn k22_f32 = maxp22_f32;
+#ifdef MAXP22_WIDE
+        if (tg__maxp22_wide && __builtin_cpu_supports("avx512f")) k22_f32 = maxp22_f32_avx512;
+#endif
         tg__parallel_for(c, N * C, grain_for(OH * OW * r.kernel[0] * r.kernel[1]),
-                         k22     ? (f64 ? maxp22_f64 : maxp22_f32)
+                         k22     ? (f64 ? maxp22_f64 : k22_f32)
                          : nopad ? (f64 ? maxp_nopad_f64 : maxp_nopad_f32)
                          : wide  ? (f64 ? maxp_f64_i64 : maxp_f32_i64)
                                  : (f64 ? maxp_f64_u8 : maxp_f32_u8),
