@@ -135,63 +135,69 @@ static tg_tensor *strided(tg_ctx *c, tg_tensor *t)
     return s;
 }
 
+/* x (N, C, H, W) through the 2x2 stride-2 kernels, the portable one and
+ * AVX-512's (where the CPU has it): values and indices against the general
+ * kernel on a strided copy of x, and the no-graph backward (from the kept
+ * codes) against max_unpool2d, the graph rule, with dout's own specials.
+ * Frees v. */
+static void check_k22(tg_dtype dt, const int64_t shape[4], double *v)
+{
+    tg_ctx *c = tu_ctx();
+    tg_tensor *x = from_doubles(c, dt, 4, shape, v);
+    tg_pool2d_opts o = tg_pool2d_defaults();
+    o.kernel[0] = o.kernel[1] = 2;
+    tg_tensor *i_ref, *i_fast;
+    tg_tensor *y_ref = tg_max_pool2d_with_indices(c, strided(c, x), &o, &i_ref);
+    tu_assert_ok(c);
+    double *dv = pseudo(tg_numel(y_ref), 5, false);
+    dv[0] = NAN;
+    dv[1] = -0.0;
+    if (tg_numel(y_ref) > 2) dv[2] = INFINITY;
+    tg_tensor *d = from_doubles(c, dt, 4, tg_shape(y_ref), dv);
+    const bool was = tg__maxp22_wide;
+    for (int wide = 0; wide < 2; wide++) {
+        tg__maxp22_wide = wide;
+        tg_set_requires_grad(x, false);
+        tg_tensor *y_fast = tg_max_pool2d_with_indices(c, x, &o, &i_fast);
+        tu_assert_ok(c);
+        assert_same_bits(y_fast, y_ref, "max_pool2d 2x2 values");
+        assert_same_bits(i_fast, i_ref, "max_pool2d 2x2 indices");
+        tg_set_requires_grad(x, true);
+        tg_tensor *y = tg_max_pool2d(c, x, &o);
+        tg_tensor *fast, *ref;
+        ck_assert_int_eq(tg_grad_of(c, 1, &y, &d, 1, &x, true, &ref), TG_OK);
+        ck_assert_int_eq(tg_grad_of(c, 1, &y, &d, 1, &x, false, &fast), TG_OK);
+        assert_same_bits(fast, ref, "max_pool2d backward");
+    }
+    tg__maxp22_wide = was;
+    tu_assert_ok(c);
+    free(dv);
+    free(v);
+    tg_ctx_free(c);
+}
+
 /* _i: dtype (bit 0) and size (_i / 2): even, odd height, odd width, 1x?,
  * chunks of 17 rows of 15 outputs (the last one short), rows of 300 outputs
  * cut into pieces of 256 and 44 */
 START_TEST(test_max_pool_2x2_kernel)
 {
     static const int64_t sizes[6][2] = {{6, 8}, {7, 6}, {6, 9}, {3, 5}, {90, 30}, {5, 601}};
-    tg_dtype dt = (_i & 1) ? TG_F64 : TG_F32;
     const int64_t N = 2, C = 3, H = sizes[_i >> 1][0], W = sizes[_i >> 1][1];
-    const int64_t n = N * C * H * W;
-    double *v = pseudo(n, 11 + (uint64_t)_i, true);
+    double *v = pseudo(N * C * H * W, 11 + (uint64_t)_i, true);
     /* specials in the first plane: NaN, infinities, signed zeros, ties */
     const double sp[] = {NAN, INFINITY, -INFINITY, -0.0, 0.0, NAN, -0.0, 0.0, 0.0, -0.0};
     for (int i = 0; i < (int)(sizeof sp / sizeof sp[0]); i++) v[(i * 7) % (H * W)] = sp[i];
-    tg_ctx *c = tu_ctx();
-    tg_tensor *x = from_doubles(c, dt, 4, (const int64_t[]){N, C, H, W}, v);
-    tg_pool2d_opts o = tg_pool2d_defaults();
-    o.kernel[0] = o.kernel[1] = 2;
-    tg_tensor *i_fast, *i_ref;
-    tg_tensor *y_ref = tg_max_pool2d_with_indices(c, strided(c, x), &o, &i_ref);
-    for (int wide = 0; wide < 2; wide++) { /* the portable kernel, then AVX-512's if any */
-        const bool was = tg__maxp22_wide;
-        tg__maxp22_wide = wide;
-        tg_tensor *y_fast = tg_max_pool2d_with_indices(c, x, &o, &i_fast);
-        tg__maxp22_wide = was;
-        tu_assert_ok(c);
-        assert_same_bits(y_fast, y_ref, "max_pool2d 2x2 values");
-        assert_same_bits(i_fast, i_ref, "max_pool2d 2x2 indices");
-    }
-
-    /* backward: the no-graph rule against max_unpool2d (the graph rule),
-     * with dout's own specials */
-    tg_set_requires_grad(x, true);
-    tg_tensor *y = tg_max_pool2d(c, x, &o);
-    double *dv = pseudo(tg_numel(y), 5, false);
-    dv[0] = NAN;
-    dv[1] = -0.0;
-    dv[2] = INFINITY;
-    tg_tensor *d = from_doubles(c, dt, 4, tg_shape(y), dv);
-    tg_tensor *fast, *ref;
-    ck_assert_int_eq(tg_grad_of(c, 1, &y, &d, 1, &x, true, &ref), TG_OK);
-    ck_assert_int_eq(tg_grad_of(c, 1, &y, &d, 1, &x, false, &fast), TG_OK);
-    assert_same_bits(fast, ref, "max_pool2d backward");
-    tu_assert_ok(c);
-    free(dv);
-    free(v);
-    tg_ctx_free(c);
+    check_k22((_i & 1) ? TG_F64 : TG_F32, (const int64_t[]){N, C, H, W}, v);
 }
 END_TEST
 
 /* Every window of four values drawn from NaN, -0, +0, 1 (twice: ties),
  * -inf and 2 (6^4 = 1296 windows, in order), laid out as rows of 36
  * windows (_i / 2 == 0: a row in chunks of 16, 16 and 4) or of 7 (a row
- * shorter than one vector), against the general kernel: values, indices. */
+ * shorter than one vector). */
 START_TEST(test_max_pool_2x2_special_windows)
 {
     static const double sp[6] = {NAN, -0.0, 0.0, 1.0, -INFINITY, 2.0};
-    tg_dtype dt = (_i & 1) ? TG_F64 : TG_F32;
     const int64_t OW = _i / 2 == 0 ? 36 : 7, OH = (1296 + OW - 1) / OW, H = 2 * OH, W = 2 * OW;
     double *v = malloc((size_t)(H * W) * sizeof *v);
     ck_assert_ptr_nonnull(v);
@@ -202,23 +208,7 @@ START_TEST(test_max_pool_2x2_special_windows)
         v[(r + 1) * W + col] = sp[q / 36 % 6];
         v[(r + 1) * W + col + 1] = sp[q / 216];
     }
-    tg_ctx *c = tu_ctx();
-    tg_tensor *x = from_doubles(c, dt, 4, (const int64_t[]){1, 1, H, W}, v);
-    tg_pool2d_opts o = tg_pool2d_defaults();
-    o.kernel[0] = o.kernel[1] = 2;
-    tg_tensor *i_fast, *i_ref;
-    tg_tensor *y_ref = tg_max_pool2d_with_indices(c, strided(c, x), &o, &i_ref);
-    for (int wide = 0; wide < 2; wide++) { /* the portable kernel, then AVX-512's if any */
-        const bool was = tg__maxp22_wide;
-        tg__maxp22_wide = wide;
-        tg_tensor *y_fast = tg_max_pool2d_with_indices(c, x, &o, &i_fast);
-        tg__maxp22_wide = was;
-        tu_assert_ok(c);
-        assert_same_bits(y_fast, y_ref, "max_pool2d 2x2 values");
-        assert_same_bits(i_fast, i_ref, "max_pool2d 2x2 indices");
-    }
-    free(v);
-    tg_ctx_free(c);
+    check_k22((_i & 1) ? TG_F64 : TG_F32, (const int64_t[]){1, 1, H, W}, v);
 }
 END_TEST
 

@@ -38,9 +38,10 @@ TG_OP_MAP(TG__OP_DECL)
 
 extern const tg__opdef tg__ops[TG_OP_COUNT];
 
-/* Whether f32 2x2 max pooling may run its AVX-512 kernel where the CPU has
- * AVX-512F (pool.c; true, false where it is not built). Tests turn it off
- * to check the portable kernel on such a CPU too. */
+/* Whether f32 2x2 max pooling and its backward may run their AVX-512
+ * kernels where the CPU has AVX-512 (pool.c; true, false where they are not
+ * built). Tests turn it off to check the portable kernels on such a CPU
+ * too. */
 extern bool tg__maxp22_wide;
 
 /*

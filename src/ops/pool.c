@@ -554,6 +554,54 @@ static inline double keep_f64(double v, int64_t m)
 UNPOOL22_KERNEL(float, int32_t, f32)
 UNPOOL22_KERNEL(double, int64_t, f64)
 
+#ifdef MAXP22_WIDE
+/* unpool22_f32 with AVX-512 (F, and BW with VL for the masked load of the
+ * codes: a byte copy into a buffer instead stalls every load on it), row
+ * of windows by row: up to 16 windows at once, 0 + dout put in the
+ * window's place of their maximum and +0 in the other three (the same bits
+ * as keep_f32), the two rows of their 32 columns interleaved in registers
+ * and stored straight into dx (masked past the row's end); then, as there,
+ * the column and rows no window covers. */
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void unpool22_f32_avx512(
+    void *arg, int64_t p0, int64_t p1)
+{
+    const codes_args *a = arg;
+    const int64_t H = a->H, W = a->W, OH = a->OH, OW = a->OW;
+    /* lanes 0-7 / 8-15 of two vectors, interleaved */
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+    for (int64_t pl = p0; pl < p1; pl++) {
+        float *d = (float *)a->dst + pl * H * W;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            const float *s = (const float *)a->src + (pl * OH + oh) * OW;
+            const uint8_t *cd = (const uint8_t *)a->code + (pl * OH + oh) * OW;
+            float *d0 = d + 2 * oh * W, *d1 = d0 + W;
+            for (int64_t w0 = 0; w0 < OW; w0 += 16) {
+                const int64_t n = OW - w0 < 16 ? OW - w0 : 16;
+                const __mmask16 mo = (__mmask16)((1u << n) - 1u);
+                const __mmask16 ml = (__mmask16)(n >= 8 ? 0xffffu : (1u << 2 * n) - 1u);
+                const __mmask16 mh = (__mmask16)(n > 8 ? (1u << 2 * (n - 8)) - 1u : 0u);
+                const __m512i k = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mo, cd + w0));
+                const __m512 v =
+                    _mm512_add_ps(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(mo, s + w0));
+                __m512 p[4];
+                for (int q = 0; q < 4; q++)
+                    p[q] = _mm512_maskz_mov_ps(
+                        _mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(q)), v);
+                _mm512_mask_storeu_ps(d0 + 2 * w0, ml, _mm512_permutex2var_ps(p[0], lo, p[1]));
+                _mm512_mask_storeu_ps(d0 + 2 * w0 + 16, mh,
+                                      _mm512_permutex2var_ps(p[0], hi, p[1]));
+                _mm512_mask_storeu_ps(d1 + 2 * w0, ml, _mm512_permutex2var_ps(p[2], lo, p[3]));
+                _mm512_mask_storeu_ps(d1 + 2 * w0 + 16, mh,
+                                      _mm512_permutex2var_ps(p[2], hi, p[3]));
+            }
+        }
+        for (int64_t r = 0; W > 2 * OW && r < 2 * OH; r++) d[r * W + W - 1] = 0;
+        for (int64_t i = 2 * OH * W; i < H * W; i++) d[i] = 0;
+    }
+}
+#endif
+
 static bool is_k22(const tg_pool2d_opts *r)
 {
     return r->padding[0] == 0 && r->padding[1] == 0 && r->kernel[0] == 2 && r->kernel[1] == 2 &&
@@ -666,8 +714,14 @@ void tg__max_pool2d_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_t
         const bool f64 = dout->dtype == TG_F64;
         a.src = tg__ptr(dc);
         a.dst = tg__ptr(y);
+        tg__range_fn k22_f32 = unpool22_f32;
+#ifdef MAXP22_WIDE
+        if (tg__maxp22_wide && __builtin_cpu_supports("avx512f") &&
+            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+            k22_f32 = unpool22_f32_avx512;
+#endif
         tg__parallel_for(c, N * C, grain_for(a.OH * a.OW + H * W),
-                         !wide && is_k22(&r) ? (f64 ? unpool22_f64 : unpool22_f32)
+                         !wide && is_k22(&r) ? (f64 ? unpool22_f64 : k22_f32)
                                              : (f64 ? unpool_codes_f64 : unpool_codes_f32),
                          &a);
     }
