@@ -12,17 +12,21 @@
  * generation counter. Workers poll that counter for a while (spin_ns, see
  * TG__SPIN_NS), then sleep on a condition variable until it moves (a
  * worker remembers the last generation it saw, so a bump that lands before
- * it sleeps is never lost). Each worker that ran a range decrements a
- * pending count under the mutex; the caller polls it for a while too, then
- * sleeps on a second condition variable, and always confirms completion
- * under the mutex. The counters are atomic only so the spins may read them
- * unlocked: every hand-off of data goes through the mutex, which keeps
- * TSan, helgrind and DRD able to see it.
+ * it sleeps is never lost). The caller runs range 0; every other range is
+ * claimed, by whichever thread gets there first, from a counter tagged with
+ * the job's generation (so a worker that wakes after its job is over
+ * claims nothing of the next one): a worker that is late, or not running,
+ * leaves its range to the caller instead of making it wait. Each range run
+ * decrements a pending count (a worker's under the mutex); the caller polls
+ * it for a while, then sleeps on a second condition variable, and always
+ * confirms completion under the mutex. The counters are atomic only so the
+ * spins and claims may use them unlocked: every hand-off of data goes
+ * through the mutex, which keeps TSan, helgrind and DRD able to see it.
  *
  * The split depends only on n, grain and the pool size, and kernels keep
- * their results independent of it (see core_impl.h). A pool inherited
- * through fork() has no threads in the child; it is detected by pid and
- * replaced there.
+ * their results independent of it and of which thread runs a range (see
+ * core_impl.h). A pool inherited through fork() has no threads in the
+ * child; it is detected by pid and replaced there.
  */
 #include "core_impl.h"
 
@@ -65,7 +69,9 @@ struct tg__pool {
 
     int64_t spin_ns;      /* how long a waiting thread polls (TG__SPIN_NS...) */
     _Atomic uint64_t gen; /* bumped once per job, under mu */
-    _Atomic int pending;  /* worker ranges of the current job not yet done */
+    _Atomic uint64_t claim; /* the job's generation (low 32 bits) << 32 | the
+                               next range to claim; set under mu with gen */
+    _Atomic int pending;  /* ranges 1.. of the current job not yet done */
 
     bool busy;           /* a job is running (the caller's thread only) */
     pid_t owner;         /* the process whose threads these are */
@@ -76,7 +82,6 @@ struct tg__pool {
 
 typedef struct tg__worker {
     struct tg__pool *pool;
-    int index; /* 1..nworkers: the range this worker runs */
     pthread_t tid;
 } tg__worker;
 
@@ -126,6 +131,26 @@ static bool spin_wait(struct tg__pool *pool, bool want_gen, uint64_t seen)
     }
 }
 
+/* The claim word of generation g with range i next. */
+static uint64_t claim_word(uint64_t g, uint64_t i)
+{
+    return (g & UINT64_C(0xffffffff)) << 32 | i;
+}
+
+/* The next unclaimed range of the job of generation g (nchunks ranges),
+ * now this thread's; -1 when none is left or the job is no longer g. */
+static int claim_range(struct tg__pool *pool, uint64_t g, int nchunks)
+{
+    uint64_t v = atomic_load_explicit(&pool->claim, memory_order_relaxed);
+    for (;;) {
+        if (v >> 32 != (g & UINT64_C(0xffffffff)) || (v & 0xffffffffu) >= (uint64_t)nchunks)
+            return -1;
+        if (atomic_compare_exchange_weak_explicit(&pool->claim, &v, v + 1,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return (int)(v & 0xffffffffu);
+    }
+}
+
 /* ---- workers -------------------------------------------------------- */
 
 static void *worker_main(void *p)
@@ -156,24 +181,26 @@ static void *worker_main(void *p)
         int nchunks = pool->nchunks;
         pthread_mutex_unlock(&pool->mu);
 
-        /* A job with fewer ranges than workers leaves the rest idle; they
-         * count for nothing in pending, so the caller never waits on them. */
-        if (w->index >= nchunks) continue;
+        /* Ranges until none is left: a job with fewer ranges than threads
+         * leaves some idle, and a range claimed by no worker is the
+         * caller's; only ranges run count in pending. */
+        for (int i; (i = claim_range(pool, seen, nchunks)) >= 0;) {
+            int64_t begin, end;
+            chunk_range(n, nchunks, i, &begin, &end);
+            fn(arg, begin, end);
 
-        int64_t begin, end;
-        chunk_range(n, nchunks, w->index, &begin, &end);
-        fn(arg, begin, end);
-
-        /* Under mu, so that the caller's final lock of mu orders every
-         * worker's writes before its return (which valgrind's race checkers
-         * can see, unlike a lock-free count), and so that the signal cannot
-         * fall between the caller's check of pending and its wait. */
-        pthread_mutex_lock(&pool->mu);
-        if (atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_relaxed) == 1 &&
-            pool->caller_waiting) {
-            pthread_cond_signal(&pool->done_cv);
+            /* Under mu, so that the caller's final lock of mu orders every
+             * worker's writes before its return (which valgrind's race
+             * checkers can see, unlike a lock-free count), and so that the
+             * signal cannot fall between the caller's check of pending and
+             * its wait. */
+            pthread_mutex_lock(&pool->mu);
+            if (atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_relaxed) == 1 &&
+                pool->caller_waiting) {
+                pthread_cond_signal(&pool->done_cv);
+            }
+            pthread_mutex_unlock(&pool->mu);
         }
-        pthread_mutex_unlock(&pool->mu);
     }
 }
 
@@ -219,6 +246,7 @@ static struct tg__pool *pool_create(tg_ctx *c, int want)
     pool->spin_ns = ncpu >= 1 && want + 1 > ncpu ? TG__SPIN_NS_OVER : TG__SPIN_NS;
     pool->workers = (tg__worker *)(void *)((char *)pool + head);
     atomic_init(&pool->gen, 0);
+    atomic_init(&pool->claim, claim_word(0, 0));
     atomic_init(&pool->pending, 0);
 
     if (pthread_mutex_init(&pool->mu, NULL) != 0) goto fail_mu;
@@ -239,7 +267,6 @@ static struct tg__pool *pool_create(tg_ctx *c, int want)
     for (int i = 0; i < want; i++) {
         tg__worker *w = &pool->workers[i];
         w->pool = pool;
-        w->index = i + 1;
         if (pthread_create(&w->tid, NULL, worker_main, w) != 0) break;
         pool->nworkers++;
     }
@@ -307,13 +334,21 @@ void tg__parallel_split(tg_ctx *c, int64_t n, int64_t grain, tg__range_fn fn, vo
     pool->n = n;
     pool->nchunks = (int)nchunks;
     atomic_store_explicit(&pool->pending, (int)nchunks - 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&pool->gen, 1, memory_order_release);
+    const uint64_t g = atomic_load_explicit(&pool->gen, memory_order_relaxed) + 1;
+    atomic_store_explicit(&pool->claim, claim_word(g, 1), memory_order_relaxed);
+    atomic_store_explicit(&pool->gen, g, memory_order_release);
     if (pool->sleeping > 0) pthread_cond_broadcast(&pool->work_cv);
     pthread_mutex_unlock(&pool->mu);
 
     int64_t begin, end;
     chunk_range(n, (int)nchunks, 0, &begin, &end);
     fn(arg, begin, end);
+    /* then whatever no worker has claimed yet */
+    for (int i; (i = claim_range(pool, g, (int)nchunks)) >= 0;) {
+        chunk_range(n, (int)nchunks, i, &begin, &end);
+        fn(arg, begin, end);
+        atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_relaxed);
+    }
 
     /* The spin only saves a sleep; completion is confirmed under mu. */
     (void)spin_wait(pool, false, 0);
