@@ -28,10 +28,16 @@
  * core_impl.h). A pool inherited through fork() has no threads in the
  * child; it is detected by pid and replaced there.
  */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* pthread_attr_setaffinity_np, sched_getcpu */
+#endif
 #include "core_impl.h"
 
 #include <errno.h>
 #include <pthread.h>
+#ifdef __linux__
+#include <sched.h>
+#endif
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -83,6 +89,10 @@ struct tg__pool {
 typedef struct tg__worker {
     struct tg__pool *pool;
     pthread_t tid;
+#ifdef __linux__
+    bool moved;       /* started away from its creator's CPU (see start_away) */
+    cpu_set_t mask;   /* ...and the CPUs it inherited, restored once running */
+#endif
 } tg__worker;
 
 /* ---- splitting ------------------------------------------------------ */
@@ -158,6 +168,9 @@ static void *worker_main(void *p)
     tg__worker *w = p;
     struct tg__pool *pool = w->pool;
     uint64_t seen = 0; /* the pool starts at generation 0 */
+#ifdef __linux__
+    if (w->moved) (void)pthread_setaffinity_np(pthread_self(), sizeof w->mask, &w->mask);
+#endif
 
     for (;;) {
         /* back-to-back jobs then cost no syscalls */
@@ -228,6 +241,28 @@ static void pool_destroy(tg_ctx *c, struct tg__pool *pool)
     tg__heap_free(c, pool, pool->bytes);
 }
 
+#ifdef __linux__
+/* Attributes that start a worker on any CPU the creating thread may use but
+ * the one it runs on, with w->mask the CPUs to give the worker back once it
+ * runs (its whole inherited set). A new thread otherwise starts on its
+ * creator's CPU, and on some hosts (a Firecracker VM with 2 vCPUs here) the
+ * scheduler left it there for 80-90 ms, so the first parallel loops ran
+ * one range after the other on one CPU. Only the worker's own affinity is
+ * touched, and only until it starts. False (plain attributes) when there is
+ * no other CPU or a call fails. */
+static bool start_away(pthread_attr_t *attr, tg__worker *w)
+{
+    cpu_set_t away;
+    int cpu = sched_getcpu();
+    if (cpu < 0 || cpu >= CPU_SETSIZE ||
+        pthread_getaffinity_np(pthread_self(), sizeof w->mask, &w->mask) != 0)
+        return false;
+    away = w->mask;
+    CPU_CLR(cpu, &away);
+    return CPU_COUNT(&away) > 0 && pthread_attr_setaffinity_np(attr, sizeof away, &away) == 0;
+}
+#endif
+
 /* A pool of up to want workers, or NULL when not even one could start. */
 static struct tg__pool *pool_create(tg_ctx *c, int want)
 {
@@ -267,7 +302,20 @@ static struct tg__pool *pool_create(tg_ctx *c, int want)
     for (int i = 0; i < want; i++) {
         tg__worker *w = &pool->workers[i];
         w->pool = pool;
-        if (pthread_create(&w->tid, NULL, worker_main, w) != 0) break;
+        pthread_attr_t attr;
+        bool have_attr = pthread_attr_init(&attr) == 0;
+#ifdef __linux__
+        w->moved = have_attr && start_away(&attr, w);
+#endif
+        int rc = pthread_create(&w->tid, have_attr ? &attr : NULL, worker_main, w);
+        if (have_attr) pthread_attr_destroy(&attr);
+#ifdef __linux__
+        if (rc != 0 && w->moved) { /* the affinity refused (a sandbox, a cpuset): without */
+            w->moved = false;
+            rc = pthread_create(&w->tid, NULL, worker_main, w);
+        }
+#endif
+        if (rc != 0) break;
         pool->nworkers++;
     }
     if (masked) pthread_sigmask(SIG_SETMASK, &old, NULL);
