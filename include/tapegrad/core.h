@@ -109,7 +109,12 @@ tg_status tg_ctx_set_error(tg_ctx *c, tg_status s, const char *fmt, ...)
 /* Sets the number of threads kernels of this context may use (>= 1), GEMM
  * included: tapegrad keeps OpenBLAS itself on one thread (process-wide)
  * and runs blocks of large products on these threads. Results are
- * bit-identical whatever the count. TG_ERR_INVALID if n < 1. */
+ * bit-identical whatever the count. The context's n - 1 worker threads
+ * start with the first loop big enough to split (and again after a change
+ * of n); on Linux each is created on one of the creating thread's CPUs
+ * other than the one it runs on, then takes that thread's whole CPU set,
+ * so no worker keeps a narrower affinity than its creator. TG_ERR_INVALID
+ * if n < 1. */
 tg_status tg_ctx_set_threads(tg_ctx *c, int n);
 
 /* The number of threads kernels of this context use. */
