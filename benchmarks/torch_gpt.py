@@ -65,4 +65,42 @@ def step():
     return loss.detach()
 
 
-tc.run('gpt', a, step)
+def make_gemms():
+    """The step's matrix products alone, as its autograd runs them: per
+    block the q, k, v, out, fc and proj linears (forward addmm with the
+    weight transposed, input gradient dout W, weight gradient dout^T x)
+    and the attention's two batched products with their four gradients
+    (batch x heads matrices of T x T and T x D/H); then the head."""
+    R, BH, hd = a.batch * T, a.batch * H, D // H
+    ones = torch.ones
+    x, h4 = ones(R, D), ones(R, 4 * D)
+    qk, p = ones(BH, T, hd), ones(BH, T, T)
+    blocks = []
+    for blk in net.blocks:
+        at = blk.attn
+        lins = [(l.weight.detach(), l.bias.detach(), x) for l in (at.q, at.k, at.v, at.o)]
+        lins.append((blk.mlp[0].weight.detach(), blk.mlp[0].bias.detach(), x))
+        lins.append((blk.mlp[2].weight.detach(), blk.mlp[2].bias.detach(), h4))
+        blocks.append([(w, b, inp, ones(R, w.shape[0])) for (w, b, inp) in lins])
+    wh = net.head.weight.detach()
+    dh = ones(R, V)
+
+    def gemms():
+        for lins in blocks:
+            for w, b, inp, d in lins:
+                torch.addmm(b, inp, w.t())
+                torch.mm(d, w)
+                torch.mm(d.t(), inp)
+            torch.bmm(qk, qk.transpose(1, 2))  # S = Q K^T
+            torch.bmm(p, qk)                   # Y = P V
+            torch.bmm(qk, qk.transpose(1, 2))  # dP = dY V^T
+            torch.bmm(p.transpose(1, 2), qk)   # dV = P^T dY
+            torch.bmm(p, qk)                   # dQ = dS K
+            torch.bmm(p.transpose(1, 2), qk)   # dK = dS^T Q
+        torch.mm(x, wh.t())
+        torch.mm(dh, wh)
+        torch.mm(dh.t(), x)
+    return gemms
+
+
+tc.run('gpt', a, step, make_gemms)
