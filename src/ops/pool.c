@@ -359,6 +359,29 @@ MAXP22_KERNEL(double, int64_t, f64)
 
 bool tg__maxp22_wide = true;
 
+/* The lanes of a step over n (1..16) windows of a row: mo its n outputs,
+ * ml and mh its 2 n input columns, 16 per vector. */
+static inline void wide_masks(int64_t n, __mmask16 *mo, __mmask16 *ml, __mmask16 *mh)
+{
+    *mo = (__mmask16)((1u << n) - 1u);
+    *ml = (__mmask16)(n >= 8 ? 0xffffu : (1u << 2 * n) - 1u);
+    *mh = (__mmask16)(n > 8 ? (1u << 2 * (n - 8)) - 1u : 0u);
+}
+
+/* MAXP22_KERNEL's first comparison over 16 columns (the lanes of m) of
+ * rows a0 and a1: the bottom row wins a column with a NaN or a larger
+ * number. The winners, and in *place 2 where the bottom row won, else 0. */
+__attribute__((target("avx512f"))) static inline __m512 col_max(__mmask16 m, const float *a0,
+                                                                 const float *a1,
+                                                                 __m512i *place)
+{
+    const __m512 t = _mm512_maskz_loadu_ps(m, a0), b = _mm512_maskz_loadu_ps(m, a1);
+    const __mmask16 u = _mm512_cmp_ps_mask(b, t, _CMP_GT_OQ) |
+                        _mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q);
+    *place = _mm512_maskz_mov_epi32(u, _mm512_set1_epi32(2));
+    return _mm512_mask_blend_ps(u, t, b);
+}
+
 __attribute__((target("avx512f"))) static void maxp22_f32_avx512(void *arg, int64_t p0,
                                                                  int64_t p1)
 {
@@ -367,7 +390,6 @@ __attribute__((target("avx512f"))) static void maxp22_f32_avx512(void *arg, int6
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
                                            28, 30);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-    const __m512i zero = _mm512_setzero_si512(), two = _mm512_set1_epi32(2);
     for (int64_t pl = p0; pl < p1; pl++) {
         const float *xp = (const float *)p->x + (pl / C) * p->xs[0] + (pl % C) * p->xs[1];
         for (int64_t oh = 0; oh < OH; oh++) {
@@ -375,24 +397,13 @@ __attribute__((target("avx512f"))) static void maxp22_f32_avx512(void *arg, int6
             float *y = (float *)p->y + (pl * OH + oh) * OW;
             uint8_t *cd = (uint8_t *)p->code + (pl * OH + oh) * OW;
             for (int64_t w0 = 0; w0 < OW; w0 += 16) {
-                const int64_t n = OW - w0 < 16 ? OW - w0 : 16;
-                const __mmask16 mo = (__mmask16)((1u << n) - 1u);
-                const __mmask16 ml = (__mmask16)(n >= 8 ? 0xffffu : (1u << 2 * n) - 1u);
-                const __mmask16 mh = (__mmask16)(n > 8 ? (1u << 2 * (n - 8)) - 1u : 0u);
+                __mmask16 mo, ml, mh;
+                wide_masks(OW - w0 < 16 ? OW - w0 : 16, &mo, &ml, &mh);
+                /* columns 2 w0 .. 2 w0 + 31 */
                 const float *a0 = r0 + 2 * w0, *a1 = r1 + 2 * w0;
-                /* columns 2 w0 .. 2 w0 + 31: the bottom row wins a column
-                 * with a NaN or a larger number */
-                __m512 t = _mm512_maskz_loadu_ps(ml, a0), b = _mm512_maskz_loadu_ps(ml, a1);
-                __mmask16 ul = _mm512_cmp_ps_mask(b, t, _CMP_GT_OQ) |
-                               _mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q);
-                const __m512 vl = _mm512_mask_blend_ps(ul, t, b);
-                t = _mm512_maskz_loadu_ps(mh, a0 + 16);
-                b = _mm512_maskz_loadu_ps(mh, a1 + 16);
-                __mmask16 uh = _mm512_cmp_ps_mask(b, t, _CMP_GT_OQ) |
-                               _mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q);
-                const __m512 vh = _mm512_mask_blend_ps(uh, t, b);
-                const __m512i bl = _mm512_mask_mov_epi32(zero, ul, two);
-                const __m512i bh = _mm512_mask_mov_epi32(zero, uh, two);
+                __m512i bl, bh;
+                const __m512 vl = col_max(ml, a0, a1, &bl);
+                const __m512 vh = col_max(mh, a0 + 16, a1 + 16, &bh);
                 /* each window's columns: a (place 0 or 2), e (1 or 3) */
                 const __m512 a = _mm512_permutex2var_ps(vl, even, vh);
                 const __m512 e = _mm512_permutex2var_ps(vl, odd, vh);
@@ -577,10 +588,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void unpool22_f32_av
             const uint8_t *cd = (const uint8_t *)a->code + (pl * OH + oh) * OW;
             float *d0 = d + 2 * oh * W, *d1 = d0 + W;
             for (int64_t w0 = 0; w0 < OW; w0 += 16) {
-                const int64_t n = OW - w0 < 16 ? OW - w0 : 16;
-                const __mmask16 mo = (__mmask16)((1u << n) - 1u);
-                const __mmask16 ml = (__mmask16)(n >= 8 ? 0xffffu : (1u << 2 * n) - 1u);
-                const __mmask16 mh = (__mmask16)(n > 8 ? (1u << 2 * (n - 8)) - 1u : 0u);
+                __mmask16 mo, ml, mh;
+                wide_masks(OW - w0 < 16 ? OW - w0 : 16, &mo, &ml, &mh);
                 const __m512i k = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mo, cd + w0));
                 const __m512 v =
                     _mm512_add_ps(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(mo, s + w0));
