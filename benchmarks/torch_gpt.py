@@ -78,10 +78,9 @@ def make_gemms():
     blocks = []
     for blk in net.blocks:
         at = blk.attn
-        lins = [(l.weight.detach(), l.bias.detach(), x) for l in (at.q, at.k, at.v, at.o)]
-        lins.append((blk.mlp[0].weight.detach(), blk.mlp[0].bias.detach(), x))
-        lins.append((blk.mlp[2].weight.detach(), blk.mlp[2].bias.detach(), h4))
-        blocks.append([(w, b, inp, ones(R, w.shape[0])) for (w, b, inp) in lins])
+        layers = ((at.q, x), (at.k, x), (at.v, x), (at.o, x), (blk.mlp[0], x), (blk.mlp[2], h4))
+        blocks.append([(l.weight.detach(), l.bias.detach(), inp, ones(R, l.out_features))
+                       for l, inp in layers])
     wh = net.head.weight.detach()
     dh = ones(R, V)
 
