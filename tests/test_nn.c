@@ -809,6 +809,43 @@ START_TEST(test_sdpa_causal_vs_mask)
 }
 END_TEST
 
+/* A NaN or +inf among a row's scores makes that row of y all NaN, in f32
+ * (whose softmax takes e^(s - max) from tg__exp_le1f, 0 for a NaN) and in
+ * f64 alike; other rows keep the unmasked result's bits, and a NaN past a
+ * causal row's last key is never read. */
+START_TEST(test_sdpa_nonfinite_rows)
+{
+    tg_dtype dt = dts[_i];
+    tg_ctx *c = tu_ctx();
+    qkv t = make_qkv(c, dt);
+    tg_tensor *m = tg_full(c, dt, TG_SHAPE(3, 5), 0.0);
+    tu_assert_ok(c);
+    /* row 0: NaN at key 4 (past its causal cut); row 1: +inf at key 1;
+     * row 2: NaN at key 2 */
+    const int64_t at[3] = {0 * 5 + 4, 1 * 5 + 1, 2 * 5 + 2};
+    const double val[3] = {NAN, INFINITY, NAN};
+    for (int k = 0; k < 3; k++) {
+        if (dt == TG_F32) ((float *)tg_data(m))[at[k]] = (float)val[k];
+        else ((double *)tg_data(m))[at[k]] = val[k];
+    }
+    for (int causal = 0; causal < 2; causal++) {
+        tg_tensor *y = tg_sdpa(c, t.q, t.k, t.v, m, causal, 0.0);
+        tg_tensor *y0 = tg_sdpa(c, t.q, t.k, t.v, NULL, causal, 0.0);
+        tu_assert_ok(c);
+        for (int64_t b = 0; b < 2; b++)
+            for (int64_t i = 0; i < 3; i++)
+                for (int64_t j = 0; j < 2; j++) {
+                    const int64_t ix[3] = {b, i, j};
+                    const double v = tg_get(y, ix);
+                    if (i > 0 || !causal)
+                        ck_assert_msg(isnan(v), "row %lld causal %d: %g", (long long)i, causal, v);
+                    else ck_assert(v == tg_get(y0, ix));
+                }
+    }
+    tg_ctx_free(c);
+}
+END_TEST
+
 typedef struct {
     bool causal;
 } sdpa_arg;
@@ -1025,6 +1062,34 @@ START_TEST(test_fastmath_ulps)
 }
 END_TEST
 
+static bool same_float_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+/* tg__exp_le1f (gelu's tail, the softmax of tg_sdpa) is tg__expf bit for
+ * bit wherever x <= 1, NaN aside (0 there): on the sweep's points, and on
+ * every float from -87.4 down to -104.1, where the result goes subnormal
+ * and then to 0. */
+START_TEST(test_fastmath_exp_le1)
+{
+    static const float pts[] = {1.0f, 0.99999994f, 0.0f, -0.0f, -1e-30f, -INFINITY, -104.0f};
+    const uint64_t stride = tu_under_valgrind() ? 65537 : 4099;
+    const size_t np = sizeof pts / sizeof pts[0];
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < (1ull << 32) / stride + np; i++) {
+        const float x = sweep_float(pts, np, stride, i);
+        if (!(x <= 1.0f)) continue;
+        ck_assert_msg(same_float_bits(tg__exp_le1f(x), tg__expf(x)), "at %a", (double)x);
+        n++;
+    }
+    ck_assert(n > (1ull << 31) / stride); /* most of the sweep is <= 1 */
+    const uint64_t step = tu_under_valgrind() ? 97 : 1;
+    for (float x = -87.4f; x >= -104.1f; x = nextafterf(x, -INFINITY)) {
+        ck_assert_msg(same_float_bits(tg__exp_le1f(x), tg__expf(x)), "at %a", (double)x);
+        for (uint64_t k = 1; k < step; k++) x = nextafterf(x, -INFINITY);
+    }
+    ck_assert(tg__exp_le1f(NAN) == 0.0f);
+}
+END_TEST
+
 /* f32 tg_tanh's runs of one or two elements (a branch to the one form the
  * argument needs) give the bits of the vector loop (both forms and a
  * select): the same sweep, once as a contiguous tensor and once as the
@@ -1214,12 +1279,14 @@ Suite *nn_suite(void)
     tcase_add_test(att, test_sdpa_gradcheck);
     tcase_add_loop_test(att, test_sdpa_head_layout, 0, 2);
     tcase_add_test(att, test_sdpa_heads_gradcheck);
+    tcase_add_loop_test(att, test_sdpa_nonfinite_rows, 0, 2);
     tcase_add_test(att, test_sdpa_errors);
     suite_add_tcase(s, att);
 
     TCase *rnn = tu_tcase("lstm_cell");
     tcase_set_timeout(rnn, 120);
     tcase_add_test(rnn, test_fastmath_ulps);
+    tcase_add_test(rnn, test_fastmath_exp_le1);
     tcase_add_test(rnn, test_tanh_short_runs_same_bits);
     tcase_add_test(rnn, test_fastmath_gelu_ulps);
     tcase_add_loop_test(rnn, test_lstm_cell_values, 0, 2);

@@ -428,7 +428,11 @@ ROW_MAX(row_max_f64, double, int64_t, INT64_MAX)
  * gives 0 there: the loops then have whole vectors (no scalar tail of
  * exps) and trip counts that change every 16 rows, not every row, and the
  * sum is that of the explicit mask (zeros added to partials that hold them
- * anyway), so P has the mask's bits. */
+ * anyway), so P has the mask's bits. f32 takes e^(x - max) from
+ * tg__exp_le1f, tg__expf's bits for arguments <= 0 in fewer operations:
+ * its one difference, 0 for a NaN argument, arises only where the row
+ * holds a NaN or +inf (the max is then NaN or +inf), and such a row still
+ * comes out all NaN (a sum of 0 or NaN, then 0 * inf or x * NaN). */
 #define SDPA_SOFTMAX(T, EXP, MAX)                                                 \
     do {                                                                          \
         T *pr = (T *)prow;                                                        \
@@ -453,7 +457,7 @@ TG__VEC_CLONES static bool sdpa_softmax_row(char *prow, const char *mrow, int64_
                                             int64_t Lk, bool causal, bool f64)
 {
     if (f64) SDPA_SOFTMAX(double, exp, row_max_f64);
-    else SDPA_SOFTMAX(float, tg__expf, row_max_f32);
+    else SDPA_SOFTMAX(float, tg__exp_le1f, row_max_f32);
     return true;
 }
 
