@@ -768,42 +768,64 @@ START_TEST(test_sdpa_values)
 END_TEST
 
 /* causal == an explicit top-left tril mask, for Lq < Lk and Lq > Lk,
- * forward and backward, bit for bit; the last case has rows longer than
+ * forward and backward, bit for bit; the third case has rows longer than
  * the softmax's vectors and partial sums (a causal row runs to a multiple
- * of 16 entries, the mask's over all Lk). */
+ * of 16 entries, the mask's over all Lk), the last four run causal by
+ * blocks of rows and keys (Lq >= 64: products skip the zeros above the
+ * diagonal blocks; keys past the last query get zero gradients). */
 START_TEST(test_sdpa_causal_vs_mask)
 {
+    tg_dtype dt = dts[_i];
     tg_ctx *c = tu_ctx();
-    static const int64_t lqs[3] = {3, 5, 37}, lks[3] = {5, 3, 40};
-    for (int cs = 0; cs < 3; cs++) {
-        int64_t Lq = lqs[cs], Lk = lks[cs];
-        tg_tensor *q = seq(c, TG_F64, 3, (const int64_t[]){2, Lq, 4}, 0.61, 0.3, 1.0);
-        tg_tensor *k = seq(c, TG_F64, 3, (const int64_t[]){2, Lk, 4}, 0.47, 1.7, 1.0);
-        tg_tensor *v = seq(c, TG_F64, 3, (const int64_t[]){2, Lk, 2}, 0.83, 0.9, 1.5);
-        tg_tensor *m = tg_tensor_new(c, TG_F64, 2, (const int64_t[]){Lq, Lk});
+    static const int64_t lqs[7] = {3, 5, 37, 64, 70, 100, 80},
+                         lks[7] = {5, 3, 40, 64, 90, 40, 130};
+    for (int cs = 0; cs < 7; cs++) {
+        int64_t Lq = lqs[cs], Lk = lks[cs], D = cs < 3 ? 4 : 24;
+        tg_tensor *q = seq(c, dt, 3, (const int64_t[]){2, Lq, D}, 0.61, 0.3, 1.0);
+        tg_tensor *k = seq(c, dt, 3, (const int64_t[]){2, Lk, D}, 0.47, 1.7, 1.0);
+        tg_tensor *v = seq(c, dt, 3, (const int64_t[]){2, Lk, 2}, 0.83, 0.9, 1.5);
+        tg_tensor *m = tg_full(c, dt, 2, (const int64_t[]){Lq, Lk}, 0.0);
+        tu_assert_ok(c);
         for (int64_t i = 0; i < Lq; i++)
-            for (int64_t j = 0; j < Lk; j++)
-                ((double *)tg_data(m))[i * Lk + j] = j <= i ? 0.0 : -INFINITY;
+            for (int64_t j = i + 1; j < Lk; j++) {
+                if (dt == TG_F32) ((float *)tg_data(m))[i * Lk + j] = -INFINITY;
+                else ((double *)tg_data(m))[i * Lk + j] = -INFINITY;
+            }
         tg_tensor *in[3] = {q, k, v};
         for (int i = 0; i < 3; i++) tg_set_requires_grad(in[i], true);
         tg_tensor *a = tg_sdpa(c, q, k, v, NULL, true, 0.0);
         tg_tensor *b = tg_sdpa(c, q, k, v, m, false, 0.0);
         tg_tensor *both = tg_sdpa(c, q, k, v, m, true, 0.0);
         tu_assert_ok(c);
+        /* blocks change the products' shapes, so their rounding: there the
+         * results agree to a few ulp of the largest term */
+        const double tol = cs < 3 ? 0.0 : dt == TG_F32 ? 1e-6 : 1e-15;
         for (int64_t i = 0; i < tg_numel(a); i++) {
             int64_t ix[3] = {i / (Lq * 2), i / 2 % Lq, i % 2};
-            ck_assert(tg_get(a, ix) == tg_get(b, ix));
+            ck_assert(fabs(tg_get(a, ix) - tg_get(b, ix)) <= tol);
             ck_assert(tg_get(a, ix) == tg_get(both, ix));
             ck_assert(isfinite(tg_get(a, ix)));
         }
-        /* causal saves P packed (row i's first min(i + 1, Lk) entries): its
-         * gradients are the mask's, bit for bit */
-        tg_tensor *wt = seq(c, TG_F64, 3, (const int64_t[]){2, Lq, 2}, 0.37, 0.5, 1.0);
+        /* the gradients are the mask's (bit for bit without blocks) */
+        tg_tensor *wt = seq(c, dt, 3, (const int64_t[]){2, Lq, 2}, 0.37, 0.5, 1.0);
         tg_tensor *ga[3], *gb[3];
         tg_tensor *la = tg_sum(c, tg_mul(c, a, wt)), *lb = tg_sum(c, tg_mul(c, b, wt));
         tu_assert_status(tg_grad_of(c, 1, &la, NULL, 3, in, false, ga), TG_OK);
         tu_assert_status(tg_grad_of(c, 1, &lb, NULL, 3, in, false, gb), TG_OK);
-        for (int i = 0; i < 3; i++) assert_same_bits(ga[i], gb[i]);
+        for (int i = 0; i < 3; i++) {
+            if (cs < 3) {
+                assert_same_bits(ga[i], gb[i]);
+                continue;
+            }
+            tg_tensor *d = tg_max_axes(c, tg_abs(c, tg_sub(c, ga[i], gb[i])), 3,
+                                       (const int[]){0, 1, 2}, false);
+            tu_assert_ok(c);
+            ck_assert_msg(tg_item(d) <= 8 * tol, "case %d grad %d: %g", cs, i, tg_item(d));
+            /* keys past the last query get exact zeros */
+            for (int64_t key = Lq; i > 0 && key < Lk; key++)
+                for (int64_t e = 0; e < (i == 1 ? D : 2); e++)
+                    ck_assert(tg_get(ga[i], (const int64_t[]){1, key, e}) == 0.0);
+        }
     }
     tg_ctx_free(c);
 }
@@ -878,6 +900,17 @@ START_TEST(test_sdpa_gradcheck)
         st = tg_gradcheck(f_sdpa, &a, in, 3, &o, rep, sizeof rep);
         ck_assert_msg(st == TG_OK, "causal %d, no mask: %s", cs, rep);
     }
+    /* causal by blocks of rows (64 queries, more keys than queries), with a
+     * mask over the keys that requires grad: first order */
+    tg_tensor *big[4] = {seq(c, TG_F64, TG_SHAPE(1, 64, 3), 0.61, 0.3, 1.0),
+                         seq(c, TG_F64, TG_SHAPE(1, 70, 3), 0.47, 1.7, 1.0),
+                         seq(c, TG_F64, TG_SHAPE(1, 70, 2), 0.83, 0.9, 1.5),
+                         seq(c, TG_F64, TG_SHAPE(70), 0.29, 0.4, 0.5)};
+    for (int i = 0; i < 4; i++) tg_set_requires_grad(big[i], true);
+    o.second_order = false;
+    sdpa_arg a = {true};
+    tg_status st = tg_gradcheck(f_sdpa, &a, big, 4, &o, rep, sizeof rep);
+    ck_assert_msg(st == TG_OK, "causal blocks: %s", rep);
     tg_ctx_free(c);
 }
 END_TEST
@@ -1275,7 +1308,7 @@ Suite *nn_suite(void)
     TCase *att = tu_tcase("sdpa");
     tcase_set_timeout(att, 120);
     tcase_add_loop_test(att, test_sdpa_values, 0, 2);
-    tcase_add_test(att, test_sdpa_causal_vs_mask);
+    tcase_add_loop_test(att, test_sdpa_causal_vs_mask, 0, 2);
     tcase_add_test(att, test_sdpa_gradcheck);
     tcase_add_loop_test(att, test_sdpa_head_layout, 0, 2);
     tcase_add_test(att, test_sdpa_heads_gradcheck);

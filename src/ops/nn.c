@@ -310,8 +310,8 @@ void tg__embedding_backward_backward(tg_ctx *c, const tg__node *n, tg_tensor *do
  *   row by row (in scratch), Y = P V (GEMM).
  * Backward, per batch: P again (the same GEMM and rows), dV = P^T dY,
  * dP = dY V^T, dS = P (dP - rowsum(dP P)), dQ = scale dS K, dK = scale
- * dS^T Q, dmask = dS (six GEMMs). Gradients
- * come out in the broadcast batch shape; the engine sums them back. y and
+ * dS^T Q, dmask = dS (six GEMMs); causal ones by blocks of rows and keys
+ * (sdpa_block_rows). Gradients come out in the broadcast batch shape; the engine sums them back. y and
  * dq, dk, dv keep q's, k's and v's order of dims (sdpa_empty_like), and
  * dout is read in place, so head splits and merges around attention stay
  * views.
@@ -476,22 +476,93 @@ typedef struct {
     int64_t es;
 } sdpa_scores;
 
-/* P of batch b into pb (Lq x Lk): S = scale Q K^T, then the masked softmax
- * row by row (causal rows hold +0 past their last key). The same calls in
- * the same order each time, so the backward's P has the forward's bits.
- * -1, or the first query whose every key is masked. */
-static int64_t sdpa_probs(const sdpa_scores *s, int64_t b, char *pb)
+/*
+ * Causal attention by blocks of rows. Row i of a causal P is zero past key
+ * i, so with rows in blocks of SB (a multiple of the softmax's 16), the
+ * block [r0, r0 + SB) needs keys [0, r0 + SB) only (its "key end"), and a
+ * key block [k0, k0 + SB) only the rows from k0 on: each GEMM skips the
+ * products with P's or dS's zeros above the diagonal blocks (a quarter of
+ * the attention's multiply-adds at two blocks, nearly half at many). The
+ * skipped terms are exact zeros at the end (or the start) of each sum, so
+ * the results keep the bits of the whole products (tests/test_nn.c checks
+ * causal against an explicit mask). Without causal, or with fewer than two
+ * blocks of 32 rows, one block covers everything: the whole products.
+ */
+static int64_t sdpa_block_rows(int64_t Lq, bool causal)
+{
+    if (!causal || Lq < 64) return Lq > 0 ? Lq : 1;
+    int64_t sb = (Lq / 16 + 15) / 16 * 16; /* at most about 16 blocks */
+    return sb > 32 ? sb : 32;
+}
+
+/* Keys that rows [r0, r0 + sb) of a causal P reach (all Lk without causal). */
+static int64_t sdpa_key_end(const sdpa_geom *g, int64_t r0, int64_t sb)
+{
+    return sb < g->Lq && r0 + sb < g->Lk ? r0 + sb : g->Lk;
+}
+
+/* Row r of m's matrix at base (es bytes per element). */
+static const char *sdpa_row(const sdpa_mat *m, const char *base, int64_t r, int64_t es)
+{
+    return base + (m->tr ? r : r * m->ld) * es;
+}
+
+/* Rows [k0, k0 + sb) of the product a^T m for a (Lq x Lk, rows of Lk at pa:
+ * P or dS) and m's matrix of batch b (Lq rows: dY or Q), times alpha, into
+ * o's matrix of batch b (Lk rows: dV or dK): by key blocks over the rows
+ * from k0 on when causal blocks are on (a block no row reaches is zero),
+ * else one product over everything. */
+static void sdpa_key_blocks(tg_ctx *c, const sdpa_geom *g, bool f64, int64_t es, int64_t sb,
+                            const char *pa, const sdpa_mat *m, int64_t b, double alpha,
+                            const sdpa_mat *o, int64_t n)
+{
+    const int64_t Lq = g->Lq, Lk = g->Lk;
+    const char *mb = sdpa_at(m, g, b);
+    char *ob = (char *)sdpa_at(o, g, b);
+    if (sb >= Lq) {
+        tg__gemm(c, f64, true, m->tr, Lk, n, Lq, alpha, pa, Lk, mb, m->ld, 0.0, ob, o->ld);
+        return;
+    }
+    for (int64_t k0 = 0; k0 < Lk; k0 += sb) {
+        const int64_t k1 = k0 + sb < Lk ? k0 + sb : Lk;
+        if (k0 >= Lq) {
+            for (int64_t r = k0; r < k1; r++) memset(ob + r * o->ld * es, 0, (size_t)(n * es));
+            continue;
+        }
+        tg__gemm(c, f64, true, m->tr, k1 - k0, n, Lq - k0, alpha, pa + (k0 * Lk + k0) * es, Lk,
+                 sdpa_row(m, mb, k0, es), m->ld, 0.0, ob + k0 * o->ld * es, o->ld);
+    }
+}
+
+/* Rows [r0, r0 + sb) of P of batch b into pb (Lq x Lk): S = scale Q K^T over
+ * the block's keys, then the masked softmax row by row (causal rows hold +0
+ * past their last key). The same calls in the same order each time, so the
+ * backward's P has the forward's bits. -1, or the first query whose every
+ * key is masked. */
+static int64_t sdpa_probs_rows(const sdpa_scores *s, int64_t b, char *pb, int64_t r0, int64_t sb)
 {
     const sdpa_geom *g = s->g;
-    tg__gemm(s->c, s->f64, s->q->tr, !s->k->tr, g->Lq, g->Lk, g->D, s->scale,
-             sdpa_at(s->q, g, b), s->q->ld, sdpa_at(s->k, g, b), s->k->ld, 0.0, pb, g->Lk);
+    const int64_t r1 = r0 + sb < g->Lq ? r0 + sb : g->Lq, ke = sdpa_key_end(g, r0, sb);
+    tg__gemm(s->c, s->f64, s->q->tr, !s->k->tr, r1 - r0, ke, g->D, s->scale,
+             sdpa_row(s->q, sdpa_at(s->q, g, b), r0, s->es), s->q->ld, sdpa_at(s->k, g, b),
+             s->k->ld, 0.0, pb + r0 * g->Lk * s->es, g->Lk);
     const char *mb = s->mask ? (const char *)tg__ptr((tg_tensor *)s->mask) +
                                    sdpa_boff(g, s->mst, b) * s->es
                              : NULL;
-    for (int64_t i = 0; i < g->Lq; i++)
+    for (int64_t i = r0; i < r1; i++)
         if (!sdpa_softmax_row(pb + i * g->Lk * s->es, mb ? mb + i * s->mst[g->nb] * s->es : NULL,
                               s->mst[g->nb + 1], i, g->Lk, s->causal, s->f64))
             return i;
+    return -1;
+}
+
+/* All of P of batch b (rows by blocks of sb); -1 or the first bad query. */
+static int64_t sdpa_probs(const sdpa_scores *s, int64_t b, char *pb, int64_t sb)
+{
+    for (int64_t r0 = 0; r0 < s->g->Lq; r0 += sb) {
+        int64_t bad = sdpa_probs_rows(s, b, pb, r0, sb);
+        if (bad >= 0) return bad;
+    }
     return -1;
 }
 
@@ -532,10 +603,17 @@ static void sdpa_fwd_task(void *arg, int64_t b0, int64_t b1)
     sdpa_fwd_job *j = arg;
     const sdpa_geom *g = j->s->g;
     char *pb = j->sc[atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)];
+    const int64_t sb = sdpa_block_rows(g->Lq, j->s->causal), es = j->s->es;
     for (int64_t b = b0; b < b1; b++) {
-        if ((j->bad[b] = sdpa_probs(j->s, b, pb)) >= 0) continue;
-        tg__gemm(j->s->c, j->s->f64, false, j->v->tr, g->Lq, g->Dv, g->Lk, 1.0, pb, g->Lk,
-                 sdpa_at(j->v, g, b), j->v->ld, 0.0, (char *)sdpa_at(j->y, g, b), j->y->ld);
+        j->bad[b] = -1;
+        for (int64_t r0 = 0; r0 < g->Lq && j->bad[b] < 0; r0 += sb) {
+            if ((j->bad[b] = sdpa_probs_rows(j->s, b, pb, r0, sb)) >= 0) break;
+            const int64_t r1 = r0 + sb < g->Lq ? r0 + sb : g->Lq;
+            char *y = (char *)sdpa_at(j->y, g, b) + r0 * j->y->ld * es;
+            tg__gemm(j->s->c, j->s->f64, false, j->v->tr, r1 - r0, g->Dv,
+                     sdpa_key_end(g, r0, sb), 1.0, pb + r0 * g->Lk * es, g->Lk,
+                     sdpa_at(j->v, g, b), j->v->ld, 0.0, y, j->y->ld);
+        }
     }
 }
 
@@ -705,22 +783,25 @@ static void sdpa_backward_ops(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_
     if (NEED(3)) dx[3] = dS;
 }
 
-/* dS = P (dP - rowsum(dP P)) in place of dP, rows of Lk */
+/* dS = P (dP - rowsum(dP P)) in place of dP, rows [r0, r1) of Lk entries
+ * of which the first ke are read and written (a causal block's keys: P is
+ * zero past them, so the sums keep the bits of whole rows) */
 #define SDPA_DS(T)                                                                             \
-    for (int64_t i = 0; i < Lq; i++) {                                                         \
+    for (int64_t i = r0; i < r1; i++) {                                                        \
         const T *pr = (const T *)pb + i * Lk;                                                  \
         T *dr = (T *)ds + i * Lk;                                                              \
         double dk[TG__NSUM] = {0}, dot = 0.0;                                                  \
         int64_t j = 0;                                                                         \
-        for (; j + TG__NSUM <= Lk; j += TG__NSUM)                                              \
+        for (; j + TG__NSUM <= ke; j += TG__NSUM)                                              \
             for (int k = 0; k < TG__NSUM; k++) dk[k] += (double)dr[j + k] * (double)pr[j + k]; \
-        for (; j < Lk; j++) dot += (double)dr[j] * (double)pr[j];                              \
+        for (; j < ke; j++) dot += (double)dr[j] * (double)pr[j];                              \
         dot += tg__sum_parts(dk);                                                              \
-        for (j = 0; j < Lk; j++) dr[j] = (T)((double)pr[j] * ((double)dr[j] - dot));           \
+        for (j = 0; j < ke; j++) dr[j] = (T)((double)pr[j] * ((double)dr[j] - dot));           \
     }
 
-/* dS = P * (dP - rowsum(dP * P)) in place of dP (ds), rows of Lk */
-TG__VEC_CLONES static void sdpa_ds(bool f64, const char *pb, char *ds, int64_t Lq, int64_t Lk)
+/* dS = P * (dP - rowsum(dP * P)) in place of dP (ds), see SDPA_DS */
+TG__VEC_CLONES static void sdpa_ds(bool f64, const char *pb, char *ds, int64_t r0, int64_t r1,
+                                   int64_t Lk, int64_t ke)
 {
     if (f64) {
         SDPA_DS(double)
@@ -755,29 +836,32 @@ static void sdpa_bwd_task(void *arg, int64_t b0, int64_t b1)
     const sdpa_mat *out = j->out, *md = j->md;
     int t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
     char *ds = j->need_ds ? j->ds[t] : NULL, *pb = j->pf[t];
+    const int64_t sb = sdpa_block_rows(Lq, j->s->causal);
     for (int64_t b = b0; b < b1; b++) {
         const char *db = sdpa_at(md, g, b);
         /* the forward succeeded on these inputs (their versions are
          * checked), so no row is fully masked */
-        (void)sdpa_probs(j->s, b, pb);
+        (void)sdpa_probs(j->s, b, pb, sb);
         if (out[2].t) /* dV = P^T dY */
-            tg__gemm(c, f64, true, md->tr, Lk, g->Dv, Lq, 1.0, pb, Lk, db, md->ld, 0.0,
-                     (char *)sdpa_at(&out[2], g, b), out[2].ld);
+            sdpa_key_blocks(c, g, f64, es, sb, pb, md, b, 1.0, &out[2], g->Dv);
         if (!ds) continue;
-        /* dP = dY V^T, then dS in place */
-        tg__gemm(c, f64, md->tr, !j->mv->tr, Lq, Lk, g->Dv, 1.0, db, md->ld,
-                 sdpa_at(j->mv, g, b), j->mv->ld, 0.0, ds, Lk);
-        sdpa_ds(f64, pb, ds, Lq, Lk);
+        /* dP = dY V^T, then dS in place, by blocks of rows over their keys */
+        for (int64_t r0 = 0; r0 < Lq; r0 += sb) {
+            const int64_t r1 = r0 + sb < Lq ? r0 + sb : Lq, ke = sdpa_key_end(g, r0, sb);
+            tg__gemm(c, f64, md->tr, !j->mv->tr, r1 - r0, ke, g->Dv, 1.0, sdpa_row(md, db, r0, es),
+                     md->ld, sdpa_at(j->mv, g, b), j->mv->ld, 0.0, ds + r0 * Lk * es, Lk);
+            sdpa_ds(f64, pb, ds, r0, r1, Lk, ke);
+            for (int64_t i = r0; out[3].t && ke < Lk && i < r1; i++) /* the mask's gradient */
+                memset(ds + (i * Lk + ke) * es, 0, (size_t)((Lk - ke) * es));
+            if (out[0].t) /* dQ = scale dS K */
+                tg__gemm(c, f64, false, j->mk->tr, r1 - r0, g->D, ke, j->scale,
+                         ds + r0 * Lk * es, Lk, sdpa_at(j->mk, g, b), j->mk->ld, 0.0,
+                         (char *)sdpa_at(&out[0], g, b) + r0 * out[0].ld * es, out[0].ld);
+        }
         if (out[3].t)
             memcpy((char *)sdpa_at(&out[3], g, b), ds, (size_t)(Lq * Lk * es));
-        if (out[0].t) /* dQ = scale dS K */
-            tg__gemm(c, f64, false, j->mk->tr, Lq, g->D, Lk, j->scale, ds, Lk,
-                     sdpa_at(j->mk, g, b), j->mk->ld, 0.0, (char *)sdpa_at(&out[0], g, b),
-                     out[0].ld);
         if (out[1].t) /* dK = scale dS^T Q */
-            tg__gemm(c, f64, true, j->mq->tr, Lk, g->D, Lq, j->scale, ds, Lk,
-                     sdpa_at(j->mq, g, b), j->mq->ld, 0.0, (char *)sdpa_at(&out[1], g, b),
-                     out[1].ld);
+            sdpa_key_blocks(c, g, f64, es, sb, ds, j->mq, b, j->scale, &out[1], g->D);
     }
 }
 
