@@ -203,6 +203,57 @@ START_TEST(test_same_grads_less_memory_f32)
 }
 END_TEST
 
+/* gelu_linear's backward under release writes x's gradient over x, an
+ * activation nothing else reads (tg__ops_overwrites): no (R, in) tensor is
+ * made, so the step arena stays at least that much below a walk whose x is
+ * retained; the gradients are tg_backward's bit for bit whether x is taken
+ * or kept (retained, or read by another backward: the product of case 2),
+ * at 1 and at 3 threads.
+ * x = linear(h) is [256, 32]; in case 3 an add also takes x (without
+ * reading it), so x's gradient is a sum. */
+START_TEST(test_gelu_linear_takes_its_input)
+{
+    const tg_dtype dt = _i ? TG_F32 : TG_F64;
+    const size_t es = dt == TG_F64 ? 8 : 4;
+    tg_ctx *p = tu_ctx();
+    tg_tensor *prm[5] = {
+        filled(p, dt, TG_SHAPE(256, 16), 3, 1.0), filled(p, dt, TG_SHAPE(32, 16), 4, 0.3),
+        filled(p, dt, TG_SHAPE(32), 5, 0.1), filled(p, dt, TG_SHAPE(8, 32), 6, 0.2),
+        filled(p, dt, TG_SHAPE(8), 7, 0.1)};
+    for (int i = 0; i < 5; i++) tg_set_requires_grad(prm[i], true);
+    static double want[8192], got[8192];
+    size_t used[4][3];
+    for (int cs = 0; cs < 4; cs++)
+        for (int run = 0; run < 3; run++) { /* plain; release; release at 3 threads */
+            const bool release = run > 0;
+            tg_ctx *s = tu_ctx();
+            tu_assert_status(tg_ctx_set_threads(s, run == 2 ? 3 : 1), TG_OK);
+            tg_tensor *x = tg_linear(s, prm[0], prm[1], prm[2]);
+            tg_tensor *y = tg_gelu_linear(s, x, prm[3], prm[4]);
+            tg_tensor *loss = tg_sum(s, tg_square(s, y));
+            if (cs == 1) tg_retain(x);
+            if (cs == 2) loss = tg_add(s, loss, tg_sum(s, tg_mul(s, x, x)));
+            if (cs == 3) loss = tg_add(s, loss, tg_sum(s, tg_add(s, x, prm[2])));
+            tu_assert_ok(s);
+            ck_assert_int_eq(release ? tg_backward_release(s, loss) : tg_backward(s, loss), TG_OK);
+            used[cs][run] = tg_ctx_bytes_used(s);
+            int64_t n = take_grads_of(prm, 5, release ? got : want, 8192);
+            for (int64_t k = 0; release && k < n; k++)
+                ck_assert_msg(memcmp(&want[k], &got[k], sizeof got[k]) == 0,
+                              "case %d run %d: gradient element %lld: %.17g, tg_backward %.17g",
+                              cs, run, (long long)k, got[k], want[k]);
+            /* a retained x keeps its values; the others die with the walk */
+            ck_assert(tg_is_released(x) == (release && cs != 1));
+            tg_ctx_free(s);
+        }
+    const size_t dx = 256 * 32 * es;
+    ck_assert_msg(used[0][1] + dx <= used[1][1] && used[0][1] + dx <= used[0][0],
+                  "step arena %zu bytes with release, %zu with x retained, %zu without release",
+                  used[0][1], used[1][1], used[0][0]);
+    tg_ctx_free(p);
+}
+END_TEST
+
 /* A released tensor keeps its shape but refuses every read; the loss and a
  * retained tensor keep their values. */
 START_TEST(test_released_refuses_reads)
@@ -731,6 +782,7 @@ Suite *release_suite(void)
     tcase_add_test(tc, test_same_grads_less_memory_f64);
     tcase_add_test(tc, test_same_grads_less_memory_f32);
     tcase_add_test(tc, test_released_refuses_reads);
+    tcase_add_loop_test(tc, test_gelu_linear_takes_its_input, 0, 2);
     tcase_add_test(tc, test_second_backward_refused);
     tcase_add_test(tc, test_recompute_reads_again);
     tcase_add_test(tc, test_recompute_refusals);

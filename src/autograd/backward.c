@@ -189,6 +189,37 @@ static void release_setup(walk *w, int n_out, tg_tensor *const *outs, tg_tensor 
     c->releasing = w->release;
 }
 
+/* An input of n whose memory n's backward may take for its gradient
+ * (tg__ops_overwrites): a contiguous activation only n reads, that the walk
+ * would release right after n and that no slot holds. */
+static const tg_tensor *spare_input(const tg__node *n)
+{
+    const uint32_t m = tg__ops_overwrites[n->op];
+    for (int j = 0; m && j < n->n_in && j < 30; j++) {
+        const tg_tensor *x = n->in[j];
+        if (!(m & TG__IN(j)) || !x || !x->requires_grad) continue;
+        const tg__storage *st = x->st;
+        if (st->cand && st->uses == 1 && !st->released && !st->remake && !st->counted &&
+            !st->refs && releasable(st) && tg__contig(x))
+            return x;
+    }
+    return NULL;
+}
+
+tg_tensor *tg__take_input(tg_ctx *c, const tg_tensor *x)
+{
+    if (!x || x != c->spare_in) return NULL;
+    c->spare_in = NULL;
+    tg_tensor *t = tg__adopt(c, x);
+    if (!t) return NULL;
+    /* x's data is the gradient's now: released, as the walk would have
+     * done after this node */
+    x->st->cand = false;
+    x->st->released = true;
+    atomic_store_explicit(&gave_back, true, memory_order_relaxed);
+    return t;
+}
+
 /* ---- recycling gradient memory -----------------------------------------
  * With recycling on (tg_backward without a graph), the walk counts its
  * references to the storage it makes (st->counted; see tg__recycle_give):
@@ -253,6 +284,7 @@ static void recycle_off(tg_ctx *c)
 {
     c->recycling = false;
     c->spare_dout = NULL;
+    c->spare_in = NULL;
     c->free_blocks = c->given = NULL;
     c->young = NULL;
 }
@@ -624,12 +656,13 @@ static bool refill(walk *w, tg__storage *st)
         return false;
     }
     bool grad = c->grad_enabled;
-    const void *spare = c->spare_dout;
+    const void *spare = c->spare_dout, *spare_in = c->spare_in;
     c->grad_enabled = false;
-    c->spare_dout = NULL;
+    c->spare_dout = c->spare_in = NULL;
     tg_tensor *r = tg__ops_remake[p->op](c, p);
     c->grad_enabled = grad;
     c->spare_dout = spare;
+    c->spare_in = spare_in;
     c->api = w->fn;
     if (!r) return false;
     if (!same_layout(r, p->out)) {
@@ -794,6 +827,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
         /* g may take the backward's result when only this node reads it */
         if (w.recycle) {
             c->spare_dout = g->st->counted && g->st->refs == 1 ? g : NULL;
+            c->spare_in = w.release && !create_graph ? spare_input(n) : NULL;
             c->young = NULL;
             w.pended = false;
         }
@@ -807,6 +841,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
             if (c->status == TG_OK) tg__ops_acc[n->op](c, n, g, acc);
             c->backward_of = NULL;
             c->spare_dout = NULL;
+            c->spare_in = NULL;
             done_with(&w, i);
             if (c->profile) tg__profile_backward(c, n->op);
             continue;
@@ -817,6 +852,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
             tg__ops[n->op].backward(c, n, g, dx);
         }
         c->spare_dout = NULL;
+        c->spare_in = NULL;
         for (int j = 0; j < n->n_in && c->status == TG_OK; j++) {
             tg_tensor *x = n->in[j];
             if (!x || !dx[j] || !x->requires_grad) continue;

@@ -68,6 +68,9 @@ struct tg_ctx {
     struct tg__free_block *given;        /* ...and not yet reusable (this node's) */
     const void *spare_dout;              /* the running backward's dout when nothing
                                             else reads it (tg__ew_grad) */
+    const void *spare_in;                /* an input of the running backward whose
+                                            memory it may take for that input's
+                                            gradient (tg__take_input) */
     void *young;                         /* recyclable storage made since the walk
                                             last looked (tg__recycle_young) */
     void *taken;                         /* storage whose data block came off

@@ -125,9 +125,9 @@ TG__VEC_CLONES static void k_gelu_f32(int64_t n, char **p, const int64_t *s, voi
 /* gelu's f32 gradient over n dense elements: Phi(x) = y / x (1/2 at
  * |x| <= 1e-20, where y / x would lose it), so no erfc is evaluated again:
  * dout * (y / x + x e^(-x^2/2) / sqrt(2 pi)). Absolute error a few ulp of
- * max(1, |gelu'|). */
-TG__VEC_CLONES static void gelu_grad_f32(int64_t n, const float *restrict px,
-                                         const float *restrict py, const float *pd, float *o)
+ * max(1, |gelu'|). o may be dout or x (element i is read, then written). */
+TG__VEC_CLONES static void gelu_grad_f32(int64_t n, const float *px, const float *restrict py,
+                                         const float *pd, float *o)
 {
     for (int64_t i = 0; i < n; i++) {
         float v = px[i];

@@ -12,7 +12,8 @@
  *
  * tg_gelu_linear is gelu then linear with gelu(x) made GL_BLOCK elements
  * (whole rows) at a time, each block's GEMM run while it is in cache, so
- * no tensor ever holds all of gelu(x).
+ * no tensor ever holds all of gelu(x); its backward writes x's gradient
+ * over x when a releasing walk offers it (tg__ops_overwrites).
  */
 #include "ops_impl.h"
 
@@ -638,13 +639,15 @@ static void gelu_linear_ops(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_te
     if (NEED(2)) dx[2] = tg_sum_axes(c, d2, 1, (const int[]){0}, false);
 }
 
-/* Rows [r0 + i0, r0 + i1) of a backward block: gelu of x's dense rows into
- * the block's scratch g, and d_g's rows turned into dx in place. */
+/* Rows [r0 + i0, r0 + i1) of a backward block of x (dense (R, IN)): gelu
+ * of x's rows into the block's scratch g, then, with dx, d_g's rows
+ * (scratch dg, from a GEMM) turned into dx's. dx may be x itself
+ * (tg__take_input): each element of x is read before dx's is written. */
 typedef struct {
     bool f64;
     int64_t IN, r0;
-    const char *x; /* dense (R, IN) */
-    char *g, *dg;  /* the block's gelu; d_g (R, IN) or NULL */
+    const char *x;
+    char *g, *dg, *dx;
 } gl_bwd;
 
 static void gl_bwd_rows(void *arg, int64_t i0, int64_t i1)
@@ -655,17 +658,16 @@ static void gl_bwd_rows(void *arg, int64_t i0, int64_t i1)
     const char *x = j->x + (j->r0 + i0) * row;
     char *g = j->g + i0 * row;
     tg__gelu_rows(j->f64, 1, n, x, n * es, es, g);
-    if (j->dg) {
-        char *o = j->dg + (j->r0 + i0) * row;
-        tg__gelu_grad_run(j->f64, n, x, g, o, o);
-    }
+    if (j->dx) tg__gelu_grad_run(j->f64, n, x, g, j->dg + i0 * row, j->dx + (j->r0 + i0) * row);
 }
 
-/* dout is (..., out) viewed as (R, out), x as (R, in), W is (out, in):
- * d_g = dout W whole (beta = 0), then per block of rows gelu of the block
- * again, dW (+)= dout_block^T gelu_block (beta = 0 for the first block, 1
- * after) and the block of d_g turned into dx in place; db the column sums
- * of dout. Without a graph only; with one, gelu_linear_ops. */
+/* dout is (..., out) viewed as (R, out), x as (R, in), W is (out, in). Per
+ * block of rows: d_g = dout_block W, gelu of the block again and the
+ * block of dx from both, dW (+)= dout_block^T gelu_block (beta = 0 for the
+ * first block, 1 after); db the column sums of dout. dx goes over x's memory
+ * when the walk offers it (tg__ops_overwrites): then no (R, in) tensor is
+ * made at all, only two blocks of scratch. Without a graph only; with
+ * one, gelu_linear_ops. */
 void tg__gelu_linear_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
     const char *fn = "tg_gelu_linear";
@@ -681,31 +683,35 @@ void tg__gelu_linear_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_
     tg_tensor *xd = dd ? tg__dense(c, fn, x) : NULL; /* gelu's gradient reads x densely */
     if (!xd) return;
     const char *pd = tg__ptr(dd);
-    tg_tensor *dg = NULL, *dw = NULL;
+    tg_tensor *dg = NULL, *dw = NULL, *wb = NULL;
+    bool tw = false;
+    int64_t ldw = 0;
     if (NEED(0)) {
-        bool tw;
-        int64_t ldw;
-        tg_tensor *wb = w_as_b(c, fn, w, &tw, &ldw);
-        if (!wb || !(dg = tg__empty(c, fn, x->dtype, x->ndim, x->shape))) return;
-        tg__gemm(c, f64, false, tw, R, IN, OUT, 1.0, pd, OUT, tg__ptr(wb), ldw, 0.0,
-                 tg__ptr(dg), IN);
+        if (!(wb = w_as_b(c, fn, w, &tw, &ldw))) return;
+        dg = tg__take_input(c, x);
+        if (!dg && !(dg = tg__empty(c, fn, x->dtype, x->ndim, x->shape))) return;
     }
     if (NEED(1) && !(dw = tg__empty(c, fn, w->dtype, 2, w->shape))) return;
-    const int64_t rb = gl_rows(IN);
-    const tg__arena_pos m = tg__arena_mark(c); /* gelu's block */
+    const int64_t rb = gl_rows(IN), rows0 = R < rb ? R : rb;
+    const tg__arena_pos m = tg__arena_mark(c); /* gelu's block and d_g's */
     gl_bwd j = {.f64 = f64, .IN = IN, .x = tg__ptr(xd),
-                .g = tg__arena_alloc(c, (size_t)((R < rb ? R : rb) * IN) * es),
-                .dg = dg ? tg__ptr(dg) : NULL};
-    for (int64_t r0 = 0; j.g && r0 < R; r0 += rb) {
-        int64_t rows = R - r0 < rb ? R - r0 : rb;
+                .g = tg__arena_alloc(c, (size_t)(rows0 * IN) * es),
+                .dg = dg ? tg__arena_alloc(c, (size_t)(rows0 * IN) * es) : NULL,
+                .dx = dg ? tg__ptr(dg) : NULL};
+    const bool ok = j.g && (!dg || j.dg);
+    const int64_t grain = TG__PAR_GRAIN / IN > 0 ? TG__PAR_GRAIN / IN : 1;
+    for (int64_t r0 = 0; ok && r0 < R; r0 += rb) {
+        const int64_t rows = R - r0 < rb ? R - r0 : rb;
+        const char *pdb = pd + (size_t)(r0 * OUT) * es;
         j.r0 = r0;
-        int64_t grain = TG__PAR_GRAIN / IN;
-        tg__parallel_for(c, rows, grain > 0 ? grain : 1, gl_bwd_rows, &j);
+        if (dg)
+            tg__gemm(c, f64, false, tw, rows, IN, OUT, 1.0, pdb, OUT, tg__ptr(wb), ldw, 0.0,
+                     j.dg, IN);
+        tg__parallel_for(c, rows, grain, gl_bwd_rows, &j);
         if (dw)
-            tg__gemm(c, f64, true, false, OUT, IN, rows, 1.0, pd + (size_t)(r0 * OUT) * es, OUT,
-                     j.g, IN, r0 > 0 ? 1.0 : 0.0, tg__ptr(dw), IN);
+            tg__gemm(c, f64, true, false, OUT, IN, rows, 1.0, pdb, OUT, j.g, IN,
+                     r0 > 0 ? 1.0 : 0.0, tg__ptr(dw), IN);
     }
-    const bool ok = j.g != NULL;
     tg__arena_rewind(c, m);
     if (!ok) return;
     dx[0] = dg;

@@ -62,6 +62,29 @@ extern bool tg__maxp22_wide;
 extern const uint32_t tg__ops_reads[TG_OP_COUNT];
 
 /*
+ * The inputs (TG__IN(j)) whose memory an op's backward without a graph
+ * can take for that input's gradient, reading each element of the input
+ * before it writes the gradient's there. A releasing walk
+ * (tg_backward_release) offers an input when no other node reads its
+ * storage and it is a contiguous activation the walk would release right
+ * after the node (see tg__take_input); the gradient then costs no memory of
+ * its own, as the input's dies. Checked like tg__ops_reads, by the release
+ * tests of test_opgrad.c (poisoned memory, gradients compared with a plain
+ * walk's).
+ */
+extern const uint32_t tg__ops_overwrites[TG_OP_COUNT];
+
+/*
+ * In a no-graph backward: a contiguous tensor of x's shape and dtype on
+ * x's memory when the walk offers x (tg__ops_overwrites), for the
+ * backward to write x's gradient into, reading x's elements first; NULL
+ * otherwise (the backward allocates as usual). The offer is used up. x's
+ * storage is released from then on (tg_is_released), and the result's is
+ * the walk's, given back when its gradient dies.
+ */
+tg_tensor *tg__take_input(tg_ctx *c, const tg_tensor *x);
+
+/*
  * An op's forward run again from its node, for tg_recompute_later: a new
  * tensor (grad mode is off, so nothing is recorded) with the values the
  * node's output had, computed from n->in and the arguments the op stored
@@ -176,8 +199,8 @@ tg_tensor *tg__relu_grad(tg_ctx *c, const char *fn, tg_tensor *dout, tg_tensor *
 void tg__gelu_rows(bool f64, int64_t rows, int64_t n, const char *x, int64_t rs, int64_t cs,
                    char *o);
 /* o = dout * gelu'(x) over n dense elements, Phi(x) taken from y =
- * gelu(x); tg_gelu's backward's bits. o may be dout (element i is read,
- * then written). One thread. */
+ * gelu(x); tg_gelu's backward's bits. o may be dout or x (element i is
+ * read, then written). One thread. */
 void tg__gelu_grad_run(bool f64, int64_t n, const void *x, const void *y, const void *dout,
                        void *o);
 /* dout * gelu'(x) as recorded ops, which differentiate again */

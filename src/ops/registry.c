@@ -24,6 +24,10 @@ const tg__backward_nograph_fn tg__ops_nograph[TG_OP_COUNT] = {
     [TG_OP_LINEAR_RELU] = tg__linear_relu_backward_nograph,
 };
 
+const uint32_t tg__ops_overwrites[TG_OP_COUNT] = {
+    [TG_OP_GELU_LINEAR] = TG__IN(0),
+};
+
 const uint32_t tg__ops_reads[TG_OP_COUNT] = {
     /* gradients from dout alone, or from shapes */
     [TG_OP_ADD] = TG__READS,

@@ -284,6 +284,26 @@ tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shap
     return t;
 }
 
+tg_tensor *tg__adopt(tg_ctx *c, const tg_tensor *x)
+{
+    const tg__storage *xs = x->st;
+    char *mem = tg__arena_alloc(c, HEAD_BYTES);
+    if (!mem) return NULL;
+    tg_tensor *t = (tg_tensor *)(void *)mem;
+    tg__storage *st = (tg__storage *)(void *)(mem + sizeof(tg_tensor));
+    tensor_init(t, c);
+    *st = (tg__storage){.data = xs->data, .nbytes = xs->nbytes, .cap = xs->cap,
+                        .block = xs->cap, .counted = true, .young = c->young};
+    c->young = st;
+    t->st = st;
+    t->offset = x->offset;
+    t->ndim = x->ndim;
+    t->dtype = x->dtype;
+    memcpy(t->shape, x->shape, (size_t)x->ndim * sizeof(int64_t));
+    tg__contig_strides(x->ndim, x->shape, t->stride);
+    return t;
+}
+
 tg_tensor *tg__empty(tg_ctx *c, const char *fn, tg_dtype dt, int ndim, const int64_t *shape)
 {
     if (!tg__ok(c)) return NULL;

@@ -180,6 +180,13 @@ extern bool tg__release_poison;
  * bytes at st->data on c's given list (see tg__release_poison). */
 void tg__recycle_release(tg_ctx *c, tg__storage *st);
 
+/* For tg__take_input (backward.c): a contiguous tensor of x's shape and
+ * dtype on x's data (at x's offset) with a storage of its own, made by the
+ * running recycling walk: counted, its block the whole of x's (st->cap), on
+ * c->young. x's storage is left as it was, for the caller to mark. NULL
+ * (error on c) when the arena has no room for the header. */
+tg_tensor *tg__adopt(tg_ctx *c, const tg_tensor *x);
+
 /* A new tensor struct in c sharing base's storage, with the given layout. */
 tg_tensor *tg__view(tg_ctx *c, const tg_tensor *base, int ndim, const int64_t *shape,
                     const int64_t *stride, int64_t offset);
