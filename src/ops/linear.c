@@ -639,34 +639,43 @@ static void gelu_linear_ops(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_te
     if (NEED(2)) dx[2] = tg_sum_axes(c, d2, 1, (const int[]){0}, false);
 }
 
-/* Rows [r0 + i0, r0 + i1) of a backward block of x (dense (R, IN)): gelu
- * of x's rows into the block's scratch g, then, with dx, d_g's rows
- * (scratch dg, from a GEMM) turned into dx's. dx may be x itself
+/* The backward's blocks of rows go T at a time (a round), block k of a
+ * round on its own thread with scratch k: d_g of the block = dout_block W
+ * (one GEMM, single-threaded, so the same call whichever thread runs it),
+ * gelu of the block, and dx's rows from both. dx may be x itself
  * (tg__take_input): each element of x is read before dx's is written. */
 typedef struct {
-    bool f64;
-    int64_t IN, r0;
-    const char *x;
-    char *g, *dg, *dx;
+    tg_ctx *c; /* lends its threads to the GEMMs when T is 1 */
+    bool f64, tw;
+    int64_t R, IN, OUT, rb, T, b0, ldw;
+    const char *x, *pd, *w; /* x dense (R, IN); dout (R, OUT) */
+    char *g, *dg, *dx;      /* scratch: T blocks each; dx (R, IN) or NULL */
 } gl_bwd;
 
-static void gl_bwd_rows(void *arg, int64_t i0, int64_t i1)
+static void gl_bwd_blocks(void *arg, int64_t k0, int64_t k1)
 {
     const gl_bwd *j = arg;
     const int64_t es = j->f64 ? (int64_t)sizeof(double) : (int64_t)sizeof(float);
-    const int64_t row = j->IN * es, n = (i1 - i0) * j->IN;
-    const char *x = j->x + (j->r0 + i0) * row;
-    char *g = j->g + i0 * row;
-    tg__gelu_rows(j->f64, 1, n, x, n * es, es, g);
-    if (j->dx) tg__gelu_grad_run(j->f64, n, x, g, j->dg + i0 * row, j->dx + (j->r0 + i0) * row);
+    for (int64_t k = k0; k < k1; k++) {
+        const int64_t r0 = (j->b0 + k) * j->rb, rows = j->R - r0 < j->rb ? j->R - r0 : j->rb;
+        const int64_t n = rows * j->IN;
+        const char *x = j->x + r0 * j->IN * es;
+        char *g = j->g + k * j->rb * j->IN * es, *dg = j->dg + k * j->rb * j->IN * es;
+        if (j->dx)
+            tg__gemm(j->T == 1 ? j->c : NULL, j->f64, false, j->tw, rows, j->IN, j->OUT, 1.0,
+                     j->pd + r0 * j->OUT * es, j->OUT, j->w, j->ldw, 0.0, dg, j->IN);
+        tg__gelu_rows(j->f64, 1, n, x, n * es, es, g);
+        if (j->dx) tg__gelu_grad_run(j->f64, n, x, g, dg, j->dx + r0 * j->IN * es);
+    }
 }
 
-/* dout is (..., out) viewed as (R, out), x as (R, in), W is (out, in). Per
- * block of rows: d_g = dout_block W, gelu of the block again and the
- * block of dx from both, dW (+)= dout_block^T gelu_block (beta = 0 for the
- * first block, 1 after); db the column sums of dout. dx goes over x's memory
- * when the walk offers it (tg__ops_overwrites): then no (R, in) tensor is
- * made at all, only two blocks of scratch. Without a graph only; with
+/* dout is (..., out) viewed as (R, out), x as (R, in), W is (out, in). By
+ * blocks of rows (rounds of gl_bwd_blocks): d_g = dout_block W, gelu of
+ * the block again and the block of dx from both; then, in block order,
+ * dW (+)= dout_block^T gelu_block (beta = 0 for the first block, 1
+ * after); db the column sums of dout. dx goes over x's memory when the
+ * walk offers it (tg__ops_overwrites): then no (R, in) tensor is made at
+ * all, only two blocks of scratch per thread. Without a graph only; with
  * one, gelu_linear_ops. */
 void tg__gelu_linear_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor **dx)
 {
@@ -682,42 +691,39 @@ void tg__gelu_linear_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_
     tg_tensor *dd = tg__dense(c, fn, dout); /* (R, OUT) rows */
     tg_tensor *xd = dd ? tg__dense(c, fn, x) : NULL; /* gelu's gradient reads x densely */
     if (!xd) return;
-    const char *pd = tg__ptr(dd);
+    gl_bwd j = {.c = c, .f64 = f64, .R = R, .IN = IN, .OUT = OUT, .rb = gl_rows(IN),
+                .x = tg__ptr(xd), .pd = tg__ptr(dd)};
     tg_tensor *dg = NULL, *dw = NULL, *wb = NULL;
-    bool tw = false;
-    int64_t ldw = 0;
     if (NEED(0)) {
-        if (!(wb = w_as_b(c, fn, w, &tw, &ldw))) return;
+        if (!(wb = w_as_b(c, fn, w, &j.tw, &j.ldw))) return;
         dg = tg__take_input(c, x);
         if (!dg && !(dg = tg__empty(c, fn, x->dtype, x->ndim, x->shape))) return;
+        j.w = tg__ptr(wb);
+        j.dx = tg__ptr(dg);
     }
     if (NEED(1) && !(dw = tg__empty(c, fn, w->dtype, 2, w->shape))) return;
-    const int64_t rb = gl_rows(IN), rows0 = R < rb ? R : rb;
-    const tg__arena_pos m = tg__arena_mark(c); /* gelu's block and d_g's */
-    gl_bwd j = {.f64 = f64, .IN = IN, .x = tg__ptr(xd),
-                .g = tg__arena_alloc(c, (size_t)(rows0 * IN) * es),
-                .dg = dg ? tg__arena_alloc(c, (size_t)(rows0 * IN) * es) : NULL,
-                .dx = dg ? tg__ptr(dg) : NULL};
+    const int64_t nb = (R + j.rb - 1) / j.rb, rows0 = R < j.rb ? R : j.rb;
+    j.T = tg_ctx_threads(c) < nb ? tg_ctx_threads(c) : nb;
+    const tg__arena_pos m = tg__arena_mark(c); /* the blocks' scratch */
+    const size_t blk = (size_t)(rows0 * IN) * es;
+    j.g = tg__arena_alloc(c, (size_t)j.T * blk);
+    j.dg = dg ? tg__arena_alloc(c, (size_t)j.T * blk) : NULL;
     const bool ok = j.g && (!dg || j.dg);
-    const int64_t grain = TG__PAR_GRAIN / IN > 0 ? TG__PAR_GRAIN / IN : 1;
-    for (int64_t r0 = 0; ok && r0 < R; r0 += rb) {
-        const int64_t rows = R - r0 < rb ? R - r0 : rb;
-        const char *pdb = pd + (size_t)(r0 * OUT) * es;
-        j.r0 = r0;
-        if (dg)
-            tg__gemm(c, f64, false, tw, rows, IN, OUT, 1.0, pdb, OUT, tg__ptr(wb), ldw, 0.0,
-                     j.dg, IN);
-        tg__parallel_for(c, rows, grain, gl_bwd_rows, &j);
-        if (dw)
-            tg__gemm(c, f64, true, false, OUT, IN, rows, 1.0, pdb, OUT, j.g, IN,
-                     r0 > 0 ? 1.0 : 0.0, tg__ptr(dw), IN);
+    for (j.b0 = 0; ok && j.b0 < nb; j.b0 += j.T) {
+        const int64_t cnt = nb - j.b0 < j.T ? nb - j.b0 : j.T;
+        tg__parallel_for(c, cnt, 1, gl_bwd_blocks, &j);
+        for (int64_t k = 0; dw && k < cnt; k++) {
+            const int64_t r0 = (j.b0 + k) * j.rb, rows = R - r0 < j.rb ? R - r0 : j.rb;
+            tg__gemm(c, f64, true, false, OUT, IN, rows, 1.0, j.pd + (size_t)(r0 * OUT) * es, OUT,
+                     j.g + (size_t)k * blk, IN, r0 > 0 ? 1.0 : 0.0, tg__ptr(dw), IN);
+        }
     }
     tg__arena_rewind(c, m);
     if (!ok) return;
     dx[0] = dg;
     dx[1] = dw;
     if (NEED(2)) {
-        tg__defer job = {tg__colsum_run, f64, false, false, 1, OUT, R, OUT, 1, pd, NULL};
+        tg__defer job = {tg__colsum_run, f64, false, false, 1, OUT, R, OUT, 1, j.pd, NULL};
         dx[2] = give(c, &job, NULL, b->dtype, 1, b->shape);
     }
 }
