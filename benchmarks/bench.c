@@ -180,7 +180,7 @@ static int usage(const char *prog)
 {
     fprintf(stderr,
             "usage: %s [--batch N] [--threads N] [--steps N] [--warmup N] [--tiny] "
-            "[--no-gemm] [--keep-activations] [--no-recompute]\n",
+            "[--no-gemm] [--keep-activations] [--no-recompute] [--three-calls]\n",
             prog);
     return 2;
 }
@@ -194,11 +194,19 @@ static bool parse_int(const char *s, long *out)
     return true;
 }
 
-static bool keep_activations, no_recompute;
+static bool keep_activations, no_recompute, three_calls;
 
 tg_status bench_backward(tg_ctx *sc, tg_tensor *loss)
 {
     return keep_activations ? tg_backward(sc, loss) : tg_backward_release(sc, loss);
+}
+
+tg_status bench_step(tg_ctx *sc, tg_tensor *loss, tg_optim *opt)
+{
+    if (!keep_activations && !three_calls) return tg_backward_step(sc, loss, opt);
+    tg_optim_zero_grad(opt);
+    tg_status s = bench_backward(sc, loss);
+    return s == TG_OK ? tg_optim_step(opt) : s;
 }
 
 bool bench_recomputes(void) { return !keep_activations && !no_recompute; }
@@ -273,6 +281,7 @@ int bench_main(int argc, char **argv, const bench_workload *w)
         else if (strcmp(argv[i], "--no-gemm") == 0) gemm = false;
         else if (strcmp(argv[i], "--keep-activations") == 0) keep_activations = true;
         else if (strcmp(argv[i], "--no-recompute") == 0) no_recompute = true;
+        else if (strcmp(argv[i], "--three-calls") == 0) three_calls = true;
         else return usage(argv[0]);
         if (dst && (i + 1 >= argc || !parse_int(argv[++i], dst))) return usage(argv[0]);
     }

@@ -19,7 +19,9 @@
  * workloads that release their activations in the backward, see
  * bench_backward, keep them instead, and give nothing back in the
  * forward), --no-recompute (bench_give_back does nothing and
- * bench_recomputes is false: the LSTM keeps its gates).
+ * bench_recomputes is false: the LSTM keeps its gates), --three-calls
+ * (bench_step runs zero_grad, the backward and the optimizer's step
+ * instead of tg_backward_step).
  */
 #ifndef TG_BENCH_H
 #define TG_BENCH_H
@@ -62,6 +64,12 @@ void bench_add_gemm(bench_gemm *g, int *ng, int max, int m, int n, int k, int tr
  * memory back as the walk goes (as PyTorch frees a graph's saved tensors),
  * or tg_backward under --keep-activations. */
 tg_status bench_backward(tg_ctx *sc, tg_tensor *loss);
+
+/* The step's backward and optimizer step: tg_backward_step (the optimizer's
+ * parameters never hold a grad), or under --three-calls or
+ * --keep-activations tg_optim_zero_grad, bench_backward and
+ * tg_optim_step. */
+tg_status bench_step(tg_ctx *sc, tg_tensor *loss, tg_optim *opt);
 
 /* tg_recompute_later(t): the workload's forward has no more use for t
  * (unless --keep-activations or --no-recompute). An error stays on t's

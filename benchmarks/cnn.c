@@ -45,8 +45,7 @@ static double step(void *st, tg_ctx *sc)
 {
     cnn *s = st;
     tg_tensor *loss = tg_cross_entropy(sc, tg_module_forward(sc, s->net, s->x), s->y);
-    tg_optim_zero_grad(s->opt);
-    if (bench_backward(sc, loss) != TG_OK || tg_optim_step(s->opt) != TG_OK) return NAN;
+    if (bench_step(sc, loss, s->opt) != TG_OK) return NAN;
     return tg_item(loss);
 }
 

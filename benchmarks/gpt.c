@@ -84,8 +84,7 @@ static double step(void *st, tg_ctx *sc)
     bench_give_back(h);
     tg_tensor *loss = tg_cross_entropy(sc, tg_reshape(sc, logits, TG_SHAPE(s->batch * T, V)),
                                        s->tgt);
-    tg_optim_zero_grad(s->opt);
-    if (bench_backward(sc, loss) != TG_OK || tg_optim_step(s->opt) != TG_OK) return NAN;
+    if (bench_step(sc, loss, s->opt) != TG_OK) return NAN;
     return tg_item(loss);
 }
 

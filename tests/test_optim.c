@@ -1512,6 +1512,150 @@ START_TEST(test_clip_errors)
 }
 END_TEST
 
+/* ====================================================================== */
+/* tg_backward_step                                                        */
+/* ====================================================================== */
+
+/* An MLP 400 -> 400 (relu) -> 3 on 64 fixed rows, squared loss; W1 has
+ * more elements than one of tg_backward_step's blocks, so its gradient
+ * goes in two. */
+enum { BS_R = 64, BS_IN = 400, BS_H = 400, BS_OUT = 3 };
+
+static void bs_params(tg_ctx *pc, tg_dtype dt, tg_tensor **p)
+{
+    const int64_t shape[4][2] = {{BS_H, BS_IN}, {BS_H, 0}, {BS_OUT, BS_H}, {BS_OUT, 0}};
+    for (int k = 0; k < 4; k++) {
+        p[k] = tu_lcg_tensor(pc, dt, shape[k][1] ? 2 : 1, shape[k], 31u + (uint32_t)k,
+                             k == 0 ? 0.05 : 0.1, true);
+        ck_assert_ptr_nonnull(p[k]);
+    }
+}
+
+static tg_tensor *bs_loss(tg_ctx *sc, tg_tensor *const *p, tg_dtype dt)
+{
+    tg_tensor *x = tu_lcg_tensor(sc, dt, 2, (const int64_t[]){BS_R, BS_IN}, 7u, 1.0, false);
+    tg_tensor *h = tg_relu(sc, tg_linear(sc, x, p[0], p[1]));
+    tg_tensor *y = tg_linear(sc, h, p[2], p[3]);
+    return tg_sum(sc, tg_square(sc, y));
+}
+
+static void bs_values(tg_tensor *const *p, double *v)
+{
+    int64_t at = 0;
+    for (int k = 0; k < 4; k++)
+        for (int64_t i = 0; i < tg_numel(p[k]); i++) v[at++] = tg__get_flat(p[k], i);
+}
+
+enum { BS_N = BS_H * BS_IN + BS_H + BS_OUT * BS_H + BS_OUT };
+
+/* Three steps of configuration i (every optimizer kind) as zero_grad /
+ * tg_backward_release / tg_optim_step (run 0) and as tg_backward_step at 1
+ * thread (run 1) and at 3 (run 2): the parameters agree to rounding after
+ * every step (the weight gradient by blocks of rows may round differently),
+ * runs 1 and 2 bit for bit, no grad is ever made, and the persistent
+ * context holds at least the gradients' bytes less. */
+START_TEST(test_backward_step)
+{
+    const int conf = _i % NCONF;
+    const tg_dtype dt = _i < NCONF ? TG_F64 : TG_F32;
+    static double v[3][3][BS_N];
+    size_t used[3];
+    for (int run = 0; run < 3; run++) {
+        tg_ctx *pc = tu_ctx(), *sc = tu_ctx();
+        tu_assert_status(tg_ctx_set_threads(pc, run == 2 ? 3 : 1), TG_OK);
+        tu_assert_status(tg_ctx_set_threads(sc, run == 2 ? 3 : 1), TG_OK);
+        tg_tensor *p[4];
+        bs_params(pc, dt, p);
+        tg_optim *o = make_conf(conf, pc, p, 4);
+        ck_assert_ptr_nonnull(o);
+        for (int step = 0; step < 3; step++) {
+            tg_tensor *loss = bs_loss(sc, p, dt);
+            if (run == 0) {
+                tg_optim_zero_grad(o);
+                tu_assert_status(tg_backward_release(sc, loss), TG_OK);
+                tu_assert_status(tg_optim_step(o), TG_OK);
+            } else {
+                tu_assert_status(tg_backward_step(sc, loss, o), TG_OK);
+                for (int k = 0; k < 4; k++) ck_assert_ptr_null(tg_grad(p[k]));
+            }
+            bs_values(p, v[run][step]);
+            tg_ctx_reset(sc);
+        }
+        used[run] = tg_ctx_bytes_used(pc);
+        tg_ctx_free(sc);
+        tg_ctx_free(pc);
+    }
+    const double tol = dt == TG_F64 ? 1e-12 : 2e-5;
+    for (int step = 0; step < 3; step++) {
+        ck_assert(memcmp(v[1][step], v[2][step], sizeof v[1][step]) == 0);
+        for (int64_t i = 0; i < BS_N; i++)
+            ck_assert_msg(fabs(v[0][step][i] - v[1][step][i]) <= tol,
+                          "%s step %d element %lld: %.17g, the three calls %.17g", refs[conf].name,
+                          step, (long long)i, v[1][step][i], v[0][step][i]);
+    }
+    const size_t grads = (size_t)BS_N * (dt == TG_F64 ? 8 : 4);
+    ck_assert_msg(used[1] + grads <= used[0], "persistent context %zu bytes, %zu with grads",
+                  used[1], used[0]);
+}
+END_TEST
+
+/* A parameter that holds a grad takes the walk's contribution into it and
+ * steps from it, as the three calls would (here every parameter does:
+ * bit for bit); errors leave parameters, state and grads as they were. */
+START_TEST(test_backward_step_grads_and_errors)
+{
+    static double v[2][BS_N];
+    for (int run = 0; run < 2; run++) {
+        tg_ctx *pc = tu_ctx(), *sc = tu_ctx();
+        tg_tensor *p[4];
+        bs_params(pc, TG_F64, p);
+        tg_optim *o = make_conf(3, pc, p, 4);
+        tu_assert_status(tg_backward_release(sc, bs_loss(sc, p, TG_F64)), TG_OK);
+        tg_ctx_reset(sc);
+        if (run == 0) {
+            tu_assert_status(tg_backward_release(sc, bs_loss(sc, p, TG_F64)), TG_OK);
+            tu_assert_status(tg_optim_step(o), TG_OK);
+        } else {
+            tu_assert_status(tg_backward_step(sc, bs_loss(sc, p, TG_F64), o), TG_OK);
+        }
+        bs_values(p, v[run]);
+        tg_ctx_reset(sc);
+        if (run == 1) {
+            double before[BS_N], after[BS_N];
+            bs_values(p, before);
+            double g0 = tg__get_flat(tg_grad(p[1]), 0);
+            tg_tensor *loss = bs_loss(sc, p, TG_F64);
+            tu_assert_status(tg_backward_step(sc, loss, NULL), TG_ERR_INVALID);
+            tu_assert_error(sc, TG_ERR_INVALID, "tg_backward_step", "opt is NULL");
+            tg_ctx_clear_error(sc);
+            tu_assert_status(tg_backward_step(sc, NULL, o), TG_ERR_INVALID);
+            tu_assert_error(sc, TG_ERR_INVALID, "tg_backward_step", "loss is NULL");
+            tg_ctx_clear_error(sc);
+            tg_ctx_reset(sc);
+            /* a grad that does not match its parameter: refused before the walk */
+            tg_tensor *g = tg_grad(p[1]);
+            int64_t keep = g->shape[0];
+            g->shape[0] = keep - 1;
+            tu_assert_status(tg_backward_step(sc, bs_loss(sc, p, TG_F64), o), TG_ERR_INVALID);
+            g->shape[0] = keep;
+            ck_assert(strstr(tg_ctx_errmsg(sc), "does not match") != NULL);
+            tg_ctx_clear_error(sc);
+            tg_ctx_reset(sc);
+            tg_ctx_clear_error(pc);
+            tg_optim_free(o);
+            tu_assert_status(tg_backward_step(sc, bs_loss(sc, p, TG_F64), o), TG_ERR_MISUSE);
+            ck_assert(strstr(tg_ctx_errmsg(sc), "freed") != NULL);
+            bs_values(p, after);
+            ck_assert(memcmp(before, after, sizeof before) == 0);
+            ck_assert(tg__get_flat(tg_grad(p[1]), 0) == g0);
+        }
+        tg_ctx_free(sc);
+        tg_ctx_free(pc);
+    }
+    ck_assert(memcmp(v[0], v[1], sizeof v[0]) == 0);
+}
+END_TEST
+
 Suite *optim_suite(void)
 {
     Suite *s = suite_create("optim");
@@ -1552,6 +1696,12 @@ Suite *optim_suite(void)
 
     tc = tu_tcase("behaviour");
     tcase_add_test(tc, test_behaviour);
+    suite_add_tcase(s, tc);
+
+    tc = tu_tcase("backward_step");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_backward_step, 0, 2 * NCONF);
+    tcase_add_test(tc, test_backward_step_grads_and_errors);
     suite_add_tcase(s, tc);
 
     tc = tu_tcase("errors");

@@ -170,6 +170,30 @@ void tg_optim_free(tg_optim *o);
  */
 tg_status tg_optim_step(tg_optim *o);
 
+/*
+ * The backward of loss (a one-element tensor of c's tape) with the step of
+ * opt folded in: tg_backward_release(c, loss) then tg_optim_step(opt),
+ * except that a parameter of opt whose grad is NULL never gets one. Its
+ * gradient goes straight into its update as the walk finishes, a block of
+ * rows of a weight gradient at a time (256 KB of f32), so a training step
+ * holds the parameters and the optimizer's state but no copy of the
+ * gradients (PyTorch's optimizer step in backward). Parameters of opt that
+ * hold a grad get the walk's contribution added to it and step from it, as
+ * tg_optim_step would; other leaves get .grad as from tg_backward_release.
+ * Call it instead of zero_grad / backward / step, without zero_grad (which
+ * would keep the grads' memory). The values are those of the three calls
+ * up to rounding: a block of a weight gradient may be summed in another
+ * order than the whole product (BLAS picks kernels by size); every bit is
+ * the same at any thread count. Nothing needs every gradient first, so
+ * global-norm clipping (tg_clip_grad_norm) cannot run in between: use the
+ * three calls for that. opt's checks and its state come first, so a failing
+ * call changes neither parameters nor state nor any grad. Errors: those of
+ * tg_backward_release, TG_ERR_INVALID (NULL loss or opt; a grad of opt that
+ * does not match its parameter), TG_ERR_MISUSE (a freed optimizer),
+ * TG_ERR_NOMEM; an error of opt's context is also recorded on c.
+ */
+tg_status tg_backward_step(tg_ctx *c, tg_tensor *loss, tg_optim *opt);
+
 /* Zeroes every parameter's grad in place (PyTorch's zero_grad with
  * set_to_none=False: the memory is kept, so the next backward allocates
  * nothing). Parameters without a grad are left alone. */

@@ -32,6 +32,7 @@
 
 #include "../tensor/iter.h"
 #include "../tensor/tensor_impl.h"
+#include "optim_impl.h"
 #include "tapegrad/autograd.h"
 #include "tapegrad/optim.h"
 
@@ -1048,11 +1049,13 @@ static void pass_task(void *arg, int64_t b, int64_t e)
     }
 }
 
-/* Runs the first n segments of o->segs (total indices in all) on o's
- * pool when there are at least grain indices per thread, else here. */
-static void run_segs(tg_optim *o, int n, int64_t total, int64_t grain, int64_t block)
+/* Runs the first n segments of o->segs (total indices in all) on pool's
+ * threads (o's context's, or tg_backward_step's walk's) when there are at
+ * least grain indices per thread, else here. */
+static void run_segs_on(tg_ctx *pool, tg_optim *o, int n, int64_t total, int64_t grain,
+                        int64_t block)
 {
-    int64_t tasks = total / grain, threads = tg_ctx_threads(o->c);
+    int64_t tasks = total / grain, threads = tg_ctx_threads(pool);
     if (tasks > threads) tasks = threads;
     if (tasks < 2) {
         seg_list l = {o->segs, n};
@@ -1060,7 +1063,12 @@ static void run_segs(tg_optim *o, int n, int64_t total, int64_t grain, int64_t b
         return;
     }
     pass_job pj = {{o->segs, n}, total, block, 0};
-    tg__parallel_for(o->c, tasks, 1, pass_task, &pj);
+    tg__parallel_for(pool, tasks, 1, pass_task, &pj);
+}
+
+static void run_segs(tg_optim *o, int n, int64_t total, int64_t grain, int64_t block)
+{
+    run_segs_on(o->c, o, n, total, grain, block);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1091,9 +1099,10 @@ typedef struct {
     double bc1, bc2s;
 } bias_cache;
 
-/* Describes the update of parameter i (which has a grad; its step count is
- * already incremented) as segment sg. */
-static void step_param(tg_optim *o, int i, bias_cache *bc, seg *sg)
+/* Describes the update of parameter i from the gradient at g (its grad's
+ * data, or tg_backward_step's block; its step count is already
+ * incremented) as segment sg. */
+static void step_param(tg_optim *o, int i, const char *g, bias_cache *bc, seg *sg)
 {
     tg_tensor *p = o->params[i];
     int64_t t = *i64p(o->pstep[i]);
@@ -1102,7 +1111,7 @@ static void step_param(tg_optim *o, int i, bias_cache *bc, seg *sg)
     memset(&aj, 0, sizeof aj);
     kjob *j = &aj.j;
     j->p = tg__ptr(p);
-    j->g = tg__ptr(p->grad);
+    j->g = g;
     for (int k = 0; k < o->nslots; k++) j->s[k] = tg__ptr(o->slots[i * o->nslots + k]);
     j->f64 = p->dtype == TG_F64;
     j->sign = o->maximize ? -1.0 : 1.0;
@@ -1183,7 +1192,7 @@ tg_status tg_optim_step(tg_optim *o)
         ++*i64p(o->pstep[i]);
         if (tg__numel(p->ndim, p->shape) > 0) {
             seg *sg = &o->segs[ns++];
-            step_param(o, i, &bc, sg);
+            step_param(o, i, tg__ptr(p->grad), &bc, sg);
             sg->start = total;
             total += sg->len;
         }
@@ -1194,6 +1203,53 @@ tg_status tg_optim_step(tg_optim *o)
     ++*i64p(o->step_t);
     return TG_OK;
 }
+
+/* ---- tg_backward_step's side (optim_impl.h) ---------------------------- */
+
+int tg__optim_index(const tg_optim *o, const tg_tensor *t)
+{
+    for (int i = 0; i < o->n; i++)
+        if (o->params[i] == t) return i;
+    return -1;
+}
+
+tg_ctx *tg__optim_ctx(const tg_optim *o)
+{
+    return o && (o->magic == OPTIM_MAGIC || o->magic == OPTIM_DEAD) ? o->c : NULL;
+}
+
+tg_status tg__optim_prepare(tg_optim *o, const char *fn)
+{
+    tg_status s = enter(o, fn);
+    if (s == TG_OK) s = check_grads(o, fn);
+    if (s == TG_OK) s = state_alloc(o, fn);
+    return s;
+}
+
+void tg__optim_begin_param(tg_optim *o, int i)
+{
+    ++*i64p(o->pstep[i]);
+    tg__bump_version(o->params[i]->st);
+    for (int k = 0; k < o->nslots; k++) tg__bump_version(o->slots[i * o->nslots + k]->st);
+}
+
+void tg__optim_update(tg_optim *o, tg_ctx *pool, int i, int64_t e0, int64_t n, const void *g)
+{
+    if (n <= 0) return;
+    bias_cache bc = {-1, 0, 0};
+    seg *sg = &o->segs[0];
+    step_param(o, i, g, &bc, sg);
+    const int64_t off = e0 * (int64_t)tg__esize(o->params[i]->dtype);
+    kjob *j = &sg->job.j;
+    j->p += off;
+    for (int k = 0; k < MAX_SLOTS; k++)
+        if (j->s[k]) j->s[k] += off;
+    sg->start = 0;
+    sg->len = n;
+    run_segs_on(pool, o, 1, n, TG__PAR_GRAIN, PASS_BLOCK);
+}
+
+void tg__optim_end(tg_optim *o) { ++*i64p(o->step_t); }
 
 static void zero_range(void *arg, int64_t b, int64_t e)
 {
