@@ -1013,8 +1013,10 @@ tg_status tg_backward(tg_ctx *c, tg_tensor *loss)
 tg_status tg_backward_step(tg_ctx *c, tg_tensor *loss, tg_optim *opt)
 {
     static const char fn[] = "tg_backward_step";
-    if (c && c->status == TG_OK && !loss) return tg__fail(c, TG_ERR_INVALID, "%s: loss is NULL", fn);
-    if (c && c->status == TG_OK && !opt) return tg__fail(c, TG_ERR_INVALID, "%s: opt is NULL", fn);
+    if (c && c->status == TG_OK && !loss)
+        return tg__fail(c, TG_ERR_INVALID, "%s: loss is NULL", fn);
+    if (c && c->status == TG_OK && !opt)
+        return tg__fail(c, TG_ERR_INVALID, "%s: opt is NULL", fn);
     return run(c, fn, 1, &loss, NULL, 0, NULL, false, true, NULL, opt);
 }
 
