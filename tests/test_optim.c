@@ -1516,10 +1516,10 @@ END_TEST
 /* tg_backward_step                                                        */
 /* ====================================================================== */
 
-/* An MLP 400 -> 400 (relu) -> 3 on 64 fixed rows, squared loss; W1 has
- * more elements than one of tg_backward_step's blocks, so its gradient
- * goes in two. */
-enum { BS_R = 64, BS_IN = 400, BS_H = 400, BS_OUT = 3 };
+/* An MLP 220 -> 320 (relu) -> 3 on 16 fixed rows, squared loss; W1 has
+ * more elements than one of tg_backward_step's blocks (65,536), so its
+ * gradient goes in two (297 rows, then 23). */
+enum { BS_R = 16, BS_IN = 220, BS_H = 320, BS_OUT = 3 };
 
 static void bs_params(tg_ctx *pc, tg_dtype dt, tg_tensor **p)
 {
@@ -1558,6 +1558,10 @@ START_TEST(test_backward_step)
 {
     const int conf = _i % NCONF;
     const tg_dtype dt = _i < NCONF ? TG_F64 : TG_F32;
+    /* under valgrind: one configuration of each kind, f64 */
+    if (tu_under_valgrind() &&
+        (dt == TG_F32 || (conf != 1 && conf != 4 && conf != 8 && conf != 11)))
+        return;
     static double v[3][3][BS_N];
     size_t used[3];
     for (int run = 0; run < 3; run++) {
@@ -1589,7 +1593,8 @@ START_TEST(test_backward_step)
     for (int step = 0; step < 3; step++) {
         ck_assert(memcmp(v[1][step], v[2][step], sizeof v[1][step]) == 0);
         for (int64_t i = 0; i < BS_N; i++)
-            ck_assert_msg(fabs(v[0][step][i] - v[1][step][i]) <= tol,
+            ck_assert_msg(fabs(v[0][step][i] - v[1][step][i]) <=
+                              tol * fmax(1.0, fabs(v[0][step][i])),
                           "%s step %d element %lld: %.17g, the three calls %.17g", refs[conf].name,
                           step, (long long)i, v[1][step][i], v[0][step][i]);
     }

@@ -180,6 +180,8 @@ tg_status tg_optim_step(tg_optim *o);
  * gradients (PyTorch's optimizer step in backward). Parameters of opt that
  * hold a grad get the walk's contribution added to it and step from it, as
  * tg_optim_step would; other leaves get .grad as from tg_backward_release.
+ * A parameter without a grad that the loss does not reach takes no step
+ * (PyTorch's zero_grad(set_to_none=True) then step).
  * Call it instead of zero_grad / backward / step, without zero_grad (which
  * would keep the grads' memory). The values are those of the three calls
  * up to rounding: a block of a weight gradient may be summed in another
