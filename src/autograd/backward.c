@@ -469,16 +469,16 @@ static bool commits(const slot *s)
     return s->t && (s->g || s->pend) && s->t->requires_grad;
 }
 
+/* Whether g, an own buffer of x's gradient, can take a contribution in
+ * place: contiguous, of x's shape and dtype (own buffers are made so). */
+static bool fits(const tg_tensor *g, const tg_tensor *x)
+{
+    return g->dtype == x->dtype && tg__contig(g) && same_shape(g, x);
+}
+
 /* A deferred contribution can run straight into an existing .grad only
  * when that is a contiguous tensor of the leaf's shape and dtype. */
-static bool grad_fits(const tg_tensor *t)
-{
-    const tg_tensor *g = t->grad;
-    if (g->dtype != t->dtype || g->ndim != t->ndim || !tg__contig(g)) return false;
-    for (int i = 0; i < t->ndim; i++)
-        if (g->shape[i] != t->shape[i]) return false;
-    return true;
-}
+static bool grad_fits(const tg_tensor *t) { return fits(t->grad, t); }
 
 /* Elements of a weight gradient that tg_backward_step makes at once (whole
  * rows, at least one): 256 KB of f32. Smaller blocks repack the product's
@@ -524,7 +524,7 @@ static void step_params(walk *w, const step_prep *sp)
             const int64_t n = s->pend->n, rows = n > 0 && STEP_BLOCK / n > 0 ? STEP_BLOCK / n : 1;
             for (int64_t r0 = 0; r0 < s->pend->m; r0 += rows) {
                 const int64_t r1 = r0 + rows < s->pend->m ? r0 + rows : s->pend->m;
-                (void)tg__defer_rows(c, s->pend, r0, r1, sp->block);
+                tg__defer_rows(c, s->pend, r0, r1, sp->block);
                 tg__optim_update(o, c, i, r0 * n, (r1 - r0) * n, sp->block);
             }
         }
@@ -548,7 +548,7 @@ static bool step_setup(walk *w, slot *s, step_prep *sp, bool *steps)
     if (i < 0) return true;
     tg_tensor *t = s->t;
     tg_tensor *tmp = NULL;
-    const bool dense = s->g && s->g->dtype == t->dtype && tg__contig(s->g) && same_shape(s->g, t);
+    const bool dense = s->g && fits(s->g, t);
     const bool rows = s->pend && tg__defer_has_rows(s->pend);
     if (!dense && !rows && !(tmp = tg__empty(w->c, w->fn, t->dtype, t->ndim, t->shape)))
         return false;
@@ -623,13 +623,6 @@ static tg_status commit_leaf_grads(walk *w)
 
 /* ---- the walk ----------------------------------------------------------- */
 
-
-/* Whether g, an own buffer of x's gradient, can take a contribution in
- * place: contiguous, of x's shape and dtype (own buffers are made so). */
-static bool fits(const tg_tensor *g, const tg_tensor *x)
-{
-    return g->dtype == x->dtype && tg__contig(g) && same_shape(g, x);
-}
 
 /*
  * Lands d, an op's description of its whole contribution to x's gradient:

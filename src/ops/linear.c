@@ -372,14 +372,13 @@ static void run_gemm(tg_ctx *c, const tg__defer *d, tg_tensor *dst, bool add)
 
 bool tg__defer_has_rows(const tg__defer *d) { return d->run == run_gemm; }
 
-bool tg__defer_rows(tg_ctx *c, const tg__defer *d, int64_t r0, int64_t r1, void *dst)
+void tg__defer_rows(tg_ctx *c, const tg__defer *d, int64_t r0, int64_t r1, void *dst)
 {
-    if (d->run != run_gemm) return false;
+    TG_ASSERT(d->run == run_gemm);
     const int64_t es = d->f64 ? (int64_t)sizeof(double) : (int64_t)sizeof(float);
     const char *a = (const char *)d->a + (d->trans_a ? r0 : r0 * d->lda) * es;
     tg__gemm(c, d->f64, d->trans_a, d->trans_b, r1 - r0, d->n, d->k, 1.0, a, d->lda, d->b, d->ldb,
              0.0, dst, d->n);
-    return true;
 }
 
 #define COLSUM_BLOCK 256 /* columns summed at once, their sums on the stack */

@@ -311,10 +311,10 @@ void tg__embedding_backward_backward(tg_ctx *c, const tg__node *n, tg_tensor *do
  * Backward, per batch: P again (the same GEMM and rows), dV = P^T dY,
  * dP = dY V^T, dS = P (dP - rowsum(dP P)), dQ = scale dS K, dK = scale
  * dS^T Q, dmask = dS (six GEMMs); causal ones by blocks of rows and keys
- * (sdpa_block_rows). Gradients come out in the broadcast batch shape; the engine sums them back. y and
- * dq, dk, dv keep q's, k's and v's order of dims (sdpa_empty_like), and
- * dout is read in place, so head splits and merges around attention stay
- * views.
+ * (sdpa_block_rows). Gradients come out in the broadcast batch shape; the
+ * engine sums them back. y and dq, dk, dv keep q's, k's and v's order of
+ * dims (sdpa_empty_like), and dout is read in place, so head splits and
+ * merges around attention stay views.
  */
 typedef struct {
     int nb;                       /* batch dims */
@@ -483,10 +483,12 @@ typedef struct {
  * key block [k0, k0 + SB) only the rows from k0 on: each GEMM skips the
  * products with P's or dS's zeros above the diagonal blocks (a quarter of
  * the attention's multiply-adds at two blocks, nearly half at many). The
- * skipped terms are exact zeros at the end (or the start) of each sum, so
- * the results keep the bits of the whole products (tests/test_nn.c checks
- * causal against an explicit mask). Without causal, or with fewer than two
- * blocks of 32 rows, one block covers everything: the whole products.
+ * skipped terms are exact zeros at the end (or the start) of each sum, but
+ * BLAS picks its kernels by a product's shape, so the results match the
+ * whole products (an explicit mask's) to rounding, not bit for bit
+ * (tests/test_nn.c); the forward's and the backward's P are the same calls.
+ * Without causal, or with fewer than two blocks of 32 rows, one block
+ * covers everything: the whole products.
  */
 static int64_t sdpa_block_rows(int64_t Lq, bool causal)
 {
@@ -606,7 +608,7 @@ static void sdpa_fwd_task(void *arg, int64_t b0, int64_t b1)
     const int64_t sb = sdpa_block_rows(g->Lq, j->s->causal), es = j->s->es;
     for (int64_t b = b0; b < b1; b++) {
         j->bad[b] = -1;
-        for (int64_t r0 = 0; r0 < g->Lq && j->bad[b] < 0; r0 += sb) {
+        for (int64_t r0 = 0; r0 < g->Lq; r0 += sb) {
             if ((j->bad[b] = sdpa_probs_rows(j->s, b, pb, r0, sb)) >= 0) break;
             const int64_t r1 = r0 + sb < g->Lq ? r0 + sb : g->Lq;
             char *y = (char *)sdpa_at(j->y, g, b) + r0 * j->y->ld * es;

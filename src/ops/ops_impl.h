@@ -178,14 +178,13 @@ void tg__linear_relu_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *d
                                       tg_tensor **dx, tg__defer **defer);
 void tg__linear_add_backward_nograph(tg_ctx *c, const tg__node *n, tg_tensor *dout,
                                      tg_tensor **dx, tg__defer **defer);
-/* Rows [r0, r1) of what job d writes (its m x n result), into the dense
- * (r1 - r0) x n matrix at dst, for a job whose rows can be made alone (a
- * product's: its A's rows r0..r1); false, doing nothing, for the others
- * (linear.c). Rounding may differ from the whole product's (BLAS picks its
- * kernels by size). */
-bool tg__defer_rows(tg_ctx *c, const tg__defer *d, int64_t r0, int64_t r1, void *dst);
-/* Whether tg__defer_rows can make d's rows. */
+/* Whether tg__defer_rows can make d's rows: a product's job (linear.c). */
 bool tg__defer_has_rows(const tg__defer *d);
+/* Rows [r0, r1) of what job d writes (its m x n result), into the dense
+ * (r1 - r0) x n matrix at dst: its A's rows r0..r1 through the product. d
+ * must be one that tg__defer_has_rows accepts. Rounding may differ from
+ * the whole product's (BLAS picks its kernels by size). */
+void tg__defer_rows(tg_ctx *c, const tg__defer *d, int64_t r0, int64_t r1, void *dst);
 
 /* A tg__defer run (linear.c): dst (+)= the column sums of the k x n matrix
  * at d->a (row stride lda, column stride ldb, elements), each in double,

@@ -1189,18 +1189,16 @@ tg_status tg_optim_step(tg_optim *o)
     for (int i = 0; i < o->n; i++) {
         tg_tensor *p = o->params[i];
         if (!p->grad) continue;
-        ++*i64p(o->pstep[i]);
+        tg__optim_begin_param(o, i);
         if (tg__numel(p->ndim, p->shape) > 0) {
             seg *sg = &o->segs[ns++];
             step_param(o, i, tg__ptr(p->grad), &bc, sg);
             sg->start = total;
             total += sg->len;
         }
-        tg__bump_version(p->st);
-        for (int k = 0; k < o->nslots; k++) tg__bump_version(o->slots[i * o->nslots + k]->st);
     }
     run_segs(o, ns, total, TG__PAR_GRAIN, PASS_BLOCK);
-    ++*i64p(o->step_t);
+    tg__optim_end(o);
     return TG_OK;
 }
 
