@@ -65,10 +65,12 @@ tg_status tg_backward(tg_ctx *c, tg_tensor *loss);
  * forward's activations, not of the activations plus the gradients alive
  * at once. Gradients are bit-identical to tg_backward's.
  * Never released: the loss; leaves and tensors made with grad mode off (and
- * views of them); tensors of other contexts; what a node whose weight
- * gradient runs at the commit reads; tensors marked with tg_retain (and
- * everything sharing their storage); everything, when the tape holds a
- * custom op (its state may keep any tensor).
+ * views of them); tensors of other contexts; what a weight gradient left
+ * to run at the commit reads (a linear layer's input, when its weight
+ * gradient is at least as large as that input and its output gradient
+ * together); tensors marked with tg_retain (and everything sharing their
+ * storage); everything, when the tape holds a custom op (its state may
+ * keep any tensor).
  * A released tensor keeps its shape and dtype, but its elements are gone:
  * tg_is_released says so, tg_item and tg_get return NaN, tg_data NULL,
  * tg_copy_out and tg_copy_in TG_ERR_MISUSE, an op given it fails with

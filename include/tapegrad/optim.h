@@ -175,7 +175,8 @@ tg_status tg_optim_step(tg_optim *o);
  * opt folded in: tg_backward_release(c, loss) then tg_optim_step(opt),
  * except that a parameter of opt whose grad is NULL never gets one. Its
  * gradient goes straight into its update as the walk finishes, a block of
- * rows of a weight gradient at a time (256 KB of f32), so a training step
+ * rows of a weight gradient at a time (at most 256 KB of f32, on memory
+ * the walk gave back when a piece of it is large enough), so a training step
  * holds the parameters and the optimizer's state but no copy of the
  * gradients (PyTorch's optimizer step in backward). Parameters of opt that
  * hold a grad get the walk's contribution added to it and step from it, as

@@ -37,7 +37,10 @@ typedef struct {
     bool recycle;    /* this walk recycles gradient memory (see hold) */
     bool release;    /* ...and releases activations (see release_setup) */
     bool pended;     /* the running node left a job for the commit */
+    int n_reads;     /* the data its jobs read (a, b; see job_reads) */
+    const void *reads[8];
     tg_optim *opt;   /* tg_backward_step's optimizer, or NULL */
+    struct tg__free_block *spare; /* c's free blocks when its nodes were done */
 } walk;
 
 static slot *probe(slot *tab, uint64_t mask, const tg_tensor *t)
@@ -126,9 +129,27 @@ static void release(walk *w, tg__storage *st)
     atomic_store_explicit(&gave_back, true, memory_order_relaxed);
 }
 
+/* Whether a job the running node left for the commit reads st's data (a
+ * job reads only through its a and b; see tg__defer). More jobs than
+ * w->reads holds: every storage counts as read. */
+static bool job_reads(const walk *w, const tg__storage *st)
+{
+    if (w->n_reads < 0) return true;
+    const char *lo = st->data, *hi = lo + st->cap;
+    for (int k = 0; k < w->n_reads; k++) {
+        const char *p = w->reads[k];
+        if (p >= lo && p < hi) return true;
+    }
+    return false;
+}
+
+/* The running node is done reading t: at its last reader, t's storage is
+ * released. What a job the node left for the commit reads stays (its uses
+ * never reach zero). */
 static bool end_use(void *w, const tg_tensor *t)
 {
     tg__storage *st = t->st;
+    if (((const walk *)w)->pended && job_reads(w, st)) return false;
     /* a given-back storage whose reader never ran stays given back */
     if (st->cand && --st->uses == 0 && !st->released) release(w, st);
     for (int j = 0; st->remake && j < st->remake->n_in; j++)
@@ -272,7 +293,7 @@ static inline void done_with(walk *w, int64_t i)
     if (!w->recycle) return;
     drop(w, w->gr[i]);
     w->gr[i] = NULL;
-    if (w->release && !w->pended) each_read(w, c->tape.nodes[i], end_use);
+    if (w->release) each_read(w, c->tape.nodes[i], end_use);
     if (c->young) {
         if (w->pended) c->young = NULL;
         else tg__recycle_young(c);
@@ -487,6 +508,13 @@ static bool grad_fits(const tg_tensor *t) { return fits(t->grad, t); }
  * scratch at the peak. */
 #define STEP_BLOCK 65536
 
+/* The rows of job d's product that tg_backward_step makes at once. */
+static int64_t block_rows(const tg__defer *d)
+{
+    const int64_t r = d->n > 0 && STEP_BLOCK / d->n > 0 ? STEP_BLOCK / d->n : 1;
+    return r < d->m ? r : d->m;
+}
+
 /* tg_backward_step's part of the commit: the optimizer's parameters that
  * hold no .grad take their step from their gradient instead, a deferred
  * product by blocks of rows (tg__defer_rows) into one scratch block, a
@@ -521,7 +549,7 @@ static void step_params(walk *w, const step_prep *sp)
         } else if (s->g) {
             tg__optim_update(o, c, i, 0, numel, tg__ptr(s->g));
         } else { /* a product, by blocks of its rows */
-            const int64_t n = s->pend->n, rows = n > 0 && STEP_BLOCK / n > 0 ? STEP_BLOCK / n : 1;
+            const int64_t n = s->pend->n, rows = block_rows(s->pend);
             for (int64_t r0 = 0; r0 < s->pend->m; r0 += rows) {
                 const int64_t r1 = r0 + rows < s->pend->m ? r0 + rows : s->pend->m;
                 tg__defer_rows(c, s->pend, r0, r1, sp->block);
@@ -552,8 +580,10 @@ static bool step_setup(walk *w, slot *s, step_prep *sp, bool *steps)
     const bool rows = s->pend && tg__defer_has_rows(s->pend);
     if (!dense && !rows && !(tmp = tg__empty(w->c, w->fn, t->dtype, t->ndim, t->shape)))
         return false;
-    if (rows && sp->block_bytes < (size_t)STEP_BLOCK * tg__esize(t->dtype))
-        sp->block_bytes = (size_t)STEP_BLOCK * tg__esize(t->dtype);
+    if (rows) { /* step_params' blocks */
+        const size_t bytes = (size_t)(block_rows(s->pend) * s->pend->n) * tg__esize(t->dtype);
+        if (sp->block_bytes < bytes) sp->block_bytes = bytes;
+    }
     sp->s[sp->n] = s;
     sp->pi[sp->n] = i;
     sp->tmp[sp->n++] = tmp;
@@ -600,7 +630,10 @@ static tg_status commit_leaf_grads(walk *w)
         todo[n] = s;
         fresh[n++] = buf;
     }
-    if (sp.block_bytes && !(sp.block = tg__arena_alloc(c, sp.block_bytes))) return c->status;
+    /* the scratch on memory the walk gave back, when a block fits */
+    if (sp.block_bytes && !(sp.block = tg__free_block_take(&w->spare, sp.block_bytes)) &&
+        !(sp.block = tg__arena_alloc(c, sp.block_bytes)))
+        return c->status;
     /* Nothing below can fail. */
     for (uint64_t i = 0; i < n; i++) {
         slot *s = todo[i];
@@ -624,6 +657,36 @@ static tg_status commit_leaf_grads(walk *w)
 /* ---- the walk ----------------------------------------------------------- */
 
 
+/* The activations of n a job d would keep alive until the commit, in
+ * bytes: those it reads that a releasing walk could give back. */
+typedef struct {
+    const tg__defer *d;
+    const tg__storage *last;
+    size_t bytes;
+} pin_count;
+
+static bool pin_one(void *p, const tg_tensor *t)
+{
+    pin_count *pc = p;
+    const tg__storage *st = t->st;
+    const char *lo = st->data, *hi = lo + st->cap;
+    const char *a = pc->d->a, *b = pc->d->b;
+    if (st != pc->last && st->cand && !st->released &&
+        ((a >= lo && a < hi) || (b && b >= lo && b < hi))) {
+        pc->bytes += st->cap;
+        pc->last = st; /* an input read twice in a row counts once */
+    }
+    return false;
+}
+
+static size_t pinned(const walk *w, const tg__node *n, const tg__defer *d)
+{
+    if (!w->release) return 0;
+    pin_count pc = {d, NULL, 0};
+    each_read(&pc, n, pin_one);
+    return pc.bytes;
+}
+
 /*
  * Lands d, an op's description of its whole contribution to x's gradient:
  * with defer (tg_backward), a leaf nothing has touched keeps it for the
@@ -632,16 +695,18 @@ static tg_status commit_leaf_grads(walk *w)
  * timesteps costs one buffer, not T products and adds); otherwise it runs
  * into a fresh buffer, which takes the gradient so far (if any) and becomes
  * the walk's own. A deferred job reads g, the node's output gradient, when
- * it runs, so g stays alive until then; while recycling, a job is deferred
- * only when g is no larger than x's gradient would be. False on error (on
- * c).
+ * it runs, so g stays alive until then, as does what it reads of n's
+ * (see end_use); while recycling, a job is deferred only when g and the
+ * activations it would keep from being released (pinned) are no larger
+ * than x's gradient would be. False on error (on c).
  */
-static bool land(walk *w, tg_tensor *x, const tg__defer *d, tg_tensor *g, bool defer)
+static bool land(walk *w, const tg__node *n, tg_tensor *x, const tg__defer *d, tg_tensor *g,
+                 bool defer)
 {
     tg_ctx *c = w->c;
     if (defer && !on_walk_tape(w, x) &&
-        (!c->recycling || !g->st->block ||
-         g->st->nbytes <= (size_t)tg__numel(x->ndim, x->shape) * tg__esize(x->dtype))) {
+        (!c->recycling || (g->st->block ? g->st->nbytes : 0) + pinned(w, n, d) <=
+                              (size_t)tg__numel(x->ndim, x->shape) * tg__esize(x->dtype))) {
         slot *s = lookup(w, x);
         if (!s) return false;
         if (!s->g && !s->pend) {
@@ -650,6 +715,12 @@ static bool land(walk *w, tg_tensor *x, const tg__defer *d, tg_tensor *g, bool d
             s->keep = g;
             hold(g);
             w->pended = true;
+            for (int k = 0; k < 2 && w->n_reads >= 0; k++) {
+                const void *p = k ? d->b : d->a;
+                if (!p) continue;
+                if (w->n_reads == (int)(sizeof w->reads / sizeof w->reads[0])) w->n_reads = -1;
+                else w->reads[w->n_reads++] = p;
+            }
             return true;
         }
     }
@@ -689,7 +760,7 @@ static bool nograph_backward(walk *w, const tg__node *n, tg_tensor *g, tg_tensor
     if (c->status != TG_OK) return false;
     /* in input order; an input used twice lands twice */
     for (int j = 0; j < n->n_in; j++)
-        if (d[j] && d[j]->run && !land(w, n->in[j], d[j], g, defer)) return false;
+        if (d[j] && d[j]->run && !land(w, n, n->in[j], d[j], g, defer)) return false;
     return true;
 }
 
@@ -930,6 +1001,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
             c->spare_in = w.release && !create_graph ? spare_input(n) : NULL;
             c->young = NULL;
             w.pended = false;
+            w.n_reads = 0;
         }
         if (!create_graph && tg__ops_acc[n->op] && !c->anomaly) {
             /* into own buffers: nothing left for the loop below */
@@ -970,6 +1042,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
         if (c->profile) tg__profile_backward(c, n->op);
     }
     c->backward_of = NULL;
+    w.spare = c->free_blocks; /* for the commit's scratch */
     recycle_off(c); /* nothing made from here on may be recycled */
     if (c->status != TG_OK) goto done;
 

@@ -150,9 +150,11 @@ bool tg__norm_axis(tg_ctx *c, const char *fn, int ndim, int axis, int *out);
  * beta = 0 into a fresh one); or right away into the gradient buffer the
  * walk owns for that input (beta = 1: a weight shared by T timesteps
  * costs one buffer, not T products plus adds); or into a fresh buffer
- * that becomes the walk's. The data it reads (dout, the op's inputs)
- * must stay unchanged until the commit. The fields are the run
- * function's arguments; c lends its threads.
+ * that becomes the walk's. It reads memory only through a and b (dout,
+ * the op's inputs, or temporaries of its backward), which must stay
+ * unchanged until the commit: a releasing walk keeps the activations they
+ * point into and releases the op's other reads as usual. The fields are
+ * the run function's arguments; c lends its threads.
  */
 typedef struct tg__defer {
     void (*run)(tg_ctx *c, const struct tg__defer *d, tg_tensor *dst, bool add);

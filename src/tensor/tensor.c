@@ -204,11 +204,11 @@ void tg__recycle_young(tg_ctx *c)
 }
 
 /* The best-fitting free block of at least need bytes and at most twice as
- * many, taken off the list, with its size in *size; NULL when none fits. */
-static char *recycle_take(tg_ctx *c, size_t need, size_t *size)
+ * many, taken off *list, with its size in *size; NULL when none fits. */
+static char *take_from(tg__free_block **list, size_t need, size_t *size)
 {
     tg__free_block **best = NULL;
-    for (tg__free_block **p = &c->free_blocks; *p; p = &(*p)->next) {
+    for (tg__free_block **p = list; *p; p = &(*p)->next) {
         size_t sz = (*p)->size;
         if (sz < need || sz / 2 > need || (best && sz >= (*best)->size)) continue;
         best = p;
@@ -219,6 +219,17 @@ static char *recycle_take(tg_ctx *c, size_t need, size_t *size)
     *best = b->next;
     *size = b->size;
     return (char *)b;
+}
+
+static char *recycle_take(tg_ctx *c, size_t need, size_t *size)
+{
+    return take_from(&c->free_blocks, need, size);
+}
+
+void *tg__free_block_take(struct tg__free_block **list, size_t need)
+{
+    size_t size;
+    return need >= sizeof(tg__free_block) ? take_from(list, need, &size) : NULL;
 }
 
 tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shape)

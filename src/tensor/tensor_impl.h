@@ -157,6 +157,11 @@ tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shap
  * its temporaries. */
 void tg__recycle_young(tg_ctx *c);
 
+/* The best-fitting block of at least need bytes (and at most twice as
+ * many) taken off list, a free list like c->free_blocks, for scratch that
+ * is no tensor's data and is never given back; NULL when none fits. */
+void *tg__free_block_take(struct tg__free_block **list, size_t need);
+
 /* Makes the blocks given back since the last call reusable. */
 void tg__recycle_settle(tg_ctx *c);
 
