@@ -790,12 +790,12 @@ static void values_of(tg_tensor *const *p, int np, bool grad, double *v)
  * (tg_linear_relu), cross-entropy. Under release (released memory poisoned
  * with NaNs): fc2's job (dW2 = dy2^T h1) keeps h1, but h2, which fc2's
  * backward reads as its output, is released; fc3's dW3 is made at once,
- * since deferring it would keep h2 (256 KB) for a gradient of 20 KB. The
- * gradients are tg_backward's bit for bit. tg_backward_step takes its
- * scratch for dW2's blocks (256 KB) from the memory the walk gave back
- * (h2's): its step arena grows no more than the releasing walk's (which
- * makes no scratch), and it steps as release / tg_optim_step does, to
- * rounding. */
+ * since deferring it would keep h2 (256 KB) for a gradient of 20 KB, and
+ * fc2's input gradient dh1 takes h2's memory (no new 256 KB). The
+ * gradients are tg_backward's bit for bit. tg_backward_step's scratch for
+ * dW2's blocks (256 KB) costs no more than that: its step arena grows
+ * less than half a block more than the releasing walk's (which makes no
+ * scratch), and it steps as release / tg_optim_step does, to rounding. */
 START_TEST(test_jobs_keep_only_what_they_read)
 {
     enum { R = 128, IN = 64, H = 512, OUT = 10, NP = 6, N = H * IN + H + H * H + H + OUT * H + OUT };
@@ -852,6 +852,9 @@ START_TEST(test_jobs_keep_only_what_they_read)
         ck_assert_msg(fabs(v[0][i] - v[1][i]) <= 2e-5 * fmax(1.0, fabs(v[0][i])),
                       "parameter element %lld: %.9g after tg_backward_step, %.9g after "
                       "tg_optim_step", (long long)i, v[1][i], v[0][i]);
+    /* release: fc2's dh1 on h2's memory (dW3 and a few headers more) */
+    ck_assert_msg(grew[1] + (size_t)R * H * 4 <= grew[0] + (size_t)OUT * H * 4 + 4096,
+                  "the releasing walk took %zu bytes, tg_backward's %zu", grew[1], grew[0]);
     ck_assert_msg(grew[2] < grew[1] + (size_t)R * H * 4 / 2,
                   "tg_backward_step's walk took %zu bytes, the releasing one %zu", grew[2],
                   grew[1]);

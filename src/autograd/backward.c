@@ -41,6 +41,7 @@ typedef struct {
     const void *reads[8];
     tg_optim *opt;   /* tg_backward_step's optimizer, or NULL */
     struct tg__free_block *spare; /* c's free blocks when its nodes were done */
+    const tg_tensor *spare_out;   /* the running node's output, when spare */
 } walk;
 
 static slot *probe(slot *tab, uint64_t mask, const tg_tensor *t)
@@ -212,34 +213,42 @@ static void release_setup(walk *w, int n_out, tg_tensor *const *outs, tg_tensor 
     c->releasing = w->release;
 }
 
+/* Whether x is a contiguous activation only the running node reads, that
+ * the walk would release right after the node and that no slot holds. */
+static bool spare(const tg_tensor *x)
+{
+    const tg__storage *st = x->st;
+    return st->cand && st->uses == 1 && !st->released && !st->remake && !st->counted &&
+           !st->refs && releasable(st) && tg__contig(x);
+}
+
 /* An input of n whose memory n's backward may take for its gradient
- * (tg__ops_overwrites): a contiguous activation only n reads, that the walk
- * would release right after n and that no slot holds. */
+ * (tg__ops_overwrites), as spare says. */
 static const tg_tensor *spare_input(const tg__node *n)
 {
     const uint32_t m = tg__ops_overwrites[n->op];
     for (int j = 0; m && j < n->n_in && j < 30; j++) {
         const tg_tensor *x = n->in[j];
-        if (!(m & TG__IN(j)) || !x || !x->requires_grad) continue;
-        const tg__storage *st = x->st;
-        if (st->cand && st->uses == 1 && !st->released && !st->remake && !st->counted &&
-            !st->refs && releasable(st) && tg__contig(x))
-            return x;
+        if ((m & TG__IN(j)) && x && x->requires_grad && spare(x)) return x;
     }
     return NULL;
+}
+
+/* Marks x, whose data a gradient of the walk took over, released (as the
+ * walk would have done after the node). */
+static void taken(tg__storage *st)
+{
+    st->cand = false;
+    st->released = true;
+    atomic_store_explicit(&gave_back, true, memory_order_relaxed);
 }
 
 tg_tensor *tg__take_input(tg_ctx *c, const tg_tensor *x)
 {
     if (!x || x != c->spare_in) return NULL;
     c->spare_in = NULL;
-    tg_tensor *t = tg__adopt(c, x);
-    if (!t) return NULL;
-    /* x's data is the gradient's now: released, as the walk would have
-     * done after this node */
-    x->st->cand = false;
-    x->st->released = true;
-    atomic_store_explicit(&gave_back, true, memory_order_relaxed);
+    tg_tensor *t = tg__adopt(c, x, x->dtype, x->ndim, x->shape);
+    if (t) taken(x->st);
     return t;
 }
 
@@ -657,6 +666,27 @@ static tg_status commit_leaf_grads(walk *w)
 /* ---- the walk ----------------------------------------------------------- */
 
 
+/* A buffer for x's gradient on the memory of the running node's output,
+ * when the walk would release that output right after the node
+ * (w->spare_out), job d does not read it and it fits (at least x's bytes,
+ * at most twice as many, as the free list's rule): once a no-graph backward
+ * has returned, it reads nothing but through its jobs, so the output is
+ * dead (linear_relu's, read for the ReLU mask). NULL otherwise, or when
+ * the arena has no room for the header (error on c). */
+static tg_tensor *take_output(walk *w, const tg_tensor *x, const tg__defer *d)
+{
+    const tg_tensor *out = w->spare_out;
+    const size_t need = (size_t)tg__numel(x->ndim, x->shape) * tg__esize(x->dtype);
+    if (!out || out->offset || out->st->cap < need || out->st->cap / 2 > need) return NULL;
+    const char *lo = out->st->data, *hi = lo + out->st->cap, *a = d->a, *b = d->b;
+    if ((a >= lo && a < hi) || (b && b >= lo && b < hi)) return NULL;
+    tg_tensor *t = tg__adopt(w->c, out, x->dtype, x->ndim, x->shape);
+    if (!t) return NULL;
+    taken(out->st);
+    w->spare_out = NULL;
+    return t;
+}
+
 /* The activations of n a job d would keep alive until the commit, in
  * bytes: those it reads that a releasing walk could give back. */
 typedef struct {
@@ -731,8 +761,8 @@ static bool land(walk *w, const tg__node *n, tg_tensor *x, const tg__defer *d, t
         d->run(c, d, *s, true);
         return true;
     }
-    tg_tensor *buf = tg__empty_valid(c, x->dtype, x->ndim, x->shape);
-    if (!buf) return false;
+    tg_tensor *buf = take_output(w, x, d);
+    if (!buf && !(buf = tg__empty_valid(c, x->dtype, x->ndim, x->shape))) return false;
     d->run(c, d, buf, false);
     if (*s) tg__acc_into(c, buf, *s); /* the same bits as *s + buf */
     set_grad(w, s, buf);
@@ -999,6 +1029,7 @@ static tg_status run(tg_ctx *c, const char *fn, int n_out, tg_tensor *const *out
         if (w.recycle) {
             c->spare_dout = g->st->counted && g->st->refs == 1 ? g : NULL;
             c->spare_in = w.release && !create_graph ? spare_input(n) : NULL;
+            w.spare_out = w.release && spare(n->out) ? n->out : NULL;
             c->young = NULL;
             w.pended = false;
             w.n_reads = 0;

@@ -295,23 +295,26 @@ tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shap
     return t;
 }
 
-tg_tensor *tg__adopt(tg_ctx *c, const tg_tensor *x)
+tg_tensor *tg__adopt(tg_ctx *c, const tg_tensor *x, tg_dtype dt, int ndim, const int64_t *shape)
 {
     const tg__storage *xs = x->st;
+    const size_t nbytes = (size_t)tg__numel(ndim, shape) * tg__esize(dt);
+    TG_ASSERT(tg__contig(x) && nbytes + (size_t)x->offset * tg__esize(x->dtype) <= xs->cap);
     char *mem = tg__arena_alloc(c, HEAD_BYTES);
     if (!mem) return NULL;
     tg_tensor *t = (tg_tensor *)(void *)mem;
     tg__storage *st = (tg__storage *)(void *)(mem + sizeof(tg_tensor));
     tensor_init(t, c);
-    *st = (tg__storage){.data = xs->data, .nbytes = xs->nbytes, .cap = xs->cap,
+    *st = (tg__storage){.data = xs->data, .nbytes = nbytes, .cap = xs->cap,
                         .block = xs->cap, .counted = true, .young = c->young};
     c->young = st;
     t->st = st;
-    t->offset = x->offset;
-    t->ndim = x->ndim;
-    t->dtype = x->dtype;
-    memcpy(t->shape, x->shape, (size_t)x->ndim * sizeof(int64_t));
-    tg__contig_strides(x->ndim, x->shape, t->stride);
+    /* x's first element, in units of dt (x's own, or the block's start) */
+    t->offset = dt == x->dtype ? x->offset : 0;
+    t->ndim = ndim;
+    t->dtype = dt;
+    memcpy(t->shape, shape, (size_t)ndim * sizeof(int64_t));
+    tg__contig_strides(ndim, shape, t->stride);
     return t;
 }
 

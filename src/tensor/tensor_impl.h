@@ -185,12 +185,14 @@ extern bool tg__release_poison;
  * bytes at st->data on c's given list (see tg__release_poison). */
 void tg__recycle_release(tg_ctx *c, tg__storage *st);
 
-/* For tg__take_input (backward.c): a contiguous tensor of x's shape and
- * dtype on x's data (at x's offset) with a storage of its own, made by the
- * running recycling walk: counted, its block the whole of x's (st->cap), on
- * c->young. x's storage is left as it was, for the caller to mark. NULL
+/* For a recycling walk taking over the data of x, a contiguous activation
+ * (backward.c: tg__take_input, an op's output): a contiguous tensor of the
+ * given dtype and shape on x's data with a storage of its own: counted,
+ * its block the whole of x's (st->cap), on c->young. It starts at x's
+ * offset when dt is x's dtype, else at the block's start; it must fit in
+ * the block. x's storage is left as it was, for the caller to mark. NULL
  * (error on c) when the arena has no room for the header. */
-tg_tensor *tg__adopt(tg_ctx *c, const tg_tensor *x);
+tg_tensor *tg__adopt(tg_ctx *c, const tg_tensor *x, tg_dtype dt, int ndim, const int64_t *shape);
 
 /* A new tensor struct in c sharing base's storage, with the given layout. */
 tg_tensor *tg__view(tg_ctx *c, const tg_tensor *base, int ndim, const int64_t *shape,
