@@ -130,17 +130,27 @@ static void release(walk *w, tg__storage *st)
     atomic_store_explicit(&gave_back, true, memory_order_relaxed);
 }
 
-/* Whether a job the running node left for the commit reads st's data (a
- * job reads only through its a and b; see tg__defer). More jobs than
- * w->reads holds: every storage counts as read. */
+/* Whether p points into st's data block. */
+static bool in_block(const tg__storage *st, const void *p)
+{
+    const char *lo = st->data, *q = p;
+    return q && q >= lo && q < lo + st->cap;
+}
+
+/* Whether job d reads st's data (a job reads only through its a and b;
+ * see tg__defer). */
+static bool reads_block(const tg__defer *d, const tg__storage *st)
+{
+    return in_block(st, d->a) || in_block(st, d->b);
+}
+
+/* Whether a job the running node left for the commit reads st's data.
+ * More jobs than w->reads holds: every storage counts as read. */
 static bool job_reads(const walk *w, const tg__storage *st)
 {
     if (w->n_reads < 0) return true;
-    const char *lo = st->data, *hi = lo + st->cap;
-    for (int k = 0; k < w->n_reads; k++) {
-        const char *p = w->reads[k];
-        if (p >= lo && p < hi) return true;
-    }
+    for (int k = 0; k < w->n_reads; k++)
+        if (in_block(st, w->reads[k])) return true;
     return false;
 }
 
@@ -677,9 +687,9 @@ static tg_tensor *take_output(walk *w, const tg_tensor *x, const tg__defer *d)
 {
     const tg_tensor *out = w->spare_out;
     const size_t need = (size_t)tg__numel(x->ndim, x->shape) * tg__esize(x->dtype);
-    if (!out || out->offset || out->st->cap < need || out->st->cap / 2 > need) return NULL;
-    const char *lo = out->st->data, *hi = lo + out->st->cap, *a = d->a, *b = d->b;
-    if ((a >= lo && a < hi) || (b && b >= lo && b < hi)) return NULL;
+    if (!out || out->offset || out->st->cap < need || out->st->cap / 2 > need ||
+        reads_block(d, out->st))
+        return NULL;
     tg_tensor *t = tg__adopt(w->c, out, x->dtype, x->ndim, x->shape);
     if (!t) return NULL;
     taken(out->st);
@@ -699,10 +709,7 @@ static bool pin_one(void *p, const tg_tensor *t)
 {
     pin_count *pc = p;
     const tg__storage *st = t->st;
-    const char *lo = st->data, *hi = lo + st->cap;
-    const char *a = pc->d->a, *b = pc->d->b;
-    if (st != pc->last && st->cand && !st->released &&
-        ((a >= lo && a < hi) || (b && b >= lo && b < hi))) {
+    if (st != pc->last && st->cand && !st->released && reads_block(pc->d, st)) {
         pc->bytes += st->cap;
         pc->last = st; /* an input read twice in a row counts once */
     }
