@@ -24,6 +24,7 @@
 #include "tapegrad.h"
 #include "autograd/tape.h"
 #include "ops/fastmath.h"
+#include "ops/ops_impl.h" /* tg__sdpa_keep_p */
 #include "tensor/tensor_impl.h" /* tg__get_flat */
 #include "test_util.h"
 
@@ -831,6 +832,77 @@ START_TEST(test_sdpa_causal_vs_mask)
 }
 END_TEST
 
+/* P kept by the forward (Lk <= 2 Dv) or made again in the backward
+ * (tg__sdpa_keep_p false): the same y and the same gradients of q, k, v
+ * and a mask, bit for bit, at 1 and at 3 threads; keeping costs the
+ * forward P's bytes. Cases: a mask with its gradient and broadcast batch
+ * dims; causal by blocks (64 queries); causal with more keys than queries
+ * (Lk = 2 Dv exactly). Runs 0 and 2 are at 1 thread. */
+START_TEST(test_sdpa_keeps_p)
+{
+    const tg_dtype dt = dts[_i];
+    const size_t es = dt == TG_F64 ? 8 : 4;
+    static const struct {
+        int64_t B, H, Lq, Lk, D, Dv;
+        bool causal, mask;
+    } cs[3] = {{2, 3, 8, 6, 4, 5, false, true},
+               {2, 2, 64, 64, 16, 32, true, false},
+               {1, 2, 80, 130, 8, 65, true, true}};
+    static double want[60000], got[60000];
+    for (int ci = 0; ci < 3; ci++) {
+        const int64_t B = cs[ci].B, H = cs[ci].H, Lq = cs[ci].Lq, Lk = cs[ci].Lk;
+        size_t grew[2] = {0, 0};
+        for (int run = 0; run < 4; run++) { /* keep, threads 1 / 3 */
+            const bool keep = run < 2;
+            tg__sdpa_keep_p = keep;
+            tg_ctx *c = tu_ctx();
+            tu_assert_status(tg_ctx_set_threads(c, run % 2 ? 3 : 1), TG_OK);
+            /* k broadcast over the batch dim */
+            tg_tensor *q = seq(c, dt, 4, (const int64_t[]){B, H, Lq, cs[ci].D}, 0.61, 0.3, 1.0);
+            tg_tensor *k = seq(c, dt, 4, (const int64_t[]){1, H, Lk, cs[ci].D}, 0.47, 1.7, 1.0);
+            tg_tensor *v = seq(c, dt, 4, (const int64_t[]){B, H, Lk, cs[ci].Dv}, 0.83, 0.9, 1.5);
+            tg_tensor *m =
+                cs[ci].mask ? seq(c, dt, 2, (const int64_t[]){Lq, Lk}, 0.29, 0.1, 0.5) : NULL;
+            tg_tensor *in[4] = {q, k, v, m};
+            for (int i = 0; i < 4; i++)
+                if (in[i]) tg_set_requires_grad(in[i], true);
+            tu_assert_ok(c);
+            const size_t before = tg_ctx_bytes_used(c);
+            tg_tensor *y = tg_sdpa(c, q, k, v, m, cs[ci].causal, 0.0);
+            tu_assert_ok(c);
+            if (run % 2 == 0) grew[!keep] = tg_ctx_bytes_used(c) - before;
+            tg_tensor *wt = seq(c, dt, 4, (const int64_t[]){B, H, Lq, cs[ci].Dv}, 0.37, 0.5, 1.0);
+            tu_assert_status(tg_backward(c, tg_sum(c, tg_mul(c, y, wt))), TG_OK);
+            double *out = run ? got : want;
+            int64_t at = 0;
+            for (int i = -1; i < 4; i++) {
+                const tg_tensor *t = i < 0 ? y : in[i] ? tg_grad(in[i]) : NULL;
+                if (i >= 0 && !in[i]) continue;
+                ck_assert_ptr_nonnull(t);
+                for (int64_t e = 0; e < tg_numel(t); e++) {
+                    ck_assert_int_lt(at, 60000);
+                    out[at++] = tg__get_flat(t, e);
+                }
+            }
+            if (run)
+                for (int64_t e = 0; e < at; e++)
+                    ck_assert_msg(memcmp(&want[e], &got[e], sizeof got[e]) == 0,
+                                  "case %d run %d: element %lld of y and the gradients: %.17g, "
+                                  "%.17g kept at 1 thread",
+                                  ci, run, (long long)e, got[e], want[e]);
+            tg_ctx_free(c);
+        }
+        /* P's bytes, less the one batch of scratch the recompute's forward
+         * makes (at 1 thread) */
+        const size_t p_bytes = (size_t)(B * H * Lq * Lk) * es, scratch = (size_t)(Lq * Lk) * es;
+        ck_assert_msg(grew[0] + scratch >= grew[1] + p_bytes,
+                      "case %d: the forward took %zu bytes keeping P, %zu without", ci, grew[0],
+                      grew[1]);
+    }
+    tg__sdpa_keep_p = true;
+}
+END_TEST
+
 /* A NaN or +inf among a row's scores makes that row of y all NaN, in f32
  * (whose softmax takes e^(s - max) from tg__exp_le1f, 0 for a NaN) and in
  * f64 alike; other rows keep the unmasked result's bits, and a NaN past a
@@ -1309,6 +1381,7 @@ Suite *nn_suite(void)
     tcase_set_timeout(att, 120);
     tcase_add_loop_test(att, test_sdpa_values, 0, 2);
     tcase_add_loop_test(att, test_sdpa_causal_vs_mask, 0, 2);
+    tcase_add_loop_test(att, test_sdpa_keeps_p, 0, 2);
     tcase_add_test(att, test_sdpa_gradcheck);
     tcase_add_loop_test(att, test_sdpa_head_layout, 0, 2);
     tcase_add_test(att, test_sdpa_heads_gradcheck);

@@ -166,9 +166,12 @@ tg_tensor *tg_embedding_backward(tg_ctx *c, tg_tensor *dout, tg_tensor *indices,
  * the diagonal of the top-left aligned (Lq, Lk) matrix: query i sees keys
  * j <= i, like torch.tril(ones(Lq, Lk)), also when Lq != Lk.
  * One fused op (node sdpa): two GEMMs and a softmax per batch forward,
- * six GEMMs backward, one of them recomputing the probabilities (with a
- * softmax) rather than keeping (..., Lq, Lk) through the step;
- * when the gradient is itself recorded the backward is built from ops, so
+ * five GEMMs backward. The probabilities P (..., Lq, Lk) are kept from
+ * the forward to the backward when they are at most twice y (Lk <= 2 Dv:
+ * short sequences; a releasing backward gives them back after the node),
+ * else the backward makes them again (a sixth GEMM and a softmax) rather
+ * than keep O(Lq Lk) through the step; both ways give the same bits.
+ * When the gradient is itself recorded the backward is built from ops, so
  * second order works. Causal attention from 64 queries on runs by blocks
  * of rows whose products stop at their last key (a quarter fewer
  * multiply-adds at Lq = 64, nearly half on long sequences); the result

@@ -308,7 +308,8 @@ void tg__embedding_backward_backward(tg_ctx *c, const tg__node *n, tg_tensor *do
  * matrices read in place by BLAS (a copy only for strides it cannot take),
  *   S = scale Q K^T (GEMM), + mask, causal entries skipped, P = softmax(S)
  *   row by row (in scratch), Y = P V (GEMM).
- * Backward, per batch: P again (the same GEMM and rows), dV = P^T dY,
+ * Backward, per batch: P (kept by the forward, or made again with the
+ * same GEMM and rows: see sdpa_keeps), dV = P^T dY,
  * dP = dY V^T, dS = P (dP - rowsum(dP P)), dQ = scale dS K, dK = scale
  * dS^T Q, dmask = dS (six GEMMs); causal ones by blocks of rows and keys
  * (sdpa_block_rows). Gradients come out in the broadcast batch shape; the
@@ -462,9 +463,9 @@ TG__VEC_CLONES static bool sdpa_softmax_row(char *prow, const char *mrow, int64_
 }
 
 /* What P = softmax(S) of a batch needs, the same in the forward and in
- * the backward, which recomputes P rather than keeping Lq x Lk per batch
- * through the step: a GEMM and a softmax pass, a few percent of the
- * attention's time. */
+ * the backward, which recomputes P when the forward did not keep it (see
+ * sdpa_keeps): a GEMM and a softmax pass, a quarter of the forward's
+ * time. */
 typedef struct {
     tg_ctx *c;
     const sdpa_geom *g;
@@ -490,6 +491,21 @@ typedef struct {
  * Without causal, or with fewer than two blocks of 32 rows, one block
  * covers everything: the whole products.
  */
+static int64_t sdpa_block_rows(int64_t Lq, bool causal);
+
+bool tg__sdpa_keep_p = true;
+
+/* Whether the forward keeps P of every batch for the backward, which then
+ * reads it instead of computing it again (the same calls, so the same
+ * bits): when P is at most twice the output (Lk <= 2 Dv), short sequences
+ * like the GPT benchmark's 64 keys of 32 per head (1 MB of f32 per layer
+ * through the step, about 0.35 ms of its 35 ms less per layer). Longer ones
+ * recompute: P grows with Lq Lk, the output with Lq only. */
+static bool sdpa_keeps(const sdpa_geom *g)
+{
+    return tg__sdpa_keep_p && g->Lk <= 2 * g->Dv;
+}
+
 static int64_t sdpa_block_rows(int64_t Lq, bool causal)
 {
     if (!causal || Lq < 64) return Lq > 0 ? Lq : 1;
@@ -589,14 +605,15 @@ static char **sdpa_scratch(tg_ctx *c, int64_t nds, int64_t n, int64_t es)
 }
 
 /* The forward over batches [b0, b1): P = softmax(scale Q K^T) in the
- * running thread's scratch, Y = P V. Batches are independent, so they run
- * side by side on the context's threads; the GEMMs inside then run
- * single. */
+ * running thread's scratch, or in the kept P's batch b, Y = P V. Batches
+ * are independent, so they run side by side on the context's threads; the
+ * GEMMs inside then run single. */
 typedef struct {
     const sdpa_scores *s;
     const sdpa_mat *v, *y;
     int64_t *bad; /* per batch: the first fully masked query, or -1 */
-    char **sc;    /* Lq x Lk scratch per running thread */
+    char **sc;    /* Lq x Lk scratch per running thread, or NULL */
+    char *pk;     /* the kept P (nbatch x Lq x Lk), or NULL */
     _Atomic int next;
 } sdpa_fwd_job;
 
@@ -604,9 +621,10 @@ static void sdpa_fwd_task(void *arg, int64_t b0, int64_t b1)
 {
     sdpa_fwd_job *j = arg;
     const sdpa_geom *g = j->s->g;
-    char *pb = j->sc[atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)];
     const int64_t sb = sdpa_block_rows(g->Lq, j->s->causal), es = j->s->es;
+    char *pb = j->pk ? NULL : j->sc[atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)];
     for (int64_t b = b0; b < b1; b++) {
+        if (j->pk) pb = j->pk + b * g->Lq * g->Lk * es;
         j->bad[b] = -1;
         for (int64_t r0 = 0; r0 < g->Lq; r0 += sb) {
             if ((j->bad[b] = sdpa_probs_rows(j->s, b, pb, r0, sb)) >= 0) break;
@@ -619,15 +637,16 @@ static void sdpa_fwd_task(void *arg, int64_t b0, int64_t b1)
     }
 }
 
-/* The forward: y (rows of unit stride, batch shape g->bs). */
+/* The forward: y (rows of unit stride, batch shape g->bs), and P into pk
+ * when it is non-NULL. */
 static bool sdpa_run(tg_ctx *c, const sdpa_geom *g, const sdpa_mat *q, const sdpa_mat *k,
                      const sdpa_mat *v, const tg_tensor *mask, bool causal, double scale,
-                     tg_tensor *y)
+                     tg_tensor *y, char *pk)
 {
     int64_t es = (int64_t)tg__esize(y->dtype);
     int64_t nsc = tg_ctx_threads(c) < g->nbatch ? tg_ctx_threads(c) : g->nbatch;
-    char **sc = sdpa_scratch(c, nsc, g->Lq * g->Lk, es);
-    if (!sc) return false;
+    char **sc = pk ? NULL : sdpa_scratch(c, nsc, g->Lq * g->Lk, es);
+    if (!pk && !sc) return false;
     int64_t mst[TG_MAX_DIMS + 2];
     sdpa_mask_strides(mask, g, mst);
     int64_t *bad = tg__arena_alloc(c, (size_t)(g->nbatch > 0 ? g->nbatch : 1) * sizeof(int64_t));
@@ -636,7 +655,7 @@ static bool sdpa_run(tg_ctx *c, const sdpa_geom *g, const sdpa_mat *q, const sdp
     bool ok = sdpa_mat_of(y, g, &my);
     TG_ASSERT(ok && !my.tr);
     const sdpa_scores s = {c, g, q, k, mask, mst, causal, y->dtype == TG_F64, scale, es};
-    sdpa_fwd_job j = {&s, v, &my, bad, sc, 0};
+    sdpa_fwd_job j = {&s, v, &my, bad, sc, pk, 0};
     atomic_init(&j.next, 0);
     tg__parallel_for(c, g->nbatch, 1, sdpa_fwd_task, &j);
     for (int64_t b = 0; b < g->nbatch; b++) {
@@ -739,13 +758,19 @@ tg_tensor *tg_sdpa(tg_ctx *c, tg_tensor *q, tg_tensor *k, tg_tensor *v, tg_tenso
     memcpy(ys, ss, sizeof ys);
     ys[nb2 + 1] = g.Dv;
     tg_tensor *y = vd ? sdpa_empty_like(c, q, q->dtype, nb2 + 2, ys) : NULL;
-    if (!y || !sdpa_run(c, &g, &mq, &mk, &mv, mask, causal, scale, y)) return NULL;
+    tg_tensor *pk = NULL; /* P kept for the backward (sdpa_keeps) */
+    if (y && tg__wants_grad(c, 4, in) && sdpa_keeps(&g) &&
+        !(pk = tg__empty(c, fn, q->dtype, 3, (const int64_t[]){g.nbatch, Lq, Lk})))
+        return NULL;
+    if (!y || !sdpa_run(c, &g, &mq, &mk, &mv, mask, causal, scale, y, pk ? tg__ptr(pk) : NULL))
+        return NULL;
     tg__node *n;
     if (tg__record(c, TG_OP_SDPA, y, 4, in, &n)) return NULL;
     if (n) {
         n->f[0] = scale;
         n->iv[0] = causal;
         n->n_iv = 1;
+        tg__save_own(n, 0, pk);
     }
     return y;
 }
@@ -824,7 +849,8 @@ typedef struct {
     const sdpa_scores *s;
     const sdpa_mat *out; /* dq, dk, dv, dmask (t NULL when not needed) */
     bool need_ds;
-    char **ds, **pf; /* per running thread: dS, and P */
+    char **ds, **pf; /* per running thread: dS, and P (when not kept) */
+    const char *pk;  /* the forward's P (nbatch x Lq x Lk), or NULL */
     _Atomic int next;
 } sdpa_bwd_job;
 
@@ -837,13 +863,14 @@ static void sdpa_bwd_task(void *arg, int64_t b0, int64_t b1)
     tg_ctx *c = j->c;
     const sdpa_mat *out = j->out, *md = j->md;
     int t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-    char *ds = j->need_ds ? j->ds[t] : NULL, *pb = j->pf[t];
+    char *ds = j->need_ds ? j->ds[t] : NULL, *pf = j->pk ? NULL : j->pf[t];
     const int64_t sb = sdpa_block_rows(Lq, j->s->causal);
     for (int64_t b = b0; b < b1; b++) {
-        const char *db = sdpa_at(md, g, b);
+        const char *db = sdpa_at(md, g, b), *pb = pf;
         /* the forward succeeded on these inputs (their versions are
          * checked), so no row is fully masked */
-        (void)sdpa_probs(j->s, b, pb, sb);
+        if (j->pk) pb = j->pk + b * Lq * Lk * es;
+        else (void)sdpa_probs(j->s, b, pf, sb);
         if (out[2].t) /* dV = P^T dY */
             sdpa_key_blocks(c, g, f64, es, sb, pb, md, b, 1.0, &out[2], g->Dv);
         if (!ds) continue;
@@ -913,12 +940,14 @@ void tg__sdpa_backward(tg_ctx *c, const tg__node *n, tg_tensor *dout, tg_tensor 
     bool need_ds = NEED(0) || NEED(1) || NEED(3);
     int64_t nds = tg_ctx_threads(c) < g.nbatch ? tg_ctx_threads(c) : g.nbatch;
     char **ds = need_ds ? sdpa_scratch(c, nds, Lq * Lk, es) : NULL;
-    char **pf = sdpa_scratch(c, nds, Lq * Lk, es);
-    if ((need_ds && !ds) || !pf) return;
+    const tg_tensor *pk = n->saved[0]; /* the forward's P, when it kept it */
+    char **pf = pk ? NULL : sdpa_scratch(c, nds, Lq * Lk, es);
+    if ((need_ds && !ds) || (!pk && !pf)) return;
     int64_t mst[TG_MAX_DIMS + 2];
     sdpa_mask_strides(mask, &g, mst);
     const sdpa_scores s = {c, &g, &mq, &mk, mask, mst, n->iv[0] != 0, f64, scale, es};
-    sdpa_bwd_job j = {c, &g, &mq, &mk, &mv, &md, f64, scale, es, &s, out, need_ds, ds, pf, 0};
+    sdpa_bwd_job j = {c,  &g,  &mq,     &mk, &mv, &md, f64, scale, es, &s, out, need_ds,
+                      ds, pf, pk ? tg__ptr((tg_tensor *)pk) : NULL, 0};
     atomic_init(&j.next, 0);
     tg__parallel_for(c, g.nbatch, 1, sdpa_bwd_task, &j);
     for (int i = 0; i < 4; i++) dx[i] = (tg_tensor *)out[i].t;

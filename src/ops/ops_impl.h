@@ -141,6 +141,12 @@ bool tg__det_sum(tg_ctx *c, const double *v, int64_t n, double *out);
 /* Normalises a possibly negative axis against ndim; false on range error. */
 bool tg__norm_axis(tg_ctx *c, const char *fn, int ndim, int axis, int *out);
 
+/* tg_sdpa keeps the attention probabilities P for its backward when they
+ * are at most twice its output (nn.c, sdpa_keeps), while this is true (the
+ * default); tests set it false to check that the backward's recomputed P
+ * gives the same bits. */
+extern bool tg__sdpa_keep_p;
+
 /*
  * A described gradient contribution (a job): run(c, d, dst, add) writes
  * (add false) or adds (add true) one input's whole gradient into dst, a
