@@ -1518,7 +1518,7 @@ END_TEST
 
 /* An MLP 220 -> 320 (relu) -> 3 on 16 fixed rows, squared loss; W1 has
  * more elements than one of tg_backward_step's blocks (65,536), so its
- * gradient goes in two (297 rows, then 23). */
+ * gradient goes in two (288 rows, then 32). */
 enum { BS_R = 16, BS_IN = 220, BS_H = 320, BS_OUT = 3 };
 
 static void bs_params(tg_ctx *pc, tg_dtype dt, tg_tensor **p)
