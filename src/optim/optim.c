@@ -1175,12 +1175,7 @@ static void step_param(tg_optim *o, int i, const char *g, bias_cache *bc, seg *s
 
 tg_status tg_optim_step(tg_optim *o)
 {
-    static const char fn[] = "tg_optim_step";
-    tg_status s = enter(o, fn);
-    if (s != TG_OK) return s;
-    s = check_grads(o, fn);
-    if (s != TG_OK) return s;
-    s = state_alloc(o, fn);
+    tg_status s = tg__optim_prepare(o, "tg_optim_step");
     if (s != TG_OK) return s;
     /* Nothing below can fail. */
     bias_cache bc = {-1, 0, 0};
