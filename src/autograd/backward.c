@@ -548,7 +548,7 @@ typedef struct {
     int *pi;
     tg_tensor **tmp; /* per stepping slot: a whole dense gradient, or NULL */
     uint64_t n;
-    char *block;     /* STEP_BLOCK elements of scratch, or NULL */
+    char *block;     /* block_bytes of scratch (the largest block), or NULL */
     size_t block_bytes;
     bool *stepped;   /* per parameter of the optimizer */
 } step_prep;

@@ -462,6 +462,19 @@ TG__VEC_CLONES static bool sdpa_softmax_row(char *prow, const char *mrow, int64_
     return true;
 }
 
+bool tg__sdpa_keep_p = true;
+
+/* Whether the forward keeps P of every batch for the backward, which then
+ * reads it instead of computing it again (the same calls, so the same
+ * bits): when P is at most twice the output (Lk <= 2 Dv), short sequences
+ * like the GPT benchmark's 64 keys of 32 per head (1 MB of f32 per layer
+ * through the step; its step 35.2-35.7 -> 34.4-34.8 ms at one thread).
+ * Longer ones recompute: P grows with Lq Lk, the output with Lq only. */
+static bool sdpa_keeps(const sdpa_geom *g)
+{
+    return tg__sdpa_keep_p && g->Lk <= 2 * g->Dv;
+}
+
 /* What P = softmax(S) of a batch needs, the same in the forward and in
  * the backward, which recomputes P when the forward did not keep it (see
  * sdpa_keeps): a GEMM and a softmax pass, a quarter of the forward's
@@ -491,21 +504,6 @@ typedef struct {
  * Without causal, or with fewer than two blocks of 32 rows, one block
  * covers everything: the whole products.
  */
-static int64_t sdpa_block_rows(int64_t Lq, bool causal);
-
-bool tg__sdpa_keep_p = true;
-
-/* Whether the forward keeps P of every batch for the backward, which then
- * reads it instead of computing it again (the same calls, so the same
- * bits): when P is at most twice the output (Lk <= 2 Dv), short sequences
- * like the GPT benchmark's 64 keys of 32 per head (1 MB of f32 per layer
- * through the step; its step 35.2-35.7 -> 34.4-34.8 ms at one thread).
- * Longer ones recompute: P grows with Lq Lk, the output with Lq only. */
-static bool sdpa_keeps(const sdpa_geom *g)
-{
-    return tg__sdpa_keep_p && g->Lk <= 2 * g->Dv;
-}
-
 static int64_t sdpa_block_rows(int64_t Lq, bool causal)
 {
     if (!causal || Lq < 64) return Lq > 0 ? Lq : 1;

@@ -221,11 +221,6 @@ static char *take_from(tg__free_block **list, size_t need, size_t *size)
     return (char *)b;
 }
 
-static char *recycle_take(tg_ctx *c, size_t need, size_t *size)
-{
-    return take_from(&c->free_blocks, need, size);
-}
-
 void *tg__free_block_take(struct tg__free_block **list, size_t need)
 {
     size_t size;
@@ -240,7 +235,7 @@ tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shap
     if (nbytes >= TG__RECYCLE_MIN && c->free_blocks) {
         /* a block given back (by a walk, or in the forward by
          * tg_recompute_later) holds the data; the header is new */
-        data = recycle_take(c, nbytes, &cap);
+        data = take_from(&c->free_blocks, nbytes, &cap);
         if (data && !(mem = tg__arena_alloc(c, HEAD_BYTES))) {
             tg__free_block *b = (tg__free_block *)(void *)data; /* back where it was */
             b->next = c->free_blocks;
