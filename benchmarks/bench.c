@@ -4,10 +4,14 @@
  *
  * Only programs of benchmarks/ include cblas.h besides src/core/blas.c:
  * the GEMMs-alone figure must be raw BLAS, without tapegrad in between.
+ * They take it from the library tapegrad loads (tg_blas_library), opened
+ * again here after the peak was read: like tapegrad, a benchmark whose
+ * products are all small (tiny, chain) does not carry BLAS in its peak.
  */
 #include "bench.h"
 
 #include <cblas.h>
+#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,12 +98,30 @@ void bench_fill_labels(int64_t *y, int64_t n, int64_t k, uint64_t seed)
 }
 
 /* The step's GEMMs on buffers of their own (one set per GEMM, as in the
- * step), for the raw cblas_sgemm replay. */
+ * step), for the raw cblas_sgemm replay, and the calls it makes. */
 typedef struct {
     const bench_gemm *g;
     int ng;
     float **a, **b, **c;
+    __typeof__(cblas_sgemm) *sgemm;
+    void (*set_threads)(int); /* OpenBLAS's, or NULL */
 } replay;
+
+/* The replay's calls from tapegrad's BLAS library; false if there is none. */
+static bool replay_blas(replay *r)
+{
+    const char *why, *file = tg_blas_library(&why);
+    void *h = file ? dlopen(file, RTLD_NOW | RTLD_LOCAL) : NULL;
+    void *f = h ? dlsym(h, "cblas_sgemm") : NULL;
+    void *t = h ? dlsym(h, "openblas_set_num_threads") : NULL;
+    if (!f) {
+        fprintf(stderr, "no BLAS for the GEMMs-alone figure: %s\n", file ? dlerror() : why);
+        return false;
+    }
+    memcpy(&r->sgemm, &f, sizeof f);
+    if (t) memcpy(&r->set_threads, &t, sizeof t);
+    return true; /* h stays open: the replay calls into it until the end */
+}
 
 static void replay_free(replay *r)
 {
@@ -117,8 +139,8 @@ static void replay_free(replay *r)
 static bool replay_init(replay *r, const bench_gemm *g, int ng)
 {
     *r = (replay){g, ng, calloc((size_t)ng, sizeof(float *)), calloc((size_t)ng, sizeof(float *)),
-                  calloc((size_t)ng, sizeof(float *))};
-    if (!r->a || !r->b || !r->c) {
+                  calloc((size_t)ng, sizeof(float *)), NULL, NULL};
+    if (!r->a || !r->b || !r->c || !replay_blas(r)) {
         replay_free(r);
         return false;
     }
@@ -141,22 +163,18 @@ static bool replay_init(replay *r, const bench_gemm *g, int ng)
 /* The time of every GEMM of the step run once, in ms. */
 static double replay_run(const replay *r, int threads)
 {
-#ifdef TG_HAVE_OPENBLAS_THREADS
     /* tapegrad keeps OpenBLAS on one thread and runs GEMM blocks on its own
      * threads (it sets OpenBLAS back to one before its next GEMM); the raw
      * reference gets OpenBLAS's own threads instead. */
-    openblas_set_num_threads(threads);
-#else
-    (void)threads;
-#endif
+    if (r->set_threads) r->set_threads(threads);
     double t0 = now_ms();
     for (int i = 0; i < r->ng; i++) {
         const bench_gemm *x = &r->g[i];
         int lda = x->trans_a ? x->m : x->k, ldb = x->trans_b ? x->k : x->n;
-        cblas_sgemm(CblasRowMajor, x->trans_a ? CblasTrans : CblasNoTrans,
-                    x->trans_b ? CblasTrans : CblasNoTrans, x->m, x->n, x->k, 1.0f, r->a[i],
-                    lda > 0 ? lda : 1, r->b[i], ldb > 0 ? ldb : 1, x->beta, r->c[i],
-                    x->n > 0 ? x->n : 1);
+        r->sgemm(CblasRowMajor, x->trans_a ? CblasTrans : CblasNoTrans,
+                 x->trans_b ? CblasTrans : CblasNoTrans, x->m, x->n, x->k, 1.0f, r->a[i],
+                 lda > 0 ? lda : 1, r->b[i], ldb > 0 ? ldb : 1, x->beta, r->c[i],
+                 x->n > 0 ? x->n : 1);
     }
     return now_ms() - t0;
 }

@@ -137,6 +137,32 @@ size_t tg_ctx_bytes_used(const tg_ctx *c);
 /* Arena bytes held from the allocator, used or not. */
 size_t tg_ctx_bytes_reserved(const tg_ctx *c);
 
+/* ====================================================================== */
+/* BLAS                                                                   */
+/* ====================================================================== */
+
+/*
+ * The BLAS library behind matrix products of more than 4,096
+ * multiply-adds (smaller ones are tapegrad's own loops). libtapegrad is not
+ * linked against it: it is loaded (dlopen) by the first product that needs
+ * it, once per process, so a program that never makes one does not carry
+ * it (OpenBLAS and the Fortran runtime it pulls in are about 3 MB resident,
+ * and OpenBLAS starts its threads when it is loaded). The file is the one
+ * the build found (OpenBLAS's libopenblas.so.0 on Debian), or the value of
+ * the environment variable TG_BLAS_LIB when it is set and not empty (read
+ * at the load); it must export cblas_sgemm and cblas_dgemm. tapegrad keeps
+ * an OpenBLAS on one thread (see tg_ctx_set_threads).
+ *
+ * Loads the library now if nothing has yet (call it at start-up to fail
+ * early) and returns its file name (static storage, for the whole
+ * process), or NULL when it cannot be loaded: every product then runs on
+ * tapegrad's loops, which sum in double, give the same values to rounding
+ * and are many times slower. *why, unless why is NULL, gets the reason
+ * ("cannot load <file>: <dlerror's message>", or that the file lacks the
+ * calls), "" after a successful load. Thread-safe; never fails otherwise.
+ */
+const char *tg_blas_library(const char **why);
+
 #ifdef __cplusplus
 }
 #endif

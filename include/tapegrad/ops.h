@@ -159,8 +159,9 @@ tg_tensor *tg_log_softmax(tg_ctx *c, tg_tensor *x, int axis);
 /* ====================================================================== */
 
 /* Matrix product of a [..., M, K] and b [..., K, N] (both at least 2-d);
- * batch dims broadcast like NumPy. Runs on cblas_sgemm / cblas_dgemm;
- * transposed views are passed as CblasTrans, not copied. */
+ * batch dims broadcast like NumPy. Runs on cblas_sgemm / cblas_dgemm
+ * (tg_blas_library) above 4,096 multiply-adds; transposed views are
+ * passed as CblasTrans, not copied. */
 tg_tensor *tg_matmul(tg_ctx *c, tg_tensor *a, tg_tensor *b);
 
 /* ====================================================================== */

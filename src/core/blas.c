@@ -25,18 +25,100 @@
  * product is cut, so a plan that followed the threads would make results
  * depend on them. With a fixed plan every element is computed by the same
  * call on the same operands whatever the count.
+ *
+ * Loading. libtapegrad is not linked against BLAS: the first product that
+ * needs it opens it (dlopen, once per process, TG_BLAS_FILE from the build
+ * or $TG_BLAS_LIB) and takes cblas_sgemm / cblas_dgemm and OpenBLAS's
+ * thread-count calls from it. A program that never multiplies large
+ * matrices then does not carry OpenBLAS and the Fortran runtime it pulls in
+ * (about 3 MB resident) nor OpenBLAS's threads, which it starts when it is
+ * loaded. When the library cannot be loaded the products run on
+ * small_gemm's loops (sums in double: the same values to rounding, far
+ * slower), and tg_blas_library says why.
  */
 #include "core_impl.h"
 
 #include <cblas.h>
+#include <dlfcn.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-#ifdef TG_HAVE_OPENBLAS_THREADS
-/* Declared here too: cblas.h may come from another BLAS's package even
- * when the library linked is OpenBLAS. */
-void openblas_set_num_threads(int num_threads);
-int openblas_get_num_threads(void);
+#ifndef TG_BLAS_FILE
+#define TG_BLAS_FILE "libopenblas.so.0"
 #endif
+
+/* What the load found: the CBLAS calls (of cblas.h's types), OpenBLAS's
+ * thread count calls (NULL for another BLAS), and the file, or why not. */
+static struct {
+    __typeof__(cblas_sgemm) *sgemm;
+    __typeof__(cblas_dgemm) *dgemm;
+    int (*get_threads)(void);
+    void (*set_threads)(int);
+    char file[1024];
+    char why[2048];
+} blas;
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+/* A symbol of h as a function pointer (fp points to one): POSIX makes
+ * dlsym's object pointer convertible; memcpy keeps ISO C's rules. */
+static bool blas_sym(void *h, const char *name, void *fp, size_t size)
+{
+    void *sym = dlsym(h, name);
+    if (!sym) return false;
+    TG_ASSERT(size == sizeof sym);
+    memcpy(fp, &sym, size);
+    return true;
+}
+
+static void blas_load(void)
+{
+    const char *env = getenv("TG_BLAS_LIB");
+    const char *file = env && *env ? env : TG_BLAS_FILE;
+    if (strlen(file) >= sizeof blas.file) {
+        snprintf(blas.why, sizeof blas.why, "TG_BLAS_LIB is longer than %zu bytes",
+                 sizeof blas.file - 1);
+        return;
+    }
+    memcpy(blas.file, file, strlen(file) + 1);
+    void *h = dlopen(blas.file, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *e = dlerror();
+        snprintf(blas.why, sizeof blas.why, "cannot load %s: %.900s", blas.file,
+                 e ? e : "dlopen failed");
+        return;
+    }
+    if (!blas_sym(h, "cblas_sgemm", &blas.sgemm, sizeof blas.sgemm) ||
+        !blas_sym(h, "cblas_dgemm", &blas.dgemm, sizeof blas.dgemm)) {
+        snprintf(blas.why, sizeof blas.why, "%s has no cblas_sgemm and cblas_dgemm",
+                 blas.file);
+        blas.sgemm = NULL;
+        blas.dgemm = NULL;
+        dlclose(h);
+        return;
+    }
+    if (!blas_sym(h, "openblas_get_num_threads", &blas.get_threads, sizeof blas.get_threads) ||
+        !blas_sym(h, "openblas_set_num_threads", &blas.set_threads, sizeof blas.set_threads)) {
+        blas.get_threads = NULL;
+        blas.set_threads = NULL;
+    }
+}
+
+/* Whether BLAS is there to call, loading it the first time. */
+static bool blas_ready(void)
+{
+    pthread_once(&blas_once, blas_load);
+    return blas.sgemm != NULL;
+}
+
+const char *tg_blas_library(const char **why)
+{
+    bool ok = blas_ready();
+    if (why) *why = blas.why;
+    return ok ? blas.file : NULL;
+}
 
 /* The leading dimension to hand BLAS for a row-major matrix stored as rows
  * x cols with row stride ld. With one row the stride is never used, so
@@ -318,18 +400,22 @@ static int64_t gemm_plan(int64_t m, int64_t n, int64_t k, bool *cut_rows, int64_
     return (dim + p - 1) / p;
 }
 
-/* One BLAS call on the whole of the sub-product it is given. */
+/* One BLAS call on the whole of the sub-product it is given; small_gemm's
+ * loops when there is no BLAS. */
 static void blas_call(const gemm_job *g, int64_t m, int64_t n, const void *a, const void *b,
                       void *cmat)
 {
     enum CBLAS_TRANSPOSE ta = g->trans_a ? CblasTrans : CblasNoTrans;
     enum CBLAS_TRANSPOSE tb = g->trans_b ? CblasTrans : CblasNoTrans;
-    if (g->f64) {
-        cblas_dgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)g->k, g->alpha, a, g->lda, b,
-                    g->ldb, g->beta, cmat, g->ldc);
+    if (!blas.sgemm) {
+        small_gemm(g->f64, g->trans_a, g->trans_b, m, n, g->k, g->alpha, a, g->lda, b, g->ldb,
+                   g->beta, cmat, g->ldc);
+    } else if (g->f64) {
+        blas.dgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)g->k, g->alpha, a, g->lda, b,
+                   g->ldb, g->beta, cmat, g->ldc);
     } else {
-        cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)g->k, (float)g->alpha, a,
-                    g->lda, b, g->ldb, (float)g->beta, cmat, g->ldc);
+        blas.sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)g->k, (float)g->alpha, a,
+                   g->lda, b, g->ldb, (float)g->beta, cmat, g->ldc);
     }
 }
 
@@ -360,9 +446,7 @@ static void gemm_blocks(void *arg, int64_t first, int64_t last)
  * results depend on it. */
 static void blas_one_thread(void)
 {
-#ifdef TG_HAVE_OPENBLAS_THREADS
-    if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
-#endif
+    if (blas.get_threads && blas.get_threads() != 1) blas.set_threads(1);
 }
 
 void tg__gemm(tg_ctx *c, bool f64, bool trans_a, bool trans_b, int64_t m, int64_t n,
@@ -394,6 +478,6 @@ void tg__gemm(tg_ctx *c, bool f64, bool trans_a, bool trans_b, int64_t m, int64_
                   .alpha = alpha, .beta = beta, .a = a, .b = b, .cmat = cmat, .lda = lda_ok,
                   .ldb = ldb_ok, .ldc = (int)ldc_ok};
     int64_t blocks = gemm_plan(m, n, k, &g.cut_rows, &g.per);
-    blas_one_thread();
+    if (blas_ready()) blas_one_thread();
     tg__parallel_for(c, blocks, 1, gemm_blocks, &g);
 }
