@@ -158,8 +158,9 @@ size_t tg_ctx_bytes_reserved(const tg_ctx *c);
  * process), or NULL when it cannot be loaded: every product then runs on
  * tapegrad's loops, which sum in double, give the same values to rounding
  * and are many times slower. *why, unless why is NULL, gets the reason
- * ("cannot load <file>: <dlerror's message>", or that the file lacks the
- * calls), "" after a successful load. Thread-safe; never fails otherwise.
+ * ("cannot load <file>: <dlerror's message>", "<file> has no cblas_sgemm"
+ * (or cblas_dgemm), or that $TG_BLAS_LIB is too long), "" after a
+ * successful load. Thread-safe; never fails otherwise.
  */
 const char *tg_blas_library(const char **why);
 

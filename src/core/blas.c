@@ -90,10 +90,10 @@ static void blas_load(void)
                  e ? e : "dlopen failed");
         return;
     }
-    if (!blas_sym(h, "cblas_sgemm", &blas.sgemm, sizeof blas.sgemm) ||
-        !blas_sym(h, "cblas_dgemm", &blas.dgemm, sizeof blas.dgemm)) {
-        snprintf(blas.why, sizeof blas.why, "%s has no cblas_sgemm and cblas_dgemm",
-                 blas.file);
+    const bool s = blas_sym(h, "cblas_sgemm", &blas.sgemm, sizeof blas.sgemm);
+    if (!s || !blas_sym(h, "cblas_dgemm", &blas.dgemm, sizeof blas.dgemm)) {
+        snprintf(blas.why, sizeof blas.why, "%s has no %s", blas.file,
+                 s ? "cblas_dgemm" : "cblas_sgemm");
         blas.sgemm = NULL;
         blas.dgemm = NULL;
         dlclose(h);
