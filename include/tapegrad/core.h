@@ -150,8 +150,11 @@ size_t tg_ctx_bytes_reserved(const tg_ctx *c);
  * and OpenBLAS starts its threads when it is loaded). The file is the one
  * the build found (OpenBLAS's libopenblas.so.0 on Debian), or the value of
  * the environment variable TG_BLAS_LIB when it is set and not empty (read
- * at the load); it must export cblas_sgemm and cblas_dgemm. tapegrad keeps
- * an OpenBLAS on one thread (see tg_ctx_set_threads).
+ * at the load); it must export cblas_sgemm and cblas_dgemm with 32-bit
+ * integer arguments (an LP64 build: the names are looked up, their types
+ * cannot be checked). tapegrad keeps an OpenBLAS on one thread (see
+ * tg_ctx_set_threads); another BLAS keeps its own thread settings, and
+ * results are bit-identical across thread counts only as far as it is.
  *
  * Loads the library now if nothing has yet (call it at start-up to fail
  * early) and returns its file name (static storage, for the whole
