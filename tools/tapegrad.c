@@ -13,7 +13,7 @@
  *                                  count and metadata of any safetensors file
  *   tapegrad ops                   every registered op, one per line: name,
  *                                  arity, dtypes, gradient order, notes
- *   tapegrad version               the library version
+ *   tapegrad version               the library version and the BLAS it loads
  *
  * Exit status 0 on success, 1 on a runtime failure (missing or corrupt
  * file, a checkpoint that does not fit), 2 on a usage error.
@@ -37,7 +37,7 @@ static void usage(FILE *f)
                "            name, arity (n: any number; <=k: trailing inputs optional),\n"
                "            dtypes (+i64: takes TG_I64 labels or indices), gradient\n"
                "            (2nd-order: first and second derivatives; none), notes\n"
-               "  version   print the version\n"
+               "  version   print the version and the BLAS library products run on\n"
                "  help      this text\n"
                "exit status: 0 success, 1 runtime failure, 2 usage error\n");
 }
@@ -86,6 +86,9 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "ops") == 0) return cmd_ops();
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("tapegrad %s\n", TG_VERSION_STRING);
+        const char *why, *blas = tg_blas_library(&why);
+        if (blas) printf("BLAS: %s\n", blas);
+        else printf("BLAS: none, products on tapegrad's own loops (%s)\n", why);
         return 0;
     }
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {

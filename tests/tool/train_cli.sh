@@ -143,6 +143,16 @@ for want in '^fc1\.weight +F32 +\[256,784\] +200704 +802816$' '^optim\.step +I64
     grep -Eq -- "$want" "$TMP/inspect.out" || fail "inspect: no line matching '$want'"
 done
 
+# --- version: the BLAS it loads, or why not -------------------------------------
+if ! tg version >"$TMP/v.out" 2>&1 || ! grep -Eq '^BLAS: .*blas' "$TMP/v.out"; then
+    fail "version: no BLAS line naming a library: $(cat "$TMP/v.out")"
+fi
+if ! TG_BLAS_LIB=/nonexistent/libnothing.so tg version >"$TMP/v.out" 2>&1 ||
+    ! grep -q "^BLAS: none, products on tapegrad's own loops (cannot load /nonexistent/libnothing.so" \
+        "$TMP/v.out"; then
+    fail "version without a BLAS: $(cat "$TMP/v.out")"
+fi
+
 # --- errors --------------------------------------------------------------------
 expect 2 "unknown option '--epoch'" "unknown option" -- train --epoch 3
 expect 2 "--epochs: 'abc' is not a whole number" "bad number" -- train --epochs abc
