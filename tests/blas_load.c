@@ -13,6 +13,8 @@
  *            own loops.
  *   nocblas  TG_BLAS_LIB names a library without CBLAS (zlib): the same.
  *   toolong  TG_BLAS_LIB longer than a path tapegrad keeps: the same.
+ *   race     four threads, each with its own context, make their first
+ *            large products at once: one load, every result right.
  *
  * Values are checked against sums in long double to a relative 1e-5
  * (f32) or 1e-12 (f64). Prints every failed check; exits non-zero if one
@@ -20,13 +22,15 @@
  */
 #define _XOPEN_SOURCE 700 /* realpath */
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <tapegrad.h>
 
-static int n_failed;
+static atomic_int n_failed;
 
 #define CHECK(cond, ...)                                                                  \
     do {                                                                                  \
@@ -132,6 +136,14 @@ static void check_fallback(const char *expect)
     CHECK(tg_blas_library(NULL) == NULL, "loaded on a second call");
 }
 
+static void *racer(void *arg)
+{
+    (void)arg;
+    check_product(TG_F32, 96, 80, 64);
+    check_product(TG_F64, 40, 530, 24);
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
@@ -158,8 +170,17 @@ int main(int argc, char **argv)
         path[sizeof path - 1] = '\0';
         setenv("TG_BLAS_LIB", path, 1);
         check_fallback("TG_BLAS_LIB is longer than");
+    } else if (strcmp(mode, "race") == 0) {
+        pthread_t t[4];
+        int started = 0;
+        for (; started < 4; started++)
+            if (pthread_create(&t[started], NULL, racer, NULL) != 0) break;
+        CHECK(started == 4, "started %d threads", started);
+        for (int i = 0; i < started; i++) pthread_join(t[i], NULL);
+        const char *why = NULL;
+        CHECK(tg_blas_library(&why) != NULL, "no BLAS: %s", why);
     } else {
-        fprintf(stderr, "usage: %s lazy|missing|nocblas|toolong\n", argv[0]);
+        fprintf(stderr, "usage: %s lazy|missing|nocblas|toolong|race\n", argv[0]);
         return 2;
     }
     return n_failed ? EXIT_FAILURE : EXIT_SUCCESS;
