@@ -1024,20 +1024,20 @@ static void segs_range(void *arg, int64_t b, int64_t e)
     }
 }
 
-/* The threads of a pass take blocks of PASS_BLOCK indices in turn from a
- * shared counter rather than fixed halves: the optimizer's pool sleeps
- * between steps, and a worker that wakes late then finds less left to do
- * instead of making the caller wait for its half. Which thread runs a
- * block changes no bit. */
+/* The threads of a pass take blocks of indices in turn from a shared
+ * counter rather than fixed halves: the optimizer's pool sleeps between
+ * steps, and a worker that wakes late then finds less left to do instead
+ * of making the caller wait for its half. Which thread runs a block
+ * changes no bit. zero_grad's blocks are PASS_BLOCK floats' bytes.
+ *
+ * An update's blocks are UPDATE_GRAIN elements, and it is split from
+ * UPDATE_GRAIN elements per thread: it reads four arrays and writes three
+ * (Adam), several times the work of the elementwise ops TG__PAR_GRAIN
+ * (32,768) is set for, and tg_backward_step hands it blocks of a weight
+ * gradient of about 64K elements, which TG__PAR_GRAIN left on one thread
+ * (the MLP's [80, 784]: b32 at 2 threads 1.04-1.09 ms, 0.98-1.03 with
+ * this). */
 #define PASS_BLOCK 16384
-
-/* An update pass's grain and block, in elements: an update reads four
- * arrays and writes three (Adam), several times the work of TG__PAR_GRAIN's
- * elementwise op, so it pays to split from fewer elements, and
- * tg_backward_step's blocks of a weight gradient (about 64K elements) are
- * split at all: the MLP's [80, 784] blocks ran on one thread with
- * TG__PAR_GRAIN, and b32 took 1.04-1.09 ms at 2 threads against 0.98-1.01
- * with this. */
 #define UPDATE_GRAIN 8192
 
 typedef struct {
