@@ -681,17 +681,16 @@ static tg_status commit_leaf_grads(walk *w)
 
 /* A buffer for x's gradient on the memory of the running node's output,
  * when the walk would release that output right after the node
- * (w->spare_out), job d does not read it and it fits (at least x's bytes,
- * at most twice as many, as the free list's rule): once a no-graph backward
- * has returned, it reads nothing but through its jobs, so the output is
- * dead (linear_relu's, read for the ReLU mask). NULL otherwise, or when
- * the arena has no room for the header (error on c). */
+ * (w->spare_out), job d does not read it and it fits (tg__block_fits, the
+ * free list's rule): once a no-graph backward has returned, it reads
+ * nothing but through its jobs, so the output is dead (linear_relu's, read
+ * for the ReLU mask). NULL otherwise, or when the arena has no room for
+ * the header (error on c). */
 static tg_tensor *take_output(walk *w, const tg_tensor *x, const tg__defer *d)
 {
     const tg_tensor *out = w->spare_out;
     const size_t need = (size_t)tg__numel(x->ndim, x->shape) * tg__esize(x->dtype);
-    if (!out || out->offset || out->st->cap < need || out->st->cap / 2 > need ||
-        reads_block(d, out->st))
+    if (!out || out->offset || !tg__block_fits(out->st->cap, need) || reads_block(d, out->st))
         return NULL;
     tg_tensor *t = tg__adopt(w->c, out, x->dtype, x->ndim, x->shape);
     if (!t) return NULL;

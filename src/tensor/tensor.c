@@ -210,7 +210,7 @@ static char *take_from(tg__free_block **list, size_t need, size_t *size)
     tg__free_block **best = NULL;
     for (tg__free_block **p = list; *p; p = &(*p)->next) {
         size_t sz = (*p)->size;
-        if (sz < need || sz / 2 > need || (best && sz >= (*best)->size)) continue;
+        if (!tg__block_fits(sz, need) || (best && sz >= (*best)->size)) continue;
         best = p;
         if (sz == need) break;
     }

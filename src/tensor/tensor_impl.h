@@ -157,6 +157,14 @@ tg_tensor *tg__empty_valid(tg_ctx *c, tg_dtype dt, int ndim, const int64_t *shap
  * its temporaries. */
 void tg__recycle_young(tg_ctx *c);
 
+/* Whether a block of size bytes may hold need bytes: at least need, at
+ * most twice as many (a larger block would be wasted on it). The rule of
+ * the free list, and of the walk's other reuse of given-back memory. */
+static inline bool tg__block_fits(size_t size, size_t need)
+{
+    return size >= need && size / 2 <= need;
+}
+
 /* The best-fitting block of at least need bytes (and at most twice as
  * many) taken off list, a free list like c->free_blocks, for scratch that
  * is no tensor's data and is never given back; NULL when none fits. */
